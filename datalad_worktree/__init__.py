@@ -1,0 +1,18 @@
+"""DataLad extension: nested git worktrees for dataset hierarchies"""
+
+__version__ = '0.1.0.dev0'
+
+# defines a datalad command suite
+# this symbol must be identified as a setuptools entrypoint
+# to be found by datalad
+command_suite = (
+    "Nested git worktrees for whole dataset hierarchies",
+    [
+        (
+            'datalad_worktree.worktree_add',
+            'WorktreeAdd',
+            'worktree-add',
+            'worktree_add',
+        ),
+    ],
+)

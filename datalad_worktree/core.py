@@ -1,0 +1,225 @@
+"""Shared core: walk a dataset hierarchy and talk to git
+
+Everything here works on plain paths and commits, reads git's own records
+(``.gitmodules`` and gitlinks of a commit, ``git worktree list``) and never
+passes user- or repository-supplied names to git where they could be taken
+for options.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import (
+    Path,
+    PurePosixPath,
+)
+from typing import Iterator
+
+from datalad_next.runners import CommandError
+
+GITLINK_MODE = '160000'
+
+
+def git_out(repo: Path, args: list[str], input: str | None = None) -> str:
+    """Run git in ``repo`` and return its standard output, exactly
+
+    Raises ``CommandError`` (with git's stderr) when git fails.
+    """
+    cmd = ['git', *args]
+    res = subprocess.run(cmd, cwd=repo, input=input, capture_output=True,
+                         text=True)
+    if res.returncode:
+        raise CommandError(cmd=cmd, code=res.returncode, stdout=res.stdout,
+                           stderr=res.stderr, cwd=repo)
+    return res.stdout
+
+
+def git_lines(repo: Path, args: list[str]) -> list[str]:
+    """Run git in ``repo`` and return its output split at newlines"""
+    return git_out(repo, args).split('\n')[:-1]
+
+
+def git_records(repo: Path, args: list[str]) -> list[str]:
+    """Run git with ``-z`` output in ``repo``; return the NUL-ended records"""
+    return git_out(repo, args).split('\0')[:-1]
+
+
+def git_error(exc: CommandError) -> str:
+    """The last line git wrote to stderr, for a message a person can read"""
+    stderr = exc.stderr or ''
+    if isinstance(stderr, bytes):
+        stderr = stderr.decode(errors='replace')
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    return lines[-1] if lines else str(exc)
+
+
+def unsafe_relpath(value: str) -> str | None:
+    """Why a recorded subdataset path is unsafe to use, or None if it is safe
+
+    A safe path is relative, normalized, and has no ``..`` or ``.git``
+    component, so it stays inside the worktree that contains it.
+    """
+    if not value or value.startswith('/') or '\\' in value:
+        return 'it is not a relative path'
+    parts = value.split('/')
+    if any(p in ('', '.', '..') for p in parts):
+        return 'it is not a normalized path inside the dataset'
+    if any(p.lower() == '.git' for p in parts):
+        return "it has a '.git' component"
+    return None
+
+
+def is_within(path: Path, root: Path) -> bool:
+    """Whether the real location of ``path`` is ``root`` or below it"""
+    real = Path(os.path.realpath(path))
+    root = Path(os.path.realpath(root))
+    return real == root or root in real.parents
+
+
+@dataclass(frozen=True)
+class Node:
+    """One dataset of a hierarchy, located relative to its top dataset"""
+    origin: Path
+    """Working tree of the dataset in the origin hierarchy"""
+    relpath: PurePosixPath
+    """Location relative to the top dataset (``.`` for the top)"""
+    commit: str
+    """Commit to check out: HEAD for the top, the recorded gitlink below"""
+    depth: int
+    installed: bool = True
+    problem: str | None = None
+    """Why this dataset cannot be handled, if it cannot"""
+
+    def at(self, root: Path) -> Path:
+        """Location of this dataset below another worktree ``root``"""
+        return root if self.relpath == PurePosixPath('.') else root / self.relpath
+
+
+def recorded_subdatasets(repo: Path, commit: str) -> list[tuple[str, str | None]]:
+    """(path, gitlink commit) of each subdataset recorded in ``commit``
+
+    Paths are read from the ``.gitmodules`` file of that commit, and only
+    those with a gitlink in the commit's tree are returned. An unsafe path
+    is returned with ``None`` as its commit.
+    """
+    try:
+        records = git_records(repo, [
+            'config', '-z', '--blob', f'{commit}:.gitmodules',
+            '--get-regexp', r'^submodule\..*\.path$'])
+    except CommandError as e:
+        if e.returncode == 1:
+            # no .gitmodules, or no path in it
+            return []
+        raise
+    paths = [r.split('\n', 1)[1] for r in records if '\n' in r]
+    unsafe = [(p, None) for p in paths if unsafe_relpath(p)]
+    safe = [p for p in paths if not unsafe_relpath(p)]
+    if not safe:
+        return unsafe
+    gitlinks = {}
+    for entry in git_records(repo, [
+            '--literal-pathspecs', 'ls-tree', '-z', commit, '--', *safe]):
+        meta, path = entry.split('\t', 1)
+        mode, _, sha = meta.split(' ')
+        if mode == GITLINK_MODE:
+            gitlinks[path] = sha
+    return unsafe + [(p, gitlinks[p]) for p in safe if p in gitlinks]
+
+
+def is_repo_root(path: Path) -> bool:
+    """Whether ``path`` holds an installed repository (has its own .git)"""
+    return os.path.lexists(path / '.git')
+
+
+def walk_hierarchy(
+        top: Path,
+        commit: str,
+        max_depth: int | None,
+) -> Iterator[Node]:
+    """Yield the top dataset and its subdatasets, every parent before its children
+
+    Subdatasets are those recorded in the parent's ``commit``; each is looked
+    for at the recorded location in the parent's origin working tree.
+    ``max_depth`` limits the recursion (0: only the top, None: unlimited).
+    """
+    queue = [Node(origin=top, relpath=PurePosixPath('.'), commit=commit,
+                  depth=0)]
+    while queue:
+        node = queue.pop(0)
+        yield node
+        if not node.installed or node.problem:
+            continue
+        if max_depth is not None and node.depth >= max_depth:
+            continue
+        queue.extend(_children(node))
+
+
+def _children(parent: Node) -> Iterator[Node]:
+    for path, sha in recorded_subdatasets(parent.origin, parent.commit):
+        relpath = parent.relpath / path
+        origin = parent.origin / path
+        if sha is None:
+            yield Node(origin, relpath, '', parent.depth + 1, installed=False,
+                       problem=f'refusing the subdataset path {path!r} '
+                               f'recorded in {parent.origin}/.gitmodules: '
+                               f'{unsafe_relpath(path)}')
+        elif not is_within(origin, parent.origin) or \
+                Path(os.path.realpath(origin)) != \
+                Path(os.path.realpath(parent.origin)) / path:
+            yield Node(origin, relpath, sha, parent.depth + 1,
+                       installed=False,
+                       problem=f'refusing the subdataset at {origin}: a '
+                               f'symbolic link on its path leads elsewhere')
+        else:
+            yield Node(origin, relpath, sha, parent.depth + 1,
+                       installed=is_repo_root(origin))
+
+
+@dataclass(frozen=True)
+class Worktree:
+    """One entry of ``git worktree list --porcelain``"""
+    path: Path
+    head: str | None
+    branch: str | None
+    """Full ref name of the checked-out branch, None when detached"""
+    locked: str | None
+    """The lock reason ('' without one), None when not locked"""
+    prunable: bool
+
+
+def list_worktrees(repo: Path) -> list[Worktree]:
+    """All worktrees of ``repo``'s repository, the main worktree first"""
+    entries = []
+    record: dict = {}
+    for line in git_lines(repo, ['worktree', 'list', '--porcelain']) + ['']:
+        if not line:
+            if record:
+                entries.append(Worktree(
+                    path=Path(record['worktree']),
+                    head=record.get('HEAD'),
+                    branch=record.get('branch'),
+                    locked=record.get('locked'),
+                    prunable='prunable' in record,
+                ))
+            record = {}
+            continue
+        key, _, value = line.partition(' ')
+        record[key] = value
+    return entries
+
+
+def same_path(a: Path, b: Path) -> bool:
+    """Whether two paths lead to the same location"""
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def uses_annex(repo: Path) -> bool:
+    """Whether git-annex is initialized in ``repo``"""
+    try:
+        return bool(git_out(repo, ['config', '--get', 'annex.version']))
+    except CommandError as e:
+        if e.returncode == 1:
+            return False
+        raise

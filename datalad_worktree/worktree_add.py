@@ -1,0 +1,544 @@
+"""Create a linked worktree of a dataset and of its installed subdatasets"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    ThreadPoolExecutor,
+    wait,
+)
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from datalad.interface.common_opts import (
+    jobs_opt,
+    recursion_flag,
+    recursion_limit,
+)
+from datalad.support import ansi_colors as ac
+from datalad.ui import ui
+from datalad_next.commands import (
+    EnsureCommandParameterization,
+    Parameter,
+    ValidatedInterface,
+    build_doc,
+    datasetmethod,
+    eval_results,
+    get_status_dict,
+)
+from datalad_next.constraints import (
+    EnsureBool,
+    EnsureChoice,
+    EnsureDataset,
+    EnsureInt,
+    EnsurePath,
+    EnsureRange,
+    EnsureStr,
+)
+from datalad_next.runners import CommandError
+
+from .core import (
+    Node,
+    Worktree,
+    git_error,
+    git_lines,
+    git_out,
+    is_within,
+    list_worktrees,
+    same_path,
+    uses_annex,
+    walk_hierarchy,
+)
+
+ACTION = 'worktree-add'
+
+
+@dataclass
+class Plan:
+    """What to do for one dataset: the outcome of the preflight"""
+    node: Node
+    root: Path
+    """The new worktree of the top dataset"""
+    branch: str | None
+    """Branch to check out in the new worktree; None for a detached HEAD"""
+    todo: str = 'create'
+    """'create', 'exists' (a matching worktree is there already), 'skip'
+    (subdataset not installed) or 'refuse'"""
+    new_branch: bool = False
+    reason: str = ''
+
+    @property
+    def target(self) -> Path:
+        """Where this dataset's new worktree goes"""
+        return self.node.at(self.root)
+
+
+@build_doc
+class WorktreeAdd(ValidatedInterface):
+    """Create a linked worktree of a dataset and of its subdatasets
+
+    A linked git worktree is a second working tree of the same repository:
+    it shares all history and, for git-annex datasets, all annexed content
+    with the dataset, but has a checkout, branch and index of its own.
+    ``git worktree add`` makes one for a single repository and leaves any
+    subdataset in it an empty directory. This command makes one for the
+    dataset at PATH and, with [CMD: --recursive CMD][PY: recursive=True PY],
+    one for every installed subdataset at the same relative location inside
+    PATH, so the whole hierarchy can be used there at once: ``datalad run``,
+    ``save`` and ``rerun`` work in it, and annexed files are readable without
+    any ``datalad get``, because their content is shared.
+
+    Each subdataset's worktree checks out the commit that its parent's new
+    worktree records for it, exactly as a fresh ``datalad get`` would, not
+    whatever the subdataset has checked out right now. Subdatasets that are
+    not installed in the dataset are reported and left as empty mount points,
+    as they are in the dataset itself.
+
+    Every dataset's worktree is on the same branch: the one given with
+    [CMD: --branch CMD][PY: branch PY], or, like git does, a branch named
+    after PATH's last component. A missing branch is created at the commit
+    to be checked out. An existing branch is used only if it points at that
+    commit already: it may hold results that are not merged anywhere, so it
+    is never moved. [CMD: --detach CMD][PY: detach=True PY] checks out
+    detached HEADs instead.
+
+    Before anything is created, every dataset is checked: PATH must not
+    exist or be an empty directory, and must not lie inside a dataset's or
+    any git working tree; the branch name must be valid and not be checked
+    out in another worktree; an existing branch must point at the commit to
+    be checked out; the commit must be present; git-annex must be
+    initialized where a dataset uses it. If any check fails, nothing is
+    created and every problem is reported. Running the same command again
+    after an interruption creates only what is missing and reports matching
+    worktrees that exist already as 'notneeded'.
+
+    One result is reported per dataset, with ``action='worktree-add'``,
+    ``type='dataset'``, ``path`` (the new worktree), ``source`` (the
+    dataset it is a worktree of), ``branch`` (None when detached) and
+    ``commit`` (the commit checked out).
+    """
+
+    result_renderer = 'tailored'
+
+    _params_ = dict(
+        path=Parameter(
+            args=('path',),
+            metavar='PATH',
+            doc="""where to create the worktree of the dataset. It must not
+            exist, or be an empty directory, outside of any dataset."""),
+        dataset=Parameter(
+            args=('-d', '--dataset'),
+            metavar='DATASET',
+            doc="""dataset to create a worktree of. If not given, the
+            dataset that contains the current directory."""),
+        branch=Parameter(
+            args=('-b', '--branch'),
+            metavar='BRANCH',
+            doc="""branch to check out in every dataset's worktree. It is
+            created where it does not exist, at the commit to be checked
+            out. Default: the last component of PATH."""),
+        detach=Parameter(
+            args=('--detach',),
+            action='store_true',
+            doc="""check out detached HEADs instead of a branch."""),
+        recursive=recursion_flag,
+        recursion_limit=Parameter(
+            args=recursion_limit.cmd_args,
+            metavar='LEVELS',
+            doc="""limit recursion into subdatasets to the given number of
+            levels (implies [CMD: --recursive CMD][PY: recursive=True PY])."""),
+        jobs=Parameter(
+            args=jobs_opt.cmd_args,
+            metavar='NJOBS',
+            doc="""how many worktrees to create in parallel ('auto': one per
+            CPU core). A subdataset's worktree is always created after its
+            parent's. Default: one at a time."""),
+        dry_run=Parameter(
+            args=('--dry-run',),
+            action='store_true',
+            doc="""check everything and report what would be created, but
+            create nothing."""),
+    )
+
+    _validator_ = EnsureCommandParameterization(
+        dict(
+            path=EnsurePath(),
+            dataset=EnsureDataset(installed=True,
+                                  purpose='create a worktree of it'),
+            branch=EnsureStr(min_len=1),
+            detach=EnsureBool(),
+            recursive=EnsureBool(),
+            recursion_limit=EnsureInt() & EnsureRange(min=0),
+            jobs=(EnsureInt() & EnsureRange(min=1)) | EnsureChoice('auto'),
+            dry_run=EnsureBool(),
+        ),
+        validate_defaults=('dataset',),
+    )
+
+    _examples_ = [
+        dict(text="Create a worktree of the current dataset and all its "
+                  "installed subdatasets on a new branch 'runs'",
+             code_py="worktree_add('../runs', recursive=True)",
+             code_cmd="datalad worktree-add -r ../runs"),
+        dict(text="Check what would be created, on a branch named 'batch1'",
+             code_py="worktree_add('../wt', branch='batch1', recursive=True, "
+                     "dry_run=True)",
+             code_cmd="datalad worktree-add -r -b batch1 --dry-run ../wt"),
+        dict(text="Use four parallel jobs for a large hierarchy",
+             code_py="worktree_add('../runs', recursive=True, jobs=4)",
+             code_cmd="datalad worktree-add -r -J 4 ../runs"),
+    ]
+
+    @staticmethod
+    @datasetmethod(name='worktree_add')
+    @eval_results
+    def __call__(
+            path,
+            *,
+            dataset=None,
+            branch=None,
+            detach=False,
+            recursive=False,
+            recursion_limit=None,
+            jobs=None,
+            dry_run=False,
+    ):
+        ds = dataset.ds
+        top = ds.pathobj
+        target = _absolute(path, dataset)
+        refds = str(top)
+
+        def result(plan_or_path, status, message, **kw):
+            if isinstance(plan_or_path, Plan):
+                p = plan_or_path
+                kw = dict(path=str(p.target), source=str(p.node.origin),
+                          branch=p.branch, commit=p.node.commit or None,
+                          **kw)
+            else:
+                kw = dict(path=str(plan_or_path), source=refds, **kw)
+            return get_status_dict(
+                action=ACTION, type='dataset', refds=refds, status=status,
+                message=message, **kw)
+
+        if branch is not None and detach:
+            yield result(target, 'impossible',
+                         'give either --branch or --detach, not both')
+            return
+        if not detach:
+            branch = branch or target.name
+            problem = branch_name_problem(top, branch)
+            if problem:
+                yield result(target, 'impossible', problem)
+                return
+        problem = location_problem(target, top)
+        if problem:
+            yield result(target, 'impossible', problem)
+            return
+        head = _head_commit(top)
+        if head is None:
+            yield result(target, 'impossible',
+                         f'{top} has no commit yet; save something first')
+            return
+
+        max_depth = recursion_limit if recursion_limit is not None \
+            else (None if recursive else 0)
+        plans = [preflight(node, target, None if detach else branch)
+                 for node in walk_hierarchy(top, head, max_depth)]
+        refused = [p for p in plans if p.todo == 'refuse']
+        if refused:
+            for p in refused:
+                yield result(p, 'impossible', p.reason)
+            return
+        for p in plans:
+            if p.todo == 'skip':
+                yield result(p, 'notneeded', p.reason)
+            elif p.todo == 'exists':
+                yield result(p, 'notneeded', p.reason)
+            elif dry_run:
+                yield result(p, 'ok', f'would {describe(p)}', dry_run=True)
+        if dry_run:
+            return
+        workers = os.cpu_count() if jobs == 'auto' else (jobs or 1)
+        for plan, error in create_worktrees(plans, workers):
+            if error:
+                yield result(plan, 'error', error)
+            else:
+                yield result(plan, 'ok', describe(plan, done=True))
+
+    @staticmethod
+    def custom_result_renderer(res, **kwargs):
+        if res.get('action') != ACTION:
+            from datalad.interface.utils import generic_result_renderer
+            generic_result_renderer(res)
+            return
+        status = res['status']
+        path = res['path']
+        ui.message('{action}({status}): {path}{msg}'.format(
+            action=ac.color_word(ACTION, ac.BOLD),
+            status=ac.color_status(status),
+            path=path,
+            msg=f" [{res['message']}]" if res.get('message') else '',
+        ))
+
+    @staticmethod
+    def custom_result_summary_renderer(results):
+        mine = [r for r in results if r.get('action') == ACTION]
+        if not mine:
+            return
+        counts: dict[str, int] = {}
+        for r in mine:
+            counts[r['status']] = counts.get(r['status'], 0) + 1
+        dry = any(r.get('dry_run') for r in mine)
+        words = {
+            'ok': 'would be created' if dry else 'created',
+            'notneeded': 'already present or not installed',
+            'impossible': 'refused',
+            'error': 'failed',
+        }
+        ui.message('worktrees: ' + ', '.join(
+            f'{n} {words.get(s, s)}' for s, n in counts.items()))
+
+
+def _absolute(path: Path, dataset) -> Path:
+    """PATH made absolute: relative to a Dataset instance given as dataset,
+    otherwise to the current directory (DataLad's convention)"""
+    if not path.is_absolute():
+        from datalad.distribution.dataset import Dataset
+        base = dataset.ds.pathobj if isinstance(dataset.original, Dataset) \
+            else Path.cwd()
+        path = base / path
+    return Path(os.path.normpath(path))
+
+
+def _head_commit(repo: Path) -> str | None:
+    try:
+        return git_lines(repo, ['rev-parse', '--verify', '-q',
+                                'HEAD^{commit}'])[0]
+    except CommandError:
+        return None
+
+
+def branch_name_problem(repo: Path, name: str) -> str | None:
+    """Why ``name`` cannot be used as a branch name, or None"""
+    if name.startswith('-'):
+        return f'refusing branch name {name!r}: it looks like an option'
+    try:
+        normalized = git_lines(repo, ['check-ref-format', '--branch', name])
+    except CommandError:
+        return (f'{name!r} is not a valid branch name; choose another with '
+                '--branch, or use --detach')
+    if normalized != [name]:
+        return f'refusing branch name {name!r}: give a plain branch name'
+    return None
+
+
+def location_problem(target: Path, top: Path) -> str | None:
+    """Why the top worktree cannot be made at ``target``, or None
+
+    ``target`` must not be inside the dataset, nor inside any other git
+    working tree, nor be a non-empty directory unless it is a worktree of
+    ``top`` already (a rerun, checked per dataset later).
+    """
+    if is_within(target, top):
+        return (f'{target} is inside the dataset {top}; choose a location '
+                'outside of it, e.g. next to it')
+    if '.git' in target.parts:
+        return f'refusing to create a worktree inside a .git directory: {target}'
+    ancestor = target.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f'{ancestor} is not a directory'
+    try:
+        repo = git_lines(ancestor, ['rev-parse', '--show-toplevel'])
+    except CommandError:
+        repo = None
+    if repo and repo[0]:
+        return (f'{target} is inside the git working tree {repo[0]}; '
+                'choose a location outside of any dataset')
+    if target.exists() and not target.is_dir():
+        return f'{target} exists and is not a directory'
+    return None
+
+
+def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
+    """Check one dataset and decide what to do, changing nothing"""
+    plan = Plan(node=node, root=target_root, branch=branch)
+    target = plan.target
+    if node.problem:
+        return _refuse(plan, node.problem)
+    if not node.installed:
+        plan.todo = 'skip'
+        plan.reason = ('subdataset not installed in the dataset; left as an '
+                       'empty mount point')
+        return plan
+    repo = node.origin
+    try:
+        refs = _refs(repo, node.commit, branch)
+        worktrees = list_worktrees(repo)
+    except CommandError as e:
+        return _refuse(plan, f'cannot inspect {repo}: {git_error(e)}')
+    if not refs['commit']:
+        return _refuse(plan, (
+            f'commit {node.commit[:10]} recorded for {node.relpath} is not '
+            f'present in {repo}; update that subdataset first '
+            f"(e.g. 'datalad update --how ff-only -d {repo}')"))
+    if refs['annex_branch'] and not uses_annex(repo):
+        return _refuse(plan, (
+            f'{repo} has a git-annex branch but git-annex is not '
+            f"initialized there; run 'git -C {repo} annex init' first"))
+    existing = next((w for w in worktrees if same_path(w.path, target)), None)
+    if existing is not None:
+        return _check_existing(plan, existing)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        return _refuse(plan, f'{target} exists and is not an empty directory')
+    if branch is None:
+        return plan
+    tip = refs['branch']
+    if tip is None:
+        plan.new_branch = True
+        return plan
+    if tip != node.commit:
+        return _refuse(plan, (
+            f'branch {branch!r} exists in {repo} at {tip[:10]}, not at the '
+            f'commit to check out, {node.commit[:10]}; it is left untouched '
+            'because it may hold unmerged work: choose another --branch, '
+            'or merge or delete it first'))
+    elsewhere = _checked_out_at(worktrees, branch)
+    if elsewhere:
+        return _refuse(plan, (f'branch {branch!r} of {repo} is already '
+                              f'checked out at {elsewhere}'))
+    return plan
+
+
+def _refuse(plan: Plan, reason: str) -> Plan:
+    plan.todo = 'refuse'
+    plan.reason = reason
+    return plan
+
+
+def _refs(repo: Path, commit: str, branch: str | None) -> dict:
+    """Whether the commit is present, the branch's tip (or None) and whether
+    the repository has a git-annex branch (local or from a remote)"""
+    names = [f'{commit}^{{commit}}', f'refs/heads/{branch or "HEAD"}']
+    found = [None if line.endswith(' missing') else line
+             for line in git_out(
+                 repo, ['cat-file', '--batch-check=%(objectname)'],
+                 input='\n'.join(names) + '\n').splitlines()]
+    annex_branch = git_out(repo, [
+        'for-each-ref', '--count=1', '--format=%(refname)',
+        'refs/heads/git-annex', 'refs/remotes/*/git-annex']).strip()
+    return dict(commit=found[0], annex_branch=bool(annex_branch),
+                branch=found[1] if branch else None)
+
+
+def _checked_out_at(worktrees: list[Worktree], branch: str) -> Path | None:
+    ref = f'refs/heads/{branch}'
+    return next((w.path for w in worktrees if w.branch == ref), None)
+
+
+def _check_existing(plan: Plan, wt: Worktree) -> Plan:
+    """A worktree of this dataset is registered at the target already:
+    accept it if it is what this command would have made"""
+    want = f'refs/heads/{plan.branch}' if plan.branch else None
+    if wt.prunable:
+        repo = plan.node.origin
+        return _refuse(plan, (
+            f'a worktree of {repo} is registered at {plan.target} but its '
+            f"directory is missing; run 'git -C {repo} worktree prune'"))
+    if wt.branch == want and wt.head == plan.node.commit:
+        plan.todo = 'exists'
+        plan.reason = 'a matching worktree exists already'
+        return plan
+    where = wt.branch.removeprefix('refs/heads/') if wt.branch \
+        else 'a detached HEAD'
+    return _refuse(plan, (
+        f'{plan.target} is already a worktree of {plan.node.origin}, on '
+        f'{where} at {(wt.head or "?")[:10]}, not what was asked for '
+        f'({plan.branch or "detached"} at {plan.node.commit[:10]})'))
+
+
+def describe(plan: Plan, done: bool = False) -> str:
+    """One phrase saying what is (or would be) checked out"""
+    commit = plan.node.commit[:10]
+    if plan.branch is None:
+        what = f'detached HEAD at {commit}'
+    elif plan.new_branch:
+        what = f'new branch {plan.branch} at {commit}'
+    else:
+        what = f'branch {plan.branch} at {commit}'
+    return f'checked out {what}' if done else f'create worktree, {what}'
+
+
+def create_worktrees(plans: list[Plan], workers: int
+                     ) -> Iterator[tuple[Plan, str | None]]:
+    """Create the planned worktrees, each parent before its children
+
+    Yields each plan that was to be created, with an error message or None.
+    Up to ``workers`` worktrees are created at the same time. When a parent
+    fails, its subdatasets are not attempted.
+    """
+    wanted = [p for p in plans if p.todo in ('create', 'exists')]
+    by_path = {p.node.relpath: p for p in wanted}
+    children: dict = {}
+    roots = []
+    for p in wanted:
+        parent = by_path.get(p.node.relpath.parent) if p.node.depth else None
+        if parent is None:
+            roots.append(p)
+        else:
+            children.setdefault(id(parent), []).append(p)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running = {pool.submit(_create, p): p for p in roots}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                plan = running.pop(future)
+                error = future.result()
+                if plan.todo == 'create':
+                    yield plan, error
+                for child in children.get(id(plan), []):
+                    if error:
+                        yield child, ('not created: the worktree of its '
+                                      'parent dataset could not be created')
+                    else:
+                        running[pool.submit(_create, child)] = child
+
+
+def _create(plan: Plan) -> str | None:
+    """Run ``git worktree add`` for one planned dataset; an error or None"""
+    if plan.todo == 'exists':
+        return None
+    node, target = plan.node, plan.target
+    if not same_path(target, Path(os.path.realpath(plan.root)) / node.relpath):
+        return f'refusing {target}: a symbolic link on its path leads elsewhere'
+    if plan.branch is None:
+        how = ['--detach', '--', str(target), node.commit]
+    elif plan.new_branch:
+        how = ['-b', plan.branch, '--', str(target), node.commit]
+    else:
+        how = ['--', str(target), plan.branch]
+    try:
+        git_out(node.origin, ['-c', 'submodule.recurse=false',
+                              'worktree', 'add', '--quiet', *how])
+    except CommandError as e:
+        return f'git worktree add failed: {git_error(e)}'
+    return annex_link_problem(target)
+
+
+def annex_link_problem(worktree: Path) -> str | None:
+    """Why annexed files of a new worktree would not be readable, or None
+
+    git-annex makes a linked worktree's ``.git`` a symlink to its gitdir and
+    links ``<gitdir>/annex`` to the shared annex, while checking out. This
+    verifies both for datasets that use git-annex.
+    """
+    dotgit = worktree / '.git'
+    if uses_annex(worktree) and not (dotgit.is_symlink() and (dotgit / 'annex').is_dir()):
+        return (f'git-annex did not link {worktree} to the shared annex; '
+                f"annexed files there are not readable. Run 'git annex init' "
+                f'in {worktree} to repair it')
+    return None
