@@ -287,18 +287,17 @@ class WorktreeAdd(ValidatedInterface):
         mine = [r for r in results if r.get('action') == ACTION]
         if not mine:
             return
-        counts: dict[str, int] = {}
-        for r in mine:
-            counts[r['status']] = counts.get(r['status'], 0) + 1
         dry = any(r.get('dry_run') for r in mine)
         words = {
             'ok': 'would be created' if dry else 'created',
-            'notneeded': 'already present or not installed',
+            'notneeded': 'not needed (present already or not installed)',
             'impossible': 'refused',
             'error': 'failed',
         }
+        counts = [(sum(r['status'] == s for r in mine), word)
+                  for s, word in words.items()]
         ui.message('worktrees: ' + ', '.join(
-            f'{n} {words.get(s, s)}' for s, n in counts.items()))
+            f'{n} {word}' for n, word in counts if n))
 
 
 def _absolute(path: Path, dataset) -> Path:

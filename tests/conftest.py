@@ -1,0 +1,124 @@
+"""Fixtures: a dataset hierarchy shaped like a real analysis project
+
+::
+
+    super/                       superdataset (annex)
+    ├── raw/bpod/                raw data subdataset, annexed files
+    ├── raw/2p/                  raw data subdataset, annexed files
+    └── derived/L5b/             analysis subdataset, with a `datalad run` record
+        ├── inputs/bpod/         raw/bpod installed as an input (3rd level)
+        ├── inputs/2p/           raw/2p installed as an input (3rd level)
+        ├── code/                plain git subdataset (--no-annex)
+        ├── containers/          registered, not installed
+        └── results/summary.txt  annexed output of the run record
+
+It is built once per session, and each test gets a copy of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from datalad import api as dl
+
+PROCESS_PY = """\
+import sys
+from pathlib import Path
+
+out = Path(sys.argv[-1])
+out.parent.mkdir(parents=True, exist_ok=True)
+lines = [f"{p}: {len(Path(p).read_text().splitlines())} lines"
+         for p in sys.argv[1:-1]]
+out.write_text("\\n".join(lines) + "\\n")
+"""
+
+RUN_CMD = (f'{sys.executable} code/process.py '
+           'inputs/bpod/sub-01/trials.tsv inputs/2p/sub-01/F.csv '
+           'results/summary.txt')
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def build_hierarchy(root: Path) -> Path:
+    quiet = dict(result_renderer='disabled')
+    sup = dl.create(root / 'super', **quiet)
+    _write(sup.pathobj / 'README.md', 'A project\n')
+    for name, fname in (('bpod', 'sub-01/trials.tsv'), ('2p', 'sub-01/F.csv')):
+        raw = dl.create(sup.pathobj / 'raw' / name, dataset=sup, **quiet)
+        _write(raw.pathobj / fname, f'{name} row 1\n{name} row 2\n')
+        _write(raw.pathobj / 'sub-02' / 'notes.txt', f'{name} notes\n')
+        raw.save(message=f'{name} raw data', **quiet)
+    derived = dl.create(sup.pathobj / 'derived' / 'L5b', dataset=sup, **quiet)
+    code = dl.create(derived.pathobj / 'code', dataset=derived,
+                     annex=False, **quiet)
+    _write(code.pathobj / 'process.py', PROCESS_PY)
+    _write(code.pathobj / '.gitignore', '.venv/\n')
+    code.save(message='processing script', **quiet)
+    for name in ('bpod', '2p'):
+        dl.clone(source=str(sup.pathobj / 'raw' / name),
+                 path=derived.pathobj / 'inputs' / name, dataset=derived,
+                 **quiet)
+    dl.create(derived.pathobj / 'containers', dataset=derived, **quiet)
+    derived.save(message='add code, inputs and containers', **quiet)
+    derived.run(RUN_CMD, message='summarize inputs',
+                inputs=['inputs/bpod/sub-01/trials.tsv',
+                        'inputs/2p/sub-01/F.csv'],
+                outputs=['results/summary.txt'], **quiet)
+    sup.save(recursive=True, message='record derived results', **quiet)
+    derived.drop('containers', what='datasets', reckless='kill',
+                 recursive=True, **quiet)
+    return sup.pathobj
+
+
+@pytest.fixture(scope='session')
+def template(tmp_path_factory) -> Path:
+    return build_hierarchy(tmp_path_factory.mktemp('template'))
+
+
+@pytest.fixture
+def origin(template, tmp_path) -> Path:
+    """A private copy of the project hierarchy; returns the superdataset"""
+    dest = tmp_path / 'project' / 'super'
+    shutil.copytree(template, dest, symlinks=True)
+    return dest
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(['git', *args], cwd=repo, check=True, text=True,
+                          capture_output=True).stdout.strip()
+
+
+def datasets_of(top: Path) -> list[Path]:
+    """Installed datasets of a hierarchy on disk, top first"""
+    found = [top]
+    for dirpath, dirnames, _ in os.walk(top):
+        dirnames[:] = [d for d in dirnames if d != '.git']
+        for d in dirnames:
+            if (Path(dirpath) / d / '.git').exists():
+                found.append(Path(dirpath) / d)
+    return found
+
+
+def snapshot(top: Path) -> dict:
+    """Everything about a hierarchy that this package must not change"""
+    state = {}
+    for ds in datasets_of(top):
+        state[str(ds)] = dict(
+            refs=git(ds, 'for-each-ref', '--format=%(refname) %(objectname)'),
+            head=git(ds, 'rev-parse', 'HEAD'),
+            symbolic=subprocess.run(
+                ['git', 'symbolic-ref', '-q', 'HEAD'], cwd=ds, text=True,
+                capture_output=True).stdout,
+            status=git(ds, 'status', '--porcelain', '--ignored',
+                       '--ignore-submodules=none'),
+            worktrees=git(ds, 'worktree', 'list', '--porcelain'),
+        )
+    return state

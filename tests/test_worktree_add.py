@@ -1,0 +1,444 @@
+"""worktree-add on a real hierarchy: real git, git-annex and DataLad"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from datalad import api as dl
+from datalad.distribution.dataset import Dataset
+from datalad_next.constraints.exceptions import CommandParametrizationError
+
+from .conftest import (
+    RUN_CMD,
+    datasets_of,
+    git,
+    snapshot,
+)
+
+# each installed subdataset: (its parent, its path in the parent)
+PARENT = {
+    'raw/bpod': ('.', 'raw/bpod'),
+    'raw/2p': ('.', 'raw/2p'),
+    'derived/L5b': ('.', 'derived/L5b'),
+    'derived/L5b/code': ('derived/L5b', 'code'),
+    'derived/L5b/inputs/bpod': ('derived/L5b', 'inputs/bpod'),
+    'derived/L5b/inputs/2p': ('derived/L5b', 'inputs/2p'),
+}
+INSTALLED = ['.', *PARENT]
+
+
+def add(origin, path, **kw):
+    """worktree_add as a notebook user calls it, results as a list"""
+    kw.setdefault('on_failure', 'ignore')
+    return dl.worktree_add(path, dataset=origin, result_renderer='disabled',
+                           return_type='list', **kw)
+
+
+def by_path(results, root):
+    return {os.path.relpath(r['path'], root): r for r in results}
+
+
+def recorded(parent: Path, sub: str) -> str:
+    return git(parent, 'rev-parse', f'HEAD:{sub}')
+
+
+def assert_refused(results, origin, wt, before, *fragments):
+    """Every result is a refusal, one says all ``fragments``, nothing changed"""
+    assert results and all(r['status'] == 'impossible' for r in results), \
+        results
+    messages = ' | '.join(r['message'] for r in results)
+    for fragment in fragments:
+        assert fragment in messages
+    assert snapshot(origin) == before
+    assert not wt.exists() or not any(wt.iterdir())
+
+
+def test_recursive_add_builds_the_hierarchy(origin, tmp_path):
+    wt = tmp_path / 'runs'
+    res = add(origin, wt, branch='runs', recursive=True)
+    found = by_path(res, wt)
+    assert sorted(found) == sorted(INSTALLED + ['derived/L5b/containers'])
+    for rel in INSTALLED:
+        r = found[rel]
+        assert r['status'] == 'ok', r
+        assert r['action'] == 'worktree-add' and r['type'] == 'dataset'
+        assert r['branch'] == 'runs'
+        assert r['refds'] == str(origin)
+        assert r['source'] == str(origin / rel)
+        assert git(wt / rel, 'rev-parse', 'HEAD') == r['commit']
+        assert git(wt / rel, 'symbolic-ref', 'HEAD') == 'refs/heads/runs'
+        # a linked worktree of the dataset in the origin hierarchy
+        assert Path(git(wt / rel, 'rev-parse', '--path-format=absolute',
+                        '--git-common-dir')).parent == origin / rel
+    # each subdataset is at the commit its parent records
+    for rel, (parent, name) in PARENT.items():
+        assert found[rel]['commit'] == recorded(wt / parent, name)
+    # the uninstalled subdataset is reported and stays an empty mount point
+    cont = found['derived/L5b/containers']
+    assert cont['status'] == 'notneeded'
+    assert 'not installed' in cont['message']
+    assert (wt / 'derived/L5b/containers').is_dir()
+    assert not any((wt / 'derived/L5b/containers').iterdir())
+    # annexed content is readable at once, from the shared annex
+    summary = wt / 'derived/L5b/results/summary.txt'
+    assert summary.is_symlink()
+    assert 'trials.tsv: 2 lines' in summary.read_text()
+    assert (wt / 'raw/bpod/sub-01/trials.tsv').read_text().startswith('bpod')
+    # and the new hierarchy is clean for DataLad
+    status = dl.status(dataset=wt, recursive=True, result_renderer='disabled',
+                       return_type='list')
+    assert [s for s in status if s['state'] != 'clean'] == []
+
+
+def test_subdataset_follows_recorded_commit_not_its_head(origin, tmp_path):
+    code = origin / 'derived/L5b/code'
+    rec = recorded(origin / 'derived/L5b', 'code')
+    (code / 'new.py').write_text('print("dev")\n')
+    git(code, 'add', 'new.py')
+    git(code, 'commit', '-m', 'unsaved in the parent')
+    assert git(code, 'rev-parse', 'HEAD') != rec
+    wt = tmp_path / 'runs'
+    res = by_path(add(origin, wt, recursive=True), wt)
+    assert res['derived/L5b/code']['commit'] == rec
+    assert git(wt / 'derived/L5b/code', 'rev-parse', 'HEAD') == rec
+    assert not (wt / 'derived/L5b/code/new.py').exists()
+
+
+def test_run_save_rerun_work_in_the_worktree(origin, tmp_path):
+    wt = tmp_path / 'runs'
+    add(origin, wt, branch='runs', recursive=True)
+    derived = Dataset(wt / 'derived/L5b')
+    # plain-git subdataset: save works
+    (wt / 'derived/L5b/code/extra.py').write_text('x = 1\n')
+    derived.save(path='code', recursive=True, message='more code',
+                 result_renderer='disabled')
+    assert git(wt / 'derived/L5b/code', 'status', '--porcelain') == ''
+    # a new run with an annexed output, in the worktree
+    cmd = RUN_CMD.replace('results/summary.txt', 'results/again.txt')
+    derived.run(cmd, message='again', outputs=['results/again.txt'],
+                result_renderer='disabled')
+    again = wt / 'derived/L5b/results/again.txt'
+    assert again.is_symlink()
+    key = os.readlink(again).rsplit('/', 1)[-1]
+    # the content landed in the shared annex of the origin dataset
+    objects = origin / 'derived/L5b/.git/annex/objects'
+    assert any(p.name == key for p in objects.rglob(key))
+    # rerun of the run record made in the origin works here
+    first = git(wt / 'derived/L5b', 'log', '--format=%H', '--grep',
+                'summarize inputs')
+    derived.rerun(first, result_renderer='disabled')
+    assert 'trials.tsv' in (wt / 'derived/L5b/results/summary.txt').read_text()
+    status = dl.status(dataset=wt / 'derived/L5b', recursive=True,
+                       result_renderer='disabled', return_type='list')
+    assert [s for s in status if s['state'] != 'clean'] == []
+
+
+def test_default_branch_is_named_after_path(origin, tmp_path):
+    wt = tmp_path / 'batch1'
+    res = add(origin, wt, recursive=True)
+    assert {r['branch'] for r in res if r['status'] == 'ok'} == {'batch1'}
+    assert git(wt / 'raw/2p', 'symbolic-ref', 'HEAD') == 'refs/heads/batch1'
+
+
+def test_detach(origin, tmp_path):
+    wt = tmp_path / 'detached'
+    res = add(origin, wt, detach=True, recursive=True)
+    ok = [r for r in res if r['status'] == 'ok']
+    assert len(ok) == len(INSTALLED)
+    assert all(r['branch'] is None for r in ok)
+    for ds in datasets_of(wt):
+        assert subprocess.run(['git', 'symbolic-ref', '-q', 'HEAD'],
+                              cwd=ds).returncode == 1
+    assert 'detached' not in git(origin, 'branch', '--list', 'detached')
+
+
+def test_existing_branch_at_recorded_commit_is_used(origin, tmp_path):
+    code = origin / 'derived/L5b/code'
+    git(code, 'branch', 'runs', recorded(origin / 'derived/L5b', 'code'))
+    wt = tmp_path / 'wt'
+    res = by_path(add(origin, wt, branch='runs', recursive=True), wt)
+    assert res['derived/L5b/code']['status'] == 'ok'
+    assert 'new branch' not in res['derived/L5b/code']['message']
+    assert 'new branch' in res['derived/L5b']['message']
+
+
+def test_existing_branch_elsewhere_is_refused_and_never_moved(
+        origin, tmp_path):
+    code = origin / 'derived/L5b/code'
+    (code / 'result.py').write_text('unmerged work\n')
+    git(code, 'add', 'result.py')
+    git(code, 'commit', '-m', 'work on runs')
+    tip = git(code, 'rev-parse', 'HEAD')
+    git(code, 'branch', 'runs')
+    git(code, 'reset', '--hard', 'HEAD~1')
+    before = snapshot(origin)
+    wt = tmp_path / 'wt'
+    res = add(origin, wt, branch='runs', recursive=True)
+    rec = recorded(origin / 'derived/L5b', 'code')
+    assert_refused(res, origin, wt, before, "branch 'runs'", tip[:10],
+                   rec[:10], str(code))
+    assert git(code, 'rev-parse', 'runs') == tip
+
+
+def test_branch_checked_out_elsewhere_is_refused(origin, tmp_path):
+    before = snapshot(origin)
+    wt = tmp_path / 'wt'
+    main = git(origin, 'symbolic-ref', '--short', 'HEAD')
+    res = add(origin, wt, branch=main, recursive=True)
+    assert_refused(res, origin, wt, before, 'already checked out at',
+                   str(origin))
+
+
+@pytest.mark.parametrize('name, says', [
+    ('-f', 'looks like an option'),
+    ('--upload-pack=touch /tmp/pwned', 'looks like an option'),
+    ('a..b', 'not a valid branch name'),
+    ('with space', 'not a valid branch name'),
+    ('@{-1}', 'branch name'),
+])
+def test_bad_branch_names_are_refused(origin, tmp_path, name, says):
+    before = snapshot(origin)
+    wt = tmp_path / 'wt'
+    res = add(origin, wt, branch=name, recursive=True)
+    assert_refused(res, origin, wt, before, says, repr(name))
+
+
+def test_path_named_like_an_option_makes_a_plain_worktree(origin, tmp_path):
+    wt = tmp_path / '--force'
+    res = add(origin, wt, branch='runs')
+    assert res[0]['status'] == 'ok'
+    assert git(wt, 'symbolic-ref', 'HEAD') == 'refs/heads/runs'
+
+
+def test_default_branch_from_unusable_path_name(origin, tmp_path):
+    before = snapshot(origin)
+    wt = tmp_path / 'my runs'
+    res = add(origin, wt)
+    assert_refused(res, origin, wt, before, 'not a valid branch name',
+                   '--branch', '--detach')
+
+
+def test_branch_and_detach_together(origin, tmp_path):
+    before = snapshot(origin)
+    wt = tmp_path / 'wt'
+    res = add(origin, wt, branch='x', detach=True)
+    assert_refused(res, origin, wt, before, 'either --branch or --detach')
+
+
+def test_non_empty_path_is_refused(origin, tmp_path):
+    wt = tmp_path / 'wt'
+    wt.mkdir()
+    (wt / 'keep.txt').write_text('mine\n')
+    before = snapshot(origin)
+    res = add(origin, wt, recursive=True)
+    assert [r['status'] for r in res] == ['impossible']
+    assert 'exists and is not an empty directory' in res[0]['message']
+    assert snapshot(origin) == before
+    assert [p.name for p in wt.iterdir()] == ['keep.txt']
+
+
+def test_empty_directory_is_accepted(origin, tmp_path):
+    wt = tmp_path / 'wt'
+    wt.mkdir()
+    res = add(origin, wt, recursive=True)
+    assert all(r['status'] in ('ok', 'notneeded') for r in res)
+
+
+@pytest.mark.parametrize('where', ['inside-dataset', 'inside-subdataset',
+                                   'inside-other-repo', 'file'])
+def test_bad_locations_are_refused(origin, tmp_path, where):
+    if where == 'inside-dataset':
+        wt, says = origin / 'runs', 'is inside the dataset'
+    elif where == 'inside-subdataset':
+        wt, says = origin / 'derived/L5b/code/wt', 'is inside the dataset'
+    elif where == 'inside-other-repo':
+        other = tmp_path / 'other'
+        other.mkdir()
+        git(other, 'init', '-q')
+        wt, says = other / 'deep/wt', 'inside the git working tree'
+    else:
+        wt, says = tmp_path / 'afile', 'exists and is not a directory'
+        wt.write_text('x')
+    before = snapshot(origin)
+    res = add(origin, wt, recursive=True)
+    assert [r['status'] for r in res] == ['impossible']
+    assert says in res[0]['message']
+    assert snapshot(origin) == before
+    if where != 'file':
+        assert not wt.exists()
+
+
+def test_missing_recorded_commit_is_refused(origin, tmp_path):
+    # the parent records a commit that the subdataset does not have
+    derived = origin / 'derived/L5b'
+    missing = '1234567890' * 4
+    git(derived, 'update-index', '--cacheinfo',
+        f'160000,{missing},code')
+    git(derived, 'commit', '-m', 'record a commit that is not there')
+    before = snapshot(derived)
+    wt = tmp_path / 'wt'
+    res = add(dl.Dataset(derived), wt, recursive=True)
+    assert_refused(res, derived, wt, before, missing[:10],
+                   'is not present in', str(derived / 'code'))
+
+
+def test_uninitialized_annex_is_refused(origin, tmp_path):
+    derived = origin / 'derived/L5b'
+    sub = derived / 'inputs/bpod'
+    url = git(sub, 'remote', 'get-url', 'origin')
+    subprocess.run(['chmod', '-R', 'u+w', str(sub)], check=True)
+    subprocess.run(['rm', '-rf', str(sub)], check=True)
+    # a plain `git clone` of a DataLad dataset: git-annex not initialized
+    subprocess.run(['git', 'clone', '-q', url, str(sub)], check=True)
+    git(sub, 'checkout', '-q', recorded(derived, 'inputs/bpod'))
+    before = snapshot(origin)
+    wt = tmp_path / 'wt'
+    res = add(origin, wt, recursive=True)
+    assert_refused(res, origin, wt, before, 'git-annex is not initialized',
+                   f"git -C {sub} annex init")
+
+
+@pytest.mark.parametrize('bad, says', [
+    ('../escape', 'not a normalized path'),
+    ('/tmp/abs', 'not a relative path'),
+    ('sub/.git/hooks', "'.git' component"),
+])
+def test_unsafe_gitmodules_paths_are_refused(origin, tmp_path, bad, says):
+    git(origin, 'config', '-f', '.gitmodules', 'submodule.-f.path', bad)
+    git(origin, 'config', '-f', '.gitmodules', 'submodule.-f.url',
+        '--upload-pack=touch /tmp/pwned')
+    git(origin, 'commit', '-qm', 'hostile .gitmodules', '.gitmodules')
+    before = snapshot(origin)
+    wt = tmp_path / 'wt'
+    res = add(origin, wt, recursive=True)
+    assert_refused(res, origin, wt, before, 'refusing the subdataset path',
+                   repr(bad), says)
+    assert not (tmp_path / 'escape').exists()
+
+
+def test_symlinked_subdataset_location_is_refused(origin, tmp_path):
+    # in the origin, the recorded location of a subdataset is a symlink
+    raw = origin / 'raw'
+    elsewhere = tmp_path / 'elsewhere'
+    (raw / '2p').rename(elsewhere)
+    (raw / '2p').symlink_to(elsewhere)
+    wt = tmp_path / 'wt'
+    res = add(origin, wt, recursive=True)
+    assert [r['status'] for r in res] == ['impossible']
+    assert 'symbolic link' in res[0]['message']
+    assert not wt.exists()
+
+
+def test_rerun_after_interruption_completes_the_hierarchy(origin, tmp_path):
+    wt = tmp_path / 'wt'
+    # an interrupted run: only the top and one subdataset were made
+    add(origin, wt, branch='runs')
+    git(origin / 'raw/bpod', 'worktree', 'add', '-q', '-b', 'runs',
+        str(wt / 'raw/bpod'), recorded(origin, 'raw/bpod'))
+    res = by_path(add(origin, wt, branch='runs', recursive=True), wt)
+    assert res['.']['status'] == 'notneeded'
+    assert res['raw/bpod']['status'] == 'notneeded'
+    assert 'exists already' in res['raw/bpod']['message']
+    assert res['raw/2p']['status'] == 'ok'
+    assert res['derived/L5b/inputs/2p']['status'] == 'ok'
+    again = add(origin, wt, branch='runs', recursive=True)
+    assert {r['status'] for r in again} == {'notneeded'}
+
+
+def test_rerun_with_other_branch_is_refused(origin, tmp_path):
+    wt = tmp_path / 'wt'
+    add(origin, wt, branch='runs', recursive=True)
+    before = snapshot(origin)
+    res = add(origin, wt, branch='other', recursive=True)
+    assert res and all(r['status'] == 'impossible' for r in res)
+    assert 'is already a worktree of' in res[0]['message']
+    assert snapshot(origin) == before
+
+
+def test_recursion_limit(origin, tmp_path):
+    wt = tmp_path / 'wt'
+    res = by_path(add(origin, wt, recursion_limit=1), wt)
+    assert sorted(res) == ['.', 'derived/L5b', 'raw/2p', 'raw/bpod']
+    assert not any((wt / 'derived/L5b/code').iterdir())
+
+
+def test_parallel_jobs(origin, tmp_path):
+    serial = by_path(add(origin, tmp_path / 'a', recursive=True), tmp_path / 'a')
+    parallel = by_path(add(origin, tmp_path / 'b', recursive=True, jobs=2),
+                       tmp_path / 'b')
+    assert {k: (v['status'], v['commit']) for k, v in serial.items()} == \
+        {k: (v['status'], v['commit']) for k, v in parallel.items()}
+    assert (tmp_path / 'b/derived/L5b/inputs/2p/sub-01/F.csv').read_text()
+
+
+def test_dry_run_creates_nothing(origin, tmp_path):
+    before = snapshot(origin)
+    wt = tmp_path / 'wt'
+    res = by_path(add(origin, wt, recursive=True, dry_run=True), wt)
+    assert res['raw/2p']['status'] == 'ok'
+    assert res['raw/2p']['dry_run'] is True
+    assert res['raw/2p']['message'].startswith('would create')
+    assert not wt.exists()
+    assert snapshot(origin) == before
+
+
+def test_detached_origin_head_as_jujutsu_leaves_it(origin, tmp_path):
+    # jj keeps git's HEAD detached in colocated repositories
+    git(origin, 'checkout', '-q', '--detach')
+    head = git(origin, 'rev-parse', 'HEAD')
+    wt = tmp_path / 'wt'
+    res = by_path(add(origin, wt, branch='runs', recursive=True), wt)
+    assert res['.']['commit'] == head
+    assert git(origin, 'rev-parse', 'runs') == head
+
+
+def test_dataset_method_and_non_dataset(origin, tmp_path):
+    res = Dataset(origin).worktree_add(tmp_path / 'wt', result_renderer=
+                                       'disabled', return_type='list')
+    assert res[0]['status'] == 'ok'
+    plain = tmp_path / 'plain'
+    plain.mkdir()
+    with pytest.raises(CommandParametrizationError) as e:
+        dl.worktree_add(tmp_path / 'x', dataset=plain)
+    assert f'No installed dataset found at {plain}' in str(e.value)
+    assert not (tmp_path / 'x').exists()
+
+
+def datalad_cli(*args, cwd):
+    exe = Path(sys.executable).with_name('datalad')
+    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True,
+                          text=True)
+
+
+def test_cli(origin, tmp_path):
+    out = datalad_cli('worktree-add', '-r', '--branch', 'runs',
+                      str(tmp_path / 'runs'), cwd=origin)
+    assert out.returncode == 0, out.stderr
+    assert f'worktree-add(ok): {tmp_path / "runs"} [checked out new branch ' \
+        'runs at' in out.stdout
+    assert 'worktree-add(notneeded): ' \
+        f'{tmp_path / "runs/derived/L5b/containers"}' in out.stdout
+    assert 'worktrees: 7 created, 1 not needed (present already or not ' \
+        'installed)' in out.stdout
+    # without -d, the dataset is the one at the current directory
+    js = datalad_cli('-f', 'json', 'worktree-add', '-b', 'raw2p',
+                     str(tmp_path / 'raw2p'), cwd=origin / 'raw/2p/sub-01')
+    assert js.returncode == 0, js.stderr
+    records = [json.loads(line) for line in js.stdout.splitlines()]
+    assert [(r['status'], r['refds'], r['path']) for r in records] == [
+        ('ok', str(origin / 'raw/2p'), str(tmp_path / 'raw2p'))]
+
+
+def test_cli_failure_is_a_message_not_a_traceback(origin, tmp_path):
+    before = snapshot(origin)
+    out = datalad_cli('worktree-add', '--branch=--upload-pack=evil',
+                      str(tmp_path / 'wt'), cwd=origin)
+    assert out.returncode != 0
+    assert 'Traceback' not in out.stderr + out.stdout
+    assert 'looks like an option' in out.stdout + out.stderr
+    assert snapshot(origin) == before
