@@ -88,6 +88,8 @@ class Node:
     commit: str
     """Commit to check out: HEAD for the top, the recorded gitlink below"""
     depth: int
+    parent: PurePosixPath | None = None
+    """Location of the parent dataset relative to the top (None for the top)"""
     installed: bool = True
     problem: str | None = None
     """Why this dataset cannot be handled, if it cannot"""
@@ -160,21 +162,18 @@ def _children(parent: Node) -> Iterator[Node]:
     for path, sha in recorded_subdatasets(parent.origin, parent.commit):
         relpath = parent.relpath / path
         origin = parent.origin / path
+        child = dict(origin=origin, relpath=relpath, depth=parent.depth + 1,
+                     parent=parent.relpath)
         if sha is None:
-            yield Node(origin, relpath, '', parent.depth + 1, installed=False,
-                       problem=f'refusing the subdataset path {path!r} '
-                               f'recorded in {parent.origin}/.gitmodules: '
-                               f'{unsafe_relpath(path)}')
-        elif not is_within(origin, parent.origin) or \
-                Path(os.path.realpath(origin)) != \
-                Path(os.path.realpath(parent.origin)) / path:
-            yield Node(origin, relpath, sha, parent.depth + 1,
-                       installed=False,
-                       problem=f'refusing the subdataset at {origin}: a '
-                               f'symbolic link on its path leads elsewhere')
+            yield Node(commit='', **child, installed=False, problem=(
+                f'refusing the subdataset path {path!r} recorded in '
+                f'{parent.origin}/.gitmodules: {unsafe_relpath(path)}'))
+        elif redirected(parent.origin, path):
+            yield Node(commit=sha, **child, installed=False, problem=(
+                f'refusing the subdataset at {origin}: a symbolic link on '
+                'its path leads elsewhere'))
         else:
-            yield Node(origin, relpath, sha, parent.depth + 1,
-                       installed=is_repo_root(origin))
+            yield Node(commit=sha, **child, installed=is_repo_root(origin))
 
 
 @dataclass(frozen=True)
@@ -208,6 +207,13 @@ def list_worktrees(repo: Path) -> list[Worktree]:
         key, _, value = line.partition(' ')
         record[key] = value
     return entries
+
+
+def redirected(root: Path, relpath) -> bool:
+    """Whether a symbolic link below ``root`` on the way to ``root/relpath``
+    leads somewhere else"""
+    real_root = Path(os.path.realpath(root))
+    return Path(os.path.realpath(root / relpath)) != real_root / relpath
 
 
 def same_path(a: Path, b: Path) -> bool:

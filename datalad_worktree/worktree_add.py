@@ -47,6 +47,7 @@ from .core import (
     git_out,
     is_within,
     list_worktrees,
+    redirected,
     same_path,
     uses_annex,
     walk_hierarchy,
@@ -484,7 +485,7 @@ def create_worktrees(plans: list[Plan], workers: int
     children: dict = {}
     roots = []
     for p in wanted:
-        parent = by_path.get(p.node.relpath.parent) if p.node.depth else None
+        parent = by_path.get(p.node.parent)
         if parent is None:
             roots.append(p)
         else:
@@ -512,7 +513,7 @@ def _create(plan: Plan) -> str | None:
     if plan.todo == 'exists':
         return None
     node, target = plan.node, plan.target
-    if not same_path(target, Path(os.path.realpath(plan.root)) / node.relpath):
+    if redirected(plan.root, node.relpath):
         return f'refusing {target}: a symbolic link on its path leads elsewhere'
     if plan.branch is None:
         how = ['--detach', '--', str(target), node.commit]

@@ -7,7 +7,7 @@
     ├── raw/2p/                  raw data subdataset, annexed files
     └── derived/L5b/             analysis subdataset, with a `datalad run` record
         ├── inputs/bpod/         raw/bpod installed as an input (3rd level)
-        ├── inputs/2p/           raw/2p installed as an input (3rd level)
+        ├── inputs/2p/           raw/2p as an ephemeral clone: shares its annex
         ├── code/                plain git subdataset (--no-annex)
         ├── containers/          registered, not installed
         └── results/summary.txt  annexed output of the run record
@@ -25,6 +25,13 @@ from pathlib import Path
 
 import pytest
 from datalad import api as dl
+
+# commits need an identity, also on a machine without any git config
+for var, value in (('GIT_AUTHOR_NAME', 'Test User'),
+                   ('GIT_AUTHOR_EMAIL', 'test@example.com'),
+                   ('GIT_COMMITTER_NAME', 'Test User'),
+                   ('GIT_COMMITTER_EMAIL', 'test@example.com')):
+    os.environ.setdefault(var, value)
 
 PROCESS_PY = """\
 import sys
@@ -62,10 +69,10 @@ def build_hierarchy(root: Path) -> Path:
     _write(code.pathobj / 'process.py', PROCESS_PY)
     _write(code.pathobj / '.gitignore', '.venv/\n')
     code.save(message='processing script', **quiet)
-    for name in ('bpod', '2p'):
+    for name, reckless in (('bpod', None), ('2p', 'ephemeral')):
         dl.clone(source=str(sup.pathobj / 'raw' / name),
                  path=derived.pathobj / 'inputs' / name, dataset=derived,
-                 **quiet)
+                 reckless=reckless, **quiet)
     dl.create(derived.pathobj / 'containers', dataset=derived, **quiet)
     derived.save(message='add code, inputs and containers', **quiet)
     derived.run(RUN_CMD, message='summarize inputs',
@@ -88,6 +95,11 @@ def origin(template, tmp_path) -> Path:
     """A private copy of the project hierarchy; returns the superdataset"""
     dest = tmp_path / 'project' / 'super'
     shutil.copytree(template, dest, symlinks=True)
+    # the ephemeral clone's annex link is absolute: point it into the copy
+    annex = dest / 'derived/L5b/inputs/2p/.git/annex'
+    target = os.readlink(annex).replace(str(template), str(dest))
+    annex.unlink()
+    annex.symlink_to(target)
     return dest
 
 

@@ -89,6 +89,9 @@ def test_recursive_add_builds_the_hierarchy(origin, tmp_path):
     assert summary.is_symlink()
     assert 'trials.tsv: 2 lines' in summary.read_text()
     assert (wt / 'raw/bpod/sub-01/trials.tsv').read_text().startswith('bpod')
+    # also through an ephemeral clone, whose annex is a link to another's
+    assert (wt / 'derived/L5b/inputs/2p/sub-01/F.csv').read_text() \
+        .startswith('2p')
     # and the new hierarchy is clean for DataLad
     status = dl.status(dataset=wt, recursive=True, result_renderer='disabled',
                        return_type='list')
@@ -367,10 +370,20 @@ def test_recursion_limit(origin, tmp_path):
     assert not any((wt / 'derived/L5b/code').iterdir())
 
 
+def assert_parents_first(results, root):
+    order = [os.path.relpath(r['path'], root) for r in results
+             if r['status'] == 'ok']
+    for rel, (parent, _) in PARENT.items():
+        assert order.index(parent) < order.index(rel)
+
+
 def test_parallel_jobs(origin, tmp_path):
-    serial = by_path(add(origin, tmp_path / 'a', recursive=True), tmp_path / 'a')
-    parallel = by_path(add(origin, tmp_path / 'b', recursive=True, jobs=2),
-                       tmp_path / 'b')
+    serial = add(origin, tmp_path / 'a', recursive=True)
+    parallel = add(origin, tmp_path / 'b', recursive=True, jobs=2)
+    assert_parents_first(serial, tmp_path / 'a')
+    assert_parents_first(parallel, tmp_path / 'b')
+    serial = by_path(serial, tmp_path / 'a')
+    parallel = by_path(parallel, tmp_path / 'b')
     assert {k: (v['status'], v['commit']) for k, v in serial.items()} == \
         {k: (v['status'], v['commit']) for k, v in parallel.items()}
     assert (tmp_path / 'b/derived/L5b/inputs/2p/sub-01/F.csv').read_text()
@@ -442,3 +455,17 @@ def test_cli_failure_is_a_message_not_a_traceback(origin, tmp_path):
     assert 'Traceback' not in out.stderr + out.stdout
     assert 'looks like an option' in out.stdout + out.stderr
     assert snapshot(origin) == before
+
+
+def test_readme_demo_runs(tmp_path):
+    """The demo the README points to: a real nested dataset, made on the spot"""
+    demo = Path(__file__).parent.parent / 'docs/examples/demo.sh'
+    env = dict(os.environ, PATH=f'{Path(sys.executable).parent}:'
+                                f'{os.environ["PATH"]}')
+    out = subprocess.run(['bash', str(demo), str(tmp_path)], env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert 'worktrees: 5 created' in out.stdout
+    assert '1,left' in out.stdout
+    assert '[DATALAD RUNCMD] count trials' in out.stdout
+    assert (tmp_path / 'runs/counts.txt').read_text() == '1 trials\n'

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# A real run of the main job: a small nested dataset, then a recursive
+# worktree of it, in which annexed data is readable and `datalad run` works.
+# Usage: bash docs/examples/demo.sh [DIRECTORY]   (default: a new temporary one)
+set -eu
+
+# commits need an identity; keep the user's if there is one
+export GIT_AUTHOR_NAME="${GIT_AUTHOR_NAME:-$(git config user.name || echo 'Demo User')}"
+export GIT_AUTHOR_EMAIL="${GIT_AUTHOR_EMAIL:-$(git config user.email || echo demo@example.com)}"
+export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EMAIL"
+
+work="${1:-$(mktemp -d)}"
+mkdir -p "$work"
+cd "$work"
+echo "# working in $work"
+
+echo "# a superdataset with an annexed raw data subdataset, a plain-git code"
+echo "# subdataset, and an analysis subdataset that installs the raw data"
+datalad -f disabled create project
+cd project
+datalad -f disabled create -d . raw
+echo "trial,response" > raw/trials.csv
+echo "1,left" >> raw/trials.csv
+datalad -f disabled save -d raw -m "first trials"
+datalad -f disabled create -d . --no-annex code
+printf 'import sys\nprint(len(open(sys.argv[1]).readlines()) - 1, "trials")\n' > code/count.py
+datalad -f disabled create -d . analysis
+# like the blog post: the input is an ephemeral clone sharing the annex of raw/
+datalad -f disabled clone --reckless ephemeral -d analysis raw analysis/inputs/raw
+datalad -f disabled save -r -m "raw data, code and an analysis"
+
+echo "# one command: a worktree of every dataset, on branch 'runs'"
+datalad worktree-add -r --branch runs ../runs
+
+cd ../runs
+echo "# annexed data is readable at once, nothing was copied or fetched:"
+cat analysis/inputs/raw/trials.csv
+echo "# the new hierarchy is clean, so 'datalad run' can work here"
+datalad status -r
+datalad run -d . -m "count trials" -o counts.txt \
+    "python code/count.py analysis/inputs/raw/trials.csv > counts.txt"
+echo "# the result is committed on branch 'runs', the main worktree is untouched:"
+git log --oneline -1
+git -C ../project log --oneline -1
