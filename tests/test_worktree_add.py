@@ -469,3 +469,22 @@ def test_readme_demo_runs(tmp_path):
     assert '1,left' in out.stdout
     assert '[DATALAD RUNCMD] count trials' in out.stdout
     assert (tmp_path / 'runs/counts.txt').read_text() == '1 trials\n'
+
+
+def test_missing_annex_link_is_reported_with_a_repair(origin, tmp_path):
+    # git-annex is kept out of the checkout: no filter, no post-checkout hook
+    raw = origin / 'raw/bpod'
+    for key in ('process', 'smudge', 'clean'):
+        git(raw, 'config', '--unset', f'filter.annex.{key}')
+    (raw / '.git/hooks/post-checkout').unlink()
+    wt = tmp_path / 'wt'
+    res = by_path(add(origin, wt, recursive=True), wt)
+    r = res['raw/bpod']
+    assert r['status'] == 'error'
+    assert 'annexed files there are not readable' in r['message']
+    assert f"Run 'git annex init' in {wt / 'raw/bpod'}" in r['message']
+    # the other datasets are fine, and the advice repairs it
+    assert res['raw/2p']['status'] == 'ok'
+    subprocess.run(['git', 'annex', 'init'], cwd=wt / 'raw/bpod', check=True,
+                   capture_output=True)
+    assert (wt / 'raw/bpod/sub-01/trials.tsv').read_text().startswith('bpod')
