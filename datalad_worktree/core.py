@@ -15,7 +15,10 @@ from pathlib import (
     Path,
     PurePosixPath,
 )
-from typing import Iterator
+from typing import (
+    Callable,
+    Iterator,
+)
 
 from datalad_next.runners import CommandError
 
@@ -139,12 +142,15 @@ def walk_hierarchy(
         top: Path,
         commit: str,
         max_depth: int | None,
+        descend: Callable[[Node], str] | None = None,
 ) -> Iterator[Node]:
     """Yield the top dataset and its subdatasets, every parent before its children
 
-    Subdatasets are those recorded in the parent's ``commit``; each is looked
-    for at the recorded location in the parent's origin working tree.
-    ``max_depth`` limits the recursion (0: only the top, None: unlimited).
+    Subdatasets are those recorded in a parent's commit: ``descend(parent)``,
+    called after the parent was yielded, or else the parent's own ``commit``.
+    Each is looked for at the recorded location in the parent's origin
+    working tree. ``max_depth`` limits the recursion (0: only the top, None:
+    unlimited).
     """
     queue = [Node(origin=top, relpath=PurePosixPath('.'), commit=commit,
                   depth=0)]
@@ -155,11 +161,12 @@ def walk_hierarchy(
             continue
         if max_depth is not None and node.depth >= max_depth:
             continue
-        queue.extend(_children(node))
+        queue.extend(_children(
+            node, descend(node) if descend else node.commit))
 
 
-def _children(parent: Node) -> Iterator[Node]:
-    for path, sha in recorded_subdatasets(parent.origin, parent.commit):
+def _children(parent: Node, commit: str) -> Iterator[Node]:
+    for path, sha in recorded_subdatasets(parent.origin, commit):
         relpath = parent.relpath / path
         origin = parent.origin / path
         child = dict(origin=origin, relpath=relpath, depth=parent.depth + 1,

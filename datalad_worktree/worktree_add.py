@@ -69,6 +69,9 @@ class Plan:
     (subdataset not installed) or 'refuse'"""
     new_branch: bool = False
     reason: str = ''
+    head: str = ''
+    """Commit checked out in the new worktree, which its subdatasets follow:
+    the node's commit, or what an existing worktree has checked out"""
 
     @property
     def target(self) -> Path:
@@ -215,7 +218,7 @@ class WorktreeAdd(ValidatedInterface):
             if isinstance(plan_or_path, Plan):
                 p = plan_or_path
                 kw = dict(path=str(p.target), source=str(p.node.origin),
-                          branch=p.branch, commit=p.node.commit or None,
+                          branch=p.branch, commit=p.head or None,
                           **kw)
             else:
                 kw = dict(path=str(plan_or_path), source=refds, **kw)
@@ -245,8 +248,12 @@ class WorktreeAdd(ValidatedInterface):
 
         max_depth = recursion_limit if recursion_limit is not None \
             else (None if recursive else 0)
-        plans = [preflight(node, target, None if detach else branch)
-                 for node in walk_hierarchy(top, head, max_depth)]
+        plans = {}
+        for node in walk_hierarchy(top, head, max_depth,
+                                   lambda n: plans[n.relpath].head):
+            plans[node.relpath] = preflight(node, target,
+                                            None if detach else branch)
+        plans = list(plans.values())
         refused = [p for p in plans if p.todo == 'refuse']
         if refused:
             for p in refused:
@@ -365,7 +372,7 @@ def location_problem(target: Path, top: Path) -> str | None:
 
 def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
     """Check one dataset and decide what to do, changing nothing"""
-    plan = Plan(node=node, root=target_root, branch=branch)
+    plan = Plan(node=node, root=target_root, branch=branch, head=node.commit)
     target = plan.target
     if node.problem:
         return _refuse(plan, node.problem)
@@ -441,23 +448,25 @@ def _checked_out_at(worktrees: list[Worktree], branch: str) -> Path | None:
 
 def _check_existing(plan: Plan, wt: Worktree) -> Plan:
     """A worktree of this dataset is registered at the target already:
-    accept it if it is what this command would have made"""
+    accept it if it is on the requested branch (or detached, as asked), at
+    whatever commit it has moved on to"""
     want = f'refs/heads/{plan.branch}' if plan.branch else None
     if wt.prunable:
         repo = plan.node.origin
         return _refuse(plan, (
             f'a worktree of {repo} is registered at {plan.target} but its '
             f"directory is missing; run 'git -C {repo} worktree prune'"))
-    if wt.branch == want and wt.head == plan.node.commit:
+    if wt.branch == want and wt.head:
         plan.todo = 'exists'
-        plan.reason = 'a matching worktree exists already'
+        plan.head = wt.head
+        plan.reason = f'a matching worktree exists already, at {wt.head[:10]}'
         return plan
     where = wt.branch.removeprefix('refs/heads/') if wt.branch \
         else 'a detached HEAD'
     return _refuse(plan, (
         f'{plan.target} is already a worktree of {plan.node.origin}, on '
-        f'{where} at {(wt.head or "?")[:10]}, not what was asked for '
-        f'({plan.branch or "detached"} at {plan.node.commit[:10]})'))
+        f'{where} at {(wt.head or "?")[:10]}, not on '
+        f'{plan.branch or "a detached HEAD"} as asked'))
 
 
 def describe(plan: Plan, done: bool = False) -> str:

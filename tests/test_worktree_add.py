@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -351,6 +352,30 @@ def test_rerun_after_interruption_completes_the_hierarchy(origin, tmp_path):
     assert res['derived/L5b/inputs/2p']['status'] == 'ok'
     again = add(origin, wt, branch='runs', recursive=True)
     assert {r['status'] for r in again} == {'notneeded'}
+
+
+def test_rerun_keeps_worktrees_that_moved_on(origin, tmp_path):
+    wt = tmp_path / 'wt'
+    add(origin, wt, branch='runs', recursive=True)
+    # work happened in the worktree and was saved up the hierarchy
+    (wt / 'derived/L5b/code/more.py').write_text('y = 2\n')
+    dl.save(dataset=wt, recursive=True, message='work in runs',
+            result_renderer='disabled')
+    moved = {rel: git(wt / rel, 'rev-parse', 'HEAD')
+             for rel in ('.', 'derived/L5b', 'derived/L5b/code')}
+    # one subdataset worktree is gone again
+    shutil.rmtree(wt / 'derived/L5b/inputs/2p')
+    git(origin / 'derived/L5b/inputs/2p', 'worktree', 'prune')
+    (wt / 'derived/L5b/inputs/2p').mkdir()
+    res = by_path(add(origin, wt, branch='runs', recursive=True), wt)
+    for rel, head in moved.items():
+        assert res[rel]['status'] == 'notneeded'
+        assert res[rel]['commit'] == head
+        assert git(wt / rel, 'rev-parse', 'HEAD') == head
+    # the missing one follows what its parent's worktree records
+    assert res['derived/L5b/inputs/2p']['status'] == 'ok'
+    assert res['derived/L5b/inputs/2p']['commit'] == \
+        recorded(wt / 'derived/L5b', 'inputs/2p')
 
 
 def test_rerun_with_other_branch_is_refused(origin, tmp_path):
