@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import os
 import subprocess
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass
 from pathlib import (
     Path,
@@ -236,3 +241,45 @@ def uses_annex(repo: Path) -> bool:
         if e.returncode == 1:
             return False
         raise
+
+
+def run_ordered(
+        items: list,
+        prerequisites: Callable[[object], list],
+        work: Callable[[object], str | None],
+        workers: int,
+) -> Iterator[tuple[object, str | None, object | None]]:
+    """Run ``work`` on every item, each only after all its prerequisites
+
+    ``work`` returns an error message or None. Up to ``workers`` items run
+    at the same time. Yields ``(item, error, blocker)`` as items finish:
+    ``blocker`` is the failed prerequisite that kept an item from running
+    (then ``error`` is None), and items depending on it are not run either.
+    """
+    waiting = {id(i): set(map(id, prerequisites(i))) for i in items}
+    dependents: dict[int, list] = {}
+    for item in items:
+        for pre in waiting[id(item)]:
+            dependents.setdefault(pre, []).append(item)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        running = {pool.submit(work, i): i for i in items
+                   if not waiting[id(i)]}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                item = running.pop(future)
+                error = future.result()
+                yield item, error, None
+                if error:
+                    yield from _blocked(item, item, dependents)
+                    continue
+                for dep in dependents.get(id(item), []):
+                    waiting[id(dep)].discard(id(item))
+                    if not waiting[id(dep)]:
+                        running[pool.submit(work, dep)] = dep
+
+
+def _blocked(failed, blocker, dependents) -> Iterator[tuple]:
+    for dep in dependents.get(id(failed), []):
+        yield dep, None, blocker
+        yield from _blocked(dep, blocker, dependents)

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    ThreadPoolExecutor,
-    wait,
-)
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -48,6 +43,7 @@ from .core import (
     is_within,
     list_worktrees,
     redirected,
+    run_ordered,
     same_path,
     uses_annex,
     walk_hierarchy,
@@ -491,30 +487,16 @@ def create_worktrees(plans: list[Plan], workers: int
     """
     wanted = [p for p in plans if p.todo in ('create', 'exists')]
     by_path = {p.node.relpath: p for p in wanted}
-    children: dict = {}
-    roots = []
-    for p in wanted:
-        parent = by_path.get(p.node.parent)
-        if parent is None:
-            roots.append(p)
-        else:
-            children.setdefault(id(parent), []).append(p)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        running = {pool.submit(_create, p): p for p in roots}
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                plan = running.pop(future)
-                error = future.result()
-                if plan.todo == 'create':
-                    yield plan, error
-                for child in children.get(id(plan), []):
-                    if error:
-                        yield child, ('not created: the worktree of its '
-                                      'parent dataset could not be created')
-                    else:
-                        running[pool.submit(_create, child)] = child
+    def parent(plan):
+        return [by_path[plan.node.parent]] if plan.node.depth else []
+
+    for plan, error, blocker in run_ordered(wanted, parent, _create, workers):
+        if blocker:
+            error = (f'not created: the worktree of {blocker.target} could '
+                     'not be created')
+        if plan.todo == 'create':
+            yield plan, error
 
 
 def _create(plan: Plan) -> str | None:

@@ -1,0 +1,64 @@
+"""The shared core's pure parts: path safety and ordered parallel work"""
+
+import threading
+
+import pytest
+
+from datalad_worktree.core import (
+    run_ordered,
+    unsafe_relpath,
+)
+
+
+@pytest.mark.parametrize('path, unsafe', [
+    ('code', False), ('inputs/raw', False), ('-f', False),
+    ('../x', True), ('a/../../x', True), ('/abs', True), ('a//b', True),
+    ('./a', True), ('a/.git', True), ('.GIT/x', True), ('', True),
+    ('a\\b', True),
+])
+def test_unsafe_relpath(path, unsafe):
+    assert bool(unsafe_relpath(path)) is unsafe
+
+
+TREE = {'top': [], 'a': ['top'], 'b': ['top'], 'a1': ['a'], 'a2': ['a'],
+        'a1x': ['a1']}
+
+
+@pytest.mark.parametrize('workers', [1, 3])
+def test_run_ordered_respects_prerequisites(workers):
+    done = []
+    lock = threading.Lock()
+
+    def work(item):
+        with lock:
+            assert all(p in done for p in TREE[item])
+            done.append(item)
+
+    out = list(run_ordered(list(TREE), TREE.get, work, workers))
+    assert sorted(i for i, _, _ in out) == sorted(TREE)
+    assert all(err is None and blocker is None for _, err, blocker in out)
+
+
+def test_run_ordered_blocks_dependents_of_a_failure():
+    ran = []
+
+    def work(item):
+        ran.append(item)
+        return 'broken' if item == 'a' else None
+
+    out = {i: (err, blocker) for i, err, blocker in
+           run_ordered(list(TREE), TREE.get, work, 2)}
+    assert out['a'] == ('broken', None)
+    for dep in ('a1', 'a2', 'a1x'):
+        assert out[dep] == (None, 'a')
+        assert dep not in ran
+    assert out['b'] == (None, None)
+
+
+def test_run_ordered_bottom_up():
+    children = {k: [c for c, ps in TREE.items() if k in ps] for k in TREE}
+    order = [i for i, _, _ in run_ordered(
+        list(TREE), children.get, lambda i: None, 1)]
+    for item, parents in TREE.items():
+        for parent in parents:
+            assert order.index(item) < order.index(parent)
