@@ -89,8 +89,8 @@ def is_within(path: Path, root: Path) -> bool:
 @dataclass(frozen=True)
 class Node:
     """One dataset of a hierarchy, located relative to its top dataset"""
-    origin: Path
-    """Working tree of the dataset in the origin hierarchy"""
+    path: Path
+    """Working tree of the dataset in the walked hierarchy"""
     relpath: PurePosixPath
     """Location relative to the top dataset (``.`` for the top)"""
     commit: str
@@ -153,11 +153,11 @@ def walk_hierarchy(
 
     Subdatasets are those recorded in a parent's commit: ``descend(parent)``,
     called after the parent was yielded, or else the parent's own ``commit``.
-    Each is looked for at the recorded location in the parent's origin
-    working tree. ``max_depth`` limits the recursion (0: only the top, None:
+    Each is looked for at the recorded location in the parent's working
+    tree. ``max_depth`` limits the recursion (0: only the top, None:
     unlimited).
     """
-    queue = [Node(origin=top, relpath=PurePosixPath('.'), commit=commit,
+    queue = [Node(path=top, relpath=PurePosixPath('.'), commit=commit,
                   depth=0)]
     while queue:
         node = queue.pop(0)
@@ -171,21 +171,21 @@ def walk_hierarchy(
 
 
 def _children(parent: Node, commit: str) -> Iterator[Node]:
-    for path, sha in recorded_subdatasets(parent.origin, commit):
+    for path, sha in recorded_subdatasets(parent.path, commit):
         relpath = parent.relpath / path
-        origin = parent.origin / path
-        child = dict(origin=origin, relpath=relpath, depth=parent.depth + 1,
+        location = parent.path / path
+        child = dict(path=location, relpath=relpath, depth=parent.depth + 1,
                      parent=parent.relpath)
         if sha is None:
             yield Node(commit='', **child, installed=False, problem=(
                 f'refusing the subdataset path {path!r} recorded in '
-                f'{parent.origin}/.gitmodules: {unsafe_relpath(path)}'))
-        elif redirected(parent.origin, path):
+                f'{parent.path}/.gitmodules: {unsafe_relpath(path)}'))
+        elif redirected(parent.path, path):
             yield Node(commit=sha, **child, installed=False, problem=(
-                f'refusing the subdataset at {origin}: a symbolic link on '
+                f'refusing the subdataset at {location}: a symbolic link on '
                 'its path leads elsewhere'))
         else:
-            yield Node(commit=sha, **child, installed=is_repo_root(origin))
+            yield Node(commit=sha, **child, installed=is_repo_root(location))
 
 
 @dataclass(frozen=True)

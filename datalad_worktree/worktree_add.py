@@ -213,7 +213,7 @@ class WorktreeAdd(ValidatedInterface):
         def result(plan_or_path, status, message, **kw):
             if isinstance(plan_or_path, Plan):
                 p = plan_or_path
-                kw = dict(path=str(p.target), source=str(p.node.origin),
+                kw = dict(path=str(p.target), source=str(p.node.path),
                           branch=p.branch, commit=p.head or None,
                           **kw)
             else:
@@ -377,7 +377,7 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
         plan.reason = ('subdataset not installed in the dataset; left as an '
                        'empty mount point')
         return plan
-    repo = node.origin
+    repo = node.path
     try:
         refs = _refs(repo, node.commit, branch)
         worktrees = list_worktrees(repo)
@@ -448,7 +448,7 @@ def _check_existing(plan: Plan, wt: Worktree) -> Plan:
     whatever commit it has moved on to"""
     want = f'refs/heads/{plan.branch}' if plan.branch else None
     if wt.prunable:
-        repo = plan.node.origin
+        repo = plan.node.path
         return _refuse(plan, (
             f'a worktree of {repo} is registered at {plan.target} but its '
             f"directory is missing; run 'git -C {repo} worktree prune'"))
@@ -460,7 +460,7 @@ def _check_existing(plan: Plan, wt: Worktree) -> Plan:
     where = wt.branch.removeprefix('refs/heads/') if wt.branch \
         else 'a detached HEAD'
     return _refuse(plan, (
-        f'{plan.target} is already a worktree of {plan.node.origin}, on '
+        f'{plan.target} is already a worktree of {plan.node.path}, on '
         f'{where} at {(wt.head or "?")[:10]}, not on '
         f'{plan.branch or "a detached HEAD"} as asked'))
 
@@ -513,7 +513,7 @@ def _create(plan: Plan) -> str | None:
     else:
         how = ['--', str(target), plan.branch]
     try:
-        git_out(node.origin, ['-c', 'submodule.recurse=false',
+        git_out(node.path, ['-c', 'submodule.recurse=false',
                               'worktree', 'add', '--quiet', *how])
     except CommandError as e:
         return f'git worktree add failed: {git_error(e)}'
