@@ -246,21 +246,31 @@ def uses_annex(repo: Path) -> bool:
 def run_ordered(
         items: list,
         prerequisites: Callable[[object], list],
-        work: Callable[[object], str | None],
+        work: Callable[[object], object],
         workers: int,
-) -> Iterator[tuple[object, str | None, object | None]]:
+        failed: Callable[[object], bool] = bool,
+) -> Iterator[tuple[object, object, object | None]]:
     """Run ``work`` on every item, each only after all its prerequisites
 
-    ``work`` returns an error message or None. Up to ``workers`` items run
-    at the same time. Yields ``(item, error, blocker)`` as items finish:
-    ``blocker`` is the failed prerequisite that kept an item from running
-    (then ``error`` is None), and items depending on it are not run either.
+    Up to ``workers`` items run at the same time. Yields ``(item, outcome,
+    blocker)`` as items finish. When ``failed(outcome)`` is true, the items
+    that depend on that item are not run: they are yielded with ``None`` as
+    their outcome and the failed item as their ``blocker``.
     """
     waiting = {id(i): set(map(id, prerequisites(i))) for i in items}
     dependents: dict[int, list] = {}
     for item in items:
         for pre in waiting[id(item)]:
             dependents.setdefault(pre, []).append(item)
+    blocked: set[int] = set()
+
+    def block(failed_item, blocker):
+        for dep in dependents.get(id(failed_item), []):
+            if id(dep) not in blocked:
+                blocked.add(id(dep))
+                yield dep, None, blocker
+                yield from block(dep, blocker)
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
         running = {pool.submit(work, i): i for i in items
                    if not waiting[id(i)]}
@@ -268,18 +278,12 @@ def run_ordered(
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 item = running.pop(future)
-                error = future.result()
-                yield item, error, None
-                if error:
-                    yield from _blocked(item, item, dependents)
+                outcome = future.result()
+                yield item, outcome, None
+                if failed(outcome):
+                    yield from block(item, item)
                     continue
                 for dep in dependents.get(id(item), []):
                     waiting[id(dep)].discard(id(item))
                     if not waiting[id(dep)]:
                         running[pool.submit(work, dep)] = dep
-
-
-def _blocked(failed, blocker, dependents) -> Iterator[tuple]:
-    for dep in dependents.get(id(failed), []):
-        yield dep, None, blocker
-        yield from _blocked(dep, blocker, dependents)

@@ -62,3 +62,13 @@ def test_run_ordered_bottom_up():
     for item, parents in TREE.items():
         for parent in parents:
             assert order.index(item) < order.index(parent)
+
+
+def test_run_ordered_reports_a_blocked_item_once():
+    children = {k: [c for c, ps in TREE.items() if k in ps] for k in TREE}
+    out = [(i, blocker) for i, _, blocker in run_ordered(
+        list(TREE), children.get,
+        lambda i: 'broken' if i in ('a1', 'a2') else None, 1)]
+    assert sorted(i for i, _ in out) == sorted(TREE)
+    assert dict(out)['a'] in ('a1', 'a2')
+    assert dict(out)['top'] in ('a1', 'a2')
