@@ -25,6 +25,9 @@ from typing import (
     Iterator,
 )
 
+from datalad.interface.utils import generic_result_renderer
+from datalad.support import ansi_colors as ac
+from datalad.ui import ui
 from datalad_next.runners import CommandError
 
 GITLINK_MODE = '160000'
@@ -126,16 +129,8 @@ def recorded_subdatasets(repo: Path, commit: str) -> list[tuple[str, str | None]
     paths = [r.split('\n', 1)[1] for r in records if '\n' in r]
     unsafe = [(p, None) for p in paths if unsafe_relpath(p)]
     safe = [p for p in paths if not unsafe_relpath(p)]
-    if not safe:
-        return unsafe
-    gitlinks = {}
-    for entry in git_records(repo, [
-            '--literal-pathspecs', 'ls-tree', '-z', commit, '--', *safe]):
-        meta, path = entry.split('\t', 1)
-        mode, _, sha = meta.split(' ')
-        if mode == GITLINK_MODE:
-            gitlinks[path] = sha
-    return unsafe + [(p, gitlinks[p]) for p in safe if p in gitlinks]
+    recorded = gitlinks(repo, commit, safe)
+    return unsafe + [(p, recorded[p]) for p in safe if p in recorded]
 
 
 def is_repo_root(path: Path) -> bool:
@@ -287,3 +282,116 @@ def run_ordered(
                     waiting[id(dep)].discard(id(item))
                     if not waiting[id(dep)]:
                         running[pool.submit(work, dep)] = dep
+
+
+def head_commit(repo: Path) -> str | None:
+    """The commit checked out in ``repo``, None when there is none yet"""
+    try:
+        return git_lines(repo, ['rev-parse', '--verify', '-q',
+                                'HEAD^{commit}'])[0]
+    except CommandError:
+        return None
+
+
+def current_branch(repo: Path) -> str | None:
+    """The short name of the branch checked out in ``repo``, None if detached"""
+    try:
+        return git_lines(repo, ['symbolic-ref', '-q', '--short', 'HEAD'])[0]
+    except CommandError:
+        return None
+
+
+def is_ancestor(repo: Path, commit: str, of: str) -> bool:
+    """Whether ``commit`` is ``of`` or one of its ancestors"""
+    try:
+        git_out(repo, ['merge-base', '--is-ancestor', commit, of])
+    except CommandError as e:
+        if e.returncode == 1:
+            return False
+        raise
+    return True
+
+
+def changed_paths(repo: Path) -> list[str]:
+    """Tracked files with changes in ``repo``, staged or not
+
+    Subdatasets are left out: their new commits are recorded, not lost.
+    """
+    return git_records(repo, ['diff-index', '-z', '--name-only',
+                              '--ignore-submodules=all', 'HEAD', '--'])
+
+
+def overwritten_paths(repo: Path, old: str, new: str) -> list[str]:
+    """Files on disk, untracked or ignored, that moving from ``old`` to
+    ``new`` would overwrite: paths that ``new`` adds and that exist already
+    (an empty directory where a subdataset appears is fine)"""
+    records = git_records(repo, ['diff-tree', '-r', '-z', '--no-renames',
+                                 '--diff-filter=A', old, new])
+    found = []
+    for meta, path in zip(records[::2], records[1::2]):
+        where = repo / path
+        if not os.path.lexists(where):
+            continue
+        new_mode = meta.split(' ')[1]
+        if new_mode == GITLINK_MODE and where.is_dir() and \
+                not any(where.iterdir()):
+            continue
+        found.append(path)
+    return found
+
+
+def merge_conflicts(repo: Path, ours: str, theirs: str) -> list[str] | None:
+    """Paths that merging ``theirs`` into ``ours`` would leave conflicted
+
+    Computed without touching the working tree or index (``git merge-tree
+    --write-tree``, git 2.38 or later). Returns None when this git cannot
+    tell without merging.
+    """
+    try:
+        git_out(repo, ['merge-tree', '--write-tree', '--name-only', '-z',
+                       '--no-messages', ours, theirs])
+    except CommandError as e:
+        if e.returncode != 1:
+            return None
+        out = e.stdout if isinstance(e.stdout, str) else e.stdout.decode()
+        return [p for p in out.split('\0')[1:] if p]
+    return []
+
+
+def gitlinks(repo: Path, commit: str, paths: list[str]) -> dict[str, str]:
+    """The commit recorded for each of ``paths`` that is a gitlink in ``commit``"""
+    if not paths:
+        return {}
+    found = {}
+    for entry in git_records(repo, ['--literal-pathspecs', 'ls-tree', '-z',
+                                    commit, '--', *paths]):
+        meta, path = entry.split('\t', 1)
+        mode, _, sha = meta.split(' ')
+        if mode == GITLINK_MODE:
+            found[path] = sha
+    return found
+
+
+def render_result(action: str, res: dict) -> None:
+    """One readable line per result: ``action(status): path [message]``"""
+    if res.get('action') != action:
+        generic_result_renderer(res)
+        return
+    message = res.get('message')
+    ui.message('{action}({status}): {path}{msg}'.format(
+        action=ac.color_word(action, ac.BOLD),
+        status=ac.color_status(res['status']),
+        path=res['path'],
+        msg=f' [{message}]' if message else '',
+    ))
+
+
+def summarize_results(action: str, results: list, words: dict) -> None:
+    """One line counting the results of ``action`` per status, in the order
+    of ``words``, which names each status"""
+    mine = [r for r in results if r.get('action') == action]
+    counts = [(sum(r['status'] == s for r in mine), word)
+              for s, word in words.items()]
+    if mine:
+        ui.message('worktrees: ' + ', '.join(
+            f'{n} {word}' for n, word in counts if n))

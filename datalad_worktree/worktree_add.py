@@ -12,8 +12,6 @@ from datalad.interface.common_opts import (
     recursion_flag,
     recursion_limit,
 )
-from datalad.support import ansi_colors as ac
-from datalad.ui import ui
 from datalad_next.commands import (
     EnsureCommandParameterization,
     Parameter,
@@ -40,11 +38,14 @@ from .core import (
     git_error,
     git_lines,
     git_out,
+    head_commit,
     is_within,
     list_worktrees,
     redirected,
+    render_result,
     run_ordered,
     same_path,
+    summarize_results,
     uses_annex,
     walk_hierarchy,
 )
@@ -126,8 +127,9 @@ class WorktreeAdd(ValidatedInterface):
         path=Parameter(
             args=('path',),
             metavar='PATH',
-            doc="""where to create the worktree of the dataset. It must not
-            exist, or be an empty directory, outside of any dataset."""),
+            doc="""where to create the worktree of the dataset: a location
+            outside of any dataset that either does not exist or is an empty
+            directory."""),
         dataset=Parameter(
             args=('-d', '--dataset'),
             metavar='DATASET',
@@ -236,7 +238,7 @@ class WorktreeAdd(ValidatedInterface):
         if problem:
             yield result(target, 'impossible', problem)
             return
-        head = _head_commit(top)
+        head = head_commit(top)
         if head is None:
             yield result(target, 'impossible',
                          f'{top} has no commit yet; save something first')
@@ -273,35 +275,17 @@ class WorktreeAdd(ValidatedInterface):
 
     @staticmethod
     def custom_result_renderer(res, **kwargs):
-        if res.get('action') != ACTION:
-            from datalad.interface.utils import generic_result_renderer
-            generic_result_renderer(res)
-            return
-        status = res['status']
-        path = res['path']
-        ui.message('{action}({status}): {path}{msg}'.format(
-            action=ac.color_word(ACTION, ac.BOLD),
-            status=ac.color_status(status),
-            path=path,
-            msg=f" [{res['message']}]" if res.get('message') else '',
-        ))
+        render_result(ACTION, res)
 
     @staticmethod
     def custom_result_summary_renderer(results):
-        mine = [r for r in results if r.get('action') == ACTION]
-        if not mine:
-            return
-        dry = any(r.get('dry_run') for r in mine)
-        words = {
+        dry = any(r.get('dry_run') for r in results)
+        summarize_results(ACTION, results, {
             'ok': 'would be created' if dry else 'created',
             'notneeded': 'not needed (present already or not installed)',
             'impossible': 'refused',
             'error': 'failed',
-        }
-        counts = [(sum(r['status'] == s for r in mine), word)
-                  for s, word in words.items()]
-        ui.message('worktrees: ' + ', '.join(
-            f'{n} {word}' for n, word in counts if n))
+        })
 
 
 def _absolute(path: Path, dataset) -> Path:
@@ -313,14 +297,6 @@ def _absolute(path: Path, dataset) -> Path:
             else Path.cwd()
         path = base / path
     return Path(os.path.normpath(path))
-
-
-def _head_commit(repo: Path) -> str | None:
-    try:
-        return git_lines(repo, ['rev-parse', '--verify', '-q',
-                                'HEAD^{commit}'])[0]
-    except CommandError:
-        return None
 
 
 def branch_name_problem(repo: Path, name: str) -> str | None:
