@@ -14,5 +14,11 @@ command_suite = (
             'worktree-add',
             'worktree_add',
         ),
+        (
+            'datalad_worktree.worktree_sync',
+            'WorktreeSync',
+            'worktree-sync',
+            'worktree_sync',
+        ),
     ],
 )

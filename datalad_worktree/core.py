@@ -25,12 +25,60 @@ from typing import (
     Iterator,
 )
 
+from datalad.interface.common_opts import (
+    jobs_opt,
+    recursion_flag,
+    recursion_limit,
+)
 from datalad.interface.utils import generic_result_renderer
+from datalad.support.param import Parameter
 from datalad.support import ansi_colors as ac
 from datalad.ui import ui
+from datalad_next.constraints import (
+    EnsureBool,
+    EnsureChoice,
+    EnsureInt,
+    EnsureRange,
+)
 from datalad_next.runners import CommandError
 
 GITLINK_MODE = '160000'
+
+HIERARCHY_PARAMS = dict(
+    recursive=recursion_flag,
+    recursion_limit=Parameter(
+        args=recursion_limit.cmd_args,
+        metavar='LEVELS',
+        doc="""limit recursion into subdatasets to the given number of
+        levels (implies [CMD: --recursive CMD][PY: recursive=True PY])."""),
+    jobs=Parameter(
+        args=jobs_opt.cmd_args,
+        metavar='NJOBS',
+        doc="""how many datasets to handle in parallel ('auto': one per CPU
+        core). A dataset and its subdatasets are never handled at the same
+        time. Default: one at a time."""),
+)
+"""The -r/-R/-J parameters of every command that walks a hierarchy"""
+
+HIERARCHY_VALIDATORS = dict(
+    recursive=EnsureBool(),
+    recursion_limit=EnsureInt() & EnsureRange(min=0),
+    jobs=(EnsureInt() & EnsureRange(min=1)) | EnsureChoice('auto'),
+)
+
+
+def max_depth(recursive: bool, recursion_limit: int | None) -> int | None:
+    """How deep to walk: -R wins, -r alone is unlimited, neither is 0"""
+    if recursion_limit is not None:
+        return recursion_limit
+    return None if recursive else 0
+
+
+def worker_count(jobs: int | str | None) -> int:
+    """Parallel workers for -J: a number, 'auto' (CPU cores) or one"""
+    if jobs == 'auto':
+        return os.cpu_count() or 1
+    return jobs or 1
 
 
 def git_out(repo: Path, args: list[str], input: str | None = None) -> str:

@@ -7,11 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from datalad.interface.common_opts import (
-    jobs_opt,
-    recursion_flag,
-    recursion_limit,
-)
 from datalad_next.commands import (
     EnsureCommandParameterization,
     Parameter,
@@ -23,16 +18,15 @@ from datalad_next.commands import (
 )
 from datalad_next.constraints import (
     EnsureBool,
-    EnsureChoice,
     EnsureDataset,
-    EnsureInt,
     EnsurePath,
-    EnsureRange,
     EnsureStr,
 )
 from datalad_next.runners import CommandError
 
 from .core import (
+    HIERARCHY_PARAMS,
+    HIERARCHY_VALIDATORS,
     Node,
     Worktree,
     git_error,
@@ -41,6 +35,7 @@ from .core import (
     head_commit,
     is_within,
     list_worktrees,
+    max_depth,
     redirected,
     render_result,
     run_ordered,
@@ -48,6 +43,7 @@ from .core import (
     summarize_results,
     uses_annex,
     walk_hierarchy,
+    worker_count,
 )
 
 ACTION = 'worktree-add'
@@ -124,6 +120,7 @@ class WorktreeAdd(ValidatedInterface):
     result_renderer = 'tailored'
 
     _params_ = dict(
+        **HIERARCHY_PARAMS,
         path=Parameter(
             args=('path',),
             metavar='PATH',
@@ -145,18 +142,6 @@ class WorktreeAdd(ValidatedInterface):
             args=('--detach',),
             action='store_true',
             doc="""check out detached HEADs instead of a branch."""),
-        recursive=recursion_flag,
-        recursion_limit=Parameter(
-            args=recursion_limit.cmd_args,
-            metavar='LEVELS',
-            doc="""limit recursion into subdatasets to the given number of
-            levels (implies [CMD: --recursive CMD][PY: recursive=True PY])."""),
-        jobs=Parameter(
-            args=jobs_opt.cmd_args,
-            metavar='NJOBS',
-            doc="""how many worktrees to create in parallel ('auto': one per
-            CPU core). A subdataset's worktree is always created after its
-            parent's. Default: one at a time."""),
         dry_run=Parameter(
             args=('--dry-run',),
             action='store_true',
@@ -171,9 +156,7 @@ class WorktreeAdd(ValidatedInterface):
                                   purpose='create a worktree of it'),
             branch=EnsureStr(min_len=1),
             detach=EnsureBool(),
-            recursive=EnsureBool(),
-            recursion_limit=EnsureInt() & EnsureRange(min=0),
-            jobs=(EnsureInt() & EnsureRange(min=1)) | EnsureChoice('auto'),
+            **HIERARCHY_VALIDATORS,
             dry_run=EnsureBool(),
         ),
         validate_defaults=('dataset',),
@@ -244,10 +227,9 @@ class WorktreeAdd(ValidatedInterface):
                          f'{top} has no commit yet; save something first')
             return
 
-        max_depth = recursion_limit if recursion_limit is not None \
-            else (None if recursive else 0)
+        depth = max_depth(recursive, recursion_limit)
         plans = {}
-        for node in walk_hierarchy(top, head, max_depth,
+        for node in walk_hierarchy(top, head, depth,
                                    lambda n: plans[n.relpath].head):
             plans[node.relpath] = preflight(node, target,
                                             None if detach else branch)
@@ -266,7 +248,7 @@ class WorktreeAdd(ValidatedInterface):
                 yield result(p, 'ok', f'would {describe(p)}', dry_run=True)
         if dry_run:
             return
-        workers = os.cpu_count() if jobs == 'auto' else (jobs or 1)
+        workers = worker_count(jobs)
         for plan, error in create_worktrees(plans, workers):
             if error:
                 yield result(plan, 'error', error)

@@ -134,3 +134,29 @@ def snapshot(top: Path) -> dict:
             worktrees=git(ds, 'worktree', 'list', '--porcelain'),
         )
     return state
+
+
+def add(origin, path, **kw):
+    """worktree_add as a notebook user calls it, results as a list"""
+    kw.setdefault('on_failure', 'ignore')
+    return dl.worktree_add(path, dataset=origin, result_renderer='disabled',
+                           return_type='list', **kw)
+
+
+def by_path(results, root):
+    """Results keyed by their path relative to ``root``"""
+    return {os.path.relpath(r['path'], root): r for r in results}
+
+
+def recorded(parent: Path, sub: str) -> str:
+    """The commit that ``parent``'s HEAD records for subdataset ``sub``"""
+    return git(parent, 'rev-parse', f'HEAD:{sub}')
+
+
+def commit_file(repo: Path, name: str, text: str, message: str) -> str:
+    """Commit one file with plain git; returns the new commit"""
+    (repo / name).parent.mkdir(parents=True, exist_ok=True)
+    (repo / name).write_text(text)
+    git(repo, 'add', '--', name)
+    git(repo, 'commit', '-q', '-m', message)
+    return git(repo, 'rev-parse', 'HEAD')

@@ -16,8 +16,11 @@ from datalad_next.constraints.exceptions import CommandParametrizationError
 
 from .conftest import (
     RUN_CMD,
+    add,
+    by_path,
     datasets_of,
     git,
+    recorded,
     snapshot,
 )
 
@@ -31,21 +34,6 @@ PARENT = {
     'derived/L5b/inputs/2p': ('derived/L5b', 'inputs/2p'),
 }
 INSTALLED = ['.', *PARENT]
-
-
-def add(origin, path, **kw):
-    """worktree_add as a notebook user calls it, results as a list"""
-    kw.setdefault('on_failure', 'ignore')
-    return dl.worktree_add(path, dataset=origin, result_renderer='disabled',
-                           return_type='list', **kw)
-
-
-def by_path(results, root):
-    return {os.path.relpath(r['path'], root): r for r in results}
-
-
-def recorded(parent: Path, sub: str) -> str:
-    return git(parent, 'rev-parse', f'HEAD:{sub}')
 
 
 def assert_refused(results, origin, wt, before, *fragments):

@@ -1,0 +1,522 @@
+"""Bring a linked worktree of a dataset hierarchy up to the development state"""
+
+from __future__ import annotations
+
+from dataclasses import (
+    dataclass,
+    field,
+)
+from pathlib import Path
+
+from datalad_next.commands import (
+    EnsureCommandParameterization,
+    Parameter,
+    ValidatedInterface,
+    build_doc,
+    datasetmethod,
+    eval_results,
+    get_status_dict,
+)
+from datalad_next.constraints import (
+    EnsureBool,
+    EnsureChoice,
+    EnsureDataset,
+)
+from datalad_next.runners import CommandError
+
+from .core import (
+    HIERARCHY_PARAMS,
+    HIERARCHY_VALIDATORS,
+    Node,
+    changed_paths,
+    current_branch,
+    git_error,
+    git_lines,
+    git_out,
+    git_records,
+    gitlinks,
+    head_commit,
+    is_ancestor,
+    is_repo_root,
+    list_worktrees,
+    max_depth,
+    merge_conflicts,
+    overwritten_paths,
+    recorded_subdatasets,
+    render_result,
+    run_ordered,
+    same_path,
+    summarize_results,
+    walk_hierarchy,
+    worker_count,
+)
+
+ACTION = 'worktree-sync'
+RECORD_MESSAGE = 'Record the subdatasets updated by worktree-sync'
+
+
+@dataclass
+class Outcome:
+    """What syncing one dataset did, or why it did not"""
+    status: str
+    message: str
+    keys: dict = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ('impossible', 'error')
+
+
+@build_doc
+class WorktreeSync(ValidatedInterface):
+    """Bring a linked worktree up to the development state of the main one
+
+    A linked worktree made by ``worktree-add`` stays at the state it was made
+    from while development goes on in the main worktree. This command brings
+    each of its datasets to what is checked out in that dataset's main
+    worktree: its HEAD commit, also when HEAD is detached, as Jujutsu always
+    leaves it.
+
+    How a dataset's checked-out branch (or detached HEAD) gets there is
+    chosen with [CMD: --how CMD][PY: how PY]: 'merge' (default) fast-forwards
+    where possible and otherwise merges the development state into it, so
+    results committed in the worktree are kept; 'ff-only' refuses where a
+    fast-forward is not possible; 'reset' moves it to the development state,
+    but refuses where that would leave commits behind that no other branch
+    contains, unless [CMD: --force CMD][PY: force=True PY] is given (the
+    record then names them).
+
+    A checkout whose branch was moved by another tool while it was checked
+    out here (``jj bookmark set``, a ``jj squash`` that rewrote it, a
+    ``git update-ref``) shows phantom staged changes. When index and files
+    still match an earlier position of the branch, the checkout is updated
+    to the branch's tip first, as ``jj workspace update-stale`` would; with
+    real local changes on top it is refused.
+
+    Subdatasets are handled before their parents. Afterwards each parent
+    records the new commits of its subdatasets in one commit of its own, so
+    the worktree hierarchy is clean for ``datalad status`` and ``datalad
+    run``. Subdatasets that the development state has, but that have no
+    worktree here yet, are reported with the command that adds them.
+
+    Nothing is lost: a dataset with uncommitted changes to tracked files is
+    refused and left as it is; untracked and ignored files (a ``.venv``,
+    scratch outputs) are never touched, and a change that would overwrite
+    one is refused. Annexed content needs no transfer, as the annex is
+    shared.
+
+    One result is reported per dataset, with ``action='worktree-sync'``,
+    ``path`` (the dataset in the worktree), ``source`` (its main worktree),
+    ``from_commit`` and ``to_commit``, ``how`` ('fast-forward', 'merge',
+    'reset' or None), and, where they apply, ``repaired_from`` (the stale
+    position a checkout was updated from), ``recorded`` (subdatasets
+    recorded) and ``orphaned`` (commits given up with --force).
+    """
+
+    result_renderer = 'tailored'
+
+    _params_ = dict(
+        **HIERARCHY_PARAMS,
+        dataset=Parameter(
+            args=('-d', '--dataset'),
+            metavar='WORKTREE',
+            doc="""linked worktree to update. If not given, the dataset
+            that contains the current directory."""),
+        how=Parameter(
+            args=('--how',),
+            doc="""how to bring each dataset to its development state:
+            'merge' (fast-forward, else a merge commit), 'ff-only' (refuse
+            where no fast-forward is possible) or 'reset'."""),
+        force=Parameter(
+            args=('--force',),
+            action='store_true',
+            doc="""with --how reset: move also where commits would be left
+            that no other branch contains."""),
+        dry_run=Parameter(
+            args=('--dry-run',),
+            action='store_true',
+            doc="""report what would be done, change nothing."""),
+    )
+
+    _validator_ = EnsureCommandParameterization(
+        dict(
+            dataset=EnsureDataset(installed=True, purpose='update it'),
+            **HIERARCHY_VALIDATORS,
+            how=EnsureChoice('merge', 'ff-only', 'reset'),
+            force=EnsureBool(),
+            dry_run=EnsureBool(),
+        ),
+        validate_defaults=('dataset',),
+    )
+
+    _examples_ = [
+        dict(text="Bring the worktree 'runs' and all its subdatasets up to "
+                  "what is checked out in the main worktrees",
+             code_py="worktree_sync(dataset='../runs', recursive=True)",
+             code_cmd="datalad worktree-sync -d ../runs -r"),
+        dict(text="See what would change, allowing fast-forwards only",
+             code_py="worktree_sync(dataset='../runs', recursive=True, "
+                     "how='ff-only', dry_run=True)",
+             code_cmd="datalad worktree-sync -d ../runs -r --how ff-only "
+                      "--dry-run"),
+    ]
+
+    @staticmethod
+    @datasetmethod(name='worktree_sync')
+    @eval_results
+    def __call__(
+            *,
+            dataset=None,
+            recursive=False,
+            recursion_limit=None,
+            jobs=None,
+            how='merge',
+            force=False,
+            dry_run=False,
+    ):
+        top = dataset.ds.pathobj
+        refds = str(top)
+
+        def result(path, outcome: Outcome):
+            return get_status_dict(
+                action=ACTION, path=str(path), type='dataset', refds=refds,
+                status=outcome.status, message=outcome.message,
+                **outcome.keys)
+
+        problem = not_a_linked_worktree(top)
+        if problem:
+            yield result(top, Outcome('impossible', problem))
+            return
+        depth = max_depth(recursive, recursion_limit)
+        nodes = list(walk_hierarchy(top, head_commit(top), depth))
+        active = []
+        for node in nodes:
+            if node.problem:
+                yield result(node.path, Outcome('impossible', node.problem))
+            elif not node.installed:
+                yield result(node.path, missing_worktree(node, top))
+            else:
+                active.append(node)
+        children = {n.relpath: [] for n in active}
+        for n in active:
+            if n.depth and n.parent in children:
+                children[n.parent].append(n)
+
+        def sync(node):
+            return sync_dataset(node, children[node.relpath], how, force,
+                                dry_run, top, depth)
+
+        workers = worker_count(jobs)
+        for node, outcome, blocker in run_ordered(
+                active, lambda n: children[n.relpath], sync, workers,
+                failed=lambda o: o.failed):
+            if blocker:
+                outcome = Outcome('impossible', (
+                    f'not updated, because its subdataset {blocker.path} '
+                    'could not be'))
+            for extra in outcome.keys.pop('new_subdatasets', []):
+                yield result(extra.path, missing_worktree(extra, top))
+            yield result(node.path, outcome)
+
+    @staticmethod
+    def custom_result_renderer(res, **kwargs):
+        render_result(ACTION, res)
+
+    @staticmethod
+    def custom_result_summary_renderer(results):
+        summarize_results(ACTION, results, {
+            'ok': 'updated',
+            'notneeded': 'already up to date',
+            'impossible': 'refused',
+            'error': 'failed',
+        })
+
+
+def not_a_linked_worktree(path: Path) -> str | None:
+    """Why ``path`` is not a linked worktree this command can update"""
+    worktrees = list_worktrees(path)
+    if not same_path(worktrees[0].path, path):
+        return None
+    linked = [str(w.path) for w in worktrees[1:]]
+    hint = (f"give one of its linked worktrees: {', '.join(linked)}"
+            if linked else "create one with 'datalad worktree-add' first")
+    return (f'{path} is the main worktree of its repository, not a linked '
+            f'worktree; {hint}')
+
+
+def missing_worktree(node: Node, top: Path) -> Outcome:
+    """The outcome for a subdataset without a worktree here"""
+    main_top = list_worktrees(top)[0].path
+    origin = main_top / node.relpath
+    if not is_repo_root(origin):
+        return Outcome('notneeded', 'subdataset not installed in the main '
+                                    'worktree either; nothing to update')
+    branch = current_branch(top)
+    how = f'-b {branch}' if branch else '--detach'
+    return Outcome('impossible', (
+        f'subdataset {node.relpath} has no worktree here yet; add it with '
+        f"'datalad worktree-add -d {main_top} -r {how} {top}'"))
+
+
+def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
+                 dry_run: bool, top: Path, depth_limit) -> Outcome:
+    """Update one dataset of the worktree, then record its subdatasets"""
+    repo = node.path
+    try:
+        problem = not_a_linked_worktree(repo)
+        if problem:
+            return Outcome('impossible', problem)
+        source_wt = list_worktrees(repo)[0]
+        keys = dict(source=str(source_wt.path))
+        if not source_wt.head:
+            return Outcome('impossible', f'{source_wt.path} has no commit yet',
+                           keys)
+        repaired = repair_stale_checkout(repo, dry_run)
+        if isinstance(repaired, Outcome):
+            repaired.keys.update(keys)
+            return repaired
+        if repaired:
+            keys['repaired_from'] = repaired
+            if dry_run:
+                return Outcome('ok', (
+                    f'would update a stale checkout from {repaired[:10]} to '
+                    'its branch tip, then bring it to the development state'),
+                    dict(keys, dry_run=True))
+        outcome = move_to(repo, source_wt.head, how, force, dry_run, keys,
+                          children)
+        if outcome.failed or dry_run:
+            return outcome
+        recorded = record_subdatasets(repo, children)
+        if recorded:
+            outcome.keys['recorded'] = recorded
+            outcome.keys['to_commit'] = head_commit(repo)
+            outcome.message += ('; recorded the new state of '
+                                + ', '.join(recorded))
+            outcome.status = 'ok'
+        if repaired:
+            outcome.message = (f'updated a stale checkout from {repaired[:10]}'
+                               f'; {outcome.message}')
+            outcome.status = 'ok'
+        moved_from = outcome.keys['from_commit']
+        if outcome.keys['to_commit'] != moved_from and \
+                (depth_limit is None or node.depth < depth_limit):
+            outcome.keys['new_subdatasets'] = new_subdatasets(node, moved_from)
+        return outcome
+    except CommandError as e:
+        return Outcome('error', f'git failed in {repo}: {git_error(e)}')
+
+
+def repair_stale_checkout(repo: Path, dry_run: bool) -> str | Outcome | None:
+    """Update a checkout whose branch was moved underneath it
+
+    Returns the stale commit the checkout was updated from, None when the
+    checkout is not stale, or a refusal.
+    """
+    head = head_commit(repo)
+    try:
+        git_out(repo, ['diff-index', '--cached', '--quiet', 'HEAD', '--'])
+        return None
+    except CommandError as e:
+        if e.returncode != 1:
+            raise
+    stale = next((c for c in earlier_positions(repo, head)
+                  if index_matches(repo, c)), None)
+    if stale is None:
+        return Outcome('impossible', (
+            f'uncommitted changes in {repo}: '
+            + ', '.join(changed_paths(repo) or ['staged subdataset changes'])
+            + '; commit or discard them first'))
+    unstaged = git_records(repo, ['diff-files', '-z', '--name-only',
+                                  '--ignore-submodules=all'])
+    if unstaged:
+        return Outcome('impossible', (
+            f'the branch checked out in {repo} was moved from {stale[:10]} '
+            f'to {head[:10]} by another tool, and there are local changes on '
+            f'top: {", ".join(unstaged)}; commit or discard them first'))
+    blocked = overwritten_paths(repo, stale, head)
+    if blocked:
+        return Outcome('impossible', (
+            f'updating the stale checkout in {repo} would overwrite files '
+            f'that git does not track: {", ".join(blocked)}'))
+    if not dry_run:
+        git_out(repo, ['read-tree', '-m', '-u', stale, head])
+        # the checkout reflects HEAD now: say so in the worktree's reflog
+        git_out(repo, ['update-ref', '-m', 'worktree-sync: update stale '
+                       f'checkout from {stale}', 'HEAD', head])
+    return stale
+
+
+def earlier_positions(repo: Path, head: str) -> list[str]:
+    """Commits the checkout may still reflect, if its branch was moved
+    underneath it: none when the worktree's own HEAD reflog says it last
+    checked out ``head`` itself; else that last checkout, then the earlier
+    positions of the branch, newest first"""
+    own = _reflog(repo, 'HEAD', 1)
+    if own == [head]:
+        return []
+    branch = current_branch(repo)
+    earlier = _reflog(repo, f'refs/heads/{branch}', 20) if branch else []
+    return [c for c in dict.fromkeys(own + earlier) if c != head]
+
+
+def _reflog(repo: Path, ref: str, count: int) -> list[str]:
+    try:
+        return git_lines(repo, ['log', '-g', '-n', str(count), '--format=%H',
+                                ref, '--'])
+    except CommandError:
+        return []
+
+
+def index_matches(repo: Path, commit: str) -> bool:
+    try:
+        git_out(repo, ['diff-index', '--cached', '--quiet', commit, '--'])
+    except CommandError as e:
+        if e.returncode == 1:
+            return False
+        raise
+    return True
+
+
+def move_to(repo: Path, source: str, how: str, force: bool, dry_run: bool,
+            keys: dict, children: list[Node]) -> Outcome:
+    """Bring the checkout in ``repo`` to ``source`` as ``how`` says"""
+    head = head_commit(repo)
+    keys.update(from_commit=head, to_commit=head, how=None)
+    dirty = changed_paths(repo)
+    if dirty:
+        return Outcome('impossible', (
+            f'uncommitted changes in {repo}: {", ".join(dirty)}; commit or '
+            'discard them first'), keys)
+    if is_ancestor(repo, source, head):
+        return Outcome('notneeded', 'already contains the development state '
+                                    f'{source[:10]}', keys)
+    if is_ancestor(repo, head, source):
+        return _apply(repo, 'fast-forward', source, source, dry_run, keys,
+                      ['merge', '--ff-only', '--no-edit', source])
+    if how == 'ff-only':
+        return Outcome('impossible', (
+            f'{head[:10]} and the development state {source[:10]} have '
+            'diverged, and --how ff-only was given; merge or reset instead'),
+            keys)
+    if how == 'reset':
+        orphans = orphaned_commits(repo, source)
+        if orphans and not force:
+            return Outcome('impossible', (
+                f'resetting {repo} to {source[:10]} would leave '
+                f'{len(orphans)} commit(s) that no other branch contains '
+                f'({", ".join(c[:10] for c in orphans[:5])}); merge them '
+                'elsewhere first, or give --force to give them up'), keys)
+        if orphans:
+            keys['orphaned'] = orphans
+        return _apply(repo, 'reset', source, source, dry_run, keys,
+                      ['reset', '--keep', source])
+    return merge(repo, head, source, dry_run, keys, children)
+
+
+def merge(repo: Path, head: str, source: str, dry_run: bool, keys: dict,
+          children: list[Node]) -> Outcome:
+    """Merge ``source`` into the checkout, resolving conflicts that are only
+    on subdataset pointers to the subdatasets' current commits"""
+    conflicts = merge_conflicts(repo, head, source)
+    subpaths = {subpath(c): c for c in children}
+    if conflicts is not None:
+        other = [p for p in conflicts if p not in subpaths]
+        if other:
+            return Outcome('impossible', (
+                f'merging the development state {source[:10]} into '
+                f'{head[:10]} conflicts in {", ".join(other)}; nothing was '
+                'changed. Merge by hand in the worktree, or use --how reset'),
+                keys)
+    message = (f'Merge the development state {source[:10]} '
+               '(worktree-sync)')
+    return _apply(repo, 'merge', source, None, dry_run, keys,
+                  ['merge', '--no-ff', '--no-edit', '-m', message, source],
+                  subpaths)
+
+
+def subpath(child: Node) -> str:
+    """Where a subdataset is, relative to its parent"""
+    return str(child.relpath.relative_to(child.parent))
+
+
+def _apply(repo, how, source, new, dry_run, keys, cmd, subpaths=None):
+    """Run the git command that moves the checkout, after checking that it
+    overwrites nothing git does not track"""
+    head = keys['from_commit']
+    target_tree = new or source
+    blocked = overwritten_paths(repo, head, target_tree)
+    if blocked:
+        return Outcome('impossible', (
+            f'updating {repo} to {source[:10]} would overwrite files that '
+            f'git does not track: {", ".join(blocked)}; move them away first'),
+            keys)
+    keys['how'] = how
+    if dry_run:
+        return Outcome('ok', f'would {how} from {head[:10]} to '
+                             f'{source[:10]}', dict(keys, dry_run=True))
+    try:
+        git_out(repo, cmd)
+    except CommandError as e:
+        if how != 'merge':
+            raise
+        resolved = resolve_gitlink_conflicts(repo, subpaths or {})
+        if not resolved:
+            git_out(repo, ['merge', '--abort'])
+            return Outcome('impossible', (
+                f'merging {source[:10]} conflicts ({git_error(e)}); the merge '
+                'was undone and nothing was changed'), keys)
+    keys['to_commit'] = head_commit(repo)
+    return Outcome('ok', f'{how} from {head[:10]} to '
+                         f'{keys["to_commit"][:10]}', keys)
+
+
+def resolve_gitlink_conflicts(repo: Path, subpaths: dict) -> bool:
+    """Finish a merge whose conflicts are all subdataset pointers by recording
+    each subdataset's current commit; False if anything else conflicts"""
+    unmerged = {line.split('\t', 1)[1]
+                for line in git_lines(repo, ['ls-files', '-u'])}
+    if not unmerged or not unmerged <= set(subpaths):
+        return False
+    for path in sorted(unmerged):
+        sha = head_commit(subpaths[path].path)
+        git_out(repo, ['update-index', '--cacheinfo',
+                       f'160000,{sha},{path}'])
+    git_out(repo, ['commit', '--no-edit'])
+    return True
+
+
+def orphaned_commits(repo: Path, source: str) -> list[str]:
+    """Commits of HEAD that neither ``source`` nor another branch contains"""
+    branch = current_branch(repo)
+    # --exclude patterns for --branches are given without refs/heads/
+    exclude = [f'--exclude={branch}'] if branch else []
+    return git_lines(repo, ['rev-list', 'HEAD', '--not', source, *exclude,
+                            '--branches', '--'])
+
+
+def record_subdatasets(repo: Path, children: list[Node]) -> list[str]:
+    """Commit the current commits of the subdatasets in ``children`` where
+    the parent records others; returns their paths"""
+    paths = {subpath(c): c for c in children}
+    recorded = gitlinks(repo, 'HEAD', list(paths))
+    changed = [p for p, c in paths.items()
+               if recorded.get(p) != head_commit(c.path)]
+    if changed:
+        git_out(repo, ['commit', '--quiet', '-m', RECORD_MESSAGE, '--only',
+                       '--', *changed])
+    return changed
+
+
+def new_subdatasets(node: Node, before: str) -> list[Node]:
+    """Subdatasets that the updated checkout records, but the commit
+    ``before`` did not, and that have no worktree here"""
+    known = {path for path, _ in recorded_subdatasets(node.path, before)}
+    found = []
+    for path, sha in recorded_subdatasets(node.path, 'HEAD'):
+        relpath = node.relpath / path
+        where = node.path / path
+        if sha and path not in known and not is_repo_root(where):
+            found.append(Node(path=where, relpath=relpath, commit=sha,
+                              depth=node.depth + 1, parent=node.relpath,
+                              installed=False))
+    return found

@@ -1,0 +1,363 @@
+"""worktree-sync on a real hierarchy: real git, git-annex and DataLad"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from datalad import api as dl
+
+from .conftest import (
+    add,
+    by_path,
+    commit_file,
+    git,
+    recorded,
+    snapshot,
+)
+
+CODE = 'derived/L5b/code'
+
+
+def sync(wt, **kw):
+    kw.setdefault('on_failure', 'ignore')
+    return by_path(dl.worktree_sync(dataset=wt, result_renderer='disabled',
+                                    return_type='list', **kw), wt)
+
+
+@pytest.fixture
+def runs(origin, tmp_path):
+    """A 'runs' worktree of the whole hierarchy, with an ignored .venv in
+    its code subdataset, as a user sets it up before a batch"""
+    wt = tmp_path / 'runs'
+    add(origin, wt, branch='runs', recursive=True)
+    venv = wt / CODE / '.venv'
+    (venv / 'bin').mkdir(parents=True)
+    (venv / 'bin' / 'python').write_text('#!/bin/sh\n')
+    return wt
+
+
+def venv_intact(wt):
+    return (wt / CODE / '.venv/bin/python').read_text() == '#!/bin/sh\n'
+
+
+def clean(wt) -> bool:
+    status = dl.status(dataset=wt, recursive=True, result_renderer='disabled',
+                       return_type='list')
+    return all(s['state'] == 'clean' for s in status)
+
+
+def develop_code(origin, detach=True, name='dev.py'):
+    """New code in the main worktree, on a detached HEAD as jj leaves it"""
+    code = origin / CODE
+    if detach:
+        git(code, 'checkout', '-q', '--detach')
+    return commit_file(code, name, 'print("dev")\n', f'add {name}')
+
+
+def test_detached_main_head_reaches_the_worktree(origin, runs):
+    new = develop_code(origin)
+    res = sync(runs, recursive=True)
+    code = res[CODE]
+    assert code['status'] == 'ok'
+    assert code['how'] == 'fast-forward'
+    assert code['to_commit'] == new
+    assert code['source'] == str(origin / CODE)
+    assert git(runs / CODE, 'rev-parse', 'HEAD') == new
+    assert git(runs / CODE, 'symbolic-ref', 'HEAD') == 'refs/heads/runs'
+    # the parents recorded it, bottom-up, one commit each
+    assert res['derived/L5b']['recorded'] == ['code']
+    assert res['.']['recorded'] == ['derived/L5b']
+    assert recorded(runs / 'derived/L5b', 'code') == new
+    assert clean(runs)
+    assert venv_intact(runs)
+    # annexed content stays readable
+    assert 'trials.tsv' in (runs / 'derived/L5b/results/summary.txt').read_text()
+    # and a second sync has nothing to do
+    again = sync(runs, recursive=True)
+    assert {r['status'] for k, r in again.items()
+            if k != 'derived/L5b/containers'} == {'notneeded'}
+
+
+def test_only_a_deep_subdataset_changed(origin, runs):
+    deep = origin / 'derived/L5b/inputs/bpod'
+    new = commit_file(deep, 'sub-03/trials.tsv', 'more\n', 'new subject')
+    res = sync(runs, recursive=True)
+    assert res['derived/L5b/inputs/bpod']['to_commit'] == new
+    assert res['derived/L5b']['recorded'] == ['inputs/bpod']
+    assert res['.']['recorded'] == ['derived/L5b']
+    assert res['raw/bpod']['status'] == 'notneeded'
+    assert res['derived/L5b/code']['status'] == 'notneeded'
+    assert clean(runs)
+    assert venv_intact(runs)
+
+
+def stale_by_update_ref(origin, runs):
+    """Move 'runs' of code underneath its worktree, like `jj bookmark set`"""
+    new = develop_code(origin)
+    git(origin / CODE, 'update-ref', 'refs/heads/runs', new)
+    return new
+
+
+def test_branch_moved_underneath_is_repaired(origin, runs):
+    old = git(runs / CODE, 'rev-parse', 'HEAD')
+    new = stale_by_update_ref(origin, runs)
+    # the phantom changes the user would see
+    assert git(runs / CODE, 'status', '--porcelain') != ''
+    res = sync(runs, recursive=True)
+    code = res[CODE]
+    assert code['status'] == 'ok'
+    assert code['repaired_from'] == old
+    assert 'stale checkout' in code['message']
+    assert git(runs / CODE, 'status', '--porcelain', '--untracked-files=no') \
+        == ''
+    assert (runs / CODE / 'dev.py').exists()
+    assert recorded(runs / 'derived/L5b', 'code') == new
+    assert clean(runs)
+    assert venv_intact(runs)
+
+
+def test_rewritten_branch_is_repaired(origin, runs):
+    # runs was moved to a new commit (as above), synced, then jj squash
+    # rewrote that commit and moved the bookmark again
+    stale_by_update_ref(origin, runs)
+    sync(runs, recursive=True)
+    code = origin / CODE
+    seen = git(runs / CODE, 'rev-parse', 'HEAD')
+    (code / 'dev.py').write_text('print("squashed")\n')
+    git(code, 'commit', '-q', '--amend', '-a', '--no-edit')
+    rewritten = git(code, 'rev-parse', 'HEAD')
+    git(code, 'update-ref', 'refs/heads/runs', rewritten)
+    res = sync(runs, recursive=True)
+    assert res[CODE]['repaired_from'] == seen
+    assert (runs / CODE / 'dev.py').read_text() == 'print("squashed")\n'
+    assert recorded(runs / 'derived/L5b', 'code') == rewritten
+    assert clean(runs)
+    assert venv_intact(runs)
+
+
+def test_stale_checkout_with_local_changes_is_refused(origin, runs):
+    stale_by_update_ref(origin, runs)
+    (runs / CODE / 'process.py').write_text('my edit\n')
+    before = snapshot(runs / CODE)
+    res = sync(runs, recursive=True)
+    assert res[CODE]['status'] == 'impossible'
+    assert 'local changes on top: process.py' in res[CODE]['message']
+    assert (runs / CODE / 'process.py').read_text() == 'my edit\n'
+    assert snapshot(runs / CODE) == before
+    # its parents are left alone too
+    assert res['derived/L5b']['status'] == 'impossible'
+    assert 'could not be' in res['derived/L5b']['message']
+
+
+def diverge(origin, runs):
+    """A result committed in the worktree, new code in the main one"""
+    mine = commit_file(runs / CODE, 'result.txt', 'result\n', 'a result')
+    theirs = develop_code(origin)
+    return mine, theirs
+
+
+def test_diverged_merge(origin, runs):
+    mine, theirs = diverge(origin, runs)
+    res = sync(runs, recursive=True)
+    code = res[CODE]
+    assert code['status'] == 'ok' and code['how'] == 'merge'
+    head = git(runs / CODE, 'rev-parse', 'HEAD')
+    assert git(runs / CODE, 'rev-parse', 'HEAD^1', 'HEAD^2').split() == \
+        [mine, theirs]
+    assert (runs / CODE / 'result.txt').exists()
+    assert (runs / CODE / 'dev.py').exists()
+    assert recorded(runs / 'derived/L5b', 'code') == head
+    assert clean(runs)
+    assert venv_intact(runs)
+
+
+def test_diverged_ff_only_is_refused(origin, runs):
+    mine, theirs = diverge(origin, runs)
+    before = snapshot(runs)
+    res = sync(runs, recursive=True, how='ff-only')
+    assert res[CODE]['status'] == 'impossible'
+    assert 'diverged' in res[CODE]['message']
+    assert snapshot(runs) == before
+    assert venv_intact(runs)
+
+
+def test_diverged_reset_refuses_to_orphan_commits(origin, runs):
+    mine, theirs = diverge(origin, runs)
+    before = snapshot(runs)
+    res = sync(runs, recursive=True, how='reset')
+    assert res[CODE]['status'] == 'impossible'
+    assert mine[:10] in res[CODE]['message']
+    assert '--force' in res[CODE]['message']
+    assert snapshot(runs) == before
+    # with --force, the commit is given up, and the record says which
+    res = sync(runs, recursive=True, how='reset', force=True)
+    assert res[CODE]['status'] == 'ok'
+    assert res[CODE]['orphaned'] == [mine]
+    assert git(runs / CODE, 'rev-parse', 'HEAD') == theirs
+    assert not (runs / CODE / 'result.txt').exists()
+    assert clean(runs)
+    assert venv_intact(runs)
+
+
+def test_reset_is_allowed_when_another_branch_keeps_the_commits(
+        origin, runs):
+    mine, theirs = diverge(origin, runs)
+    git(origin / CODE, 'branch', 'keep', mine)
+    res = sync(runs, recursive=True, how='reset')
+    assert res[CODE]['status'] == 'ok'
+    assert 'orphaned' not in res[CODE]
+    assert git(runs / CODE, 'rev-parse', 'HEAD') == theirs
+
+
+def test_dirty_worktree_is_refused_and_the_edit_kept(origin, runs):
+    develop_code(origin)
+    (runs / CODE / 'process.py').write_text('unsaved edit\n')
+    before = snapshot(runs)
+    res = sync(runs, recursive=True)
+    assert res[CODE]['status'] == 'impossible'
+    assert 'uncommitted changes' in res[CODE]['message']
+    assert 'process.py' in res[CODE]['message']
+    assert (runs / CODE / 'process.py').read_text() == 'unsaved edit\n'
+    assert snapshot(runs) == before
+    assert venv_intact(runs)
+
+
+@pytest.mark.parametrize('where', ['untracked', 'ignored'])
+def test_change_that_would_overwrite_a_file_git_does_not_track(
+        origin, runs, where):
+    name = 'dev.py' if where == 'untracked' else '.venv/bin/python'
+    if where == 'ignored':
+        git(origin / CODE, 'checkout', '-q', '--detach')
+        (origin / CODE / '.venv/bin').mkdir(parents=True)
+        (origin / CODE / name).write_text('tracked by mistake\n')
+        git(origin / CODE, 'add', '-f', name)
+        git(origin / CODE, 'commit', '-q', '-m', 'track a venv file')
+    else:
+        develop_code(origin)
+        (runs / CODE / name).write_text('my scratch\n')
+    mine = (runs / CODE / name).read_text()
+    before = snapshot(runs)
+    res = sync(runs, recursive=True)
+    assert res[CODE]['status'] == 'impossible'
+    assert f'would overwrite files that git does not track: {name}' in \
+        res[CODE]['message']
+    assert (runs / CODE / name).read_text() == mine
+    assert snapshot(runs) == before
+
+
+def test_new_subdataset_in_the_source_is_reported_with_the_fix(
+        origin, runs):
+    derived = dl.Dataset(origin / 'derived/L5b')
+    derived.create('models', result_renderer='disabled')
+    dl.Dataset(origin).save(path='derived/L5b', message='models',
+                            result_renderer='disabled')
+    res = sync(runs, recursive=True)
+    new = res['derived/L5b/models']
+    assert new['status'] == 'impossible'
+    assert 'has no worktree here yet' in new['message']
+    hint = new['message'].split("add it with '")[1].rstrip("'")
+    assert hint == (f'datalad worktree-add -d {origin} -r -b runs {runs}')
+    assert res['derived/L5b']['status'] == 'ok'
+    # the advice works
+    fix = add(origin, runs, branch='runs', recursive=True)
+    made = by_path(fix, runs)
+    assert made['derived/L5b/models']['status'] == 'ok'
+    assert clean(runs)
+
+
+def test_main_worktree_is_refused_with_the_path_to_give(origin, runs):
+    before = snapshot(origin)
+    res = dl.worktree_sync(dataset=origin, on_failure='ignore',
+                           result_renderer='disabled', return_type='list')
+    assert [r['status'] for r in res] == ['impossible']
+    assert 'is the main worktree' in res[0]['message']
+    assert str(runs) in res[0]['message']
+    assert snapshot(origin) == before
+
+
+def test_dry_run_changes_nothing(origin, runs):
+    develop_code(origin)
+    before = snapshot(runs)
+    res = sync(runs, recursive=True, dry_run=True)
+    assert res[CODE]['status'] == 'ok' and res[CODE]['dry_run'] is True
+    assert res[CODE]['message'].startswith('would fast-forward')
+    assert snapshot(runs) == before
+
+
+def test_parallel_jobs_and_non_recursive(origin, runs):
+    new = develop_code(origin)
+    top_only = sync(runs)
+    assert list(top_only) == ['.']
+    assert git(runs / CODE, 'rev-parse', 'HEAD') != new
+    res = sync(runs, recursive=True, jobs=2)
+    assert res[CODE]['to_commit'] == new
+    assert clean(runs)
+
+
+def test_cli(origin, runs):
+    new = develop_code(origin)
+    exe = Path(sys.executable).with_name('datalad')
+    out = subprocess.run([str(exe), 'worktree-sync', '-r'], cwd=runs / CODE,
+                         capture_output=True, text=True)
+    # from inside code/, only code/ is the dataset
+    assert out.returncode == 0, out.stderr
+    assert f'worktree-sync(ok): {runs / CODE} [fast-forward from' in out.stdout
+    out = subprocess.run([str(exe), '-f', 'json', 'worktree-sync', '-r'],
+                         cwd=runs, capture_output=True, text=True)
+    records = {r['path']: r for r in map(json.loads, out.stdout.splitlines())}
+    assert records[str(runs / 'derived/L5b')]['recorded'] == ['code']
+    assert records[str(runs / CODE)]['from_commit'] == new
+    bad = subprocess.run([str(exe), 'worktree-sync', '--how', 'rebase'],
+                         cwd=runs, capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert 'Traceback' not in bad.stderr
+
+
+def test_conflict_only_on_a_subdataset_pointer_is_resolved(origin, runs):
+    # both sides recorded a different new commit of code in derived/L5b
+    mine, theirs = diverge(origin, runs)
+    for side in (runs, origin):
+        git(side / 'derived/L5b', 'commit', '-q', '-m', 'record code', '--',
+            'code')
+    res = sync(runs, recursive=True)
+    merged = git(runs / CODE, 'rev-parse', 'HEAD')
+    assert res[CODE]['how'] == 'merge'
+    derived = res['derived/L5b']
+    assert derived['status'] == 'ok' and derived['how'] == 'merge'
+    assert recorded(runs / 'derived/L5b', 'code') == merged
+    assert git(runs / 'derived/L5b', 'rev-list', '--parents', '-n1',
+               'HEAD').count(' ') == 2
+    assert clean(runs)
+
+
+def test_content_conflict_changes_nothing(origin, runs):
+    commit_file(runs / CODE, 'process.py', 'mine\n', 'edit in runs')
+    git(origin / CODE, 'checkout', '-q', '--detach')
+    commit_file(origin / CODE, 'process.py', 'theirs\n', 'edit in main')
+    before = snapshot(runs)
+    res = sync(runs, recursive=True)
+    assert res[CODE]['status'] == 'impossible'
+    assert 'conflicts in process.py' in res[CODE]['message']
+    assert 'nothing was changed' in res[CODE]['message']
+    assert snapshot(runs) == before
+    assert venv_intact(runs)
+
+
+def test_staged_changes_are_never_taken_for_a_stale_checkout(origin, runs):
+    # staging an earlier state by hand is the user's work, not staleness
+    code = runs / CODE
+    first = git(code, 'rev-parse', 'HEAD')
+    commit_file(code, 'result.txt', 'result\n', 'a result')
+    git(code, 'rm', '-q', '--cached', 'result.txt')
+    assert git(code, 'write-tree') == git(code, 'rev-parse', f'{first}^{{tree}}')
+    develop_code(origin)
+    before = snapshot(runs)
+    res = sync(runs, recursive=True)
+    assert res[CODE]['status'] == 'impossible'
+    assert 'uncommitted changes' in res[CODE]['message']
+    assert 'result.txt' in res[CODE]['message']
+    assert snapshot(runs) == before
