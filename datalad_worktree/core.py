@@ -15,7 +15,10 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
-from dataclasses import dataclass
+from dataclasses import (
+    dataclass,
+    field,
+)
 from pathlib import (
     Path,
     PurePosixPath,
@@ -370,9 +373,10 @@ def changed_paths(repo: Path) -> list[str]:
 
 
 def overwritten_paths(repo: Path, old: str, new: str) -> list[str]:
-    """Files on disk, untracked or ignored, that moving from ``old`` to
-    ``new`` would overwrite: paths that ``new`` adds and that exist already
-    (an empty directory where a subdataset appears is fine)"""
+    """Files on disk that git does not track (untracked or ignored) and
+    that the change from ``old`` to ``new`` would overwrite: paths it adds
+    that exist already (an empty directory where a subdataset appears is
+    fine)"""
     records = git_records(repo, ['diff-tree', '-r', '-z', '--no-renames',
                                  '--diff-filter=A', old, new])
     found = []
@@ -385,7 +389,22 @@ def overwritten_paths(repo: Path, old: str, new: str) -> list[str]:
                 not any(where.iterdir()):
             continue
         found.append(path)
+    if found:
+        tracked = set(git_records(repo, ['--literal-pathspecs', 'ls-files',
+                                         '-z', '--', *found]))
+        found = [p for p in found if p not in tracked]
     return found
+
+
+def touched_paths(repo: Path, base: str, source: str) -> set[str]:
+    """Paths that bringing in ``source`` can change in a checkout that
+    contains ``base``: those changed between the two"""
+    return set(git_records(repo, ['diff-tree', '-r', '-z', '--name-only',
+                                  '--no-renames', base, source]))
+
+
+def merge_base(repo: Path, a: str, b: str) -> str:
+    return git_lines(repo, ['merge-base', a, b])[0]
 
 
 def merge_conflicts(repo: Path, ours: str, theirs: str) -> list[str] | None:
@@ -443,3 +462,139 @@ def summarize_results(action: str, results: list, words: dict) -> None:
     if mine:
         ui.message('worktrees: ' + ', '.join(
             f'{n} {word}' for n, word in counts if n))
+
+
+@dataclass
+class Outcome:
+    """What a command did to one dataset, or why it did not"""
+    status: str
+    message: str
+    keys: dict = field(default_factory=dict)
+    """Further keys of the result record"""
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ('impossible', 'error')
+
+
+def subpath(child: Node) -> str:
+    """Where a subdataset is, relative to its parent"""
+    return str(child.relpath.relative_to(child.parent))
+
+
+def local_work_problem(repo: Path, base: str, source: str,
+                       keep_untouched: bool) -> str | None:
+    """Why local work in ``repo`` blocks bringing in ``source``, or None
+
+    Uncommitted changes to tracked files block it (with ``keep_untouched``:
+    only changes to files it would change), and so do untracked or ignored
+    files it would overwrite.
+    """
+    dirty = changed_paths(repo)
+    if keep_untouched and dirty:
+        touched = touched_paths(repo, base, source)
+        dirty = [p for p in dirty if p in touched]
+    if dirty:
+        which = ' that this would change' if keep_untouched else ''
+        return (f'uncommitted changes in {repo}{which}: {", ".join(dirty)}; '
+                'commit or discard them first')
+    blocked = overwritten_paths(repo, base, source)
+    if blocked:
+        return (f'this would overwrite files in {repo} that git does not '
+                f'track: {", ".join(blocked)}; move them away first')
+    return None
+
+
+def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
+              message: str, subdatasets: list[Node], dry_run: bool,
+              keep_untouched: bool, keys: dict) -> Outcome:
+    """Bring commit ``source`` (described as ``what``) into the checkout
+    of ``repo``: fast-forward where possible, else a merge commit
+
+    Everything is checked before the checkout is touched: local work (see
+    ``local_work_problem``) and conflicts, computed with ``git merge-tree``
+    where git can. Conflicts that are only on the pointers of
+    ``subdatasets`` are resolved to the subdatasets' current commits; any
+    other conflict refuses the merge and leaves everything as it was.
+    """
+    head = head_commit(repo)
+    keys.update(from_commit=head, to_commit=head, how=None)
+    if is_ancestor(repo, source, head):
+        return Outcome('notneeded', f'already contains {what}', keys)
+    ff = is_ancestor(repo, head, source)
+    if not ff and ff_only:
+        return Outcome('impossible', (
+            f'{head[:10]} and {what} have diverged, so no fast-forward is '
+            'possible'), keys)
+    base = head if ff else merge_base(repo, head, source)
+    problem = local_work_problem(repo, base, source, keep_untouched)
+    if problem:
+        return Outcome('impossible', problem, keys)
+    pointers = {subpath(c): c for c in subdatasets}
+    if not ff:
+        other = [p for p in merge_conflicts(repo, head, source) or []
+                 if p not in pointers]
+        if other:
+            return Outcome('impossible', (
+                f'merging {what} into {head[:10]} conflicts in '
+                f'{", ".join(other)}; nothing was changed'),
+                dict(keys, conflicts=other))
+    keys['how'] = 'fast-forward' if ff else 'merge'
+    if dry_run:
+        return Outcome('ok', f'would {keys["how"]} from {head[:10]} to '
+                             f'{what}', dict(keys, dry_run=True))
+    if ff:
+        git_out(repo, ['merge', '--ff-only', '--no-edit', source])
+    else:
+        try:
+            git_out(repo, ['merge', '--no-ff', '--no-edit', '-m', message,
+                           source])
+        except CommandError as e:
+            conflicts = resolve_gitlink_conflicts(repo, pointers)
+            if conflicts is None:
+                raise
+            if conflicts:
+                # only possible where git could not compute the merge first
+                git_out(repo, ['merge', '--abort'])
+                return Outcome('impossible', (
+                    f'merging {what} conflicts in {", ".join(conflicts)} '
+                    f'({git_error(e)}); the merge was undone'),
+                    dict(keys, conflicts=conflicts))
+    keys['to_commit'] = head_commit(repo)
+    return Outcome('ok', f'{keys["how"]} from {head[:10]} to '
+                         f'{keys["to_commit"][:10]}', keys)
+
+
+def resolve_gitlink_conflicts(repo: Path, pointers: dict
+                              ) -> list[str] | None:
+    """Finish a conflicted merge whose conflicts are all on the subdataset
+    pointers in ``pointers`` (path: Node), recording each subdataset's
+    current commit. Returns the other conflicted paths, if there are any
+    (then nothing is resolved), and None if nothing is conflicted."""
+    unmerged = {line.split('\t', 1)[1]
+                for line in git_lines(repo, ['ls-files', '-u'])}
+    if not unmerged:
+        return None
+    other = sorted(unmerged - set(pointers))
+    if other:
+        return other
+    for path in sorted(unmerged):
+        sha = head_commit(pointers[path].path)
+        git_out(repo, ['update-index', '--cacheinfo',
+                       f'160000,{sha},{path}'])
+    git_out(repo, ['commit', '--no-edit'])
+    return []
+
+
+def record_subdatasets(repo: Path, children: list[Node],
+                       message: str) -> list[str]:
+    """Commit the current commits of the subdatasets in ``children`` where
+    the parent records others; returns their paths"""
+    paths = {subpath(c): c for c in children}
+    recorded = gitlinks(repo, 'HEAD', list(paths))
+    changed = [p for p, c in paths.items()
+               if recorded.get(p) != head_commit(c.path)]
+    if changed:
+        git_out(repo, ['commit', '--quiet', '-m', message, '--only',
+                       '--', *changed])
+    return changed

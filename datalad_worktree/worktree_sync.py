@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import (
-    dataclass,
-    field,
-)
 from pathlib import Path
 
 from datalad_next.commands import (
@@ -28,20 +24,22 @@ from .core import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
     Node,
+    Outcome,
     changed_paths,
     current_branch,
     git_error,
     git_lines,
     git_out,
     git_records,
-    gitlinks,
     head_commit,
+    integrate,
     is_ancestor,
     is_repo_root,
     list_worktrees,
     max_depth,
-    merge_conflicts,
+    local_work_problem,
     overwritten_paths,
+    record_subdatasets,
     recorded_subdatasets,
     render_result,
     run_ordered,
@@ -53,18 +51,6 @@ from .core import (
 
 ACTION = 'worktree-sync'
 RECORD_MESSAGE = 'Record the subdatasets updated by worktree-sync'
-
-
-@dataclass
-class Outcome:
-    """What syncing one dataset did, or why it did not"""
-    status: str
-    message: str
-    keys: dict = field(default_factory=dict)
-
-    @property
-    def failed(self) -> bool:
-        return self.status in ('impossible', 'error')
 
 
 @build_doc
@@ -286,7 +272,7 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
                           children)
         if outcome.failed or dry_run:
             return outcome
-        recorded = record_subdatasets(repo, children)
+        recorded = record_subdatasets(repo, children, RECORD_MESSAGE)
         if recorded:
             outcome.keys['recorded'] = recorded
             outcome.keys['to_commit'] = head_commit(repo)
@@ -381,108 +367,40 @@ def move_to(repo: Path, source: str, how: str, force: bool, dry_run: bool,
             keys: dict, children: list[Node]) -> Outcome:
     """Bring the checkout in ``repo`` to ``source`` as ``how`` says"""
     head = head_commit(repo)
+    if how == 'reset' and not is_ancestor(repo, head, source) \
+            and not is_ancestor(repo, source, head):
+        return reset_to(repo, head, source, force, dry_run, keys)
+    return integrate(
+        repo, source, what=f'the development state {source[:10]}',
+        ff_only=how == 'ff-only',
+        message=f'Merge the development state {source[:10]} (worktree-sync)',
+        subdatasets=children, dry_run=dry_run, keep_untouched=False,
+        keys=keys)
+
+
+def reset_to(repo: Path, head: str, source: str, force: bool, dry_run: bool,
+             keys: dict) -> Outcome:
+    """Move a diverged checkout to ``source``, unless that loses commits"""
     keys.update(from_commit=head, to_commit=head, how=None)
-    dirty = changed_paths(repo)
-    if dirty:
+    problem = local_work_problem(repo, head, source, keep_untouched=False)
+    if problem:
+        return Outcome('impossible', problem, keys)
+    orphans = orphaned_commits(repo, source)
+    if orphans and not force:
         return Outcome('impossible', (
-            f'uncommitted changes in {repo}: {", ".join(dirty)}; commit or '
-            'discard them first'), keys)
-    if is_ancestor(repo, source, head):
-        return Outcome('notneeded', 'already contains the development state '
-                                    f'{source[:10]}', keys)
-    if is_ancestor(repo, head, source):
-        return _apply(repo, 'fast-forward', source, source, dry_run, keys,
-                      ['merge', '--ff-only', '--no-edit', source])
-    if how == 'ff-only':
-        return Outcome('impossible', (
-            f'{head[:10]} and the development state {source[:10]} have '
-            'diverged, and --how ff-only was given; merge or reset instead'),
-            keys)
-    if how == 'reset':
-        orphans = orphaned_commits(repo, source)
-        if orphans and not force:
-            return Outcome('impossible', (
-                f'resetting {repo} to {source[:10]} would leave '
-                f'{len(orphans)} commit(s) that no other branch contains '
-                f'({", ".join(c[:10] for c in orphans[:5])}); merge them '
-                'elsewhere first, or give --force to give them up'), keys)
-        if orphans:
-            keys['orphaned'] = orphans
-        return _apply(repo, 'reset', source, source, dry_run, keys,
-                      ['reset', '--keep', source])
-    return merge(repo, head, source, dry_run, keys, children)
-
-
-def merge(repo: Path, head: str, source: str, dry_run: bool, keys: dict,
-          children: list[Node]) -> Outcome:
-    """Merge ``source`` into the checkout, resolving conflicts that are only
-    on subdataset pointers to the subdatasets' current commits"""
-    conflicts = merge_conflicts(repo, head, source)
-    subpaths = {subpath(c): c for c in children}
-    if conflicts is not None:
-        other = [p for p in conflicts if p not in subpaths]
-        if other:
-            return Outcome('impossible', (
-                f'merging the development state {source[:10]} into '
-                f'{head[:10]} conflicts in {", ".join(other)}; nothing was '
-                'changed. Merge by hand in the worktree, or use --how reset'),
-                keys)
-    message = (f'Merge the development state {source[:10]} '
-               '(worktree-sync)')
-    return _apply(repo, 'merge', source, None, dry_run, keys,
-                  ['merge', '--no-ff', '--no-edit', '-m', message, source],
-                  subpaths)
-
-
-def subpath(child: Node) -> str:
-    """Where a subdataset is, relative to its parent"""
-    return str(child.relpath.relative_to(child.parent))
-
-
-def _apply(repo, how, source, new, dry_run, keys, cmd, subpaths=None):
-    """Run the git command that moves the checkout, after checking that it
-    overwrites nothing git does not track"""
-    head = keys['from_commit']
-    target_tree = new or source
-    blocked = overwritten_paths(repo, head, target_tree)
-    if blocked:
-        return Outcome('impossible', (
-            f'updating {repo} to {source[:10]} would overwrite files that '
-            f'git does not track: {", ".join(blocked)}; move them away first'),
-            keys)
-    keys['how'] = how
+            f'resetting {repo} to {source[:10]} would leave '
+            f'{len(orphans)} commit(s) that no other branch contains '
+            f'({", ".join(c[:10] for c in orphans[:5])}); merge them '
+            'elsewhere first, or give --force to give them up'), keys)
+    if orphans:
+        keys['orphaned'] = orphans
+    keys['how'] = 'reset'
     if dry_run:
-        return Outcome('ok', f'would {how} from {head[:10]} to '
-                             f'{source[:10]}', dict(keys, dry_run=True))
-    try:
-        git_out(repo, cmd)
-    except CommandError as e:
-        if how != 'merge':
-            raise
-        resolved = resolve_gitlink_conflicts(repo, subpaths or {})
-        if not resolved:
-            git_out(repo, ['merge', '--abort'])
-            return Outcome('impossible', (
-                f'merging {source[:10]} conflicts ({git_error(e)}); the merge '
-                'was undone and nothing was changed'), keys)
-    keys['to_commit'] = head_commit(repo)
-    return Outcome('ok', f'{how} from {head[:10]} to '
-                         f'{keys["to_commit"][:10]}', keys)
-
-
-def resolve_gitlink_conflicts(repo: Path, subpaths: dict) -> bool:
-    """Finish a merge whose conflicts are all subdataset pointers by recording
-    each subdataset's current commit; False if anything else conflicts"""
-    unmerged = {line.split('\t', 1)[1]
-                for line in git_lines(repo, ['ls-files', '-u'])}
-    if not unmerged or not unmerged <= set(subpaths):
-        return False
-    for path in sorted(unmerged):
-        sha = head_commit(subpaths[path].path)
-        git_out(repo, ['update-index', '--cacheinfo',
-                       f'160000,{sha},{path}'])
-    git_out(repo, ['commit', '--no-edit'])
-    return True
+        return Outcome('ok', f'would reset from {head[:10]} to {source[:10]}',
+                       dict(keys, dry_run=True))
+    git_out(repo, ['reset', '--quiet', '--keep', source])
+    keys['to_commit'] = source
+    return Outcome('ok', f'reset from {head[:10]} to {source[:10]}', keys)
 
 
 def orphaned_commits(repo: Path, source: str) -> list[str]:
@@ -492,19 +410,6 @@ def orphaned_commits(repo: Path, source: str) -> list[str]:
     exclude = [f'--exclude={branch}'] if branch else []
     return git_lines(repo, ['rev-list', 'HEAD', '--not', source, *exclude,
                             '--branches', '--'])
-
-
-def record_subdatasets(repo: Path, children: list[Node]) -> list[str]:
-    """Commit the current commits of the subdatasets in ``children`` where
-    the parent records others; returns their paths"""
-    paths = {subpath(c): c for c in children}
-    recorded = gitlinks(repo, 'HEAD', list(paths))
-    changed = [p for p, c in paths.items()
-               if recorded.get(p) != head_commit(c.path)]
-    if changed:
-        git_out(repo, ['commit', '--quiet', '-m', RECORD_MESSAGE, '--only',
-                       '--', *changed])
-    return changed
 
 
 def new_subdatasets(node: Node, before: str) -> list[Node]:

@@ -243,7 +243,7 @@ def test_change_that_would_overwrite_a_file_git_does_not_track(
     before = snapshot(runs)
     res = sync(runs, recursive=True)
     assert res[CODE]['status'] == 'impossible'
-    assert f'would overwrite files that git does not track: {name}' in \
+    assert f'that git does not track: {name}' in \
         res[CODE]['message']
     assert (runs / CODE / name).read_text() == mine
     assert snapshot(runs) == before
