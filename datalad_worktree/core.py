@@ -513,8 +513,8 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
 
     Everything is checked before the checkout is touched: local work (see
     ``local_work_problem``) and conflicts, computed with ``git merge-tree``
-    where git can. Conflicts that are only on the pointers of
-    ``subdatasets`` are resolved to the subdatasets' current commits; any
+    where git can. A merge commit records the current commits of
+    ``subdatasets``, which also resolves conflicts on their pointers; any
     other conflict refuses the merge and leaves everything as it was.
     """
     head = head_commit(repo)
@@ -547,12 +547,13 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
         git_out(repo, ['merge', '--ff-only', '--no-edit', source])
     else:
         try:
-            git_out(repo, ['merge', '--no-ff', '--no-edit', '-m', message,
+            git_out(repo, ['merge', '--no-ff', '--no-commit', '-m', message,
                            source])
         except CommandError as e:
-            conflicts = resolve_gitlink_conflicts(repo, pointers)
-            if conflicts is None:
+            unmerged = unmerged_paths(repo)
+            if not unmerged:
                 raise
+            conflicts = sorted(unmerged - set(pointers))
             if conflicts:
                 # only possible where git could not compute the merge first
                 git_out(repo, ['merge', '--abort'])
@@ -560,30 +561,36 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
                     f'merging {what} conflicts in {", ".join(conflicts)} '
                     f'({git_error(e)}); the merge was undone'),
                     dict(keys, conflicts=conflicts))
+        stage_subdatasets(repo, pointers)
+        git_out(repo, ['commit', '--quiet', '--no-edit'])
     keys['to_commit'] = head_commit(repo)
     return Outcome('ok', f'{keys["how"]} from {head[:10]} to '
                          f'{keys["to_commit"][:10]}', keys)
 
 
-def resolve_gitlink_conflicts(repo: Path, pointers: dict
-                              ) -> list[str] | None:
-    """Finish a conflicted merge whose conflicts are all on the subdataset
-    pointers in ``pointers`` (path: Node), recording each subdataset's
-    current commit. Returns the other conflicted paths, if there are any
-    (then nothing is resolved), and None if nothing is conflicted."""
-    unmerged = {line.split('\t', 1)[1]
-                for line in git_lines(repo, ['ls-files', '-u'])}
-    if not unmerged:
-        return None
-    other = sorted(unmerged - set(pointers))
-    if other:
-        return other
-    for path in sorted(unmerged):
-        sha = head_commit(pointers[path].path)
-        git_out(repo, ['update-index', '--cacheinfo',
-                       f'160000,{sha},{path}'])
-    git_out(repo, ['commit', '--no-edit'])
-    return []
+def unmerged_paths(repo: Path) -> set[str]:
+    """Paths left conflicted by a merge in progress"""
+    return {r.split('\t', 1)[1]
+            for r in git_records(repo, ['ls-files', '-u', '-z'])}
+
+
+def stage_subdatasets(repo: Path, pointers: dict) -> None:
+    """Stage the current commit of each subdataset in ``pointers`` (path:
+    Node) where the index has another, conflicted or not"""
+    if not pointers:
+        return
+    staged = {}
+    for r in git_records(repo, ['--literal-pathspecs', 'ls-files', '-s', '-z',
+                                '--', *pointers]):
+        meta, path = r.split('\t', 1)
+        mode, sha, stage = meta.split(' ')
+        if mode == GITLINK_MODE:
+            staged.setdefault(path, set()).add(sha if stage == '0' else '')
+    for path, shas in staged.items():
+        head = head_commit(pointers[path].path)
+        if shas != {head}:
+            git_out(repo, ['update-index', '--cacheinfo',
+                           f'160000,{head},{path}'])
 
 
 def record_subdatasets(repo: Path, children: list[Node],
