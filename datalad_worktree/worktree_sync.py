@@ -96,7 +96,8 @@ class WorktreeSync(ValidatedInterface):
     ``from_commit`` and ``to_commit``, ``how`` ('fast-forward', 'merge',
     'reset' or None), and, where they apply, ``repaired_from`` (the stale
     position a checkout was updated from), ``recorded`` (subdatasets
-    recorded) and ``orphaned`` (commits given up with --force).
+    recorded), ``orphaned`` (commits given up with [CMD: --force CMD][PY:
+    force=True PY]) and ``conflicts`` (the paths of a refused merge).
     """
 
     result_renderer = 'tailored'
@@ -116,7 +117,7 @@ class WorktreeSync(ValidatedInterface):
         force=Parameter(
             args=('--force',),
             action='store_true',
-            doc="""with --how reset: move also where commits would be left
+            doc="""with [CMD: --how reset CMD][PY: how='reset' PY]: move also where commits would be left
             that no other branch contains."""),
         dry_run=Parameter(
             args=('--dry-run',),
@@ -210,8 +211,9 @@ class WorktreeSync(ValidatedInterface):
 
     @staticmethod
     def custom_result_summary_renderer(results):
+        dry = any(r.get('dry_run') for r in results)
         summarize_results(ACTION, results, {
-            'ok': 'updated',
+            'ok': 'would be updated' if dry else 'updated',
             'notneeded': 'already up to date',
             'impossible': 'refused',
             'error': 'failed',
@@ -270,6 +272,9 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
                     dict(keys, dry_run=True))
         outcome = move_to(repo, source_wt.head, how, force, dry_run, keys,
                           children)
+        if repaired:
+            outcome.message = (f'updated a stale checkout from {repaired[:10]}'
+                               f'; {outcome.message}')
         if outcome.failed or dry_run:
             return outcome
         recorded = record_subdatasets(repo, children, RECORD_MESSAGE)
@@ -280,8 +285,6 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
                                 + ', '.join(recorded))
             outcome.status = 'ok'
         if repaired:
-            outcome.message = (f'updated a stale checkout from {repaired[:10]}'
-                               f'; {outcome.message}')
             outcome.status = 'ok'
         moved_from = outcome.keys['from_commit']
         if outcome.keys['to_commit'] != moved_from and \
@@ -318,7 +321,10 @@ def repair_stale_checkout(repo: Path, dry_run: bool) -> str | Outcome | None:
         return Outcome('impossible', (
             f'the branch checked out in {repo} was moved from {stale[:10]} '
             f'to {head[:10]} by another tool, and there are local changes on '
-            f'top: {", ".join(unstaged)}; commit or discard them first'))
+            f'top: {", ".join(unstaged)}. Do not commit them (that would undo '
+            "the branch's new commits): save them with 'git diff > PATCH', "
+            "discard them with 'git checkout -- .', sync, then "
+            "'git apply PATCH'"))
     blocked = overwritten_paths(repo, stale, head)
     if blocked:
         return Outcome('impossible', (
