@@ -20,5 +20,11 @@ command_suite = (
             'worktree-sync',
             'worktree_sync',
         ),
+        (
+            'datalad_worktree.worktree_merge',
+            'WorktreeMerge',
+            'worktree-merge',
+            'worktree_merge',
+        ),
     ],
 )

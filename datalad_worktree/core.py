@@ -117,6 +117,31 @@ def git_error(exc: CommandError) -> str:
     return lines[-1] if lines else str(exc)
 
 
+def absolute_path(path: Path, dataset) -> Path:
+    """PATH made absolute: relative to a Dataset instance given as dataset,
+    otherwise to the current directory (DataLad's convention)"""
+    if not path.is_absolute():
+        from datalad.distribution.dataset import Dataset
+        base = dataset.ds.pathobj if isinstance(dataset.original, Dataset) \
+            else Path.cwd()
+        path = base / path
+    return Path(os.path.normpath(path))
+
+
+def branch_name_problem(repo: Path, name: str) -> str | None:
+    """Why ``name`` cannot be used as a branch name, or None"""
+    if name.startswith('-'):
+        return f'refusing branch name {name!r}: it looks like an option'
+    try:
+        normalized = git_lines(repo, ['check-ref-format', '--branch', name])
+    except CommandError:
+        return (f'{name!r} is not a valid branch name; choose another with '
+                '--branch, or use --detach')
+    if normalized != [name]:
+        return f'refusing branch name {name!r}: give a plain branch name'
+    return None
+
+
 def unsafe_relpath(value: str) -> str | None:
     """Why a recorded subdataset path is unsafe to use, or None if it is safe
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +26,8 @@ from datalad_next.runners import CommandError
 from .core import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
+    absolute_path,
+    branch_name_problem,
     Node,
     Worktree,
     git_error,
@@ -192,7 +193,7 @@ class WorktreeAdd(ValidatedInterface):
     ):
         ds = dataset.ds
         top = ds.pathobj
-        target = _absolute(path, dataset)
+        target = absolute_path(path, dataset)
         refds = str(top)
 
         def result(plan_or_path, status, message, **kw):
@@ -268,31 +269,6 @@ class WorktreeAdd(ValidatedInterface):
             'impossible': 'refused',
             'error': 'failed',
         })
-
-
-def _absolute(path: Path, dataset) -> Path:
-    """PATH made absolute: relative to a Dataset instance given as dataset,
-    otherwise to the current directory (DataLad's convention)"""
-    if not path.is_absolute():
-        from datalad.distribution.dataset import Dataset
-        base = dataset.ds.pathobj if isinstance(dataset.original, Dataset) \
-            else Path.cwd()
-        path = base / path
-    return Path(os.path.normpath(path))
-
-
-def branch_name_problem(repo: Path, name: str) -> str | None:
-    """Why ``name`` cannot be used as a branch name, or None"""
-    if name.startswith('-'):
-        return f'refusing branch name {name!r}: it looks like an option'
-    try:
-        normalized = git_lines(repo, ['check-ref-format', '--branch', name])
-    except CommandError:
-        return (f'{name!r} is not a valid branch name; choose another with '
-                '--branch, or use --detach')
-    if normalized != [name]:
-        return f'refusing branch name {name!r}: give a plain branch name'
-    return None
 
 
 def location_problem(target: Path, top: Path) -> str | None:
