@@ -388,6 +388,16 @@ def is_ancestor(repo: Path, commit: str, of: str) -> bool:
     return True
 
 
+def commits_only_in(repo: Path, commit: str, others: list[str],
+                    own_branch: str | None) -> list[str]:
+    """Commits of ``commit`` that none of ``others`` and no branch but
+    ``own_branch`` (a short name) contains: what is lost without them"""
+    # --exclude patterns for --branches are given without refs/heads/
+    exclude = [f'--exclude={own_branch}'] if own_branch else []
+    return git_lines(repo, ['rev-list', commit, '--not', *others, *exclude,
+                            '--branches', '--'])
+
+
 def changed_paths(repo: Path) -> list[str]:
     """Tracked files with changes in ``repo``, staged or not
 

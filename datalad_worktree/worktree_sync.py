@@ -26,6 +26,7 @@ from .core import (
     Node,
     Outcome,
     changed_paths,
+    commits_only_in,
     current_branch,
     git_error,
     git_lines,
@@ -391,7 +392,7 @@ def reset_to(repo: Path, head: str, source: str, force: bool, dry_run: bool,
     problem = local_work_problem(repo, head, source, keep_untouched=False)
     if problem:
         return Outcome('impossible', problem, keys)
-    orphans = orphaned_commits(repo, source)
+    orphans = commits_only_in(repo, 'HEAD', [source], current_branch(repo))
     if orphans and not force:
         return Outcome('impossible', (
             f'resetting {repo} to {source[:10]} would leave '
@@ -407,15 +408,6 @@ def reset_to(repo: Path, head: str, source: str, force: bool, dry_run: bool,
     git_out(repo, ['reset', '--quiet', '--keep', source])
     keys['to_commit'] = source
     return Outcome('ok', f'reset from {head[:10]} to {source[:10]}', keys)
-
-
-def orphaned_commits(repo: Path, source: str) -> list[str]:
-    """Commits of HEAD that neither ``source`` nor another branch contains"""
-    branch = current_branch(repo)
-    # --exclude patterns for --branches are given without refs/heads/
-    exclude = [f'--exclude={branch}'] if branch else []
-    return git_lines(repo, ['rev-list', 'HEAD', '--not', source, *exclude,
-                            '--branches', '--'])
 
 
 def new_subdatasets(node: Node, before: str) -> list[Node]:
