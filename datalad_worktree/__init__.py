@@ -26,5 +26,11 @@ command_suite = (
             'worktree-merge',
             'worktree_merge',
         ),
+        (
+            'datalad_worktree.worktree_list',
+            'WorktreeList',
+            'worktree-list',
+            'worktree_list',
+        ),
     ],
 )

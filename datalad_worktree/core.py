@@ -407,6 +407,17 @@ def changed_paths(repo: Path) -> list[str]:
                               '--ignore-submodules=all', 'HEAD', '--'])
 
 
+def worktree_changes(repo: Path) -> tuple[list[str], list[str]]:
+    """Tracked files with uncommitted changes, and untracked files that are
+    not ignored, in ``repo`` (subdatasets' new commits are not counted)"""
+    changed, untracked = [], []
+    for record in git_records(repo, ['status', '--porcelain', '-z',
+                                     '--no-renames', '--ignore-submodules=all',
+                                     '--untracked-files=normal']):
+        (untracked if record[:2] == '??' else changed).append(record[3:])
+    return changed, untracked
+
+
 def overwritten_paths(repo: Path, old: str, new: str) -> list[str]:
     """Files on disk that git does not track (untracked or ignored) and
     that the change from ``old`` to ``new`` would overwrite: paths it adds

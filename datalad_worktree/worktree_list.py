@@ -1,0 +1,183 @@
+"""List the linked worktrees of a dataset hierarchy"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datalad.ui import ui
+from datalad_next.commands import (
+    EnsureCommandParameterization,
+    Parameter,
+    ValidatedInterface,
+    build_doc,
+    datasetmethod,
+    eval_results,
+    get_status_dict,
+)
+from datalad_next.constraints import EnsureDataset
+from datalad_next.runners import CommandError
+
+from .core import (
+    HIERARCHY_PARAMS,
+    HIERARCHY_VALIDATORS,
+    Worktree,
+    git_error,
+    git_lines,
+    head_commit,
+    list_worktrees,
+    max_depth,
+    render_result,
+    walk_hierarchy,
+    worktree_changes,
+)
+
+ACTION = 'worktree-list'
+
+
+@build_doc
+class WorktreeList(ValidatedInterface):
+    """List the linked worktrees of a dataset and its subdatasets
+
+    One result is reported for each linked worktree of each dataset in the
+    hierarchy, so the nested worktrees made by ``worktree-add`` show up
+    once per dataset. The command's own rendering groups them by the
+    worktree of the top dataset they belong to and marks those that hold
+    commits the main worktree does not have (unmerged results), those that
+    are not clean, and those whose directory is gone.
+
+    Each result has ``action='worktree-list'``, ``status='ok'``,
+    ``type='dataset'``, ``path`` (the worktree), ``dataset`` (the dataset
+    in the hierarchy it is a worktree of), ``worktree_root`` (the worktree
+    of the top dataset that contains it, or the worktree itself),
+    ``relpath`` (its place below that root), ``branch`` (None when
+    detached), ``head``, ``clean`` (no uncommitted changes and no untracked
+    files; None when the directory is gone), ``ahead`` and ``behind``
+    (commits it has that the main worktree's HEAD has not, and the other
+    way round), ``stale`` (its directory is gone) and ``locked`` (the lock
+    reason, '' for a lock without one, None when not locked).
+    """
+
+    result_renderer = 'tailored'
+
+    _params_ = dict(
+        dataset=Parameter(
+            args=('-d', '--dataset'),
+            metavar='DATASET',
+            doc="""dataset whose worktrees to list. If not given, the
+            dataset that contains the current directory."""),
+        recursive=HIERARCHY_PARAMS['recursive'],
+        recursion_limit=HIERARCHY_PARAMS['recursion_limit'],
+    )
+
+    _validator_ = EnsureCommandParameterization(
+        dict(
+            dataset=EnsureDataset(installed=True, purpose='list its worktrees'),
+            recursive=HIERARCHY_VALIDATORS['recursive'],
+            recursion_limit=HIERARCHY_VALIDATORS['recursion_limit'],
+        ),
+        validate_defaults=('dataset',),
+    )
+
+    _examples_ = [
+        dict(text="Show all nested worktrees of the current dataset",
+             code_py="worktree_list(recursive=True)",
+             code_cmd="datalad worktree-list -r"),
+        dict(text="The same as JSON records, for scripts",
+             code_py="worktree_list(recursive=True, return_type='list')",
+             code_cmd="datalad -f json worktree-list -r"),
+    ]
+
+    @staticmethod
+    @datasetmethod(name='worktree_list')
+    @eval_results
+    def __call__(*, dataset=None, recursive=False, recursion_limit=None):
+        top = dataset.ds.pathobj
+        for node in walk_hierarchy(top, head_commit(top),
+                                   max_depth(recursive, recursion_limit)):
+            if not node.installed or node.problem:
+                continue
+            try:
+                worktrees = list_worktrees(node.path)
+                main = worktrees[0]
+                for wt in worktrees[1:]:
+                    yield get_status_dict(
+                        action=ACTION, path=str(wt.path), type='dataset',
+                        refds=str(top), status='ok', dataset=str(node.path),
+                        **describe(wt, main, node.relpath))
+            except CommandError as e:
+                yield get_status_dict(
+                    action=ACTION, path=str(node.path), type='dataset',
+                    refds=str(top), status='error',
+                    message=f'cannot list the worktrees of {node.path}: '
+                            f'{git_error(e)}')
+
+    @staticmethod
+    def custom_result_renderer(res, **kwargs):
+        if res.get('action') != ACTION or res['status'] != 'ok':
+            render_result(ACTION, res)
+
+    @staticmethod
+    def custom_result_summary_renderer(results):
+        listed = [r for r in results
+                  if r.get('action') == ACTION and r['status'] == 'ok']
+        if not listed:
+            ui.message('no linked worktrees')
+            return
+        roots: dict[str, list] = {}
+        for r in listed:
+            roots.setdefault(r['worktree_root'], []).append(r)
+        for root, members in roots.items():
+            unmerged = sum(1 for r in members if r['ahead'])
+            ui.message(f'{root}'
+                       + (f'  [{unmerged} with unmerged results]'
+                          if unmerged else ''))
+            for r in sorted(members, key=lambda r: r['relpath']):
+                ui.message(f"  {r['relpath']:<30} {_summary(r)}")
+
+
+def describe(wt: Worktree, main: Worktree, relpath) -> dict:
+    """The result keys that describe one linked worktree"""
+    repo = main.path
+    stale = wt.prunable or not wt.path.is_dir()
+    ahead = behind = None
+    if wt.head and main.head:
+        try:
+            behind, ahead = map(int, git_lines(repo, [
+                'rev-list', '--left-right', '--count',
+                f'{main.head}...{wt.head}', '--'])[0].split())
+        except CommandError:
+            pass
+    clean = None
+    if not stale:
+        changes, untracked = worktree_changes(wt.path)
+        clean = not changes and not untracked
+    parts = Path(wt.path).parts
+    rel = Path(*relpath.parts) if relpath.parts != ('.',) else None
+    root = wt.path
+    if rel and parts[-len(rel.parts):] == rel.parts:
+        root = Path(*parts[:-len(rel.parts)])
+        shown = str(rel)
+    else:
+        shown = '.'
+    return dict(
+        worktree_root=str(root), relpath=shown,
+        branch=wt.branch.removeprefix('refs/heads/') if wt.branch else None,
+        head=wt.head, clean=clean, ahead=ahead, behind=behind, stale=stale,
+        locked=wt.locked,
+    )
+
+
+def _summary(r: dict) -> str:
+    """One line about a listed worktree, for people"""
+    bits = [r['branch'] or 'detached', (r['head'] or '?')[:10]]
+    if r['stale']:
+        bits.append('STALE: directory gone')
+    elif r['clean'] is False:
+        bits.append('not clean')
+    if r['ahead']:
+        bits.append(f"{r['ahead']} unmerged commit(s)")
+    if r['behind']:
+        bits.append(f"{r['behind']} behind")
+    if r['locked'] is not None:
+        bits.append(f"locked{': ' + r['locked'] if r['locked'] else ''}")
+    return '  '.join(bits)
