@@ -32,5 +32,11 @@ command_suite = (
             'worktree-list',
             'worktree_list',
         ),
+        (
+            'datalad_worktree.worktree_remove',
+            'WorktreeRemove',
+            'worktree-remove',
+            'worktree_remove',
+        ),
     ],
 )

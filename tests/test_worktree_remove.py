@@ -1,0 +1,210 @@
+"""worktree-remove on a real hierarchy: every refusal leaves all intact"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from datalad import api as dl
+
+from .conftest import (
+    add,
+    by_path,
+    commit_file,
+    git,
+    snapshot,
+)
+
+CODE = 'derived/L5b/code'
+PARENT = {'raw/bpod': '.', 'raw/2p': '.', 'derived/L5b': '.',
+          CODE: 'derived/L5b', 'derived/L5b/inputs/bpod': 'derived/L5b',
+          'derived/L5b/inputs/2p': 'derived/L5b'}
+ALL = ['.', *PARENT]
+
+
+def remove(origin, path, **kw):
+    kw.setdefault('on_failure', 'ignore')
+    return dl.worktree_remove(path, dataset=origin, result_renderer='disabled',
+                              return_type='list', **kw)
+
+
+@pytest.fixture
+def runs(origin, tmp_path):
+    wt = tmp_path / 'runs'
+    add(origin, wt, branch='runs', recursive=True)
+    (wt / CODE / '.venv').mkdir()
+    (wt / CODE / '.venv/marker').write_text('an ignored environment\n')
+    return wt
+
+
+def branches(origin, rel):
+    return git(origin / rel, 'branch', '--list', '--format=%(refname:short)')
+
+
+def assert_refused_intact(res, origin, runs, before, *says):
+    assert res and all(r['status'] == 'impossible' for r in res), res
+    text = ' | '.join(r['message'] for r in res)
+    for s in says:
+        assert s in text
+    assert 'nothing was removed' in text
+    assert snapshot(origin) == before
+    for rel in ALL:
+        assert (runs / rel / '.git').exists()
+
+
+def test_remove_after_merge_bottom_up(origin, runs):
+    commit_file(runs / CODE, 'result.txt', 'r\n', 'a result')
+    dl.save(dataset=str(runs), recursive=True, message='save',
+            result_renderer='disabled')
+    dl.worktree_merge(str(runs), dataset=origin, recursive=True,
+                      result_renderer='disabled')
+    res = remove(origin, runs)
+    order = [os.path.relpath(r['path'], runs) for r in res]
+    assert sorted(order) == sorted(ALL)
+    # every dataset's worktree goes before its parent's
+    for rel, parent in PARENT.items():
+        assert order.index(rel) < order.index(parent)
+    assert all(r['status'] == 'ok' and r['branch_deleted'] for r in res)
+    assert not runs.exists()
+    for rel in ALL:
+        assert 'runs' not in branches(origin, rel)
+        assert git(origin / rel, 'worktree', 'list', '--porcelain').count(
+            'worktree ') == 1
+    # annexed content stays, readable from the main worktree
+    assert 'trials.tsv' in (origin / 'derived/L5b/results/summary.txt'
+                            ).read_text()
+    assert (origin / CODE / 'result.txt').exists()
+
+
+def test_keep_branch(origin, runs):
+    commit_file(runs / CODE, 'result.txt', 'r\n', 'unmerged result')
+    res = by_path(remove(origin, runs, keep_branch=True), runs)
+    assert all(r['status'] == 'ok' for r in res.values())
+    assert res[CODE]['branch_deleted'] is False
+    assert 'kept branch runs' in res[CODE]['message']
+    assert not runs.exists()
+    assert git(origin / CODE, 'log', '-1', '--format=%s', 'runs') == \
+        'unmerged result'
+
+
+def test_unmerged_commits_refuse_and_force_gives_them_up(origin, runs):
+    lost = commit_file(runs / CODE, 'result.txt', 'r\n', 'unmerged result')
+    before = snapshot(origin)
+    res = remove(origin, runs)
+    assert_refused_intact(res, origin, runs, before, lost[:10],
+                          '--keep-branch', '--force')
+    res = by_path(remove(origin, runs, force=True), runs)
+    assert res[CODE]['status'] == 'ok'
+    assert res[CODE]['given_up'] == [lost]
+    assert 'gave up 1 commit(s)' in res[CODE]['message']
+    assert 'runs' not in branches(origin, CODE)
+
+
+def test_detached_worktree_with_commits_is_refused(origin, tmp_path):
+    wt = tmp_path / 'snap'
+    add(origin, wt, detach=True, recursive=True)
+    lost = commit_file(wt / 'raw/2p', 'x.txt', 'x\n', 'detached work')
+    before = snapshot(origin)
+    res = remove(origin, wt)
+    assert [r['status'] for r in res] == ['impossible']
+    assert lost[:10] in res[0]['message']
+    assert snapshot(origin) == before and (wt / 'raw/2p/x.txt').exists()
+
+
+@pytest.mark.parametrize('mess, says', [
+    ('modified', 'uncommitted changes in'),
+    ('staged', 'uncommitted changes in'),
+    ('untracked', 'untracked files in'),
+])
+def test_local_files_block_even_with_force(origin, runs, mess, says):
+    target = runs / 'raw/bpod'
+    if mess == 'untracked':
+        (target / 'scratch.out').write_text('scratch\n')
+    else:
+        with open(target / '.gitattributes', 'a') as f:
+            f.write('*.tmp annex.largefiles=nothing\n')
+        if mess == 'staged':
+            git(target, 'add', '.gitattributes')
+    before = snapshot(origin)
+    for force in (False, True):
+        res = remove(origin, runs, force=force)
+        assert_refused_intact(res, origin, runs, before, says,
+                              str(target))
+
+
+def test_ignored_files_do_not_block(origin, runs):
+    assert (runs / CODE / '.venv/marker').exists()
+    res = remove(origin, runs)
+    assert all(r['status'] == 'ok' for r in res)
+    assert not runs.exists()
+
+
+def test_locked_worktree_is_refused_with_its_reason(origin, runs):
+    git(origin / 'raw/2p', 'worktree', 'lock', '--reason', 'batch running',
+        str(runs / 'raw/2p'))
+    before = snapshot(origin)
+    res = remove(origin, runs)
+    assert_refused_intact(res, origin, runs, before, 'is locked',
+                          'batch running', 'worktree unlock')
+
+
+def test_directory_deleted_by_hand_is_pruned(origin, runs):
+    shutil.rmtree(runs)
+    res = by_path(remove(origin, runs), runs)
+    assert sorted(res) == sorted(ALL)
+    assert all(r['status'] == 'ok' for r in res.values())
+    assert 'already gone; pruned' in res['raw/bpod']['message']
+    for rel in ALL:
+        assert str(runs) not in git(origin / rel, 'worktree', 'list')
+
+
+def test_a_separate_clone_inside_is_never_removed(origin, runs, tmp_path):
+    # a full clone where the worktree has a subdataset mount point
+    shutil.rmtree(runs / 'derived/L5b/inputs/2p')
+    git(origin / 'derived/L5b/inputs/2p', 'worktree', 'prune')
+    subprocess.run(['git', 'clone', '-q', str(origin / 'raw/2p'),
+                    str(runs / 'derived/L5b/inputs/2p')], check=True)
+    before = snapshot(origin)
+    res = remove(origin, runs)
+    assert_refused_intact(res, origin, runs, before, 'a separate clone')
+    assert (runs / 'derived/L5b/inputs/2p/.git').is_dir()
+
+
+@pytest.mark.parametrize('which, says', [
+    ('main', 'is the main worktree'),
+    ('other', 'is not a linked worktree of'),
+    ('sub-of-other', 'is not a linked worktree of'),
+])
+def test_paths_that_are_not_removable_worktrees(origin, runs, tmp_path,
+                                                which, says):
+    path = {'main': origin, 'other': tmp_path,
+            'sub-of-other': runs / 'raw/bpod'}[which]
+    before = snapshot(origin)
+    res = remove(origin, path)
+    assert [r['status'] for r in res] == ['impossible']
+    assert says in res[0]['message']
+    assert snapshot(origin) == before
+    assert (runs / 'raw/bpod/.git').exists()
+
+
+def test_dry_run_and_cli(origin, runs):
+    before = snapshot(origin)
+    res = remove(origin, runs, dry_run=True)
+    assert all(r['status'] == 'ok' and r['dry_run'] for r in res)
+    assert snapshot(origin) == before and runs.exists()
+    exe = Path(sys.executable).with_name('datalad')
+    out = subprocess.run([str(exe), 'worktree-remove', str(runs)],
+                         cwd=origin, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert f'worktree-remove(ok): {runs} [removed, deleted branch runs]' \
+        in out.stdout
+    assert 'worktrees: 7 removed' in out.stdout
+    again = subprocess.run([str(exe), 'worktree-remove', str(runs)],
+                           cwd=origin, capture_output=True, text=True)
+    assert again.returncode != 0
+    assert 'is not a linked worktree of' in again.stdout
+    assert 'Traceback' not in again.stderr
