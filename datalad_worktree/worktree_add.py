@@ -62,6 +62,8 @@ class Plan:
     """'create', 'exists' (a matching worktree is there already), 'skip'
     (subdataset not installed) or 'refuse'"""
     new_branch: bool = False
+    annex: bool = False
+    """Whether the dataset uses git-annex (it has an initialized annex)"""
     reason: str = ''
     head: str = ''
     """Commit checked out in the new worktree, which its subdatasets follow:
@@ -322,7 +324,8 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
             f'commit {node.commit[:10]} recorded for {node.relpath} is not '
             f'present in {repo}; update that subdataset first '
             f"(e.g. 'datalad update --how ff-only -d {repo}')"))
-    if refs['annex_branch'] and not uses_annex(repo):
+    plan.annex = refs['annex_branch']
+    if plan.annex and not uses_annex(repo):
         return _refuse(plan, (
             f'{repo} has a git-annex branch but git-annex is not '
             f"initialized there; run 'git -C {repo} annex init' first"))
@@ -451,7 +454,7 @@ def _create(plan: Plan) -> str | None:
                               'worktree', 'add', '--quiet', *how])
     except CommandError as e:
         return f'git worktree add failed: {git_error(e)}'
-    return annex_link_problem(target)
+    return annex_link_problem(target) if plan.annex else None
 
 
 def annex_link_problem(worktree: Path) -> str | None:
@@ -459,10 +462,10 @@ def annex_link_problem(worktree: Path) -> str | None:
 
     git-annex makes a linked worktree's ``.git`` a symlink to its gitdir and
     links ``<gitdir>/annex`` to the shared annex, while checking out. This
-    verifies both for datasets that use git-annex.
+    verifies both for a worktree of a dataset that uses git-annex.
     """
     dotgit = worktree / '.git'
-    if uses_annex(worktree) and not (dotgit.is_symlink() and (dotgit / 'annex').is_dir()):
+    if not (dotgit.is_symlink() and (dotgit / 'annex').is_dir()):
         return (f'git-annex did not link {worktree} to the shared annex; '
                 f"annexed files there are not readable. Run 'git annex init' "
                 f'in {worktree} to repair it')
