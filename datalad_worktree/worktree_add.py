@@ -46,6 +46,11 @@ from .core import (
     walk_hierarchy,
     worker_count,
 )
+from .envsetup import (
+    ACTION as SETUP_ACTION,
+    SETUP_PARAM,
+    setup_outcome,
+)
 
 ACTION = 'worktree-add'
 
@@ -150,6 +155,7 @@ class WorktreeAdd(ValidatedInterface):
             action='store_true',
             doc="""check everything and report what would be created, but
             create nothing."""),
+        setup=SETUP_PARAM,
     )
 
     _validator_ = EnsureCommandParameterization(
@@ -161,6 +167,7 @@ class WorktreeAdd(ValidatedInterface):
             detach=EnsureBool(),
             **HIERARCHY_VALIDATORS,
             dry_run=EnsureBool(),
+            setup=EnsureBool(),
         ),
         validate_defaults=('dataset',),
     )
@@ -192,6 +199,7 @@ class WorktreeAdd(ValidatedInterface):
             recursion_limit=None,
             jobs=None,
             dry_run=False,
+            setup=None,
     ):
         ds = dataset.ds
         top = ds.pathobj
@@ -251,12 +259,21 @@ class WorktreeAdd(ValidatedInterface):
                 yield result(p, 'ok', f'would {describe(p)}', dry_run=True)
         if dry_run:
             return
-        workers = worker_count(jobs)
-        for plan, error in create_worktrees(plans, workers):
+        created = []
+        for plan, error in create_worktrees(plans, worker_count(jobs)):
             if error:
                 yield result(plan, 'error', error)
             else:
+                created.append(plan)
                 yield result(plan, 'ok', describe(plan, done=True))
+        # set up environments once the whole hierarchy is there
+        for plan in sorted(created, key=plans.index):
+            outcome = setup_outcome(plan.target, setup, lambda s: True)
+            if outcome:
+                yield get_status_dict(
+                    action=SETUP_ACTION, path=str(plan.target),
+                    type='dataset', refds=refds, status=outcome.status,
+                    message=outcome.message, **outcome.keys)
 
     @staticmethod
     def custom_result_renderer(res, **kwargs):

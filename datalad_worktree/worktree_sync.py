@@ -49,6 +49,12 @@ from .core import (
     walk_hierarchy,
     worker_count,
 )
+from .envsetup import (
+    ACTION as SETUP_ACTION,
+    SETUP_PARAM,
+    inputs_changed,
+    setup_outcome,
+)
 
 ACTION = 'worktree-sync'
 RECORD_MESSAGE = 'Record the subdatasets updated by worktree-sync'
@@ -124,6 +130,7 @@ class WorktreeSync(ValidatedInterface):
             args=('--dry-run',),
             action='store_true',
             doc="""report what would be done, change nothing."""),
+        setup=SETUP_PARAM,
     )
 
     _validator_ = EnsureCommandParameterization(
@@ -133,6 +140,7 @@ class WorktreeSync(ValidatedInterface):
             how=EnsureChoice('merge', 'ff-only', 'reset'),
             force=EnsureBool(),
             dry_run=EnsureBool(),
+            setup=EnsureBool(),
         ),
         validate_defaults=('dataset',),
     )
@@ -161,6 +169,7 @@ class WorktreeSync(ValidatedInterface):
             how='merge',
             force=False,
             dry_run=False,
+            setup=None,
     ):
         top = dataset.ds.pathobj
         refds = str(top)
@@ -195,6 +204,7 @@ class WorktreeSync(ValidatedInterface):
                                 dry_run, top, depth)
 
         workers = worker_count(jobs)
+        synced = []
         for node, outcome, blocker in run_ordered(
                 active, lambda n: children[n.relpath], sync, workers,
                 failed=lambda o: o.failed):
@@ -205,6 +215,23 @@ class WorktreeSync(ValidatedInterface):
             for extra in outcome.keys.pop('new_subdatasets', []):
                 yield result(extra.path, missing_worktree(extra, top))
             yield result(node.path, outcome)
+            if not outcome.failed:
+                synced.append((node, outcome))
+        if dry_run:
+            return
+        # rerun environment setups whose inputs changed, parents first
+        for node, outcome in sorted(synced, key=lambda x: x[0].depth):
+            before = outcome.keys.get('repaired_from') or \
+                outcome.keys.get('from_commit')
+            after = outcome.keys.get('to_commit')
+            done = setup_outcome(
+                node.path, setup,
+                lambda s: inputs_changed(node.path, s, before, after))
+            if done:
+                yield get_status_dict(
+                    action=SETUP_ACTION, path=str(node.path), type='dataset',
+                    refds=refds, status=done.status, message=done.message,
+                    **done.keys)
 
     @staticmethod
     def custom_result_renderer(res, **kwargs):
