@@ -37,6 +37,10 @@ from datalad.interface.utils import generic_result_renderer
 from datalad.support.param import Parameter
 from datalad.support import ansi_colors as ac
 from datalad.ui import ui
+from datalad_next.commands import (
+    ValidatedInterface,
+    get_status_dict,
+)
 from datalad_next.constraints import (
     EnsureBool,
     EnsureChoice,
@@ -651,3 +655,32 @@ def record_subdatasets(repo: Path, children: list[Node],
         git_out(repo, ['commit', '--quiet', '-m', message, '--only',
                        '--', *changed])
     return changed
+
+
+def record(action: str, path: Path, refds: Path, outcome: Outcome) -> dict:
+    """The result record of ``outcome`` for the dataset at ``path``"""
+    return get_status_dict(
+        action=action, path=str(path), type='dataset', refds=str(refds),
+        status=outcome.status, message=outcome.message, **outcome.keys)
+
+
+class WorktreeInterface(ValidatedInterface):
+    """What the worktree commands share: one readable line per result, and
+    a summary counting them per status"""
+    result_renderer = 'tailored'
+    _action_ = ''
+    _summary_: dict = {}
+    """What each status means for this command, in the summary"""
+    _dry_run_ok_ = ''
+    """What status 'ok' means on a dry run"""
+
+    @classmethod
+    def custom_result_renderer(cls, res, **kwargs):
+        render_result(cls._action_, res)
+
+    @classmethod
+    def custom_result_summary_renderer(cls, results):
+        words = dict(cls._summary_)
+        if any(r.get('dry_run') for r in results):
+            words['ok'] = cls._dry_run_ok_
+        summarize_results(cls._action_, results, words)

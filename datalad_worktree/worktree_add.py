@@ -9,7 +9,6 @@ from typing import Iterator
 from datalad_next.commands import (
     EnsureCommandParameterization,
     Parameter,
-    ValidatedInterface,
     build_doc,
     datasetmethod,
     eval_results,
@@ -24,6 +23,8 @@ from datalad_next.constraints import (
 from datalad_next.runners import CommandError
 
 from .core import (
+    WorktreeInterface,
+    record,
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
     absolute_path,
@@ -38,10 +39,8 @@ from .core import (
     list_worktrees,
     max_depth,
     redirected,
-    render_result,
     run_ordered,
     same_path,
-    summarize_results,
     uses_annex,
     walk_hierarchy,
     worker_count,
@@ -81,7 +80,7 @@ class Plan:
 
 
 @build_doc
-class WorktreeAdd(ValidatedInterface):
+class WorktreeAdd(WorktreeInterface):
     """Create a linked worktree of a dataset and of its subdatasets
 
     A linked git worktree is a second working tree of the same repository:
@@ -125,7 +124,14 @@ class WorktreeAdd(ValidatedInterface):
     ``commit`` (the commit checked out).
     """
 
-    result_renderer = 'tailored'
+    _action_ = ACTION
+    _summary_ = {
+        'ok': 'created',
+        'notneeded': 'not needed (present already or not installed)',
+        'impossible': 'refused',
+        'error': 'failed',
+    }
+    _dry_run_ok_ = 'would be created'
 
     _params_ = dict(
         **HIERARCHY_PARAMS,
@@ -270,24 +276,8 @@ class WorktreeAdd(ValidatedInterface):
         for plan in sorted(created, key=plans.index):
             outcome = setup_outcome(plan.target, setup, lambda s: True)
             if outcome:
-                yield get_status_dict(
-                    action=SETUP_ACTION, path=str(plan.target),
-                    type='dataset', refds=refds, status=outcome.status,
-                    message=outcome.message, **outcome.keys)
+                yield record(SETUP_ACTION, plan.target, refds, outcome)
 
-    @staticmethod
-    def custom_result_renderer(res, **kwargs):
-        render_result(ACTION, res)
-
-    @staticmethod
-    def custom_result_summary_renderer(results):
-        dry = any(r.get('dry_run') for r in results)
-        summarize_results(ACTION, results, {
-            'ok': 'would be created' if dry else 'created',
-            'notneeded': 'not needed (present already or not installed)',
-            'impossible': 'refused',
-            'error': 'failed',
-        })
 
 
 def location_problem(target: Path, top: Path) -> str | None:

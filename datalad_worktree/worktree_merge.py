@@ -7,11 +7,9 @@ from pathlib import Path
 from datalad_next.commands import (
     EnsureCommandParameterization,
     Parameter,
-    ValidatedInterface,
     build_doc,
     datasetmethod,
     eval_results,
-    get_status_dict,
 )
 from datalad_next.constraints import (
     EnsureBool,
@@ -21,6 +19,8 @@ from datalad_next.constraints import (
 from datalad_next.runners import CommandError
 
 from .core import (
+    WorktreeInterface,
+    record,
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
     Node,
@@ -36,10 +36,8 @@ from .core import (
     is_repo_root,
     max_depth,
     record_subdatasets,
-    render_result,
     run_ordered,
     same_path,
-    summarize_results,
     walk_hierarchy,
     worker_count,
 )
@@ -49,7 +47,7 @@ RECORD_MESSAGE = 'Record the subdatasets merged by worktree-merge'
 
 
 @build_doc
-class WorktreeMerge(ValidatedInterface):
+class WorktreeMerge(WorktreeInterface):
     """Merge results from a linked worktree back, subdatasets first
 
     After a batch of ``datalad run`` calls in a linked worktree made by
@@ -86,7 +84,14 @@ class WorktreeMerge(ValidatedInterface):
     detached HEAD), and ``conflicts`` (paths) for refused merges.
     """
 
-    result_renderer = 'tailored'
+    _action_ = ACTION
+    _summary_ = {
+        'ok': 'merged',
+        'notneeded': 'with nothing new',
+        'impossible': 'refused',
+        'error': 'failed',
+    }
+    _dry_run_ok_ = 'would be merged'
 
     _params_ = dict(
         source=Parameter(
@@ -153,13 +158,9 @@ class WorktreeMerge(ValidatedInterface):
             dry_run=False,
     ):
         top = dataset.ds.pathobj
-        refds = str(top)
 
         def result(path, outcome: Outcome):
-            return get_status_dict(
-                action=ACTION, path=str(path), type='dataset', refds=refds,
-                status=outcome.status, message=outcome.message,
-                **outcome.keys)
+            return record(ACTION, path, top, outcome)
 
         source_root = absolute_path(Path(source), dataset)
         if source_root.exists():
@@ -207,19 +208,6 @@ class WorktreeMerge(ValidatedInterface):
                     f'{blocker.path} was refused or failed'))
             yield result(node.path, outcome)
 
-    @staticmethod
-    def custom_result_renderer(res, **kwargs):
-        render_result(ACTION, res)
-
-    @staticmethod
-    def custom_result_summary_renderer(results):
-        dry = any(r.get('dry_run') for r in results)
-        summarize_results(ACTION, results, {
-            'ok': 'would be merged' if dry else 'merged',
-            'notneeded': 'with nothing new',
-            'impossible': 'refused',
-            'error': 'failed',
-        })
 
 
 def worktree_source_problem(top: Path, source_root: Path) -> str | None:

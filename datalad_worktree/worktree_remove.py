@@ -9,11 +9,9 @@ from pathlib import Path
 from datalad_next.commands import (
     EnsureCommandParameterization,
     Parameter,
-    ValidatedInterface,
     build_doc,
     datasetmethod,
     eval_results,
-    get_status_dict,
 )
 from datalad_next.constraints import (
     EnsureBool,
@@ -23,6 +21,8 @@ from datalad_next.constraints import (
 from datalad_next.runners import CommandError
 
 from .core import (
+    WorktreeInterface,
+    record,
     Outcome,
     Worktree,
     absolute_path,
@@ -33,10 +33,8 @@ from .core import (
     head_commit,
     is_within,
     list_worktrees,
-    render_result,
     run_ordered,
     same_path,
-    summarize_results,
     walk_hierarchy,
     worktree_changes,
 )
@@ -62,7 +60,7 @@ class Member:
 
 
 @build_doc
-class WorktreeRemove(ValidatedInterface):
+class WorktreeRemove(WorktreeInterface):
     """Remove a nested worktree: subdatasets first, then their parents
 
     PATH is a linked worktree of DATASET, normally one made by
@@ -92,7 +90,13 @@ class WorktreeRemove(ValidatedInterface):
     ``given_up`` (commits given up with --force).
     """
 
-    result_renderer = 'tailored'
+    _action_ = ACTION
+    _summary_ = {
+        'ok': 'removed',
+        'impossible': 'refused',
+        'error': 'failed',
+    }
+    _dry_run_ok_ = 'would be removed'
 
     _params_ = dict(
         path=Parameter(
@@ -150,11 +154,8 @@ class WorktreeRemove(ValidatedInterface):
         top = dataset.ds.pathobj
         target = absolute_path(path, dataset)
 
-        def result(where, outcome: Outcome):
-            return get_status_dict(
-                action=ACTION, path=str(where), type='dataset',
-                refds=str(top), status=outcome.status,
-                message=outcome.message, **outcome.keys)
+        def result(path, outcome: Outcome):
+            return record(ACTION, path, top, outcome)
 
         problem = target_problem(top, target)
         if problem:
@@ -193,18 +194,6 @@ class WorktreeRemove(ValidatedInterface):
                     'not be removed'))
             yield result(m.path, outcome)
 
-    @staticmethod
-    def custom_result_renderer(res, **kwargs):
-        render_result(ACTION, res)
-
-    @staticmethod
-    def custom_result_summary_renderer(results):
-        dry = any(r.get('dry_run') for r in results)
-        summarize_results(ACTION, results, {
-            'ok': 'would be removed' if dry else 'removed',
-            'impossible': 'refused',
-            'error': 'failed',
-        })
 
 
 def target_problem(top: Path, target: Path) -> str | None:

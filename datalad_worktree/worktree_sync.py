@@ -7,11 +7,9 @@ from pathlib import Path
 from datalad_next.commands import (
     EnsureCommandParameterization,
     Parameter,
-    ValidatedInterface,
     build_doc,
     datasetmethod,
     eval_results,
-    get_status_dict,
 )
 from datalad_next.constraints import (
     EnsureBool,
@@ -21,6 +19,8 @@ from datalad_next.constraints import (
 from datalad_next.runners import CommandError
 
 from .core import (
+    WorktreeInterface,
+    record,
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
     Node,
@@ -42,10 +42,8 @@ from .core import (
     overwritten_paths,
     record_subdatasets,
     recorded_subdatasets,
-    render_result,
     run_ordered,
     same_path,
-    summarize_results,
     walk_hierarchy,
     worker_count,
 )
@@ -61,7 +59,7 @@ RECORD_MESSAGE = 'Record the subdatasets updated by worktree-sync'
 
 
 @build_doc
-class WorktreeSync(ValidatedInterface):
+class WorktreeSync(WorktreeInterface):
     """Bring a linked worktree up to the development state of the main one
 
     A linked worktree made by ``worktree-add`` stays at the state it was made
@@ -107,7 +105,14 @@ class WorktreeSync(ValidatedInterface):
     force=True PY]) and ``conflicts`` (the paths of a refused merge).
     """
 
-    result_renderer = 'tailored'
+    _action_ = ACTION
+    _summary_ = {
+        'ok': 'updated',
+        'notneeded': 'already up to date',
+        'impossible': 'refused',
+        'error': 'failed',
+    }
+    _dry_run_ok_ = 'would be updated'
 
     _params_ = dict(
         **HIERARCHY_PARAMS,
@@ -175,10 +180,7 @@ class WorktreeSync(ValidatedInterface):
         refds = str(top)
 
         def result(path, outcome: Outcome):
-            return get_status_dict(
-                action=ACTION, path=str(path), type='dataset', refds=refds,
-                status=outcome.status, message=outcome.message,
-                **outcome.keys)
+            return record(ACTION, path, top, outcome)
 
         problem = not_a_linked_worktree(top)
         if problem:
@@ -228,24 +230,8 @@ class WorktreeSync(ValidatedInterface):
                 node.path, setup,
                 lambda s: inputs_changed(node.path, s, before, after))
             if done:
-                yield get_status_dict(
-                    action=SETUP_ACTION, path=str(node.path), type='dataset',
-                    refds=refds, status=done.status, message=done.message,
-                    **done.keys)
+                yield record(SETUP_ACTION, node.path, refds, done)
 
-    @staticmethod
-    def custom_result_renderer(res, **kwargs):
-        render_result(ACTION, res)
-
-    @staticmethod
-    def custom_result_summary_renderer(results):
-        dry = any(r.get('dry_run') for r in results)
-        summarize_results(ACTION, results, {
-            'ok': 'would be updated' if dry else 'updated',
-            'notneeded': 'already up to date',
-            'impossible': 'refused',
-            'error': 'failed',
-        })
 
 
 def not_a_linked_worktree(path: Path) -> str | None:
