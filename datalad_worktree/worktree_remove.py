@@ -299,7 +299,9 @@ def remove(m: Member, plan: Outcome) -> Outcome:
         done = ('directory was already gone; pruned its registration'
                 if stale else 'removed')
         if keys['branch_deleted']:
-            git_out(repo, ['branch', '-D', m.branch])
+            # by full ref name and expected tip: exact, never an option
+            git_out(repo, ['update-ref', '-d', f'refs/heads/{m.branch}',
+                           m.entry.head])
             done += f', deleted branch {m.branch}'
         elif m.branch:
             done += f', kept branch {m.branch}'
