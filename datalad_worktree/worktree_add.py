@@ -391,11 +391,20 @@ def _check_existing(plan: Plan, wt: Worktree) -> Plan:
     accept it if it is on the requested branch (or detached, as asked), at
     whatever commit it has moved on to"""
     want = f'refs/heads/{plan.branch}' if plan.branch else None
+    repo = plan.node.path
     if wt.prunable:
-        repo = plan.node.path
         return _refuse(plan, (
             f'a worktree of {repo} is registered at {plan.target} but its '
             f"directory is missing; run 'git -C {repo} worktree prune'"))
+    if wt.locked is not None:
+        # git locks a worktree while creating it ('initializing'): a lock
+        # left behind can mean an interrupted, incomplete checkout
+        return _refuse(plan, (
+            f'the worktree of {repo} at {plan.target} is locked '
+            f'({wt.locked or "no reason given"}). If an interrupted run left '
+            f'it half made, check that it holds nothing of yours, then: '
+            f"'git -C {repo} worktree unlock {plan.target}', delete the "
+            f"directory, 'git -C {repo} worktree prune', and run this again"))
     if wt.branch == want and wt.head:
         plan.todo = 'exists'
         plan.head = wt.head

@@ -366,6 +366,30 @@ def test_rerun_keeps_worktrees_that_moved_on(origin, tmp_path):
         recorded(wt / 'derived/L5b', 'inputs/2p')
 
 
+def test_rerun_refuses_a_worktree_left_locked_by_git(origin, tmp_path):
+    # git locks a worktree as 'initializing' while it checks it out; a
+    # killed `git worktree add` leaves that lock and a partial checkout
+    wt = tmp_path / 'wt'
+    add(origin, wt, branch='runs', recursive=True)
+    git(origin / 'raw/2p', 'worktree', 'lock', '--reason', 'initializing',
+        str(wt / 'raw/2p'))
+    before = snapshot(origin)
+    res = add(origin, wt, branch='runs', recursive=True)
+    assert res and all(r['status'] == 'impossible' for r in res)
+    for says in ('is locked', '(initializing)', 'worktree unlock',
+                 'worktree prune'):
+        assert says in res[0]['message']
+    assert snapshot(origin) == before
+    # following the advice completes the hierarchy
+    git(origin / 'raw/2p', 'worktree', 'unlock', str(wt / 'raw/2p'))
+    shutil.rmtree(wt / 'raw/2p')
+    git(origin / 'raw/2p', 'worktree', 'prune')
+    (wt / 'raw/2p').mkdir()
+    res = by_path(add(origin, wt, branch='runs', recursive=True), wt)
+    assert res['raw/2p']['status'] == 'ok'
+    assert (wt / 'raw/2p/sub-01/F.csv').read_text().startswith('2p')
+
+
 def test_rerun_with_other_branch_is_refused(origin, tmp_path):
     wt = tmp_path / 'wt'
     add(origin, wt, branch='runs', recursive=True)
