@@ -401,8 +401,9 @@ def _check_existing(plan: Plan, wt: Worktree) -> Plan:
         # left behind can mean an interrupted, incomplete checkout
         return _refuse(plan, (
             f'the worktree of {repo} at {plan.target} is locked '
-            f'({wt.locked or "no reason given"}). If an interrupted run left '
-            f'it half made, check that it holds nothing of yours, then: '
+            f'({wt.locked or "no reason given"}): another run may still be '
+            'creating it. If an interrupted run left it half made, check '
+            'that it holds nothing of yours, then: '
             f"'git -C {repo} worktree unlock {plan.target}', delete the "
             f"directory, 'git -C {repo} worktree prune', and run this again"))
     if wt.branch == want and wt.head:

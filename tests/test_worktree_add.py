@@ -525,3 +525,59 @@ def test_missing_annex_link_is_reported_with_a_repair(origin, tmp_path):
     subprocess.run(['git', 'annex', 'init'], cwd=wt / 'raw/bpod', check=True,
                    capture_output=True)
     assert (wt / 'raw/bpod/sub-01/trials.tsv').read_text().startswith('bpod')
+
+
+def test_killed_run_converges_when_run_again(origin, tmp_path):
+    """SIGKILL a real `datalad worktree-add -r` once it has made some
+    worktrees; running it again completes the hierarchy (or names the one
+    worktree git left locked, and how to recover), and the origin keeps
+    everything it had"""
+    import signal
+    import time
+    before = snapshot(origin)
+    wt = tmp_path / 'wt'
+    exe = Path(sys.executable).with_name('datalad')
+    # in a session of its own, so that its git children die with it
+    proc = subprocess.Popen([str(exe), 'worktree-add', '-r', '-b', 'runs',
+                             str(wt)], cwd=origin, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while not (wt / 'raw/bpod/.git').exists() and time.time() < deadline \
+            and proc.poll() is None:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    res = add(origin, wt, branch='runs', recursive=True)
+    locked = [r for r in res if 'is locked' in (r.get('message') or '')]
+    for r in locked:
+        # git was killed while creating this one: recover as advised
+        sub = Path(r['path'])
+        src = Path(r['source'])
+        git(src, 'worktree', 'unlock', str(sub))
+        shutil.rmtree(sub)
+        git(src, 'worktree', 'prune')
+        sub.mkdir()
+    if locked:
+        res = add(origin, wt, branch='runs', recursive=True)
+    assert all(r['status'] in ('ok', 'notneeded') for r in res), res
+    # the kill came in time: the rerun had work left to do
+    assert any(r['status'] == 'ok' for r in res)
+    for rel, (parent, name) in PARENT.items():
+        assert git(wt / rel, 'rev-parse', 'HEAD') == recorded(wt / parent,
+                                                              name)
+    assert clean_status(wt)
+    # the origin lost nothing: only the new branch and worktrees were added
+    after = snapshot(origin)
+    for ds, state in before.items():
+        assert after[ds]['head'] == state['head']
+        assert after[ds]['status'] == state['status']
+        assert set(state['refs'].splitlines()) <= \
+            set(after[ds]['refs'].splitlines()) | {
+                line for line in state['refs'].splitlines()
+                if line.startswith('refs/annex/')}
+
+
+def clean_status(ds) -> bool:
+    status = dl.status(dataset=ds, recursive=True, result_renderer='disabled',
+                       return_type='list')
+    return all(s['state'] == 'clean' for s in status)
