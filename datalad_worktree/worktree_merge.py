@@ -170,7 +170,8 @@ class WorktreeMerge(WorktreeInterface):
             branch = source
             problem = branch_name_problem(top, branch)
             if problem:
-                problem += f'; and no worktree exists at {source_root}'
+                problem = (problem.split(';')[0] + '; and no worktree exists '
+                           f'at {source_root}')
         if problem:
             yield result(top, Outcome('impossible', problem))
             return
@@ -183,6 +184,13 @@ class WorktreeMerge(WorktreeInterface):
                 yield result(node.path, Outcome('impossible', node.problem))
             elif node.installed:
                 active.append(node)
+        if branch is not None and not any(
+                branch_tip(n.path, branch) for n in active):
+            yield result(top, Outcome('impossible', (
+                f'no dataset here has a branch {branch!r}, and no worktree '
+                f'exists at {source_root}; give the path of a worktree or '
+                'the name of a branch')))
+            return
         children = {n.relpath: [] for n in active}
         for n in active:
             if n.depth and n.parent in children:
@@ -195,7 +203,7 @@ class WorktreeMerge(WorktreeInterface):
                 node, where, branch,
                 [c for c in children[node.relpath] if c.relpath in merged],
                 ff_only, message, dry_run)
-            if outcome.status == 'ok' and not dry_run:
+            if outcome.status == 'ok':
                 merged.add(node.relpath)
             return outcome
 
@@ -207,7 +215,6 @@ class WorktreeMerge(WorktreeInterface):
                     f'not merged, because the merge into its subdataset '
                     f'{blocker.path} was refused or failed'))
             yield result(node.path, outcome)
-
 
 
 def worktree_source_problem(top: Path, source_root: Path) -> str | None:
@@ -270,10 +277,8 @@ def source_of(repo: Path, where: Path | None, branch: str | None
               ) -> tuple[str, str] | Outcome:
     """The commit to merge into ``repo`` and how to name it, or why none"""
     if branch is not None:
-        try:
-            tip = git_lines(repo, ['rev-parse', '--verify', '-q',
-                                   f'refs/heads/{branch}^{{commit}}'])[0]
-        except CommandError:
+        tip = branch_tip(repo, branch)
+        if tip is None:
             return Outcome('notneeded', f'no branch {branch!r} here')
         return tip, f'branch {branch}'
     if not is_repo_root(where):
@@ -285,3 +290,12 @@ def source_of(repo: Path, where: Path | None, branch: str | None
     if commit is None:
         return Outcome('notneeded', f'{where} has no commit')
     return commit, str(where)
+
+
+def branch_tip(repo: Path, branch: str) -> str | None:
+    """The commit of branch ``branch`` in ``repo``, or None if it has none"""
+    try:
+        return git_lines(repo, ['rev-parse', '--verify', '-q',
+                                f'refs/heads/{branch}^{{commit}}'])[0]
+    except CommandError:
+        return None

@@ -192,7 +192,9 @@ def test_merge_by_branch_name(origin, runs):
     assert git(origin / DERIVED, 'rev-parse', 'HEAD') == \
         git(origin / DERIVED, 'rev-parse', 'runs')
     # a dataset without such a branch has nothing to merge
+    git(origin / CODE, 'branch', 'batch2', 'runs')
     res = merge(origin, 'batch2', recursive=True)
+    assert res[CODE]['status'] == 'notneeded'
     assert res['raw/2p']['status'] == 'notneeded'
     assert "no branch 'batch2'" in res['raw/2p']['message']
 
@@ -201,7 +203,8 @@ def test_merge_by_branch_name(origin, runs):
     ('elsewhere', 'is not a worktree of'),
     ('itself', 'is the dataset itself'),
     ('--upload-pack=touch /tmp/pwned', 'looks like an option'),
-    ('a..b', 'not a valid branch name'),
+    ('a..b', "'a..b' is not a valid branch name; and no worktree exists"),
+    ('runz', "no dataset here has a branch 'runz', and no worktree exists"),
 ])
 def test_bad_sources_are_refused(origin, runs, tmp_path, source, says):
     batch(runs)
@@ -215,7 +218,23 @@ def test_bad_sources_are_refused(origin, runs, tmp_path, source, says):
                             result_renderer='disabled', return_type='list')
     assert [r['status'] for r in res] == ['impossible']
     assert says in res[0]['message']
+    assert '--detach' not in res[0]['message']
     assert snapshot(origin) == before
+
+
+def test_dry_run_predicts_resolved_pointer_conflicts(origin, runs):
+    batch(runs)
+    git(origin / CODE, 'checkout', '-q', '--detach')
+    commit_file(origin / CODE, 'dev.py', 'dev\n', 'development')
+    git(origin / DERIVED, 'commit', '-q', '-m', 'record dev code', '--',
+        'code')
+    before = snapshot(origin)
+    plan = merge(origin, runs, recursive=True, dry_run=True)
+    assert plan[DERIVED]['status'] == 'ok'
+    assert plan[DERIVED]['message'].startswith('would merge')
+    assert snapshot(origin) == before
+    res = merge(origin, runs, recursive=True)
+    assert res[DERIVED]['status'] == 'ok' and res[DERIVED]['how'] == 'merge'
 
 
 def test_ff_only_and_dry_run(origin, runs):
