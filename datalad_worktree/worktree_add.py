@@ -30,6 +30,7 @@ from .core import (
     absolute_path,
     branch_name_problem,
     Node,
+    Outcome,
     Worktree,
     git_error,
     git_lines,
@@ -44,6 +45,14 @@ from .core import (
     uses_annex,
     walk_hierarchy,
     worker_count,
+)
+from .bindpaths import (
+    ACTION as BINDPATHS_ACTION,
+    BINDPATHS_PARAM,
+    annex_binds,
+    configure_binds,
+    declared_substitutions,
+    unbound_outcome,
 )
 from .envsetup import (
     ACTION as SETUP_ACTION,
@@ -118,6 +127,17 @@ class WorktreeAdd(WorktreeInterface):
     after an interruption creates only what is missing and reports matching
     worktrees that exist already as 'notneeded'.
 
+    Where a dataset's containers use a bind substitution in their
+    ``cmdexec`` ('{{worktree-binds-bwrap}}' or
+    '{{worktree-binds-apptainer}}', with an empty default committed in
+    '.datalad/config'), its new worktree gets that substitution set in its
+    own git configuration: read-only bind mounts of the repository
+    locations that the annexed files of the dataset and its subdatasets
+    link to, so that ``datalad containers-run`` works there, while run
+    records keep the placeholder and stay rerunnable anywhere. These are
+    reported with ``action='worktree-bindpaths'``;
+    [CMD: --no-bindpaths CMD][PY: bindpaths=False PY] turns this off.
+
     One result is reported per dataset, with ``action='worktree-add'``,
     ``type='dataset'``, ``path`` (the new worktree), ``source`` (the
     dataset it is a worktree of), ``branch`` (None when detached) and
@@ -162,6 +182,7 @@ class WorktreeAdd(WorktreeInterface):
             doc="""check everything and report what would be created, but
             create nothing."""),
         setup=SETUP_PARAM,
+        bindpaths=BINDPATHS_PARAM,
     )
 
     _validator_ = EnsureCommandParameterization(
@@ -174,6 +195,7 @@ class WorktreeAdd(WorktreeInterface):
             **HIERARCHY_VALIDATORS,
             dry_run=EnsureBool(),
             setup=EnsureBool(),
+            bindpaths=EnsureBool(),
         ),
         validate_defaults=('dataset',),
     )
@@ -206,6 +228,7 @@ class WorktreeAdd(WorktreeInterface):
             jobs=None,
             dry_run=False,
             setup=None,
+            bindpaths=True,
     ):
         ds = dataset.ds
         top = ds.pathobj
@@ -272,6 +295,9 @@ class WorktreeAdd(WorktreeInterface):
             else:
                 created.append(plan)
                 yield result(plan, 'ok', describe(plan, done=True))
+        if bindpaths:
+            for plan, outcome in bind_outcomes(plans, created):
+                yield record(BINDPATHS_ACTION, plan.target, refds, outcome)
         # set up environments once the whole hierarchy is there
         for plan in sorted(created, key=plans.index):
             outcome = setup_outcome(plan.target, setup, lambda s: True)
@@ -429,6 +455,34 @@ def describe(plan: Plan, done: bool = False) -> str:
     else:
         what = f'branch {plan.branch} at {commit}'
     return f'checked out {what}' if done else f'create worktree, {what}'
+
+
+def bind_outcomes(plans: list[Plan], created: list[Plan]
+                  ) -> Iterator[tuple[Plan, Outcome]]:
+    """Configure container bind paths in each worktree whose dataset uses
+    a bind substitution, covering the worktrees of the dataset and of all
+    its subdatasets; report containers that cannot use them in the
+    worktrees just created"""
+    new = {id(p) for p in created}
+    present = [p for p in plans if id(p) in new or p.todo == 'exists']
+    for plan in present:
+        names, unbound = declared_substitutions(plan.target)
+        if unbound and id(plan) in new:
+            yield plan, unbound_outcome(unbound)
+        if not names:
+            continue
+        here = plan.node.relpath
+        binds = [b for p in present
+                 if p.node.relpath == here or here in p.node.relpath.parents
+                 for b in annex_binds(p.target)]
+        try:
+            outcome = configure_binds(plan.target, names,
+                                      list(dict.fromkeys(binds)))
+        except CommandError as e:
+            outcome = Outcome('error', f'git failed in {plan.target}: '
+                                       f'{git_error(e)}')
+        if outcome:
+            yield plan, outcome
 
 
 def create_worktrees(plans: list[Plan], workers: int

@@ -1,0 +1,190 @@
+"""Container bind paths for linked worktrees
+
+In a linked worktree of a git-annex dataset, an annexed file is a symlink
+into ``.git/annex/objects``, and ``.git`` is itself a symlink into the main
+repository's gitdir. A container that only sees the worktree (the bind
+mounts of its runtime) cannot follow these links, so ``datalad
+containers-run`` fails there on annexed inputs.
+
+A dataset opts in by using one of the substitutions in ``SUBSTITUTIONS``
+in the ``cmdexec`` of its containers, written ``{{worktree-binds-bwrap}}``
+(the doubled braces survive ``containers-run``'s own formatting, and
+``datalad run`` fills in the value), with an empty default committed in
+its ``.datalad/config``::
+
+    datalad.run.substitutions.worktree-binds-bwrap =
+
+In the main worktree and in any clone the value is empty. In a worktree
+made by ``worktree-add`` it is set, in that worktree's own configuration
+(``git config --worktree``, never committed), to read-only bind mounts of
+the repository locations that the annex links of the dataset and of all
+its subdatasets lead to. Run records keep the placeholder, not the paths,
+so they can be rerun anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+from datalad_next.commands import Parameter
+from datalad_next.runners import CommandError
+
+from .core import (
+    Outcome,
+    git_lines,
+    git_out,
+)
+
+ACTION = 'worktree-bindpaths'
+PREFIX = 'datalad.run.substitutions.'
+
+
+def _bwrap(binds: list[tuple[str, str]]) -> str:
+    return ' '.join(f'--ro-bind {shlex.quote(src)} {shlex.quote(dest)}'
+                    for src, dest in binds)
+
+
+def _apptainer(binds: list[tuple[str, str]]) -> str:
+    return ' '.join(f'--bind {shlex.quote(f"{src}:{dest}:ro")}'
+                    for src, dest in binds)
+
+
+SUBSTITUTIONS = {
+    'worktree-binds-bwrap': _bwrap,
+    'worktree-binds-apptainer': _apptainer,
+}
+"""Substitution names, each with the runtime options it expands to"""
+
+BINDPATHS_PARAM = Parameter(
+    args=('--no-bindpaths',),
+    dest='bindpaths',
+    action='store_false',
+    doc="""do not configure container bind paths in the new worktrees. By
+    default, a dataset whose containers use a 'worktree-binds-*'
+    substitution gets it set in its new worktree, so that
+    'datalad containers-run' there can read annexed files.""")
+
+
+def declared_substitutions(worktree: Path) -> tuple[list[str], list[str]]:
+    """The bind substitutions that the dataset checked out at ``worktree``
+    uses in its committed ``.datalad/config``, and the containers there
+    whose ``cmdexec`` uses none of them"""
+    config = worktree / '.datalad' / 'config'
+    text = config.read_text(errors='replace') if config.is_file() else ''
+    if 'containers' not in text and 'worktree-binds' not in text:
+        return [], []
+    try:
+        items = git_lines(worktree, [
+            'config', '--file', str(config), '--get-regexp',
+            r'^datalad\.(containers\..*\.cmdexec|run\.substitutions\.)'])
+    except CommandError as e:
+        if e.returncode == 1:
+            return [], []
+        raise
+    used, unbound = set(), []
+    for item in items:
+        key, _, value = item.partition(' ')
+        if key.startswith(PREFIX):
+            used.update(n for n in SUBSTITUTIONS if key == PREFIX + n)
+            continue
+        found = {n for n in SUBSTITUTIONS if '{' + n + '}' in value}
+        used |= found
+        if not found:
+            unbound.append(key.split('.')[2])
+    return sorted(used), unbound
+
+
+def annex_binds(worktree: Path) -> list[tuple[str, str]]:
+    """What a container must see of the repository so that the annexed
+    files of ``worktree`` resolve: (source, destination) pairs, where the
+    destination is the path as the links spell it
+
+    Empty for a worktree whose ``.git`` is not a symlink (git-annex did not
+    link it: a plain git dataset, or the main worktree).
+    """
+    dotgit = worktree / '.git'
+    if not dotgit.is_symlink():
+        return []
+    gitdir = _follow(dotgit)
+    common = (gitdir / (gitdir / 'commondir').read_text().strip()
+              if (gitdir / 'commondir').is_file() else gitdir)
+    common = Path(os.path.normpath(common))
+    wanted = [common]
+    for link in (common / 'annex', common / 'annex' / 'objects'):
+        if link.is_symlink():
+            wanted.append(_follow(link))
+    unique = list(dict.fromkeys(wanted))
+    return [(os.path.realpath(d), str(d)) for d in unique
+            if not any(other in d.parents for other in unique)]
+
+
+def _follow(link: Path) -> Path:
+    """Where a symbolic link points, as written, made absolute"""
+    return Path(os.path.normpath(link.parent / os.readlink(link)))
+
+
+def configure_binds(worktree: Path, names: list[str],
+                    binds: list[tuple[str, str]]) -> Outcome | None:
+    """Set each substitution in ``names`` to ``binds`` in the own
+    configuration of ``worktree``; None if all were set already"""
+    repo_problem = _worktree_config_problem(worktree)
+    if repo_problem:
+        return Outcome('impossible', repo_problem)
+    changed = []
+    for name in names:
+        value = SUBSTITUTIONS[name](binds)
+        if _get_config(worktree, PREFIX + name) != value:
+            git_out(worktree, ['config', '--worktree', PREFIX + name, value])
+            changed.append(name)
+    if not changed:
+        return None
+    dests = [dest for _, dest in binds]
+    return Outcome('ok', (
+        f'set {", ".join(changed)} for this worktree, so that containers '
+        f'see {", ".join(dests) or "nothing more"}'),
+        dict(bindpaths=dests, substitutions=changed))
+
+
+def _get_config(worktree: Path, key: str,
+                where: tuple = ('--worktree',)) -> str | None:
+    try:
+        return git_out(worktree, ['config', *where, '--get', key]
+                       ).rstrip('\n')
+    except CommandError as e:
+        if e.returncode == 1:
+            return None
+        raise
+
+
+def _worktree_config_problem(worktree: Path) -> str | None:
+    """Enable per-worktree configuration in the repository of ``worktree``
+    (``extensions.worktreeConfig``) where that is safe; why not, or None
+
+    It is not safe where the shared configuration sets ``core.bare`` or
+    ``core.worktree``: once enabled, every worktree would read them.
+    """
+    if _get_config(worktree, 'extensions.worktreeConfig',
+                            ('--local', '--bool')) == 'true':
+        return None
+    shared = git_lines(worktree, ['config', '--local', '--list'])
+    blocking = [s.split('=')[0] for s in shared
+                if s == 'core.bare=true' or s.startswith('core.worktree=')]
+    if blocking:
+        return (f'cannot give {worktree} a configuration of its own: the '
+                f'repository sets {", ".join(blocking)}; container bind '
+                'paths were not configured')
+    git_out(worktree, ['config', '--local', 'extensions.worktreeConfig',
+                       'true'])
+    return None
+
+
+def unbound_outcome(containers: list[str]) -> Outcome:
+    """The report for containers whose cmdexec uses no bind substitution"""
+    return Outcome('notneeded', (
+        f'the containers {", ".join(containers)} cannot read annexed files '
+        "in this worktree: their cmdexec uses no bind substitution; add "
+        "'{{worktree-binds-bwrap}}' (or '{{worktree-binds-apptainer}}') to "
+        'it and commit an empty default, see the documentation of '
+        'worktree-add'), dict(containers=containers))

@@ -1,0 +1,222 @@
+"""`datalad containers-run` in a nested worktree, with a container runtime
+that sees only what is bind-mounted into it (bubblewrap)"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from datalad import api as dl
+
+from .conftest import add, by_path, git
+
+DERIVED = 'derived/L5b'
+INPUTS = ['inputs/bpod/sub-01/trials.tsv', 'inputs/2p/sub-01/F.csv']
+ENTRYPOINT = '#!/bin/sh\nexec "$@"\n'
+# the container sees /usr and the dataset it runs in, nothing else
+BWRAP = ('bwrap --ro-bind /usr /usr --symlink usr/bin /bin '
+         '--symlink usr/lib /lib --symlink usr/lib64 /lib64 '
+         '--proc /proc --dev /dev --bind "$PWD" "$PWD" --chdir "$PWD" '
+         '{{worktree-binds-bwrap}} sh {img} {cmd}')
+COUNT = "sh -c 'cat {inputs} | wc -l > {out}'"
+
+
+def bwrap_works() -> bool:
+    return shutil.which('bwrap') is not None and subprocess.run(
+        ['bwrap', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin',
+         '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64',
+         'true']).returncode == 0
+
+
+def register_box(ds: Path, cmdexec: str = BWRAP, default: bool = True):
+    """Register the container 'box' in ``ds`` as datalad containers-add
+    does, with an empty committed default for the bind substitution"""
+    image = ds / '.datalad/environments/box/image'
+    image.parent.mkdir(parents=True)
+    image.write_text(ENTRYPOINT)
+    dl.containers_add('box', image=str(image.relative_to(ds)),
+                      call_fmt=cmdexec, dataset=ds,
+                      result_renderer='disabled')
+    if default:
+        git(ds, 'config', '-f', '.datalad/config',
+            'datalad.run.substitutions.worktree-binds-bwrap', '')
+    dl.save(dataset=ds, message='substitution default',
+            result_renderer='disabled')
+
+
+def box_run(ds: Path, out: str, inputs: list[str] = INPUTS,
+            name: str = 'box'):
+    """``datalad containers-run`` in ``ds``, as a user runs it there"""
+    cmd = COUNT.format(inputs=' '.join(inputs), out=out)
+    with inside(ds):
+        return dl.containers_run(cmd, container_name=name, dataset=ds,
+                                 inputs=inputs, outputs=[out],
+                                 message=f'count into {out}',
+                                 result_renderer='disabled',
+                                 return_type='list', on_failure='ignore')
+
+
+@contextmanager
+def inside(directory: Path):
+    """Work in ``directory``, as a user who changed into it"""
+    cwd = os.getcwd()
+    os.chdir(directory)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+
+
+def configured(repo: Path) -> str:
+    """The bind substitutions that git's configuration has in ``repo``"""
+    return subprocess.run(
+        ['git', 'config', '--get-regexp', 'substitutions'], cwd=repo,
+        capture_output=True, text=True).stdout
+
+
+def ok(results) -> bool:
+    return all(r['status'] in ('ok', 'notneeded') for r in results)
+
+
+@pytest.fixture
+def boxed(origin):
+    """The project, with the container 'box' registered in derived/L5b"""
+    assert bwrap_works(), (
+        'these tests need bubblewrap: apt-get install bubblewrap')
+    register_box(origin / DERIVED)
+    dl.save(dataset=origin, path=str(origin / DERIVED), message='register box',
+            result_renderer='disabled')
+    return origin
+
+
+def test_the_container_sees_only_bound_paths(boxed, tmp_path):
+    """Without the bind paths, the runtime cannot follow annex links of a
+    worktree: the failure this feature exists for"""
+    wt = tmp_path / 'runs'
+    res = by_path(add(boxed, wt, recursive=True, bindpaths=False), wt)
+    assert all(r['action'] == 'worktree-add' for r in res.values())
+    failed = [r for r in box_run(wt / DERIVED, 'results/count.txt')
+              if r['status'] not in ('ok', 'notneeded')]
+    assert [(r['action'], r['status']) for r in failed] == [('run', 'error')]
+    assert not (wt / DERIVED / 'results/count.txt').exists()
+
+
+def test_containers_run_works_in_the_worktree(boxed, tmp_path):
+    wt = tmp_path / 'runs'
+    res = add(boxed, wt, recursive=True)
+    binds = [r for r in res if r['action'] == 'worktree-bindpaths']
+    assert [r['path'] for r in binds] == [str(wt / DERIVED)]
+    assert binds[0]['status'] == 'ok'
+    # the dataset's own annex, its input's, and the annex that the
+    # ephemeral clone inputs/2p links to
+    assert set(binds[0]['bindpaths']) == {
+        str(boxed / DERIVED / '.git'),
+        str(boxed / DERIVED / 'inputs/bpod/.git'),
+        str(boxed / DERIVED / 'inputs/2p/.git'),
+        str(boxed / 'raw/2p/.git/annex'),
+    }
+    assert ok(box_run(wt / DERIVED, 'results/count.txt'))
+    assert (wt / DERIVED / 'results/count.txt').read_text().strip() == '4'
+    # nothing of it is committed, and the main worktree is unchanged
+    assert git(wt / DERIVED, 'status', '--porcelain') == ''
+    assert not configured(boxed / DERIVED)
+    # a rerun of worktree-add has nothing to change
+    again = add(boxed, wt, recursive=True)
+    assert not [r for r in again if r['action'] == 'worktree-bindpaths']
+
+
+def test_container_of_a_subdataset(origin, tmp_path):
+    """Containers kept in a subdataset, run from its parent, which commits
+    only the substitution's default"""
+    assert bwrap_works()
+    derived = origin / DERIVED
+    dl.create(derived / 'envs', dataset=derived, result_renderer='disabled')
+    register_box(derived / 'envs')
+    git(derived, 'config', '-f', '.datalad/config',
+        'datalad.run.substitutions.worktree-binds-bwrap', '')
+    dl.save(dataset=origin, path=[str(derived)], recursive=True,
+            message='containers in a subdataset', result_renderer='disabled')
+    wt = tmp_path / 'runs'
+    res = [r for r in add(origin, wt, recursive=True)
+           if r['action'] == 'worktree-bindpaths']
+    assert sorted(r['path'] for r in res) == [
+        str(wt / DERIVED), str(wt / DERIVED / 'envs')]
+    assert ok(box_run(wt / DERIVED, 'results/count.txt', name='envs/box'))
+    assert (wt / DERIVED / 'results/count.txt').read_text().strip() == '4'
+
+
+def test_run_records_stay_rerunnable(boxed, tmp_path):
+    # inputs/2p is left out: in the main worktree it is an ephemeral clone,
+    # whose annex lies outside the dataset, where the container cannot see
+    wt = tmp_path / 'runs'
+    add(boxed, wt, recursive=True)
+    assert ok(box_run(wt / DERIVED, 'results/count.txt', INPUTS[:1]))
+    record = git(wt / DERIVED, 'log', '-1', '--format=%B')
+    assert '{worktree-binds-bwrap}' in record and str(boxed) not in record
+    dl.Dataset(wt).save(path=DERIVED, message='record the count',
+                        result_renderer='disabled')
+    dl.worktree_merge(str(wt), dataset=boxed, recursive=True,
+                      result_renderer='disabled')
+    # in the main worktree
+    assert ok(dl.rerun(dataset=boxed / DERIVED, result_renderer='disabled',
+                       return_type='list', on_failure='ignore'))
+    assert (boxed / DERIVED / 'results/count.txt').read_text().strip() == '2'
+    # and in a plain clone
+    clone = tmp_path / 'clone'
+    dl.clone(source=str(boxed / DERIVED), path=clone,
+             result_renderer='disabled')
+    dl.get(dataset=clone, path=str(clone / 'inputs/bpod'), get_data=False,
+           result_renderer='disabled')
+    with inside(clone):
+        assert ok(dl.rerun(dataset=clone, result_renderer='disabled',
+                           return_type='list', on_failure='ignore'))
+    assert (clone / 'results/count.txt').read_text().strip() == '2'
+
+
+def test_no_bindpaths_configures_nothing(boxed, tmp_path):
+    wt = tmp_path / 'runs'
+    add(boxed, wt, recursive=True, bindpaths=False)
+    assert not configured(wt / DERIVED)
+
+
+def test_container_without_the_substitution_is_pointed_out(origin, tmp_path):
+    assert bwrap_works()
+    register_box(origin / DERIVED, cmdexec=BWRAP.replace(
+        '{{worktree-binds-bwrap}} ', ''), default=False)
+    dl.save(dataset=origin, path=str(origin / DERIVED), result_renderer='disabled')
+    wt = tmp_path / 'runs'
+    res = [r for r in add(origin, wt, recursive=True)
+           if r['action'] == 'worktree-bindpaths']
+    assert [(r['path'], r['status']) for r in res] == [
+        (str(wt / DERIVED), 'notneeded')]
+    assert "containers box cannot read annexed files" in res[0]['message']
+    assert '{{worktree-binds-bwrap}}' in res[0]['message']
+
+
+def test_shared_core_worktree_is_refused_and_left_alone(boxed, tmp_path):
+    """A repository whose shared configuration sets core.worktree cannot
+    get per-worktree configuration safely: reported, nothing changed"""
+    derived = boxed / DERIVED
+    git(derived, 'config', 'core.worktree', str(derived))
+    wt = tmp_path / 'runs'
+    res = [r for r in add(boxed, wt, recursive=True)
+           if r['action'] == 'worktree-bindpaths']
+    assert res[0]['status'] == 'impossible'
+    assert 'sets core.worktree' in res[0]['message']
+    assert subprocess.run(
+        ['git', 'config', '--get', 'extensions.worktreeConfig'], cwd=derived,
+        capture_output=True).returncode == 1
+
+
+@pytest.mark.parametrize('flag, shown', [([], True),
+                                          (['--no-bindpaths'], False)])
+def test_cli(boxed, tmp_path, flag, shown):
+    wt = tmp_path / 'runs'
+    out = subprocess.run(['datalad', 'worktree-add', '-r', *flag, str(wt)],
+                         cwd=boxed, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert ('worktree-bindpaths(ok)' in out.stdout) == shown
