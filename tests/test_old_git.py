@@ -1,0 +1,105 @@
+"""worktree-merge and worktree-sync with a git older than 2.38, which
+cannot compute a merge's conflicts in advance (no ``merge-tree
+--write-tree``): the merge is attempted and undone on a conflict
+
+The older git is this machine's git with that one feature taken away, as
+git 2.37 answers it: everything else is passed to the real git.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+
+import pytest
+from datalad import api as dl
+
+from .conftest import add, by_path, commit_file, git, recorded, snapshot
+from .test_worktree_merge import CODE, DERIVED, batch, clean, merge
+
+OLD_GIT = """#!/bin/sh
+for arg in "$@"; do
+    if [ "$arg" = --write-tree ]; then
+        echo "error: unknown option \\`write-tree'" >&2
+        exit 129
+    fi
+done
+exec {git} "$@"
+"""
+
+
+@pytest.fixture
+def old_git(tmp_path, monkeypatch):
+    """A git without ``merge-tree --write-tree`` first on PATH"""
+    bindir = tmp_path / 'old-git'
+    bindir.mkdir()
+    wrapper = bindir / 'git'
+    wrapper.write_text(OLD_GIT.format(git=shutil.which('git')))
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    return wrapper
+
+
+@pytest.fixture
+def runs(origin, tmp_path):
+    wt = tmp_path / 'runs'
+    add(origin, wt, branch='runs', recursive=True)
+    return wt
+
+
+def test_the_emulated_git_lacks_the_feature(old_git, origin):
+    res = subprocess.run(['git', 'merge-tree', '--write-tree', 'HEAD',
+                          'HEAD'], cwd=origin, capture_output=True, text=True)
+    assert res.returncode == 129 and 'write-tree' in res.stderr
+
+
+def test_content_conflict_is_undone(origin, runs, old_git):
+    batch(runs)
+    commit_file(runs / DERIVED, 'notes.txt', 'runs notes\n', 'notes in runs')
+    dl.Dataset(runs).save(path=str(runs / DERIVED),
+                          result_renderer='disabled')
+    commit_file(origin / DERIVED, 'notes.txt', 'main notes\n', 'notes in main')
+    (origin / DERIVED / 'scratch.txt').write_text('untracked scratch\n')
+    before = snapshot(origin / DERIVED)
+    res = merge(origin, runs, recursive=True)
+    assert res[DERIVED]['status'] == 'impossible'
+    assert res[DERIVED]['conflicts'] == ['notes.txt']
+    assert 'the merge was undone' in res[DERIVED]['message']
+    assert res['.']['status'] == 'impossible'
+    after = snapshot(origin / DERIVED)
+    for state in (before, after):
+        state.pop(str(origin / DERIVED / 'code'))
+    assert after[str(origin / DERIVED)].pop('status') == \
+        'M code\n' + before[str(origin / DERIVED)].pop('status')
+    assert after == before
+    assert (origin / DERIVED / 'notes.txt').read_text() == 'main notes\n'
+    assert (origin / DERIVED / 'scratch.txt').read_text() == \
+        'untracked scratch\n'
+    assert not (origin / DERIVED / '.git' / 'MERGE_HEAD').exists()
+
+
+def test_pointer_conflict_is_still_resolved(origin, runs, old_git):
+    batch(runs)
+    git(origin / CODE, 'checkout', '-q', '--detach')
+    commit_file(origin / CODE, 'dev.py', 'dev\n', 'development')
+    git(origin / DERIVED, 'commit', '-q', '-m', 'record dev code', '--',
+        'code')
+    res = merge(origin, runs, recursive=True)
+    assert res[DERIVED]['status'] == 'ok' and res[DERIVED]['how'] == 'merge'
+    assert recorded(origin / DERIVED, 'code') == \
+        git(origin / CODE, 'rev-parse', 'HEAD')
+    assert clean(origin)
+
+
+def test_sync_conflict_is_undone(origin, runs, old_git):
+    commit_file(runs / DERIVED, 'notes.txt', 'runs notes\n', 'notes in runs')
+    commit_file(origin / DERIVED, 'notes.txt', 'main notes\n', 'notes in main')
+    before = snapshot(runs / DERIVED)
+    res = by_path(dl.worktree_sync(dataset=runs / DERIVED, on_failure='ignore',
+                                   result_renderer='disabled',
+                                   return_type='list'), runs / DERIVED)
+    assert res['.']['status'] == 'impossible'
+    assert 'the merge was undone' in res['.']['message']
+    assert snapshot(runs / DERIVED) == before
