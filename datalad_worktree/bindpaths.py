@@ -62,9 +62,10 @@ BINDPATHS_PARAM = Parameter(
     dest='bindpaths',
     action='store_false',
     doc="""do not configure container bind paths in the new worktrees. By
-    default, a dataset whose containers use a 'worktree-binds-*'
-    substitution gets it set in its new worktree, so that
-    'datalad containers-run' there can read annexed files.""")
+    default, a dataset whose containers use the run substitution
+    'worktree-binds-bwrap' or 'worktree-binds-apptainer' gets it set in its
+    new worktree, so that 'datalad containers-run' there can read annexed
+    files.""")
 
 
 def declared_substitutions(worktree: Path) -> tuple[list[str], list[str]]:

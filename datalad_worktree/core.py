@@ -8,8 +8,10 @@ for options.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
+from collections import deque
 from concurrent.futures import (
     FIRST_COMPLETED,
     ThreadPoolExecutor,
@@ -327,7 +329,9 @@ def run_ordered(
 ) -> Iterator[tuple[object, object, object | None]]:
     """Run ``work`` on every item, each only after all its prerequisites
 
-    Up to ``workers`` items run at the same time. Yields ``(item, outcome,
+    Up to ``workers`` items run at the same time, and no more are handed to
+    the workers, so when the caller stops early (an interrupt), only the
+    items at hand are finished. Yields ``(item, outcome,
     blocker)`` as items finish. When ``failed(outcome)`` is true, the items
     that depend on that item are not run: they are yielded with ``None`` as
     their outcome and the failed item as their ``blocker``.
@@ -346,10 +350,15 @@ def run_ordered(
                 yield dep, None, blocker
                 yield from block(dep, blocker)
 
+    ready = deque(i for i in items if not waiting[id(i)])
+    running: dict = {}
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        running = {pool.submit(work, i): i for i in items
-                   if not waiting[id(i)]}
-        while running:
+        # never more submitted than run: when the caller stops (Ctrl-C),
+        # only the items at hand are finished
+        while ready or running:
+            while ready and len(running) < workers:
+                item = ready.popleft()
+                running[pool.submit(work, item)] = item
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
                 item = running.pop(future)
@@ -361,7 +370,7 @@ def run_ordered(
                 for dep in dependents.get(id(item), []):
                     waiting[id(dep)].discard(id(item))
                     if not waiting[id(dep)]:
-                        running[pool.submit(work, dep)] = dep
+                        ready.append(dep)
 
 
 def head_commit(repo: Path) -> str | None:
@@ -533,14 +542,16 @@ def subpath(child: Node) -> str:
 
 
 def local_work_problem(repo: Path, base: str, source: str,
-                       keep_untouched: bool) -> str | None:
+                       keep_untouched: bool, written: tuple = ()
+                       ) -> str | None:
     """Why local work in ``repo`` blocks bringing in ``source``, or None
 
     Uncommitted changes to tracked files block it (with ``keep_untouched``:
     only changes to files it would change), and so do untracked or ignored
-    files it would overwrite.
+    files it would overwrite. Files in ``written`` do not count: they hold
+    what ``source`` has already.
     """
-    dirty = changed_paths(repo)
+    dirty = [p for p in changed_paths(repo) if p not in written]
     if keep_untouched and dirty:
         touched = touched_paths(repo, base, source)
         dirty = [p for p in dirty if p in touched]
@@ -548,7 +559,8 @@ def local_work_problem(repo: Path, base: str, source: str,
         which = ' that this would change' if keep_untouched else ''
         return (f'uncommitted changes in {repo}{which}: {", ".join(dirty)}; '
                 'commit or discard them first')
-    blocked = overwritten_paths(repo, base, source)
+    blocked = [p for p in overwritten_paths(repo, base, source)
+               if p not in written]
     if blocked:
         return (f'this would overwrite files in {repo} that git does not '
                 f'track: {", ".join(blocked)}; move them away first')
@@ -577,7 +589,8 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
             f'{head[:10]} and {what} have diverged, so no fast-forward is '
             'possible'), keys)
     base = head if ff else merge_base(repo, head, source)
-    problem = local_work_problem(repo, base, source, keep_untouched)
+    written = written_towards(repo, head, source) if ff else []
+    problem = local_work_problem(repo, base, source, keep_untouched, written)
     if problem:
         return Outcome('impossible', problem, keys)
     pointers = {subpath(c): c for c in subdatasets}
@@ -594,6 +607,7 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
         return Outcome('ok', f'would {keys["how"]} from {head[:10]} to '
                              f'{what}', dict(keys, dry_run=True))
     if ff:
+        stage_as_in(repo, source, written)
         git_out(repo, ['merge', '--ff-only', '--no-edit', source])
     else:
         try:
@@ -616,6 +630,97 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
     keys['to_commit'] = head_commit(repo)
     return Outcome('ok', f'{keys["how"]} from {head[:10]} to '
                          f'{keys["to_commit"][:10]}', keys)
+
+
+def lock_problem(repo: Path) -> str | None:
+    """Why lock files that git left in ``repo`` block changing it, or None
+
+    git holds ``index.lock``, ``HEAD.lock`` and the lock of the branch
+    checked out while it changes them, and a killed git leaves them.
+    Whether a git command still runs cannot be known, so they are reported,
+    never removed.
+    """
+    gitdir, common = map(Path, git_lines(repo, [
+        'rev-parse', '--path-format=absolute', '--git-dir',
+        '--git-common-dir']))
+    candidates = [gitdir / 'index.lock', gitdir / 'HEAD.lock']
+    branch = current_branch(repo)
+    if branch:
+        candidates.append(common / 'refs' / 'heads' / f'{branch}.lock')
+    return lock_message(repo, [c for c in candidates if c.exists()])
+
+
+def lock_message(repo: Path, locks: list[Path]) -> str | None:
+    """What to do about lock files a git command left in ``repo``, or None
+    if there are none"""
+    if not locks:
+        return None
+    return (f'git left {" and ".join(map(str, locks))} in {repo}: a git '
+            'command there is still running, or was interrupted. If none '
+            'is running, delete the lock file and run the command again')
+
+
+def written_towards(repo: Path, head: str, source: str) -> list[str]:
+    """Files of ``repo`` that differ from ``head`` but hold exactly what
+    ``source`` has: what a checkout towards ``source`` that was interrupted
+    wrote (tracked files changed or removed, new files added)"""
+    candidates = changed_paths(repo) + overwritten_paths(repo, head, source)
+    if not candidates:
+        return []
+    differ = set(git_records(repo, [
+        '--literal-pathspecs', 'diff', '-z', '--name-only', '--no-renames',
+        '--ignore-submodules=all', source, '--', *candidates]))
+    untracked = set(candidates) - set(git_records(repo, [
+        '--literal-pathspecs', 'ls-files', '-z', '--', *candidates]))
+    wanted = tree_entries(repo, source, sorted(untracked))
+    return [p for p in candidates if (
+        p in wanted and wanted[p][1] == blob_of(repo / p, len(source))
+        if p in untracked else p not in differ)]
+
+
+def tree_entries(repo: Path, commit: str, paths: list[str]
+                 ) -> dict[str, tuple[str, str]]:
+    """Mode and blob of each of ``paths`` that is a file in ``commit``"""
+    if not paths:
+        return {}
+    found = {}
+    for entry in git_records(repo, ['--literal-pathspecs', 'ls-tree', '-r',
+                                    '-z', commit, '--', *paths]):
+        meta, path = entry.split('\t', 1)
+        mode, _, blob = meta.split(' ')
+        found[path] = (mode, blob)
+    return found
+
+
+def blob_of(path: Path, digits: int = 40) -> str | None:
+    """The blob id (of ``digits`` hex digits: SHA-1 or SHA-256) git would
+    give the file or symbolic link at ``path``, without any filter; None
+    for anything else"""
+    try:
+        if path.is_symlink():
+            data = os.fsencode(os.readlink(path))
+        elif path.is_file():
+            data = path.read_bytes()
+        else:
+            return None
+    except OSError:
+        return None
+    algo = hashlib.sha256 if digits == 64 else hashlib.sha1
+    return algo(b'blob %d\0' % len(data) + data).hexdigest()
+
+
+def stage_as_in(repo: Path, commit: str, paths: list[str]) -> None:
+    """Set the index entries of ``paths`` to what ``commit`` has (removing
+    those it does not have), so that a checkout of ``commit`` keeps the
+    files already written for it"""
+    if not paths:
+        return
+    found = tree_entries(repo, commit, paths)
+    null = '0' * len(commit)
+    lines = [f'{found[p][0]} {found[p][1]}\t{p}' if p in found
+             else f'0 {null}\t{p}' for p in paths]
+    git_out(repo, ['update-index', '-z', '--index-info'],
+            input='\0'.join(lines) + '\0')
 
 
 def unmerged_paths(repo: Path) -> set[str]:

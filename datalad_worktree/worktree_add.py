@@ -38,6 +38,7 @@ from .core import (
     head_commit,
     is_within,
     list_worktrees,
+    lock_message,
     max_depth,
     redirected,
     run_ordered,
@@ -53,6 +54,10 @@ from .bindpaths import (
     configure_binds,
     declared_substitutions,
     unbound_outcome,
+)
+from .mtimes import (
+    MTIMES_PARAM,
+    carrying,
 )
 from .envsetup import (
     ACTION as SETUP_ACTION,
@@ -181,6 +186,7 @@ class WorktreeAdd(WorktreeInterface):
             action='store_true',
             doc="""check everything and report what would be created, but
             create nothing."""),
+        mtimes=MTIMES_PARAM,
         setup=SETUP_PARAM,
         bindpaths=BINDPATHS_PARAM,
     )
@@ -194,6 +200,7 @@ class WorktreeAdd(WorktreeInterface):
             detach=EnsureBool(),
             **HIERARCHY_VALIDATORS,
             dry_run=EnsureBool(),
+            mtimes=EnsureBool(),
             setup=EnsureBool(),
             bindpaths=EnsureBool(),
         ),
@@ -227,6 +234,7 @@ class WorktreeAdd(WorktreeInterface):
             recursion_limit=None,
             jobs=None,
             dry_run=False,
+            mtimes=True,
             setup=None,
             bindpaths=True,
     ):
@@ -289,7 +297,8 @@ class WorktreeAdd(WorktreeInterface):
         if dry_run:
             return
         created = []
-        for plan, error in create_worktrees(plans, worker_count(jobs)):
+        for plan, error in create_worktrees(plans, worker_count(jobs),
+                                            mtimes):
             if error:
                 yield result(plan, 'error', error)
             else:
@@ -362,6 +371,9 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
         return _refuse(plan, (
             f'{repo} has a git-annex branch but git-annex is not '
             f"initialized there; run 'git -C {repo} annex init' first"))
+    lock = _branch_lock(repo, branch)
+    if lock:
+        return _refuse(plan, lock_message(repo, [lock]))
     existing = next((w for w in worktrees if same_path(w.path, target)), None)
     if existing is not None:
         return _check_existing(plan, existing)
@@ -384,6 +396,18 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
         return _refuse(plan, (f'branch {branch!r} of {repo} is already '
                               f'checked out at {elsewhere}'))
     return plan
+
+
+def _branch_lock(repo: Path, branch: str | None) -> Path | None:
+    """The lock file of ``branch`` in ``repo`` if git left one, else None"""
+    if branch is None:
+        return None
+    common = repo / '.git'
+    if not common.is_dir():
+        common = Path(git_lines(repo, ['rev-parse', '--path-format=absolute',
+                                       '--git-common-dir'])[0])
+    lock = common / 'refs' / 'heads' / f'{branch}.lock'
+    return lock if lock.exists() else None
 
 
 def _refuse(plan: Plan, reason: str) -> Plan:
@@ -485,13 +509,15 @@ def bind_outcomes(plans: list[Plan], created: list[Plan]
             yield plan, outcome
 
 
-def create_worktrees(plans: list[Plan], workers: int
+def create_worktrees(plans: list[Plan], workers: int, mtimes: bool = True
                      ) -> Iterator[tuple[Plan, str | None]]:
     """Create the planned worktrees, each parent before its children
 
     Yields each plan that was to be created, with an error message or None.
     Up to ``workers`` worktrees are created at the same time. When a parent
-    fails, its subdatasets are not attempted.
+    fails, its subdatasets are not attempted. With ``mtimes``, modification
+    times are carried into each new worktree, alongside the creation of the
+    next ones and all done when this ends.
     """
     wanted = [p for p in plans if p.todo in ('create', 'exists')]
     by_path = {p.node.relpath: p for p in wanted}
@@ -499,16 +525,19 @@ def create_worktrees(plans: list[Plan], workers: int
     def parent(plan):
         return [by_path[plan.node.parent]] if plan.node.depth else []
 
-    for plan, error, blocker in run_ordered(wanted, parent, _create, workers):
-        if blocker:
-            error = (f'not created: the worktree of {blocker.target} could '
-                     'not be created')
-        if plan.todo == 'create':
-            yield plan, error
+    with carrying(mtimes, workers) as carry:
+        for plan, error, blocker in run_ordered(
+                wanted, parent, lambda p: _create(p, carry), workers):
+            if blocker:
+                error = (f'not created: the worktree of {blocker.target} '
+                         'could not be created')
+            if plan.todo == 'create':
+                yield plan, error
 
 
-def _create(plan: Plan) -> str | None:
-    """Run ``git worktree add`` for one planned dataset; an error or None"""
+def _create(plan: Plan, carry=None) -> str | None:
+    """Run ``git worktree add`` for one planned dataset, then hand it to
+    ``carry`` (see ``mtimes.carrying``), if given; an error or None"""
     if plan.todo == 'exists':
         return None
     node, target = plan.node, plan.target
@@ -525,7 +554,10 @@ def _create(plan: Plan) -> str | None:
                               'worktree', 'add', '--quiet', *how])
     except CommandError as e:
         return f'git worktree add failed: {git_error(e)}'
-    return annex_link_problem(target) if plan.annex else None
+    problem = annex_link_problem(target) if plan.annex else None
+    if problem is None and carry:
+        carry(node.path, target, node.commit, plan.annex)
+    return problem
 
 
 def annex_link_problem(worktree: Path) -> str | None:

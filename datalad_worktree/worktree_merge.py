@@ -18,6 +18,10 @@ from datalad_next.constraints import (
 )
 from datalad_next.runners import CommandError
 
+from .mtimes import (
+    MTIMES_PARAM,
+    carry_from,
+)
 from .core import (
     WorktreeInterface,
     record,
@@ -33,7 +37,9 @@ from .core import (
     git_lines,
     head_commit,
     integrate,
+    lock_problem,
     is_repo_root,
+    list_worktrees,
     max_depth,
     record_subdatasets,
     run_ordered,
@@ -118,6 +124,7 @@ class WorktreeMerge(WorktreeInterface):
             args=('--dry-run',),
             action='store_true',
             doc="""report what would be merged, change nothing."""),
+        mtimes=MTIMES_PARAM,
     )
 
     _validator_ = EnsureCommandParameterization(
@@ -128,6 +135,7 @@ class WorktreeMerge(WorktreeInterface):
             ff_only=EnsureBool(),
             message=EnsureStr(min_len=1),
             dry_run=EnsureBool(),
+            mtimes=EnsureBool(),
         ),
         validate_defaults=('dataset',),
     )
@@ -156,6 +164,7 @@ class WorktreeMerge(WorktreeInterface):
             ff_only=False,
             message=None,
             dry_run=False,
+            mtimes=True,
     ):
         top = dataset.ds.pathobj
 
@@ -202,7 +211,7 @@ class WorktreeMerge(WorktreeInterface):
             outcome = merge_dataset(
                 node, where, branch,
                 [c for c in children[node.relpath] if c.relpath in merged],
-                ff_only, message, dry_run)
+                ff_only, message, dry_run, mtimes)
             if outcome.status == 'ok':
                 merged.add(node.relpath)
             return outcome
@@ -240,10 +249,16 @@ def same_repository(a: Path, b: Path) -> bool:
 
 def merge_dataset(node: Node, where: Path | None, branch: str | None,
                   merged_children: list[Node], ff_only: bool,
-                  message: str | None, dry_run: bool) -> Outcome:
-    """Merge one dataset's source into it, then record merged subdatasets"""
+                  message: str | None, dry_run: bool,
+                  mtimes: bool = True) -> Outcome:
+    """Merge one dataset's source into it, then record merged subdatasets
+    and (with ``mtimes``) carry modification times from the source's
+    worktree"""
     repo = node.path
     try:
+        problem = lock_problem(repo)
+        if problem:
+            return Outcome('impossible', problem)
         found = source_of(repo, where, branch)
         if isinstance(found, Outcome):
             return found
@@ -268,6 +283,12 @@ def merge_dataset(node: Node, where: Path | None, branch: str | None,
         if where is not None and changed_paths(where):
             outcome.message += (f'; note: {where} has uncommitted changes, '
                                 'which were not merged')
+        if mtimes:
+            note = carry_from(where if branch is None
+                              else branch_worktree(repo, branch), repo,
+                              outcome.keys['to_commit'])
+            if note:
+                outcome.message += f'; {note}'
         return outcome
     except CommandError as e:
         return Outcome('error', f'git failed in {repo}: {git_error(e)}')
@@ -290,6 +311,14 @@ def source_of(repo: Path, where: Path | None, branch: str | None
     if commit is None:
         return Outcome('notneeded', f'{where} has no commit')
     return commit, str(where)
+
+
+def branch_worktree(repo: Path, branch: str) -> Path | None:
+    """Where ``branch`` is checked out in a worktree of ``repo``, or None"""
+    ref = f'refs/heads/{branch}'
+    return next((w.path for w in list_worktrees(repo)
+                 if w.branch == ref and not w.prunable and
+                 is_repo_root(w.path)), None)
 
 
 def branch_tip(repo: Path, branch: str) -> str | None:

@@ -39,6 +39,7 @@ from .core import (
     list_worktrees,
     max_depth,
     local_work_problem,
+    lock_problem,
     overwritten_paths,
     record_subdatasets,
     recorded_subdatasets,
@@ -46,6 +47,10 @@ from .core import (
     same_path,
     walk_hierarchy,
     worker_count,
+)
+from .mtimes import (
+    MTIMES_PARAM,
+    carry_from,
 )
 from .envsetup import (
     ACTION as SETUP_ACTION,
@@ -135,6 +140,7 @@ class WorktreeSync(WorktreeInterface):
             args=('--dry-run',),
             action='store_true',
             doc="""report what would be done, change nothing."""),
+        mtimes=MTIMES_PARAM,
         setup=SETUP_PARAM,
     )
 
@@ -145,6 +151,7 @@ class WorktreeSync(WorktreeInterface):
             how=EnsureChoice('merge', 'ff-only', 'reset'),
             force=EnsureBool(),
             dry_run=EnsureBool(),
+            mtimes=EnsureBool(),
             setup=EnsureBool(),
         ),
         validate_defaults=('dataset',),
@@ -174,6 +181,7 @@ class WorktreeSync(WorktreeInterface):
             how='merge',
             force=False,
             dry_run=False,
+            mtimes=True,
             setup=None,
     ):
         top = dataset.ds.pathobj
@@ -203,7 +211,7 @@ class WorktreeSync(WorktreeInterface):
 
         def sync(node):
             return sync_dataset(node, children[node.relpath], how, force,
-                                dry_run, top, depth)
+                                dry_run, top, depth, mtimes)
 
         workers = worker_count(jobs)
         synced = []
@@ -261,11 +269,13 @@ def missing_worktree(node: Node, top: Path) -> Outcome:
 
 
 def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
-                 dry_run: bool, top: Path, depth_limit) -> Outcome:
-    """Update one dataset of the worktree, then record its subdatasets"""
+                 dry_run: bool, top: Path, depth_limit,
+                 mtimes: bool = True) -> Outcome:
+    """Update one dataset of the worktree, then record its subdatasets
+    and (with ``mtimes``) carry modification times from the main worktree"""
     repo = node.path
     try:
-        problem = not_a_linked_worktree(repo)
+        problem = not_a_linked_worktree(repo) or lock_problem(repo)
         if problem:
             return Outcome('impossible', problem)
         source_wt = list_worktrees(repo)[0]
@@ -273,7 +283,7 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
         if not source_wt.head:
             return Outcome('impossible', f'{source_wt.path} has no commit yet',
                            keys)
-        repaired = repair_stale_checkout(repo, dry_run)
+        repaired = repair_stale_checkout(repo, source_wt.head, dry_run)
         if isinstance(repaired, Outcome):
             repaired.keys.update(keys)
             return repaired
@@ -304,24 +314,27 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
         if outcome.keys['to_commit'] != moved_from and \
                 (depth_limit is None or node.depth < depth_limit):
             outcome.keys['new_subdatasets'] = new_subdatasets(node, moved_from)
+        if mtimes:
+            note = carry_from(source_wt.path, repo, outcome.keys['to_commit'])
+            if note:
+                outcome.message += f'; {note}'
         return outcome
     except CommandError as e:
         return Outcome('error', f'git failed in {repo}: {git_error(e)}')
 
 
-def repair_stale_checkout(repo: Path, dry_run: bool) -> str | Outcome | None:
+def repair_stale_checkout(repo: Path, target: str, dry_run: bool
+                          ) -> str | Outcome | None:
     """Update a checkout whose branch was moved underneath it
 
     Returns the stale commit the checkout was updated from, None when the
-    checkout is not stale, or a refusal.
+    checkout is not stale, or a refusal. A checkout whose index holds
+    ``target`` already is not stale: an update to ``target`` was
+    interrupted there, and is finished like any other.
     """
     head = head_commit(repo)
-    try:
-        git_out(repo, ['diff-index', '--cached', '--quiet', 'HEAD', '--'])
+    if index_matches(repo, 'HEAD') or index_matches(repo, target):
         return None
-    except CommandError as e:
-        if e.returncode != 1:
-            raise
     stale = next((c for c in earlier_positions(repo, head)
                   if index_matches(repo, c)), None)
     if stale is None:
@@ -374,6 +387,7 @@ def _reflog(repo: Path, ref: str, count: int) -> list[str]:
 
 
 def index_matches(repo: Path, commit: str) -> bool:
+    """Whether the index of ``repo`` holds exactly the tree of ``commit``"""
     try:
         git_out(repo, ['diff-index', '--cached', '--quiet', commit, '--'])
     except CommandError as e:

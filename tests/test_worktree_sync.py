@@ -361,3 +361,51 @@ def test_staged_changes_are_never_taken_for_a_stale_checkout(origin, runs):
     assert 'uncommitted changes' in res[CODE]['message']
     assert 'result.txt' in res[CODE]['message']
     assert snapshot(runs) == before
+
+
+@pytest.mark.parametrize('index', ['updated', 'not updated'])
+def test_interrupted_fast_forward_is_finished(origin, runs, index):
+    """A fast-forward killed after git wrote the new files, with or without
+    the index, but before the branch moved: the files hold what the source
+    has, so the rerun finishes it instead of taking them for local work"""
+    code = origin / CODE
+    commit_file(code, 'process.py', 'print("v2")\n', 'change the script')
+    new = commit_file(code, 'dev.py', 'print("dev")\n', 'add dev.py')
+    wt = runs / CODE
+    git(wt, 'checkout', new, '--', 'process.py', 'dev.py')
+    if index == 'not updated':
+        git(wt, 'reset', '-q', '--', 'process.py', 'dev.py')
+    res = sync(runs / CODE)
+    assert res['.']['status'] == 'ok', res['.']['message']
+    assert git(wt, 'rev-parse', 'HEAD') == new
+    assert git(wt, 'status', '--porcelain') == ''
+    assert venv_intact(runs)
+
+
+def test_local_edit_unlike_the_source_still_blocks(origin, runs):
+    code = origin / CODE
+    commit_file(code, 'process.py', 'print("v2")\n', 'change the script')
+    (runs / CODE / 'process.py').write_text('print("my edit")\n')
+    before = snapshot(runs / CODE)
+    res = sync(runs / CODE)
+    assert res['.']['status'] == 'impossible'
+    assert 'uncommitted changes' in res['.']['message']
+    assert snapshot(runs / CODE) == before
+    assert (runs / CODE / 'process.py').read_text() == 'print("my edit")\n'
+
+
+@pytest.mark.parametrize('lock', ['index.lock', 'HEAD.lock'])
+def test_lock_left_by_a_killed_git_is_named(origin, runs, lock):
+    develop_code(origin, detach=False)
+    gitdir = Path(git(runs / CODE, 'rev-parse', '--path-format=absolute',
+                      '--git-dir'))
+    (gitdir / lock).write_text('')
+    before = snapshot(runs / CODE)
+    res = sync(runs, recursive=True)
+    assert res[CODE]['status'] == 'impossible'
+    assert f'git left {gitdir / lock}' in res[CODE]['message']
+    assert 'delete the lock file' in res[CODE]['message']
+    assert res['derived/L5b']['status'] == 'impossible'
+    assert snapshot(runs / CODE) == before
+    (gitdir / lock).unlink()
+    assert sync(runs, recursive=True)[CODE]['status'] == 'ok'
