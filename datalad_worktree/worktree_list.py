@@ -20,12 +20,15 @@ from datalad_next.runners import CommandError
 from .core import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
+    Node,
+    Outcome,
     Worktree,
     git_error,
     git_lines,
     head_commit,
     list_worktrees,
     max_depth,
+    record,
     render_result,
     walk_hierarchy,
     worktree_changes,
@@ -55,6 +58,10 @@ class WorktreeList(ValidatedInterface):
     (commits it has that the main worktree's HEAD has not, and the other
     way round), ``stale`` (its directory is gone) and ``locked`` (the lock
     reason, '' for a lock without one, None when not locked).
+
+    A subdataset that cannot be looked at, such as one reached through a
+    symbolic link that leads elsewhere, is reported with
+    ``status='impossible'`` and why; its worktrees are not listed.
     """
 
     result_renderer = 'tailored'
@@ -94,7 +101,10 @@ class WorktreeList(ValidatedInterface):
         top = dataset.ds.pathobj
         for node in walk_hierarchy(top, head_commit(top),
                                    max_depth(recursive, recursion_limit)):
-            if not node.installed or node.problem:
+            if node.problem:
+                yield refused(node, top)
+                continue
+            if not node.installed:
                 continue
             try:
                 worktrees = list_worktrees(node.path)
@@ -133,6 +143,12 @@ class WorktreeList(ValidatedInterface):
                           if unmerged else ''))
             for r in sorted(members, key=lambda r: r['relpath']):
                 ui.message(f"  {r['relpath']:<30} {_summary(r)}")
+
+
+def refused(node: Node, top: Path) -> dict:
+    """The result for a dataset whose worktrees cannot be listed, and why"""
+    return record(ACTION, node.path, top, Outcome(
+        'impossible', f'{node.problem}; its worktrees are not listed'))
 
 
 def describe(wt: Worktree, main: Worktree, relpath) -> dict:

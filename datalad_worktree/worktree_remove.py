@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import (
+    Path,
+    PurePosixPath,
+)
 
 from datalad_next.commands import (
     EnsureCommandParameterization,
@@ -33,13 +38,19 @@ from .core import (
     head_commit,
     is_within,
     list_worktrees,
+    lock_message,
+    redirected,
     run_ordered,
     same_path,
+    unsafe_relpath,
     walk_hierarchy,
     worktree_changes,
 )
 
 ACTION = 'worktree-remove'
+TRASH = 'worktree-remove-trash'
+"""Where, in its own git directory, a worktree directory is moved to be
+deleted (``git worktree prune`` deletes what an interruption left there)"""
 
 
 @dataclass
@@ -48,10 +59,25 @@ class Member:
     entry: Worktree
     main: Worktree
     """The main worktree of the same repository"""
+    root: Path
+    """The worktree to remove, spelled as the start of ``path``"""
 
     @property
     def path(self) -> Path:
         return self.entry.path
+
+    @property
+    def relpath(self) -> PurePosixPath:
+        """Where ``path`` is below ``root``"""
+        path = Path(os.path.normpath(self.path))
+        return PurePosixPath(path.relative_to(self.root).as_posix())
+
+    @property
+    def head(self) -> str | None:
+        """The checked-out commit; None when there is none, such as when
+        the branch was deleted already (git lists it as all zeros)"""
+        head = self.entry.head
+        return head if head and set(head) != {'0'} else None
 
     @property
     def branch(self) -> str | None:
@@ -81,9 +107,16 @@ class WorktreeRemove(WorktreeInterface):
     worktree lock``) is refused with its lock reason, and one whose
     directory was deleted by hand is pruned.
 
+    Nothing is removed either if a symbolic link on the way to a
+    subdataset's place in the worktree leads elsewhere: nothing is ever
+    deleted or followed through one.
+
     Annexed content is never dropped: it lives in the shared annex and stays
     readable from the main worktree. Only directories that git lists as
     linked worktrees of the hierarchy are removed, never a main worktree.
+    Each dataset's directory goes first, then its branch, then its
+    registration, so running the command again after an interruption
+    finishes the removal.
 
     One result is reported per dataset with ``action='worktree-remove'``,
     ``path`` (the worktree), ``branch``, ``branch_deleted``, and
@@ -162,19 +195,21 @@ class WorktreeRemove(WorktreeInterface):
             yield result(target, Outcome('impossible', problem))
             return
         try:
-            members = find_members(top, target)
+            members, linked = find_members(top, target)
             plans = {id(m): check(m, force, keep_branch) for m in members}
         except CommandError as e:
             yield result(target, Outcome('error', (
                 f'cannot inspect the worktrees below {target}: '
                 f'{git_error(e)}; nothing was removed')))
             return
-        refused = [(m, plans[id(m)]) for m in members
-                   if plans[id(m)].failed]
+        refused = [(Path(p), Outcome('impossible', why))
+                   for p, why in linked.items()]
+        refused += [(m.path, plans[id(m)]) for m in members
+                    if plans[id(m)].failed]
         if refused:
-            for m, outcome in refused:
+            for path, outcome in refused:
                 outcome.message += '; nothing was removed'
-                yield result(m.path, outcome)
+                yield result(path, outcome)
             return
         if dry_run:
             for m in members:
@@ -195,7 +230,6 @@ class WorktreeRemove(WorktreeInterface):
             yield result(m.path, outcome)
 
 
-
 def target_problem(top: Path, target: Path) -> str | None:
     """Why ``target`` is not a linked worktree of ``top`` to remove"""
     worktrees = list_worktrees(top)
@@ -208,20 +242,92 @@ def target_problem(top: Path, target: Path) -> str | None:
     return None
 
 
-def find_members(top: Path, target: Path) -> list[Member]:
+def find_members(top: Path, target: Path
+                 ) -> tuple[list[Member], dict[str, str]]:
     """The linked worktrees at and below ``target`` of every dataset in
-    ``top``'s hierarchy and in the worktree's own hierarchy, deepest first"""
+    ``top``'s hierarchy and in the worktree's own hierarchy, deepest first,
+    and the places that a symbolic link makes lead elsewhere, each with why
+    it is refused"""
     found: dict[str, Member] = {}
+    linked: dict[str, str] = {}
     roots = [top] + ([target] if target.is_dir() else [])
     for root in roots:
         for node in walk_hierarchy(root, head_commit(root), None):
+            if node.problem and root is target and \
+                    not unsafe_relpath(str(node.relpath)):
+                linked.setdefault(os.path.normpath(node.path), link_problem(
+                    node.path, target, node.relpath))
             if not node.installed or node.problem:
                 continue
             worktrees = list_worktrees(node.path)
             for wt in worktrees:
-                if is_within(wt.path, target) or same_path(wt.path, target):
-                    found.setdefault(str(wt.path), Member(wt, worktrees[0]))
-    return sorted(found.values(), key=lambda m: -len(m.path.parts))
+                place = placed_below(wt.path, target)
+                problem = registration_problem(wt.path, place, node.path,
+                                               target)
+                if problem:
+                    linked.setdefault(os.path.normpath(wt.path), problem)
+                elif place:
+                    found.setdefault(str(wt.path),
+                                     Member(wt, worktrees[0], place[0]))
+    members = sorted(found.values(), key=lambda m: -len(m.path.parts))
+    return members, linked
+
+
+def registration_problem(path: Path, place, repo: Path,
+                         target: Path) -> str | None:
+    """Why the worktree of ``repo`` registered at ``path`` (``place``, see
+    :func:`placed_below`) blocks removing ``target``: a symbolic link on
+    its way from ``target`` leads elsewhere, or one puts it, registered
+    outside, inside ``target``"""
+    if place:
+        return link_problem(path, *place) if redirected(*place) else None
+    if is_within(path, target):
+        return linked_in_problem(path, repo, target)
+    return None
+
+
+def placed_below(path: Path, target: Path
+                 ) -> tuple[Path, PurePosixPath] | None:
+    """Where ``path``, as git records it, is at or below ``target``,
+    without following symbolic links: the spelling of ``target`` it starts
+    with (as given, or resolved) and the rest; None when it is not"""
+    path = Path(os.path.normpath(path))
+    for root in (Path(os.path.normpath(target)),
+                 Path(os.path.realpath(target))):
+        if path == root or root in path.parents:
+            return root, PurePosixPath(path.relative_to(root).as_posix())
+    return None
+
+
+def first_link(root: Path, relpath: PurePosixPath) -> Path:
+    """The first symbolic link on the way from ``root`` to ``root/relpath``"""
+    path = root
+    for part in relpath.parts:
+        path = path / part
+        if path.is_symlink():
+            break
+    return path
+
+
+def link_problem(path: Path, root: Path, relpath: PurePosixPath) -> str:
+    """Why ``path``, reached from ``root`` through a symbolic link that
+    leads elsewhere, is not removed, and what to do"""
+    link = first_link(root, relpath)
+    leads = f' (to {os.readlink(link)})' if link.is_symlink() else ''
+    return (f'refusing {path}: a symbolic link on its path leads elsewhere: '
+            f'{link}{leads}. Nothing is deleted or followed through it; '
+            'move the worktree back in place of the link, or delete just '
+            'the link (not what it leads to) to have only the registration '
+            'pruned, then run the command again')
+
+
+def linked_in_problem(path: Path, repo: Path, target: Path) -> str:
+    """Why a worktree registered outside ``target`` that a symbolic link
+    puts inside it blocks the removal, and what to do"""
+    return (f'refusing {target}: the worktree of {repo} registered at '
+            f'{path} is inside it, because a symbolic link on its path '
+            'leads elsewhere, and would be deleted with it unchecked; '
+            'remove that worktree first, or delete the link')
 
 
 def check(m: Member, force: bool, keep_branch: bool) -> Outcome:
@@ -241,11 +347,15 @@ def check(m: Member, force: bool, keep_branch: bool) -> Outcome:
         problem = local_files_problem(m.path)
         if problem:
             return Outcome('impossible', problem, keys)
+    delete = bool(m.branch) and not keep_branch
+    if delete:
+        problem = branch_lock_problem(m)
+        if problem:
+            return Outcome('impossible', problem, keys)
     lost = []
-    if m.entry.head and m.main.head:
-        keeper = m.branch if keep_branch else None
-        lost = commits_only_in(m.main.path, m.entry.head, [m.main.head],
-                               None if keeper else m.branch)
+    if m.head and m.main.head:
+        lost = commits_only_in(m.main.path, m.head, [m.main.head],
+                               None if keep_branch else m.branch)
     if lost and not force:
         shown = ', '.join(c[:10] for c in lost[:5])
         return Outcome('impossible', (
@@ -255,12 +365,32 @@ def check(m: Member, force: bool, keep_branch: bool) -> Outcome:
             '(--keep-branch), or give --force to give them up'), keys)
     if lost:
         keys['given_up'] = lost
-    keys['branch_deleted'] = bool(m.branch) and not keep_branch
+    keys['branch_deleted'] = delete
     what = 'prune the registration of' if stale else 'remove'
-    branch = (f', delete branch {m.branch}' if keys['branch_deleted']
-              else f', keep branch {m.branch}' if m.branch else '')
-    return Outcome('ok', f'would {what} {m.path}{branch}',
+    return Outcome('ok', f'would {what} {m.path}'
+                         f'{branch_note(m, delete, False)}',
                    dict(keys, dry_run=True, stale=stale))
+
+
+def branch_note(m: Member, delete: bool, done: bool) -> str:
+    """What happens to the member's branch, as the end of a message"""
+    if not m.branch:
+        return ''
+    if not m.head:
+        return f', branch {m.branch} was already gone'
+    if delete:
+        return f', {"deleted" if done else "delete"} branch {m.branch}'
+    return f', {"kept" if done else "keep"} branch {m.branch}'
+
+
+def branch_lock_problem(m: Member) -> str | None:
+    """Why lock files that a killed git left keep the member's branch from
+    being deleted, or None"""
+    common = Path(git_lines(m.main.path, [
+        'rev-parse', '--path-format=absolute', '--git-common-dir'])[0])
+    locks = [common / 'refs' / 'heads' / f'{m.branch}.lock',
+             common / 'packed-refs.lock']
+    return lock_message(m.main.path, [p for p in locks if p.exists()])
 
 
 def local_files_problem(path: Path) -> str | None:
@@ -282,32 +412,65 @@ def local_files_problem(path: Path) -> str | None:
 
 
 def remove(m: Member, plan: Outcome) -> Outcome:
-    """Remove one member's directory and registration, then its branch"""
+    """Remove one member: its directory, then its branch, then its
+    registration
+
+    In this order, a run that was interrupted at any point leaves the
+    member registered (with its directory gone) until all else is done, so
+    that running the command again finds it and finishes: the directory
+    goes in one step, and a branch that is gone already is skipped.
+    """
     keys = {k: v for k, v in plan.keys.items() if k != 'dry_run'}
     stale = keys.pop('stale')
     repo = m.main.path
     try:
-        still = [w for w in list_worktrees(repo)[1:]
-                 if same_path(w.path, m.path)]
-        if not still:
-            return Outcome('error', (
-                f'{m.path} is no longer listed as a worktree of {repo}; it '
-                'was left alone'), keys)
+        problem = no_longer_removable(m)
+        if problem:
+            return Outcome('error', problem, keys)
         if not stale:
-            shutil.rmtree(m.path)
-        git_out(repo, ['worktree', 'prune'])
-        done = ('directory was already gone; pruned its registration'
-                if stale else 'removed')
-        if keys['branch_deleted']:
+            delete_directory(m.path)
+        if keys['branch_deleted'] and m.head:
             # by full ref name and expected tip: exact, never an option
             git_out(repo, ['update-ref', '-d', f'refs/heads/{m.branch}',
-                           m.entry.head])
-            done += f', deleted branch {m.branch}'
-        elif m.branch:
-            done += f', kept branch {m.branch}'
-        if keys.get('given_up'):
-            done += f", gave up {len(keys['given_up'])} commit(s)"
-        return Outcome('ok', done, keys)
+                           m.head])
+        git_out(repo, ['worktree', 'prune'])
     except (CommandError, OSError) as e:
         why = git_error(e) if isinstance(e, CommandError) else str(e)
         return Outcome('error', f'removing {m.path} failed: {why}', keys)
+    done = ('directory was already gone; pruned its registration'
+            if stale else 'removed')
+    done += branch_note(m, keys['branch_deleted'], True)
+    if keys.get('given_up'):
+        done += f", gave up {len(keys['given_up'])} commit(s)"
+    return Outcome('ok', done, keys)
+
+
+def no_longer_removable(m: Member) -> str | None:
+    """Why the member must be left alone after all, checked right before it
+    is removed: it is no longer registered, or a symbolic link now leads
+    elsewhere on its path"""
+    repo = m.main.path
+    if not any(same_path(w.path, m.path) for w in list_worktrees(repo)[1:]):
+        return (f'{m.path} is no longer listed as a worktree of {repo}; it '
+                'was left alone')
+    if redirected(m.root, m.relpath):
+        return link_problem(m.path, m.root, m.relpath) + \
+            '; it was left alone'
+    return None
+
+
+def delete_directory(path: Path) -> None:
+    """Delete the worktree directory ``path`` so that an interruption
+    leaves it complete or gone: it is first moved, in one step, into its
+    own git directory, which ``git worktree prune`` deletes with whatever
+    is left there (on another file system, it is deleted where it is)"""
+    gitdir = Path(git_lines(path, ['rev-parse', '--path-format=absolute',
+                                   '--git-dir'])[0])
+    trash = gitdir / TRASH
+    try:
+        os.rename(path, trash)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        trash = path
+    shutil.rmtree(trash)
