@@ -7,7 +7,8 @@ rounds on the same machine:
 
 1. a hand-written loop of ``git worktree add`` per dataset at the recorded
    commits (the baseline: the cost of git's and git-annex's own work),
-2. ``datalad worktree-add -r`` serial and with ``-J 2``,
+2. ``datalad worktree-add -r`` serial and with ``-J 2``, and serial with
+   ``--no-mtimes`` (what carrying modification times costs),
 3. ``datalad worktree-sync -r`` and ``datalad worktree-merge -r`` with
    nothing to do, against a loop of ``git status --porcelain``, and with one
    changed subdataset,
@@ -186,6 +187,10 @@ def bench_size(root: Path, n: int, levels: int, rounds: int) -> dict:
         record('worktree-add -r', timed(
             datalad, 'worktree-add', '-r', '-b', 'b', str(wt), cwd=top))
         cleanup(top, wt, 'b')
+        record('worktree-add -r --no-mtimes', timed(
+            datalad, 'worktree-add', '-r', '--no-mtimes', '-b', 'b', str(wt),
+            cwd=top))
+        cleanup(top, wt, 'b')
         record('worktree-add -r -J 2', timed(
             datalad, 'worktree-add', '-r', '-J', '2', '-b', 'b', str(wt),
             cwd=top))
@@ -253,6 +258,7 @@ def _with_env(env, fn, *args):
 
 BASELINE = {
     'worktree-add -r': 'git loop: worktree add',
+    'worktree-add -r --no-mtimes': 'git loop: worktree add',
     'worktree-add -r -J 2': 'git loop: worktree add',
     'ephemeral clone + install -r': 'git loop: worktree add',
     'worktree-sync -r (no-op)': 'git loop: status',
