@@ -640,14 +640,28 @@ def lock_problem(repo: Path) -> str | None:
     Whether a git command still runs cannot be known, so they are reported,
     never removed.
     """
-    gitdir, common = map(Path, git_lines(repo, [
-        'rev-parse', '--path-format=absolute', '--git-dir',
-        '--git-common-dir']))
+    gitdir, common = git_dirs(repo)
     candidates = [gitdir / 'index.lock', gitdir / 'HEAD.lock']
-    branch = current_branch(repo)
-    if branch:
-        candidates.append(common / 'refs' / 'heads' / f'{branch}.lock')
+    head = (gitdir / 'HEAD').read_text().strip()
+    if head.startswith('ref: refs/heads/'):
+        candidates.append(common / f'{head[5:]}.lock')
     return lock_message(repo, [c for c in candidates if c.exists()])
+
+
+def git_dirs(repo: Path) -> tuple[Path, Path]:
+    """The git directory of the working tree ``repo`` and the repository's
+    common one, read from ``.git`` (a directory, a link to one, or a file
+    naming one) without starting git"""
+    dotgit = repo / '.git'
+    if dotgit.is_file() and not dotgit.is_symlink():
+        gitdir = Path(dotgit.read_text().split('gitdir:', 1)[1].strip())
+        gitdir = repo / gitdir if not gitdir.is_absolute() else gitdir
+    else:
+        gitdir = Path(os.path.realpath(dotgit))
+    commondir = gitdir / 'commondir'
+    common = gitdir / commondir.read_text().strip() \
+        if commondir.is_file() else gitdir
+    return gitdir, Path(os.path.normpath(common))
 
 
 def lock_message(repo: Path, locks: list[Path]) -> str | None:
