@@ -33,6 +33,7 @@ from datalad_next.runners import CommandError
 
 from .core import (
     Outcome,
+    config_value,
     git_lines,
     git_out,
 )
@@ -136,7 +137,7 @@ def configure_binds(worktree: Path, names: list[str],
     changed = []
     for name in names:
         value = SUBSTITUTIONS[name](binds)
-        if _get_config(worktree, PREFIX + name) != value:
+        if config_value(worktree, PREFIX + name, ('--worktree',)) != value:
             git_out(worktree, ['config', '--worktree', PREFIX + name, value])
             changed.append(name)
     if not changed:
@@ -148,17 +149,6 @@ def configure_binds(worktree: Path, names: list[str],
         dict(bindpaths=dests, substitutions=changed))
 
 
-def _get_config(worktree: Path, key: str,
-                where: tuple = ('--worktree',)) -> str | None:
-    try:
-        return git_out(worktree, ['config', *where, '--get', key]
-                       ).rstrip('\n')
-    except CommandError as e:
-        if e.returncode == 1:
-            return None
-        raise
-
-
 def _worktree_config_problem(worktree: Path) -> str | None:
     """Enable per-worktree configuration in the repository of ``worktree``
     (``extensions.worktreeConfig``) where that is safe; why not, or None
@@ -166,7 +156,7 @@ def _worktree_config_problem(worktree: Path) -> str | None:
     It is not safe where the shared configuration sets ``core.bare`` or
     ``core.worktree``: once enabled, every worktree would read them.
     """
-    if _get_config(worktree, 'extensions.worktreeConfig',
+    if config_value(worktree, 'extensions.worktreeConfig',
                             ('--local', '--bool')) == 'true':
         return None
     shared = git_lines(worktree, ['config', '--local', '--list'])

@@ -310,14 +310,20 @@ def same_path(a: Path, b: Path) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def uses_annex(repo: Path) -> bool:
-    """Whether git-annex is initialized in ``repo``"""
+def config_value(repo: Path, key: str, where: tuple = ()) -> str | None:
+    """The value of git configuration item ``key`` in ``repo`` (from the
+    files ``where`` selects, such as ``('--local',)``), None if unset"""
     try:
-        return bool(git_out(repo, ['config', '--get', 'annex.version']))
+        return git_out(repo, ['config', *where, '--get', key]).rstrip('\n')
     except CommandError as e:
         if e.returncode == 1:
-            return False
+            return None
         raise
+
+
+def uses_annex(repo: Path) -> bool:
+    """Whether git-annex is initialized in ``repo``"""
+    return bool(config_value(repo, 'annex.version'))
 
 
 def run_ordered(
@@ -542,16 +548,23 @@ def subpath(child: Node) -> str:
 
 
 def local_work_problem(repo: Path, base: str, source: str,
-                       keep_untouched: bool, written: tuple = ()
-                       ) -> str | None:
+                       keep_untouched: bool) -> str | None:
     """Why local work in ``repo`` blocks bringing in ``source``, or None
 
     Uncommitted changes to tracked files block it (with ``keep_untouched``:
     only changes to files it would change), and so do untracked or ignored
-    files it would overwrite. Files in ``written`` do not count: they hold
-    what ``source`` has already.
+    files it would overwrite.
     """
-    dirty = [p for p in changed_paths(repo) if p not in written]
+    return work_problem(repo, base, source, keep_untouched,
+                        changed_paths(repo),
+                        overwritten_paths(repo, base, source))
+
+
+def work_problem(repo: Path, base: str, source: str, keep_untouched: bool,
+                 dirty: list[str], blocked: list[str]) -> str | None:
+    """Why the uncommitted changes ``dirty`` and the files ``blocked`` that
+    git does not track block bringing ``source`` into ``repo``, or None
+    (see ``local_work_problem``)"""
     if keep_untouched and dirty:
         touched = touched_paths(repo, base, source)
         dirty = [p for p in dirty if p in touched]
@@ -559,8 +572,6 @@ def local_work_problem(repo: Path, base: str, source: str,
         which = ' that this would change' if keep_untouched else ''
         return (f'uncommitted changes in {repo}{which}: {", ".join(dirty)}; '
                 'commit or discard them first')
-    blocked = [p for p in overwritten_paths(repo, base, source)
-               if p not in written]
     if blocked:
         return (f'this would overwrite files in {repo} that git does not '
                 f'track: {", ".join(blocked)}; move them away first')
@@ -589,8 +600,13 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
             f'{head[:10]} and {what} have diverged, so no fast-forward is '
             'possible'), keys)
     base = head if ff else merge_base(repo, head, source)
-    written = written_towards(repo, head, source) if ff else []
-    problem = local_work_problem(repo, base, source, keep_untouched, written)
+    dirty = changed_paths(repo)
+    blocked = overwritten_paths(repo, base, source)
+    written = written_towards(repo, source, dirty + blocked) if ff else []
+    problem = work_problem(
+        repo, base, source, keep_untouched,
+        [p for p in dirty if p not in written],
+        [p for p in blocked if p not in written])
     if problem:
         return Outcome('impossible', problem, keys)
     pointers = {subpath(c): c for c in subdatasets}
@@ -640,12 +656,24 @@ def lock_problem(repo: Path) -> str | None:
     Whether a git command still runs cannot be known, so they are reported,
     never removed.
     """
-    gitdir, common = git_dirs(repo)
-    candidates = [gitdir / 'index.lock', gitdir / 'HEAD.lock']
+    gitdir, _ = git_dirs(repo)
+    locks = [p for p in (gitdir / 'index.lock', gitdir / 'HEAD.lock')
+             if p.exists()]
     head = (gitdir / 'HEAD').read_text().strip()
     if head.startswith('ref: refs/heads/'):
-        candidates.append(common / f'{head[5:]}.lock')
-    return lock_message(repo, [c for c in candidates if c.exists()])
+        locks += branch_locks(repo, head[len('ref: refs/heads/'):])
+    return lock_message(repo, locks)
+
+
+def branch_locks(repo: Path, branch: str, packed: bool = False
+                 ) -> list[Path]:
+    """The lock files of ``branch`` (with ``packed``: also of the packed
+    refs, which deleting a branch needs) that git left in ``repo``"""
+    _, common = git_dirs(repo)
+    candidates = [common / 'refs' / 'heads' / f'{branch}.lock']
+    if packed:
+        candidates.append(common / 'packed-refs.lock')
+    return [c for c in candidates if c.exists()]
 
 
 def git_dirs(repo: Path) -> tuple[Path, Path]:
@@ -674,11 +702,12 @@ def lock_message(repo: Path, locks: list[Path]) -> str | None:
             'is running, delete the lock file and run the command again')
 
 
-def written_towards(repo: Path, head: str, source: str) -> list[str]:
-    """Files of ``repo`` that differ from ``head`` but hold exactly what
-    ``source`` has: what a checkout towards ``source`` that was interrupted
-    wrote (tracked files changed or removed, new files added)"""
-    candidates = changed_paths(repo) + overwritten_paths(repo, head, source)
+def written_towards(repo: Path, source: str, candidates: list[str]
+                    ) -> list[str]:
+    """Those of ``candidates`` (files of ``repo`` with uncommitted changes,
+    or not tracked) that hold exactly what ``source`` has: what a checkout
+    towards ``source`` that was interrupted wrote (tracked files changed or
+    removed, new files added)"""
     if not candidates:
         return []
     differ = set(git_records(repo, [
@@ -719,6 +748,12 @@ def blob_of(path: Path, digits: int = 40) -> str | None:
             return None
     except OSError:
         return None
+    return blob_id(data, digits)
+
+
+def blob_id(data: bytes, digits: int = 40) -> str:
+    """git's object name of a blob with content ``data``: SHA-1, or SHA-256
+    where object names have 64 hex ``digits``"""
     algo = hashlib.sha256 if digits == 64 else hashlib.sha1
     return algo(b'blob %d\0' % len(data) + data).hexdigest()
 

@@ -34,6 +34,7 @@ from datalad_next.runners import CommandError
 
 from .core import (
     Outcome,
+    config_value,
     git_out,
 )
 
@@ -62,25 +63,16 @@ class SetupCommand:
     """Whether it comes only from the dataset's committed .datalad/config"""
 
 
-def _get(worktree: Path, where: list[str], key: str) -> str | None:
-    try:
-        return git_out(worktree, ['config', *where, '--get', key]).strip()
-    except CommandError as e:
-        if e.returncode == 1:
-            return None
-        raise
-
-
 def declared_setup(worktree: Path) -> SetupCommand | None:
     """The setup command of the dataset checked out at ``worktree``"""
     committed_file = worktree / '.datalad' / 'config'
-    sources = [['--local']]
+    sources = [('--local',)]
     if committed_file.is_file():
-        sources.append(['--file', str(committed_file)])
+        sources.append(('--file', str(committed_file)))
     for i, where in enumerate(sources):
-        command = _get(worktree, where, SETUP_KEY)
+        command = (config_value(worktree, SETUP_KEY, where) or '').strip()
         if command:
-            inputs = _get(worktree, where, INPUTS_KEY) or ''
+            inputs = config_value(worktree, INPUTS_KEY, where) or ''
             return SetupCommand(command, tuple(inputs.split()),
                                 committed=i > 0)
     return None

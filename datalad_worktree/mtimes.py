@@ -25,7 +25,6 @@ make git see a file as modified, never the other way round.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import stat
@@ -41,6 +40,8 @@ from typing import (
 
 from datalad_next.commands import Parameter
 from datalad_next.runners import CommandError
+
+from .core import blob_id
 
 MTIMES_PARAM = Parameter(
     args=('--no-mtimes',),
@@ -126,13 +127,6 @@ def parse_tree(out: bytes) -> dict[str, Entry]:
 def parse_names(out: bytes) -> set[str]:
     """The paths of a ``git diff --name-only -z`` output"""
     return {os.fsdecode(p) for p in out.split(b'\0') if p}
-
-
-def blob_id(data: bytes, length: int) -> str:
-    """git's object name of a blob with content ``data`` (SHA-1, or SHA-256
-    where object names have 64 hex digits)"""
-    algo = hashlib.sha256 if length == 64 else hashlib.sha1
-    return algo(b'blob %d\0' % len(data) + data).hexdigest()
 
 
 def is_plain(path: str, entry: Entry, st: os.stat_result) -> bool:

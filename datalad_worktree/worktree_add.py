@@ -28,6 +28,7 @@ from .core import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
     absolute_path,
+    branch_locks,
     branch_name_problem,
     Node,
     Outcome,
@@ -371,9 +372,9 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
         return _refuse(plan, (
             f'{repo} has a git-annex branch but git-annex is not '
             f"initialized there; run 'git -C {repo} annex init' first"))
-    lock = _branch_lock(repo, branch)
-    if lock:
-        return _refuse(plan, lock_message(repo, [lock]))
+    locks = branch_locks(repo, branch) if branch else []
+    if locks:
+        return _refuse(plan, lock_message(repo, locks))
     existing = next((w for w in worktrees if same_path(w.path, target)), None)
     if existing is not None:
         return _check_existing(plan, existing)
@@ -396,18 +397,6 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
         return _refuse(plan, (f'branch {branch!r} of {repo} is already '
                               f'checked out at {elsewhere}'))
     return plan
-
-
-def _branch_lock(repo: Path, branch: str | None) -> Path | None:
-    """The lock file of ``branch`` in ``repo`` if git left one, else None"""
-    if branch is None:
-        return None
-    common = repo / '.git'
-    if not common.is_dir():
-        common = Path(git_lines(repo, ['rev-parse', '--path-format=absolute',
-                                       '--git-common-dir'])[0])
-    lock = common / 'refs' / 'heads' / f'{branch}.lock'
-    return lock if lock.exists() else None
 
 
 def _refuse(plan: Plan, reason: str) -> Plan:

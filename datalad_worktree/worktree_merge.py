@@ -193,8 +193,9 @@ class WorktreeMerge(WorktreeInterface):
                 yield result(node.path, Outcome('impossible', node.problem))
             elif node.installed:
                 active.append(node)
-        if branch is not None and not any(
-                branch_tip(n.path, branch) for n in active):
+        tips = {n.relpath: branch_tip(n.path, branch)
+                for n in active} if branch is not None else {}
+        if branch is not None and not any(tips.values()):
             yield result(top, Outcome('impossible', (
                 f'no dataset here has a branch {branch!r}, and no worktree '
                 f'exists at {source_root}; give the path of a worktree or '
@@ -209,7 +210,7 @@ class WorktreeMerge(WorktreeInterface):
         def merge(node):
             where = node.at(source_root) if branch is None else None
             outcome = merge_dataset(
-                node, where, branch,
+                node, where, branch, tips.get(node.relpath),
                 [c for c in children[node.relpath] if c.relpath in merged],
                 ff_only, message, dry_run, mtimes)
             if outcome.status == 'ok':
@@ -248,6 +249,7 @@ def same_repository(a: Path, b: Path) -> bool:
 
 
 def merge_dataset(node: Node, where: Path | None, branch: str | None,
+                  tip: str | None,
                   merged_children: list[Node], ff_only: bool,
                   message: str | None, dry_run: bool,
                   mtimes: bool = True) -> Outcome:
@@ -259,7 +261,7 @@ def merge_dataset(node: Node, where: Path | None, branch: str | None,
         problem = lock_problem(repo)
         if problem:
             return Outcome('impossible', problem)
-        found = source_of(repo, where, branch)
+        found = source_of(repo, where, branch, tip)
         if isinstance(found, Outcome):
             return found
         commit, what = found
@@ -294,11 +296,12 @@ def merge_dataset(node: Node, where: Path | None, branch: str | None,
         return Outcome('error', f'git failed in {repo}: {git_error(e)}')
 
 
-def source_of(repo: Path, where: Path | None, branch: str | None
+def source_of(repo: Path, where: Path | None, branch: str | None,
+              tip: str | None
               ) -> tuple[str, str] | Outcome:
-    """The commit to merge into ``repo`` and how to name it, or why none"""
+    """The commit to merge into ``repo`` and how to name it, or why none;
+    ``tip`` is what ``branch``, if one is merged, points at in ``repo``"""
     if branch is not None:
-        tip = branch_tip(repo, branch)
         if tip is None:
             return Outcome('notneeded', f'no branch {branch!r} here')
         return tip, f'branch {branch}'

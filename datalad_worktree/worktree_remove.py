@@ -31,6 +31,7 @@ from .core import (
     Outcome,
     Worktree,
     absolute_path,
+    branch_locks,
     commits_only_in,
     git_error,
     git_lines,
@@ -386,11 +387,8 @@ def branch_note(m: Member, delete: bool, done: bool) -> str:
 def branch_lock_problem(m: Member) -> str | None:
     """Why lock files that a killed git left keep the member's branch from
     being deleted, or None"""
-    common = Path(git_lines(m.main.path, [
-        'rev-parse', '--path-format=absolute', '--git-common-dir'])[0])
-    locks = [common / 'refs' / 'heads' / f'{m.branch}.lock',
-             common / 'packed-refs.lock']
-    return lock_message(m.main.path, [p for p in locks if p.exists()])
+    return lock_message(m.main.path,
+                        branch_locks(m.main.path, m.branch, packed=True))
 
 
 def local_files_problem(path: Path) -> str | None:

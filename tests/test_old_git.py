@@ -17,7 +17,16 @@ import pytest
 from datalad import api as dl
 
 from .conftest import add, by_path, commit_file, git, recorded, snapshot
-from .test_worktree_merge import CODE, DERIVED, batch, clean, merge
+from .test_worktree_merge import (
+    CODE,
+    DERIVED,
+    assert_left_as_it_was,
+    batch,
+    clean,
+    content_conflict,
+    merge,
+    pointer_conflict,
+)
 
 OLD_GIT = """#!/bin/sh
 for arg in "$@"; do
@@ -57,35 +66,20 @@ def test_the_emulated_git_lacks_the_feature(old_git, origin):
 
 def test_content_conflict_is_undone(origin, runs, old_git):
     batch(runs)
-    commit_file(runs / DERIVED, 'notes.txt', 'runs notes\n', 'notes in runs')
-    dl.Dataset(runs).save(path=str(runs / DERIVED),
-                          result_renderer='disabled')
-    commit_file(origin / DERIVED, 'notes.txt', 'main notes\n', 'notes in main')
-    (origin / DERIVED / 'scratch.txt').write_text('untracked scratch\n')
+    content_conflict(origin, runs)
     before = snapshot(origin / DERIVED)
     res = merge(origin, runs, recursive=True)
     assert res[DERIVED]['status'] == 'impossible'
     assert res[DERIVED]['conflicts'] == ['notes.txt']
     assert 'the merge was undone' in res[DERIVED]['message']
     assert res['.']['status'] == 'impossible'
-    after = snapshot(origin / DERIVED)
-    for state in (before, after):
-        state.pop(str(origin / DERIVED / 'code'))
-    assert after[str(origin / DERIVED)].pop('status') == \
-        'M code\n' + before[str(origin / DERIVED)].pop('status')
-    assert after == before
-    assert (origin / DERIVED / 'notes.txt').read_text() == 'main notes\n'
-    assert (origin / DERIVED / 'scratch.txt').read_text() == \
-        'untracked scratch\n'
+    assert_left_as_it_was(origin, before)
     assert not (origin / DERIVED / '.git' / 'MERGE_HEAD').exists()
 
 
 def test_pointer_conflict_is_still_resolved(origin, runs, old_git):
     batch(runs)
-    git(origin / CODE, 'checkout', '-q', '--detach')
-    commit_file(origin / CODE, 'dev.py', 'dev\n', 'development')
-    git(origin / DERIVED, 'commit', '-q', '-m', 'record dev code', '--',
-        'code')
+    pointer_conflict(origin)
     res = merge(origin, runs, recursive=True)
     assert res[DERIVED]['status'] == 'ok' and res[DERIVED]['how'] == 'merge'
     assert recorded(origin / DERIVED, 'code') == \

@@ -52,6 +52,40 @@ def batch(runs, name='again'):
     return git(runs / DERIVED, 'rev-parse', 'HEAD')
 
 
+def pointer_conflict(origin):
+    """New code in the main worktree's code subdataset (on a detached HEAD,
+    as jj leaves it), recorded in derived/L5b: merging a batch conflicts
+    there only on the pointer of code"""
+    git(origin / CODE, 'checkout', '-q', '--detach')
+    commit_file(origin / CODE, 'dev.py', 'dev\n', 'development')
+    git(origin / DERIVED, 'commit', '-q', '-m', 'record dev code', '--',
+        'code')
+
+
+def content_conflict(origin, runs):
+    """notes.txt committed differently on both sides of derived/L5b, and an
+    untracked scratch file in the main worktree"""
+    commit_file(runs / DERIVED, 'notes.txt', 'runs notes\n', 'notes in runs')
+    dl.Dataset(runs).save(path=str(runs / DERIVED),
+                          result_renderer='disabled')
+    commit_file(origin / DERIVED, 'notes.txt', 'main notes\n', 'notes in main')
+    (origin / DERIVED / 'scratch.txt').write_text('untracked scratch\n')
+
+
+def assert_left_as_it_was(origin, before):
+    """derived/L5b is byte for byte as in ``before`` (its snapshot): branch,
+    index, files; only the merged code below shows as modified"""
+    after = snapshot(origin / DERIVED)
+    for state in (before, after):
+        state.pop(str(origin / DERIVED / 'code'))
+    assert after[str(origin / DERIVED)].pop('status') == \
+        'M code\n' + before[str(origin / DERIVED)].pop('status')
+    assert after == before
+    assert (origin / DERIVED / 'notes.txt').read_text() == 'main notes\n'
+    assert (origin / DERIVED / 'scratch.txt').read_text() == \
+        'untracked scratch\n'
+
+
 def clean(ds) -> bool:
     status = dl.status(dataset=ds, recursive=True, result_renderer='disabled',
                        return_type='list')
@@ -102,10 +136,7 @@ def test_diverged_main_gets_merge_commits(origin, runs):
 
 def test_conflict_only_on_subdataset_pointers_is_resolved(origin, runs):
     batch(runs)
-    git(origin / CODE, 'checkout', '-q', '--detach')
-    commit_file(origin / CODE, 'dev.py', 'dev\n', 'development')
-    git(origin / DERIVED, 'commit', '-q', '-m', 'record dev code', '--',
-        'code')
+    pointer_conflict(origin)
     res = merge(origin, runs, recursive=True, message='Bring batch home')
     merged = git(origin / CODE, 'rev-parse', 'HEAD')
     assert res[DERIVED]['status'] == 'ok'
@@ -121,10 +152,7 @@ def test_conflict_only_on_subdataset_pointers_is_resolved(origin, runs):
 def test_content_conflict_leaves_the_dataset_exactly_as_it_was(
         origin, runs):
     batch(runs)
-    commit_file(runs / DERIVED, 'notes.txt', 'runs notes\n', 'notes in runs')
-    dl.Dataset(runs).save(path=DERIVED, result_renderer='disabled')
-    commit_file(origin / DERIVED, 'notes.txt', 'main notes\n', 'notes in main')
-    (origin / DERIVED / 'scratch.txt').write_text('untracked scratch\n')
+    content_conflict(origin, runs)
     before = snapshot(origin / DERIVED)
     before_top = snapshot(origin)
     res = merge(origin, runs, recursive=True)
@@ -135,16 +163,7 @@ def test_content_conflict_leaves_the_dataset_exactly_as_it_was(
     assert res[CODE]['status'] == 'ok'
     assert res['.']['status'] == 'impossible'
     assert 'not merged' in res['.']['message']
-    # byte for byte: branch, index, files; only the merged code below shows
-    after = snapshot(origin / DERIVED)
-    for state in (before, after):
-        state.pop(str(origin / DERIVED / 'code'))
-    assert after[str(origin / DERIVED)].pop('status') == \
-        'M code\n' + before[str(origin / DERIVED)].pop('status')
-    assert after == before
-    assert (origin / DERIVED / 'notes.txt').read_text() == 'main notes\n'
-    assert (origin / DERIVED / 'scratch.txt').read_text() == \
-        'untracked scratch\n'
+    assert_left_as_it_was(origin, before)
     assert snapshot(origin)[str(origin)] == before_top[str(origin)]
 
 
@@ -224,10 +243,7 @@ def test_bad_sources_are_refused(origin, runs, tmp_path, source, says):
 
 def test_dry_run_predicts_resolved_pointer_conflicts(origin, runs):
     batch(runs)
-    git(origin / CODE, 'checkout', '-q', '--detach')
-    commit_file(origin / CODE, 'dev.py', 'dev\n', 'development')
-    git(origin / DERIVED, 'commit', '-q', '-m', 'record dev code', '--',
-        'code')
+    pointer_conflict(origin)
     before = snapshot(origin)
     plan = merge(origin, runs, recursive=True, dry_run=True)
     assert plan[DERIVED]['status'] == 'ok'
