@@ -26,17 +26,21 @@ from __future__ import annotations
 
 import os
 import shlex
-from pathlib import Path
+from pathlib import (
+    Path,
+    PurePosixPath,
+)
+from typing import Iterator
 
-from datalad_next.commands import Parameter
 from datalad_next.runners import CommandError
 
-from .core import (
-    Outcome,
-    config_value,
-    git_lines,
-    git_out,
+from . import git
+from .outcome import Outcome
+from .repo import (
+    common_dir,
+    git_config,
 )
+from .settings import committed_config
 
 ACTION = 'worktree-bindpaths'
 PREFIX = 'datalad.run.substitutions.'
@@ -58,16 +62,6 @@ SUBSTITUTIONS = {
 }
 """Substitution names, each with the runtime options it expands to"""
 
-BINDPATHS_PARAM = Parameter(
-    args=('--no-bindpaths',),
-    dest='bindpaths',
-    action='store_false',
-    doc="""do not configure container bind paths in the new worktrees. By
-    default, a dataset whose containers use the run substitution
-    'worktree-binds-bwrap' or 'worktree-binds-apptainer' gets it set in its
-    new worktree, so that 'datalad containers-run' there can read annexed
-    files.""")
-
 
 def declared_substitutions(worktree: Path) -> tuple[list[str], list[str]]:
     """The bind substitutions that the dataset checked out at ``worktree``
@@ -77,17 +71,13 @@ def declared_substitutions(worktree: Path) -> tuple[list[str], list[str]]:
     text = config.read_text(errors='replace') if config.is_file() else ''
     if 'containers' not in text and 'worktree-binds' not in text:
         return [], []
-    try:
-        items = git_lines(worktree, [
-            'config', '--file', str(config), '--get-regexp',
-            r'^datalad\.(containers\..*\.cmdexec|run\.substitutions\.)'])
-    except CommandError as e:
-        if e.returncode == 1:
-            return [], []
-        raise
+    committed = committed_config(worktree)
+    items = [(key, committed.get(key)) for key in committed.keys()
+             if key.startswith(PREFIX) or (
+                 key.startswith('datalad.containers.')
+                 and key.endswith('.cmdexec'))]
     used, unbound = set(), []
-    for item in items:
-        key, _, value = item.partition(' ')
+    for key, value in items:
         if key.startswith(PREFIX):
             used.update(n for n in SUBSTITUTIONS if key == PREFIX + n)
             continue
@@ -109,10 +99,7 @@ def annex_binds(worktree: Path) -> list[tuple[str, str]]:
     dotgit = worktree / '.git'
     if not dotgit.is_symlink():
         return []
-    gitdir = _follow(dotgit)
-    common = (gitdir / (gitdir / 'commondir').read_text().strip()
-              if (gitdir / 'commondir').is_file() else gitdir)
-    common = Path(os.path.normpath(common))
+    common = common_dir(_follow(dotgit))
     wanted = [common]
     for link in (common / 'annex', common / 'annex' / 'objects'):
         if link.is_symlink():
@@ -137,8 +124,8 @@ def configure_binds(worktree: Path, names: list[str],
     changed = []
     for name in names:
         value = SUBSTITUTIONS[name](binds)
-        if config_value(worktree, PREFIX + name, ('--worktree',)) != value:
-            git_out(worktree, ['config', '--worktree', PREFIX + name, value])
+        if git_config(worktree, PREFIX + name, ('--worktree',)) != value:
+            git.run(worktree, ['config', '--worktree', PREFIX + name, value])
             changed.append(name)
     if not changed:
         return None
@@ -156,17 +143,17 @@ def _worktree_config_problem(worktree: Path) -> str | None:
     It is not safe where the shared configuration sets ``core.bare`` or
     ``core.worktree``: once enabled, every worktree would read them.
     """
-    if config_value(worktree, 'extensions.worktreeConfig',
-                            ('--local', '--bool')) == 'true':
+    if git_config(worktree, 'extensions.worktreeConfig',
+                  ('--local', '--bool')) == 'true':
         return None
-    shared = git_lines(worktree, ['config', '--local', '--list'])
+    shared = git.lines(worktree, ['config', '--local', '--list'])
     blocking = [s.split('=')[0] for s in shared
                 if s == 'core.bare=true' or s.startswith('core.worktree=')]
     if blocking:
         return (f'cannot give {worktree} a configuration of its own: the '
                 f'repository sets {", ".join(blocking)}; container bind '
                 'paths were not configured')
-    git_out(worktree, ['config', '--local', 'extensions.worktreeConfig',
+    git.run(worktree, ['config', '--local', 'extensions.worktreeConfig',
                        'true'])
     return None
 
@@ -179,3 +166,30 @@ def unbound_outcome(containers: list[str]) -> Outcome:
         "'{{worktree-binds-bwrap}}' (or '{{worktree-binds-apptainer}}') to "
         'it and commit an empty default, see the documentation of '
         'worktree-add'), dict(containers=containers))
+
+
+def bind_hierarchy(worktrees: dict[PurePosixPath, Path],
+                   new: set[PurePosixPath]
+                   ) -> Iterator[tuple[PurePosixPath, Outcome]]:
+    """Configure container bind paths in each of ``worktrees`` (by the
+    dataset's place in the hierarchy) whose dataset uses a bind
+    substitution, covering the worktrees of the dataset and of all its
+    subdatasets; report containers that cannot use them in the ``new``
+    worktrees"""
+    for here, target in worktrees.items():
+        names, unbound = declared_substitutions(target)
+        if unbound and here in new:
+            yield here, unbound_outcome(unbound)
+        if not names:
+            continue
+        binds = [b for rel, wt in worktrees.items()
+                 if rel == here or here in rel.parents
+                 for b in annex_binds(wt)]
+        try:
+            outcome = configure_binds(target, names,
+                                      list(dict.fromkeys(binds)))
+        except CommandError as e:
+            outcome = Outcome('error', f'git failed in {target}: '
+                                       f'{git.error_line(e)}')
+        if outcome:
+            yield here, outcome

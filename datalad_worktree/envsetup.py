@@ -10,18 +10,21 @@ environment in ``code/``, say) with two configuration items:
     the files it depends on (space-separated, relative to the dataset):
     ``worktree-sync`` reruns the command when one of them changed.
 
-The items may be in the local git configuration of the dataset (the
-user's own decision) or in the committed ``.datalad/config`` (code that
+The items may be in the user's own configuration (the dataset's or the
+user's git configuration, ``datalad -c datalad.worktree.setup=...``, or
+the environment variable ``DATALAD_WORKTREE_SETUP``), read with DataLad's
+configuration manager, or in the committed ``.datalad/config`` (code that
 comes with the dataset, possibly from someone else). Commands from the
-local configuration run by default; commands only found in
+user's own configuration run by default; commands only found in
 ``.datalad/config`` run only when the user asks for setup explicitly
 (``--setup``), and are otherwise reported, so that nothing a cloned
 dataset brings along runs unseen.
+
+This is the one module that starts a user's command.
 """
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from collections import deque
@@ -29,29 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from datalad_next.commands import Parameter
-from datalad_next.runners import CommandError
-
-from .core import (
-    Outcome,
-    config_value,
-    git_out,
-)
+from .outcome import Outcome
+from .repo import differ_between
+from .settings import dataset_config
 
 SETUP_KEY = 'datalad.worktree.setup'
 INPUTS_KEY = 'datalad.worktree.setup-inputs'
 ACTION = 'worktree-setup'
 TAIL_LINES = 10
-
-SETUP_PARAM = Parameter(
-    args=('--setup',),
-    action=argparse.BooleanOptionalAction,
-    doc="""run the setup command that a dataset declares for new worktrees
-    (configuration item 'datalad.worktree.setup'). By default, only
-    commands from the local git configuration run; give [CMD: --setup
-    CMD][PY: setup=True PY] to also run commands that come with the dataset
-    in '.datalad/config' (review them first), and [CMD: --no-setup CMD][PY:
-    setup=False PY] to run none.""")
 
 
 @dataclass(frozen=True)
@@ -65,16 +53,13 @@ class SetupCommand:
 
 def declared_setup(worktree: Path) -> SetupCommand | None:
     """The setup command of the dataset checked out at ``worktree``"""
-    committed_file = worktree / '.datalad' / 'config'
-    sources = [('--local',)]
-    if committed_file.is_file():
-        sources.append(('--file', str(committed_file)))
-    for i, where in enumerate(sources):
-        command = (config_value(worktree, SETUP_KEY, where) or '').strip()
+    config = dataset_config(worktree)
+    for source in ('local', 'branch'):
+        command = (config.get_from_source(source, SETUP_KEY) or '').strip()
         if command:
-            inputs = config_value(worktree, INPUTS_KEY, where) or ''
+            inputs = config.get_from_source(source, INPUTS_KEY) or ''
             return SetupCommand(command, tuple(inputs.split()),
-                                committed=i > 0)
+                                committed=source == 'branch')
     return None
 
 
@@ -109,14 +94,7 @@ def inputs_changed(worktree: Path, setup: SetupCommand, before: str,
     """Whether a file the setup depends on differs between two commits"""
     if not setup.inputs or before == after:
         return False
-    try:
-        git_out(worktree, ['diff', '--quiet', before, after, '--',
-                           *setup.inputs])
-    except CommandError as e:
-        if e.returncode == 1:
-            return True
-        raise
-    return False
+    return differ_between(worktree, before, after, list(setup.inputs))
 
 
 def run_setup(worktree: Path, setup: SetupCommand) -> Outcome:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,20 +37,11 @@ from typing import (
     Iterator,
 )
 
-from datalad_next.commands import Parameter
 from datalad_next.runners import CommandError
 
-from .core import blob_id
-
-MTIMES_PARAM = Parameter(
-    args=('--no-mtimes',),
-    dest='mtimes',
-    action='store_false',
-    doc="""[CMD: do not carry CMD][PY: whether to carry PY] file
-    modification times over. By default, each file with the same content
-    on both sides gets the modification time of the source's file, so that
-    make-style tools (make, Snakemake) find up to date what was up to date
-    there.""")
+from . import git
+from .git import NO_ANNEX_FILTER
+from .repo import blob_id
 
 MARKERS = ('.snakemake_timestamp',)
 """Untracked files that make-style tools keep next to their outputs and
@@ -60,10 +50,6 @@ that travel with their directory into a new worktree"""
 ANNEX_POINTER = b'/annex/objects/'
 MAX_POINTER_SIZE = 8192 + 2
 """No git-annex pointer file is larger than this (git-annex's own limit)"""
-
-NO_ANNEX_FILTER = ['-c', 'filter.annex.process=', '-c', 'filter.annex.clean=',
-                   '-c', 'filter.annex.smudge=']
-"""git options that keep git from starting git-annex's filter"""
 
 CARRIED_MODES = ('100644', '100755', '120000')
 
@@ -76,26 +62,6 @@ class Entry:
     mode: str
     blob: str
     size: int
-
-
-def run_git(calls: list[tuple[Path, list[str]]]) -> list[bytes]:
-    """Run the git commands ``calls`` (directory, arguments) at the same time
-    and return their outputs, in order; raise ``CommandError`` for the first
-    that failed"""
-    procs = [(cwd, args, subprocess.Popen(
-        ['git', *args], cwd=cwd, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE)) for cwd, args in calls]
-    outputs, failed = [], None
-    for cwd, args, proc in procs:
-        out, err = proc.communicate()
-        outputs.append(out)
-        if proc.returncode and failed is None:
-            failed = CommandError(cmd=['git', *args], code=proc.returncode,
-                                  stdout=os.fsdecode(out),
-                                  stderr=os.fsdecode(err), cwd=cwd)
-    if failed:
-        raise failed
-    return outputs
 
 
 def ls_tree_args(commit: str) -> list[str]:
@@ -185,8 +151,8 @@ def copy_times(source: Path, dest: Path, entries: dict[str, Entry],
 def refresh_index(repo: Path) -> None:
     """Update git's stat cache in ``repo`` for files whose content did not
     change, so that git does not report them as modified"""
-    run_git([(repo, [*NO_ANNEX_FILTER, 'update-index', '-q',
-                     '--ignore-submodules', '--refresh'])])
+    git.run(repo, [*NO_ANNEX_FILTER, 'update-index', '-q',
+                   '--ignore-submodules', '--refresh'])
 
 
 def copy_markers(source: Path, dest: Path, dirs: set[str],
@@ -239,8 +205,8 @@ def into_new_worktree(origin: Path, worktree: Path, commit: str,
     time. Without ``annex`` (no git-annex in the dataset), files are not
     checked for annex pointers.
     """
-    listing, differing = run_git([(origin, ls_tree_args(commit)),
-                                  (origin, differing_args(commit))])
+    listing, differing = git.run_all([(origin, ls_tree_args(commit)),
+                                      (origin, differing_args(commit))])
     entries = parse_tree(listing)
     changed = copy_times(origin, worktree, entries, parse_names(differing),
                          check_pointers=annex)
@@ -255,7 +221,7 @@ def between_worktrees(source: Path, dest: Path, commit: str) -> int:
     worktree ``dest`` of the same repository, which has ``commit`` checked
     out, for the files of ``commit`` whose working content is that of
     ``commit`` on both sides; returns how many files got a time"""
-    listing, dest_diff, source_diff = run_git([
+    listing, dest_diff, source_diff = git.run_all([
         (dest, ls_tree_args(commit)), (dest, differing_args(commit)),
         (source, differing_args(commit))])
     changed = copy_times(source, dest, parse_tree(listing),

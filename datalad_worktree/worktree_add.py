@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import (
+    dataclass,
+    replace,
+)
+from enum import Enum
 from pathlib import Path
 from typing import Iterator
 
@@ -12,7 +16,6 @@ from datalad_next.commands import (
     build_doc,
     datasetmethod,
     eval_results,
-    get_status_dict,
 )
 from datalad_next.constraints import (
     EnsureBool,
@@ -22,54 +25,69 @@ from datalad_next.constraints import (
 )
 from datalad_next.runners import CommandError
 
-from .core import (
-    WorktreeInterface,
-    record,
-    HIERARCHY_PARAMS,
-    HIERARCHY_VALIDATORS,
-    absolute_path,
-    branch_locks,
-    branch_name_problem,
-    Node,
-    Outcome,
-    Worktree,
-    git_error,
-    git_lines,
-    git_out,
-    head_commit,
-    is_within,
-    list_worktrees,
-    lock_message,
-    max_depth,
-    redirected,
-    run_ordered,
-    same_path,
-    uses_annex,
-    walk_hierarchy,
-    worker_count,
-)
+from . import git
 from .bindpaths import (
     ACTION as BINDPATHS_ACTION,
-    BINDPATHS_PARAM,
-    annex_binds,
-    configure_binds,
-    declared_substitutions,
-    unbound_outcome,
-)
-from .mtimes import (
-    MTIMES_PARAM,
-    carrying,
+    bind_hierarchy,
 )
 from .envsetup import (
     ACTION as SETUP_ACTION,
-    SETUP_PARAM,
     setup_outcome,
 )
+from .hierarchy import (
+    Node,
+    max_depth,
+    walk_hierarchy,
+)
+from .interface import (
+    BINDPATHS_PARAM,
+    HIERARCHY_PARAMS,
+    HIERARCHY_VALIDATORS,
+    MTIMES_PARAM,
+    SETUP_PARAM,
+    WorktreeInterface,
+    make_result,
+)
+from .mtimes import carrying
+from .outcome import Outcome
+from .paths import (
+    absolute_path,
+    redirected,
+)
+from .registry import (
+    add_worktree,
+    branch_locks,
+    checked_out_at,
+    existing_worktree_problem,
+    find_worktree,
+    list_worktrees,
+    location_problem,
+    lock_message,
+)
+from .repo import (
+    branch_name_problem,
+    has_annex_branch,
+    head_commit,
+    object_ids,
+    uses_annex,
+)
+from .scheduler import run_ordered
+from .settings import worker_count
 
 ACTION = 'worktree-add'
 
 
-@dataclass
+class Todo(Enum):
+    """What worktree-add does for one dataset"""
+    CREATE = 'create'
+    EXISTS = 'exists'
+    """A matching worktree is there already (a rerun)"""
+    SKIP = 'skip'
+    """The subdataset is not installed"""
+    REFUSE = 'refuse'
+
+
+@dataclass(frozen=True)
 class Plan:
     """What to do for one dataset: the outcome of the preflight"""
     node: Node
@@ -77,9 +95,7 @@ class Plan:
     """The new worktree of the top dataset"""
     branch: str | None
     """Branch to check out in the new worktree; None for a detached HEAD"""
-    todo: str = 'create'
-    """'create', 'exists' (a matching worktree is there already), 'skip'
-    (subdataset not installed) or 'refuse'"""
+    todo: Todo = Todo.CREATE
     new_branch: bool = False
     annex: bool = False
     """Whether the dataset uses git-annex (it has an initialized annex)"""
@@ -92,6 +108,13 @@ class Plan:
     def target(self) -> Path:
         """Where this dataset's new worktree goes"""
         return self.node.at(self.root)
+
+    def result(self, status: str, message: str, refds: Path, **keys) -> dict:
+        """The result record of this dataset"""
+        return make_result(ACTION, self.target, refds, Outcome(
+            status, message, dict(source=str(self.node.path),
+                                  branch=self.branch,
+                                  commit=self.head or None, **keys)))
 
 
 @build_doc
@@ -239,226 +262,130 @@ class WorktreeAdd(WorktreeInterface):
             setup=None,
             bindpaths=True,
     ):
-        ds = dataset.ds
-        top = ds.pathobj
+        top = dataset.ds.pathobj
         target = absolute_path(path, dataset)
-        refds = str(top)
-
-        def result(plan_or_path, status, message, **kw):
-            if isinstance(plan_or_path, Plan):
-                p = plan_or_path
-                kw = dict(path=str(p.target), source=str(p.node.path),
-                          branch=p.branch, commit=p.head or None,
-                          **kw)
-            else:
-                kw = dict(path=str(plan_or_path), source=refds, **kw)
-            return get_status_dict(
-                action=ACTION, type='dataset', refds=refds, status=status,
-                message=message, **kw)
-
-        if branch is not None and detach:
-            yield result(target, 'impossible',
-                         'give either --branch or --detach, not both')
-            return
         if not detach:
             branch = branch or target.name
-            problem = branch_name_problem(top, branch)
-            if problem:
-                yield result(target, 'impossible', problem)
-                return
-        problem = location_problem(target, top)
-        if problem:
-            yield result(target, 'impossible', problem)
-            return
         head = head_commit(top)
-        if head is None:
-            yield result(target, 'impossible',
-                         f'{top} has no commit yet; save something first')
+        problem = request_problem(top, target, branch, detach, head)
+        if problem:
+            yield make_result(ACTION, target, top, Outcome(
+                'impossible', problem, dict(source=str(top))))
             return
-
-        depth = max_depth(recursive, recursion_limit)
-        plans = {}
-        for node in walk_hierarchy(top, head, depth,
-                                   lambda n: plans[n.relpath].head):
-            plans[node.relpath] = preflight(node, target,
-                                            None if detach else branch)
-        plans = list(plans.values())
-        refused = [p for p in plans if p.todo == 'refuse']
-        if refused:
-            for p in refused:
-                yield result(p, 'impossible', p.reason)
-            return
-        for p in plans:
-            if p.todo == 'skip':
-                yield result(p, 'notneeded', p.reason)
-            elif p.todo == 'exists':
-                yield result(p, 'notneeded', p.reason)
+        plans = plan_hierarchy(top, head, target, branch,
+                               max_depth(recursive, recursion_limit))
+        refused = [p for p in plans if p.todo is Todo.REFUSE]
+        for p in refused or plans:
+            if p.todo is not Todo.CREATE:
+                yield p.result('impossible' if refused else 'notneeded',
+                               p.reason, top)
             elif dry_run:
-                yield result(p, 'ok', f'would {describe(p)}', dry_run=True)
-        if dry_run:
+                yield p.result('ok', f'would {checkout_phrase(p)}', top,
+                               dry_run=True)
+        if refused or dry_run:
             return
         created = []
         for plan, error in create_worktrees(plans, worker_count(jobs),
                                             mtimes):
-            if error:
-                yield result(plan, 'error', error)
-            else:
+            if not error:
                 created.append(plan)
-                yield result(plan, 'ok', describe(plan, done=True))
+            yield plan.result('error', error, top) if error else \
+                plan.result('ok', checkout_phrase(plan, done=True), top)
         if bindpaths:
             for plan, outcome in bind_outcomes(plans, created):
-                yield record(BINDPATHS_ACTION, plan.target, refds, outcome)
+                yield make_result(BINDPATHS_ACTION, plan.target, top, outcome)
         # set up environments once the whole hierarchy is there
         for plan in sorted(created, key=plans.index):
             outcome = setup_outcome(plan.target, setup, lambda s: True)
             if outcome:
-                yield record(SETUP_ACTION, plan.target, refds, outcome)
+                yield make_result(SETUP_ACTION, plan.target, top, outcome)
 
 
+def request_problem(top: Path, target: Path, branch: str | None,
+                    detach: bool, head: str | None) -> str | None:
+    """Why the request as given cannot be carried out, or None"""
+    if branch is not None and detach:
+        return 'give either --branch or --detach, not both'
+    problem = (branch is not None and branch_name_problem(top, branch)) or \
+        location_problem(target, top)
+    if problem or head:
+        return problem
+    return f'{top} has no commit yet; save something first'
 
-def location_problem(target: Path, top: Path) -> str | None:
-    """Why the top worktree cannot be made at ``target``, or None
 
-    ``target`` must not be inside the dataset, nor inside any other git
-    working tree, nor be a non-empty directory unless it is a worktree of
-    ``top`` already (a rerun, checked per dataset later).
-    """
-    if is_within(target, top):
-        return (f'{target} is inside the dataset {top}; choose a location '
-                'outside of it, e.g. next to it')
-    if '.git' in target.parts:
-        return f'refusing to create a worktree inside a .git directory: {target}'
-    ancestor = target.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        return f'{ancestor} is not a directory'
-    try:
-        repo = git_lines(ancestor, ['rev-parse', '--show-toplevel'])
-    except CommandError:
-        repo = None
-    if repo and repo[0]:
-        return (f'{target} is inside the git working tree {repo[0]}; '
-                'choose a location outside of any dataset')
-    if target.exists() and not target.is_dir():
-        return f'{target} exists and is not a directory'
-    return None
+def plan_hierarchy(top: Path, head: str, target: Path, branch: str | None,
+                   depth: int | None) -> list[Plan]:
+    """The preflight of every dataset, parents first; a subdataset follows
+    the commit its parent's worktree will have checked out"""
+    plans: dict = {}
+    for node in walk_hierarchy(top, head, depth,
+                               lambda n: plans[n.relpath].head):
+        plans[node.relpath] = preflight(node, target, branch)
+    return list(plans.values())
 
 
 def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
     """Check one dataset and decide what to do, changing nothing"""
     plan = Plan(node=node, root=target_root, branch=branch, head=node.commit)
-    target = plan.target
     if node.problem:
-        return _refuse(plan, node.problem)
+        return refuse(plan, node.problem)
     if not node.installed:
-        plan.todo = 'skip'
-        plan.reason = ('subdataset not installed in the dataset; left as an '
-                       'empty mount point')
-        return plan
+        return replace(plan, todo=Todo.SKIP, reason=(
+            'subdataset not installed in the dataset; left as an empty '
+            'mount point'))
     repo = node.path
     try:
-        refs = _refs(repo, node.commit, branch)
+        commit, tip = object_ids(repo, [f'{node.commit}^{{commit}}',
+                                        f'refs/heads/{branch or "HEAD"}'])
+        annex = has_annex_branch(repo)
         worktrees = list_worktrees(repo)
     except CommandError as e:
-        return _refuse(plan, f'cannot inspect {repo}: {git_error(e)}')
-    if not refs['commit']:
-        return _refuse(plan, (
+        return refuse(plan, f'cannot inspect {repo}: {git.error_line(e)}')
+    if not commit:
+        return refuse(plan, (
             f'commit {node.commit[:10]} recorded for {node.relpath} is not '
             f'present in {repo}; update that subdataset first '
             f"(e.g. 'datalad update --how ff-only -d {repo}')"))
-    plan.annex = refs['annex_branch']
-    if plan.annex and not uses_annex(repo):
-        return _refuse(plan, (
+    plan = replace(plan, annex=annex)
+    if annex and not uses_annex(repo):
+        return refuse(plan, (
             f'{repo} has a git-annex branch but git-annex is not '
             f"initialized there; run 'git -C {repo} annex init' first"))
     locks = branch_locks(repo, branch) if branch else []
     if locks:
-        return _refuse(plan, lock_message(repo, locks))
-    existing = next((w for w in worktrees if same_path(w.path, target)), None)
+        return refuse(plan, lock_message(repo, locks))
+    target = plan.target
+    existing = find_worktree(worktrees, target)
     if existing is not None:
-        return _check_existing(plan, existing)
+        problem = existing_worktree_problem(existing, repo, target, branch)
+        return refuse(plan, problem) if problem else replace(
+            plan, todo=Todo.EXISTS, head=existing.head, reason=(
+                'a matching worktree exists already, at '
+                f'{existing.head[:10]}'))
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        return _refuse(plan, f'{target} exists and is not an empty directory')
+        return refuse(plan, f'{target} exists and is not an empty directory')
     if branch is None:
         return plan
-    tip = refs['branch']
     if tip is None:
-        plan.new_branch = True
-        return plan
+        return replace(plan, new_branch=True)
     if tip != node.commit:
-        return _refuse(plan, (
+        return refuse(plan, (
             f'branch {branch!r} exists in {repo} at {tip[:10]}, not at the '
             f'commit to check out, {node.commit[:10]}; it is left untouched '
             'because it may hold unmerged work: choose another --branch, '
             'or merge or delete it first'))
-    elsewhere = _checked_out_at(worktrees, branch)
+    elsewhere = checked_out_at(worktrees, branch)
     if elsewhere:
-        return _refuse(plan, (f'branch {branch!r} of {repo} is already '
-                              f'checked out at {elsewhere}'))
+        return refuse(plan, (f'branch {branch!r} of {repo} is already '
+                             f'checked out at {elsewhere}'))
     return plan
 
 
-def _refuse(plan: Plan, reason: str) -> Plan:
-    plan.todo = 'refuse'
-    plan.reason = reason
-    return plan
+def refuse(plan: Plan, reason: str) -> Plan:
+    return replace(plan, todo=Todo.REFUSE, reason=reason)
 
 
-def _refs(repo: Path, commit: str, branch: str | None) -> dict:
-    """Whether the commit is present, the branch's tip (or None) and whether
-    the repository has a git-annex branch (local or from a remote)"""
-    names = [f'{commit}^{{commit}}', f'refs/heads/{branch or "HEAD"}']
-    found = [None if line.endswith(' missing') else line
-             for line in git_out(
-                 repo, ['cat-file', '--batch-check=%(objectname)'],
-                 input='\n'.join(names) + '\n').splitlines()]
-    annex_branch = git_out(repo, [
-        'for-each-ref', '--count=1', '--format=%(refname)',
-        'refs/heads/git-annex', 'refs/remotes/*/git-annex']).strip()
-    return dict(commit=found[0], annex_branch=bool(annex_branch),
-                branch=found[1] if branch else None)
-
-
-def _checked_out_at(worktrees: list[Worktree], branch: str) -> Path | None:
-    ref = f'refs/heads/{branch}'
-    return next((w.path for w in worktrees if w.branch == ref), None)
-
-
-def _check_existing(plan: Plan, wt: Worktree) -> Plan:
-    """A worktree of this dataset is registered at the target already:
-    accept it if it is on the requested branch (or detached, as asked), at
-    whatever commit it has moved on to"""
-    want = f'refs/heads/{plan.branch}' if plan.branch else None
-    repo = plan.node.path
-    if wt.prunable:
-        return _refuse(plan, (
-            f'a worktree of {repo} is registered at {plan.target} but its '
-            f"directory is missing; run 'git -C {repo} worktree prune'"))
-    if wt.locked is not None:
-        # git locks a worktree while creating it ('initializing'): a lock
-        # left behind can mean an interrupted, incomplete checkout
-        return _refuse(plan, (
-            f'the worktree of {repo} at {plan.target} is locked '
-            f'({wt.locked or "no reason given"}): another run may still be '
-            'creating it. If an interrupted run left it half made, check '
-            'that it holds nothing of yours, then: '
-            f"'git -C {repo} worktree unlock {plan.target}', delete the "
-            f"directory, 'git -C {repo} worktree prune', and run this again"))
-    if wt.branch == want and wt.head:
-        plan.todo = 'exists'
-        plan.head = wt.head
-        plan.reason = f'a matching worktree exists already, at {wt.head[:10]}'
-        return plan
-    where = wt.branch.removeprefix('refs/heads/') if wt.branch \
-        else 'a detached HEAD'
-    return _refuse(plan, (
-        f'{plan.target} is already a worktree of {plan.node.path}, on '
-        f'{where} at {(wt.head or "?")[:10]}, not on '
-        f'{plan.branch or "a detached HEAD"} as asked'))
-
-
-def describe(plan: Plan, done: bool = False) -> str:
+def checkout_phrase(plan: Plan, done: bool = False) -> str:
     """One phrase saying what is (or would be) checked out"""
     commit = plan.node.commit[:10]
     if plan.branch is None:
@@ -472,43 +399,25 @@ def describe(plan: Plan, done: bool = False) -> str:
 
 def bind_outcomes(plans: list[Plan], created: list[Plan]
                   ) -> Iterator[tuple[Plan, Outcome]]:
-    """Configure container bind paths in each worktree whose dataset uses
-    a bind substitution, covering the worktrees of the dataset and of all
-    its subdatasets; report containers that cannot use them in the
-    worktrees just created"""
-    new = {id(p) for p in created}
-    present = [p for p in plans if id(p) in new or p.todo == 'exists']
-    for plan in present:
-        names, unbound = declared_substitutions(plan.target)
-        if unbound and id(plan) in new:
-            yield plan, unbound_outcome(unbound)
-        if not names:
-            continue
-        here = plan.node.relpath
-        binds = [b for p in present
-                 if p.node.relpath == here or here in p.node.relpath.parents
-                 for b in annex_binds(p.target)]
-        try:
-            outcome = configure_binds(plan.target, names,
-                                      list(dict.fromkeys(binds)))
-        except CommandError as e:
-            outcome = Outcome('error', f'git failed in {plan.target}: '
-                                       f'{git_error(e)}')
-        if outcome:
-            yield plan, outcome
+    """Configure container bind paths in the worktrees that are there now
+    (see ``bindpaths.bind_hierarchy``); report containers that cannot use
+    them in the worktrees just created"""
+    present = {p.node.relpath: p for p in plans
+               if p in created or p.todo is Todo.EXISTS}
+    for relpath, outcome in bind_hierarchy(
+            {rel: p.target for rel, p in present.items()},
+            {p.node.relpath for p in created}):
+        yield present[relpath], outcome
 
 
 def create_worktrees(plans: list[Plan], workers: int, mtimes: bool = True
                      ) -> Iterator[tuple[Plan, str | None]]:
-    """Create the planned worktrees, each parent before its children
-
-    Yields each plan that was to be created, with an error message or None.
-    Up to ``workers`` worktrees are created at the same time. When a parent
-    fails, its subdatasets are not attempted. With ``mtimes``, modification
-    times are carried into each new worktree, alongside the creation of the
-    next ones and all done when this ends.
-    """
-    wanted = [p for p in plans if p.todo in ('create', 'exists')]
+    """Create the planned worktrees, each parent before its children, up
+    to ``workers`` at the same time; yields each plan that was to be
+    created, with an error message or None. When a parent fails, its
+    subdatasets are not attempted. With ``mtimes``, modification times are
+    carried into each new worktree, alongside the next ones."""
+    wanted = [p for p in plans if p.todo in (Todo.CREATE, Todo.EXISTS)]
     by_path = {p.node.relpath: p for p in wanted}
 
     def parent(plan):
@@ -516,49 +425,25 @@ def create_worktrees(plans: list[Plan], workers: int, mtimes: bool = True
 
     with carrying(mtimes, workers) as carry:
         for plan, error, blocker in run_ordered(
-                wanted, parent, lambda p: _create(p, carry), workers):
+                wanted, parent, lambda p: create(p, carry), workers):
             if blocker:
                 error = (f'not created: the worktree of {blocker.target} '
                          'could not be created')
-            if plan.todo == 'create':
+            if plan.todo is Todo.CREATE:
                 yield plan, error
 
 
-def _create(plan: Plan, carry=None) -> str | None:
-    """Run ``git worktree add`` for one planned dataset, then hand it to
-    ``carry`` (see ``mtimes.carrying``), if given; an error or None"""
-    if plan.todo == 'exists':
+def create(plan: Plan, carry=None) -> str | None:
+    """Make one planned worktree, then hand it to ``carry`` (see
+    ``mtimes.carrying``), if given; an error or None"""
+    if plan.todo is Todo.EXISTS:
         return None
     node, target = plan.node, plan.target
     if redirected(plan.root, node.relpath):
-        return f'refusing {target}: a symbolic link on its path leads elsewhere'
-    if plan.branch is None:
-        how = ['--detach', '--', str(target), node.commit]
-    elif plan.new_branch:
-        how = ['-b', plan.branch, '--', str(target), node.commit]
-    else:
-        how = ['--', str(target), plan.branch]
-    try:
-        git_out(node.path, ['-c', 'submodule.recurse=false',
-                              'worktree', 'add', '--quiet', *how])
-    except CommandError as e:
-        return f'git worktree add failed: {git_error(e)}'
-    problem = annex_link_problem(target) if plan.annex else None
+        return (f'refusing {target}: a symbolic link on its path leads '
+                'elsewhere')
+    problem = add_worktree(node.path, target, node.commit, plan.branch,
+                           plan.new_branch, plan.annex)
     if problem is None and carry:
         carry(node.path, target, node.commit, plan.annex)
     return problem
-
-
-def annex_link_problem(worktree: Path) -> str | None:
-    """Why annexed files of a new worktree would not be readable, or None
-
-    git-annex makes a linked worktree's ``.git`` a symlink to its gitdir and
-    links ``<gitdir>/annex`` to the shared annex, while checking out. This
-    verifies both for a worktree of a dataset that uses git-annex.
-    """
-    dotgit = worktree / '.git'
-    if not (dotgit.is_symlink() and (dotgit / 'annex').is_dir()):
-        return (f'git-annex did not link {worktree} to the shared annex; '
-                f"annexed files there are not readable. Run 'git annex init' "
-                f'in {worktree} to repair it')
-    return None

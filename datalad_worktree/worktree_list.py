@@ -12,25 +12,31 @@ from datalad_next.commands import (
     build_doc,
     datasetmethod,
     eval_results,
-    get_status_dict,
 )
 from datalad_next.constraints import EnsureDataset
 from datalad_next.runners import CommandError
 
-from .core import (
+from . import git
+from .hierarchy import (
+    Node,
+    max_depth,
+    walk_hierarchy,
+)
+from .interface import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
-    Node,
-    Outcome,
-    Worktree,
-    git_error,
-    git_lines,
-    head_commit,
-    list_worktrees,
-    max_depth,
-    record,
+    make_result,
     render_result,
-    walk_hierarchy,
+    split_hierarchy,
+)
+from .outcome import Outcome
+from .registry import (
+    Worktree,
+    list_worktrees,
+)
+from .repo import (
+    ahead_behind,
+    head_commit,
     worktree_changes,
 )
 
@@ -99,27 +105,15 @@ class WorktreeList(ValidatedInterface):
     @eval_results
     def __call__(*, dataset=None, recursive=False, recursion_limit=None):
         top = dataset.ds.pathobj
-        for node in walk_hierarchy(top, head_commit(top),
-                                   max_depth(recursive, recursion_limit)):
+        skipped, active = split_hierarchy(walk_hierarchy(
+            top, head_commit(top), max_depth(recursive, recursion_limit)))
+        for node in skipped:
             if node.problem:
-                yield refused(node, top)
-                continue
-            if not node.installed:
-                continue
-            try:
-                worktrees = list_worktrees(node.path)
-                main = worktrees[0]
-                for wt in worktrees[1:]:
-                    yield get_status_dict(
-                        action=ACTION, path=str(wt.path), type='dataset',
-                        refds=str(top), status='ok', dataset=str(node.path),
-                        **describe(wt, main, node.relpath))
-            except CommandError as e:
-                yield get_status_dict(
-                    action=ACTION, path=str(node.path), type='dataset',
-                    refds=str(top), status='error',
-                    message=f'cannot list the worktrees of {node.path}: '
-                            f'{git_error(e)}')
+                yield make_result(ACTION, node.path, top, Outcome(
+                    'impossible',
+                    f'{node.problem}; its worktrees are not listed'))
+        for node in active:
+            yield from listing(node, top)
 
     @staticmethod
     def custom_result_renderer(res, **kwargs):
@@ -145,22 +139,28 @@ class WorktreeList(ValidatedInterface):
                 ui.message(f"  {r['relpath']:<30} {_summary(r)}")
 
 
-def refused(node: Node, top: Path) -> dict:
-    """The result for a dataset whose worktrees cannot be listed, and why"""
-    return record(ACTION, node.path, top, Outcome(
-        'impossible', f'{node.problem}; its worktrees are not listed'))
+def listing(node: Node, top: Path):
+    """The results for the linked worktrees of one dataset"""
+    try:
+        worktrees = list_worktrees(node.path)
+        main = worktrees[0]
+        for wt in worktrees[1:]:
+            yield make_result(ACTION, wt.path, top, Outcome(
+                'ok', None, dict(dataset=str(node.path),
+                                 **listing_keys(wt, main, node.relpath))))
+    except CommandError as e:
+        yield make_result(ACTION, node.path, top, Outcome('error', (
+            f'cannot list the worktrees of {node.path}: '
+            f'{git.error_line(e)}')))
 
 
-def describe(wt: Worktree, main: Worktree, relpath) -> dict:
+def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
     """The result keys that describe one linked worktree"""
-    repo = main.path
     stale = wt.prunable or not wt.path.is_dir()
     ahead = behind = None
     if wt.head and main.head:
         try:
-            behind, ahead = map(int, git_lines(repo, [
-                'rev-list', '--left-right', '--count',
-                f'{main.head}...{wt.head}', '--'])[0].split())
+            ahead, behind = ahead_behind(main.path, main.head, wt.head)
         except CommandError:
             pass
     clean = None
@@ -177,7 +177,7 @@ def describe(wt: Worktree, main: Worktree, relpath) -> dict:
         shown = '.'
     return dict(
         worktree_root=str(root), relpath=shown,
-        branch=wt.branch.removeprefix('refs/heads/') if wt.branch else None,
+        branch=wt.short_branch,
         head=wt.head, clean=clean, ahead=ahead, behind=behind, stale=stale,
         locked=wt.locked,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from datalad_next.commands import (
@@ -16,40 +17,48 @@ from datalad_next.constraints import (
     EnsureDataset,
     EnsureStr,
 )
-from datalad_next.runners import CommandError
 
-from .mtimes import (
-    MTIMES_PARAM,
-    carry_from,
+from .hierarchy import (
+    Node,
+    max_depth,
+    walk_hierarchy,
 )
-from .core import (
-    WorktreeInterface,
-    record,
+from .integrate import (
+    integrate,
+    record_pointers,
+)
+from .interface import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
-    Node,
-    Outcome,
+    MTIMES_PARAM,
+    WorktreeInterface,
+    bottom_up,
+    make_result,
+    split_hierarchy,
+)
+from .mtimes import carry_from
+from .outcome import Outcome
+from .paths import (
     absolute_path,
+    same_path,
+)
+from .registry import (
+    list_worktrees,
+    lock_problem,
+)
+from .repo import (
     branch_name_problem,
+    branch_tip,
     changed_paths,
     current_branch,
-    git_error,
-    git_lines,
     head_commit,
-    integrate,
-    lock_problem,
     is_repo_root,
-    list_worktrees,
-    max_depth,
-    record_subdatasets,
-    run_ordered,
-    same_path,
-    walk_hierarchy,
-    worker_count,
+    same_repository,
 )
+from .settings import worker_count
 
 ACTION = 'worktree-merge'
-RECORD_MESSAGE = 'Record the subdatasets merged by worktree-merge'
+POINTER_MESSAGE = 'Record the subdatasets merged by worktree-merge'
 
 
 @build_doc
@@ -167,64 +176,58 @@ class WorktreeMerge(WorktreeInterface):
             mtimes=True,
     ):
         top = dataset.ds.pathobj
-
-        def result(path, outcome: Outcome):
-            return record(ACTION, path, top, outcome)
-
         source_root = absolute_path(Path(source), dataset)
-        if source_root.exists():
-            branch = None
-            problem = worktree_source_problem(top, source_root)
-        else:
-            branch = source
-            problem = branch_name_problem(top, branch)
-            if problem:
-                problem = (problem.split(';')[0] + '; and no worktree exists '
-                           f'at {source_root}')
+        branch = None if source_root.exists() else source
+        problem = source_problem(top, source_root, branch)
         if problem:
-            yield result(top, Outcome('impossible', problem))
+            yield make_result(ACTION, top, top, Outcome('impossible', problem))
             return
-
-        nodes = [n for n in walk_hierarchy(
-            top, head_commit(top), max_depth(recursive, recursion_limit))]
-        active = []
-        for node in nodes:
+        skipped, active = split_hierarchy(walk_hierarchy(
+            top, head_commit(top), max_depth(recursive, recursion_limit)))
+        for node in skipped:
             if node.problem:
-                yield result(node.path, Outcome('impossible', node.problem))
-            elif node.installed:
-                active.append(node)
-        tips = {n.relpath: branch_tip(n.path, branch)
-                for n in active} if branch is not None else {}
-        if branch is not None and not any(tips.values()):
-            yield result(top, Outcome('impossible', (
+                yield make_result(ACTION, node.path, top,
+                                  Outcome('impossible', node.problem))
+        sources = {n: MergeSource.find(n, source_root, branch)
+                   for n in active}
+        if branch is not None and \
+                not any(s.commit for s in sources.values()):
+            yield make_result(ACTION, top, top, Outcome('impossible', (
                 f'no dataset here has a branch {branch!r}, and no worktree '
                 f'exists at {source_root}; give the path of a worktree or '
                 'the name of a branch')))
             return
-        children = {n.relpath: [] for n in active}
-        for n in active:
-            if n.depth and n.parent in children:
-                children[n.parent].append(n)
-        merged: set = set()
+        merged: set[Node] = set()
 
         def merge(node):
-            where = node.at(source_root) if branch is None else None
             outcome = merge_dataset(
-                node, where, branch, tips.get(node.relpath),
-                [c for c in children[node.relpath] if c.relpath in merged],
+                node, sources[node],
+                [c for c in active if c.parent == node.relpath
+                 and c in merged],
                 ff_only, message, dry_run, mtimes)
             if outcome.status == 'ok':
-                merged.add(node.relpath)
+                merged.add(node)
             return outcome
 
-        for node, outcome, blocker in run_ordered(
-                active, lambda n: children[n.relpath], merge,
-                worker_count(jobs), failed=lambda o: o.failed):
-            if blocker:
-                outcome = Outcome('impossible', (
-                    f'not merged, because the merge into its subdataset '
-                    f'{blocker.path} was refused or failed'))
-            yield result(node.path, outcome)
+        for node, outcome in bottom_up(
+                active, merge, worker_count(jobs),
+                lambda blocker: (f'not merged, because the merge into its '
+                                 f'subdataset {blocker.path} was refused or '
+                                 'failed')):
+            yield make_result(ACTION, node.path, top, outcome)
+
+
+def source_problem(top: Path, source_root: Path, branch: str | None
+                   ) -> str | None:
+    """Why SOURCE (the worktree ``source_root``, or ``branch`` where no
+    such path exists) cannot be merged into ``top``, or None"""
+    if branch is None:
+        return worktree_source_problem(top, source_root)
+    problem = branch_name_problem(top, branch)
+    if problem:
+        return (problem.split(';')[0] + '; and no worktree exists '
+                f'at {source_root}')
+    return None
 
 
 def worktree_source_problem(top: Path, source_root: Path) -> str | None:
@@ -237,83 +240,82 @@ def worktree_source_problem(top: Path, source_root: Path) -> str | None:
     return None
 
 
-def same_repository(a: Path, b: Path) -> bool:
-    """Whether two working trees belong to the same repository"""
-    def common(p):
-        return git_lines(p, ['rev-parse', '--path-format=absolute',
-                             '--git-common-dir'])[0]
-    try:
-        return same_path(Path(common(a)), Path(common(b)))
-    except CommandError:
-        return False
+@dataclass(frozen=True)
+class MergeSource:
+    """What one dataset merges, found before anything is merged"""
+    name: str
+    """How results name it: 'branch NAME', or the worktree's path"""
+    branch: str | None = None
+    """The branch merged, when SOURCE is a branch name"""
+    commit: str | None = None
+    """The commit to merge; None when there is nothing to merge"""
+    worktree: Path | None = None
+    """The dataset's place in the source worktree, when SOURCE is one"""
+    nothing: tuple[str, str] | None = None
+    """Status and message of the result when nothing is merged"""
+
+    @classmethod
+    def find(cls, node: Node, source_root: Path, branch: str | None
+             ) -> MergeSource:
+        """The source of ``node``: its ``branch``, or else its place in
+        the worktree ``source_root``"""
+        repo = node.path
+        if branch is not None:
+            tip = branch_tip(repo, branch)
+            return cls(f'branch {branch}', branch, tip, nothing=(
+                None if tip else ('notneeded', f'no branch {branch!r} here')))
+        where = node.at(source_root)
+        name = str(where)
+        if not is_repo_root(where):
+            return cls(name, worktree=where, nothing=(
+                'notneeded', f'no worktree of it at {where}'))
+        if not same_repository(repo, where):
+            return cls(name, worktree=where, nothing=(
+                'impossible',
+                f'{where} is not a worktree of {repo}; nothing was merged'))
+        commit = head_commit(where)
+        return cls(name, commit=commit, worktree=where, nothing=(
+            None if commit else ('notneeded', f'{where} has no commit')))
 
 
-def merge_dataset(node: Node, where: Path | None, branch: str | None,
-                  tip: str | None,
+def merge_dataset(node: Node, source: MergeSource,
                   merged_children: list[Node], ff_only: bool,
                   message: str | None, dry_run: bool,
-                  mtimes: bool = True) -> Outcome:
+                  mtimes: bool) -> Outcome:
     """Merge one dataset's source into it, then record merged subdatasets
     and (with ``mtimes``) carry modification times from the source's
     worktree"""
     repo = node.path
-    try:
-        problem = lock_problem(repo)
-        if problem:
-            return Outcome('impossible', problem)
-        found = source_of(repo, where, branch, tip)
-        if isinstance(found, Outcome):
-            return found
-        commit, what = found
-        keys = dict(source=what, detached=current_branch(repo) is None)
-        outcome = integrate(
-            repo, commit, what=f'{what} ({commit[:10]})', ff_only=ff_only,
-            message=message or f'Merge results from {what} (worktree-merge)',
-            subdatasets=merged_children, dry_run=dry_run,
-            keep_untouched=True, keys=keys)
-        if outcome.failed or dry_run:
-            return outcome
-        recorded = record_subdatasets(repo, merged_children, RECORD_MESSAGE)
-        if recorded:
-            outcome.keys['recorded'] = recorded
-            outcome.keys['to_commit'] = head_commit(repo)
-            outcome.message += ('; recorded the merged state of '
-                                + ', '.join(recorded))
-            outcome.status = 'ok'
-        if keys['detached'] and outcome.status == 'ok':
-            outcome.message += ' (on a detached HEAD)'
-        if where is not None and changed_paths(where):
-            outcome.message += (f'; note: {where} has uncommitted changes, '
-                                'which were not merged')
-        if mtimes:
-            note = carry_from(where if branch is None
-                              else branch_worktree(repo, branch), repo,
-                              outcome.keys['to_commit'])
-            if note:
-                outcome.message += f'; {note}'
+    problem = lock_problem(repo)
+    if problem:
+        return Outcome('impossible', problem)
+    if source.nothing:
+        return Outcome(*source.nothing)
+    commit, what = source.commit, source.name
+    keys = dict(source=what, detached=current_branch(repo) is None)
+    outcome = integrate(
+        repo, commit, what=f'{what} ({commit[:10]})', ff_only=ff_only,
+        message=message or f'Merge results from {what} (worktree-merge)',
+        subdatasets=merged_children, dry_run=dry_run,
+        keep_untouched=True, keys=keys)
+    if outcome.failed or dry_run:
         return outcome
-    except CommandError as e:
-        return Outcome('error', f'git failed in {repo}: {git_error(e)}')
-
-
-def source_of(repo: Path, where: Path | None, branch: str | None,
-              tip: str | None
-              ) -> tuple[str, str] | Outcome:
-    """The commit to merge into ``repo`` and how to name it, or why none;
-    ``tip`` is what ``branch``, if one is merged, points at in ``repo``"""
-    if branch is not None:
-        if tip is None:
-            return Outcome('notneeded', f'no branch {branch!r} here')
-        return tip, f'branch {branch}'
-    if not is_repo_root(where):
-        return Outcome('notneeded', f'no worktree of it at {where}')
-    if not same_repository(repo, where):
-        return Outcome('impossible', (
-            f'{where} is not a worktree of {repo}; nothing was merged'))
-    commit = head_commit(where)
-    if commit is None:
-        return Outcome('notneeded', f'{where} has no commit')
-    return commit, str(where)
+    record_pointers(repo, merged_children, POINTER_MESSAGE, outcome,
+                    'merged')
+    if keys['detached'] and outcome.status == 'ok':
+        outcome.message += ' (on a detached HEAD)'
+    where = source.worktree
+    if where is not None and changed_paths(where):
+        outcome.message += (f'; note: {where} has uncommitted changes, '
+                            'which were not merged')
+    if mtimes:
+        note = carry_from(
+            where if source.branch is None
+            else branch_worktree(repo, source.branch),
+            repo, outcome.keys['to_commit'])
+        if note:
+            outcome.message += f'; {note}'
+    return outcome
 
 
 def branch_worktree(repo: Path, branch: str) -> Path | None:
@@ -322,12 +324,3 @@ def branch_worktree(repo: Path, branch: str) -> Path | None:
     return next((w.path for w in list_worktrees(repo)
                  if w.branch == ref and not w.prunable and
                  is_repo_root(w.path)), None)
-
-
-def branch_tip(repo: Path, branch: str) -> str | None:
-    """The commit of branch ``branch`` in ``repo``, or None if it has none"""
-    try:
-        return git_lines(repo, ['rev-parse', '--verify', '-q',
-                                f'refs/heads/{branch}^{{commit}}'])[0]
-    except CommandError:
-        return None

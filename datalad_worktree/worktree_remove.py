@@ -6,10 +6,8 @@ import errno
 import os
 import shutil
 from dataclasses import dataclass
-from pathlib import (
-    Path,
-    PurePosixPath,
-)
+from enum import Enum
+from pathlib import Path
 
 from datalad_next.commands import (
     EnsureCommandParameterization,
@@ -25,28 +23,36 @@ from datalad_next.constraints import (
 )
 from datalad_next.runners import CommandError
 
-from .core import (
+from . import git
+from .interface import (
     WorktreeInterface,
-    record,
-    Outcome,
-    Worktree,
+    make_result,
+)
+from .outcome import Outcome
+from .nested import (
+    Member,
+    find_members,
+    link_refusal,
+)
+from .paths import (
     absolute_path,
-    branch_locks,
-    commits_only_in,
-    git_error,
-    git_lines,
-    git_out,
-    head_commit,
     is_within,
+    redirected,
+    same_path,
+)
+from .registry import (
+    branch_locks,
+    find_worktree,
     list_worktrees,
     lock_message,
-    redirected,
-    run_ordered,
-    same_path,
-    unsafe_relpath,
-    walk_hierarchy,
+)
+from .repo import (
+    commits_only_in,
+    git_dirs,
+    has_own_annex,
     worktree_changes,
 )
+from .scheduler import run_ordered
 
 ACTION = 'worktree-remove'
 TRASH = 'worktree-remove-trash'
@@ -54,36 +60,35 @@ TRASH = 'worktree-remove-trash'
 deleted (``git worktree prune`` deletes what an interruption left there)"""
 
 
-@dataclass
-class Member:
-    """One dataset's linked worktree inside the nested worktree to remove"""
-    entry: Worktree
-    main: Worktree
-    """The main worktree of the same repository"""
-    root: Path
-    """The worktree to remove, spelled as the start of ``path``"""
+class Removal(Enum):
+    """How a member's worktree goes"""
+    REMOVE = 'remove'
+    """Delete its directory, then prune its registration"""
+    PRUNE = 'prune the registration of'
+    """Its directory is gone already: only prune its registration"""
+    REFUSE = 'refuse'
+    """It must stay: nothing is removed"""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What removing one member does, decided before anything is removed"""
+    member: Member
+    how: Removal
+    delete_branch: bool = False
+    given_up: tuple[str, ...] = ()
+    """Commits given up with --force"""
+    reason: str = ''
+    """Why it is refused"""
 
     @property
-    def path(self) -> Path:
-        return self.entry.path
-
-    @property
-    def relpath(self) -> PurePosixPath:
-        """Where ``path`` is below ``root``"""
-        path = Path(os.path.normpath(self.path))
-        return PurePosixPath(path.relative_to(self.root).as_posix())
-
-    @property
-    def head(self) -> str | None:
-        """The checked-out commit; None when there is none, such as when
-        the branch was deleted already (git lists it as all zeros)"""
-        head = self.entry.head
-        return head if head and set(head) != {'0'} else None
-
-    @property
-    def branch(self) -> str | None:
-        b = self.entry.branch
-        return b.removeprefix('refs/heads/') if b else None
+    def keys(self) -> dict:
+        """The result keys of this member"""
+        keys = dict(branch=self.member.branch,
+                    branch_deleted=self.delete_branch)
+        if self.given_up:
+            keys['given_up'] = list(self.given_up)
+        return keys
 
 
 @build_doc
@@ -187,48 +192,45 @@ class WorktreeRemove(WorktreeInterface):
                  dry_run=False):
         top = dataset.ds.pathobj
         target = absolute_path(path, dataset)
-
-        def result(path, outcome: Outcome):
-            return record(ACTION, path, top, outcome)
-
         problem = target_problem(top, target)
         if problem:
-            yield result(target, Outcome('impossible', problem))
+            yield make_result(ACTION, target, top,
+                              Outcome('impossible', problem))
             return
         try:
             members, linked = find_members(top, target)
-            plans = {id(m): check(m, force, keep_branch) for m in members}
+            plans = [check(m, force, keep_branch) for m in members]
         except CommandError as e:
-            yield result(target, Outcome('error', (
+            yield make_result(ACTION, target, top, Outcome('error', (
                 f'cannot inspect the worktrees below {target}: '
-                f'{git_error(e)}; nothing was removed')))
+                f'{git.error_line(e)}; nothing was removed')))
             return
         refused = [(Path(p), Outcome('impossible', why))
                    for p, why in linked.items()]
-        refused += [(m.path, plans[id(m)]) for m in members
-                    if plans[id(m)].failed]
+        refused += [(p.member.path, Outcome('impossible', p.reason, p.keys))
+                    for p in plans if p.how is Removal.REFUSE]
         if refused:
-            for path, outcome in refused:
+            for where, outcome in refused:
                 outcome.message += '; nothing was removed'
-                yield result(path, outcome)
+                yield make_result(ACTION, where, top, outcome)
             return
         if dry_run:
-            for m in members:
-                yield result(m.path, plans[id(m)])
+            for plan in plans:
+                yield make_result(ACTION, plan.member.path, top,
+                                  planned(plan))
             return
 
-        def inside(m):
-            return [c for c in members
-                    if c is not m and is_within(c.path, m.path)]
+        def inside(plan):
+            return [p for p in plans if p is not plan
+                    and is_within(p.member.path, plan.member.path)]
 
-        for m, outcome, blocker in run_ordered(
-                members, inside, lambda m: remove(m, plans[id(m)]), 1,
-                failed=lambda o: o.failed):
+        for plan, outcome, blocker in run_ordered(
+                plans, inside, remove, 1, failed=lambda o: o.failed):
             if blocker:
                 outcome = Outcome('impossible', (
-                    f'not removed, because {blocker.path} inside it could '
-                    'not be removed'))
-            yield result(m.path, outcome)
+                    f'not removed, because {blocker.member.path} inside it '
+                    'could not be removed'))
+            yield make_result(ACTION, plan.member.path, top, outcome)
 
 
 def target_problem(top: Path, target: Path) -> str | None:
@@ -236,150 +238,64 @@ def target_problem(top: Path, target: Path) -> str | None:
     worktrees = list_worktrees(top)
     if same_path(worktrees[0].path, target):
         return f'{target} is the main worktree of {top}; it is never removed'
-    if not any(same_path(w.path, target) for w in worktrees[1:]):
+    if not find_worktree(worktrees[1:], target):
         linked = ', '.join(str(w.path) for w in worktrees[1:]) or 'none'
         return (f'{target} is not a linked worktree of {top} (its linked '
                 f'worktrees: {linked}); nothing was removed')
     return None
 
 
-def find_members(top: Path, target: Path
-                 ) -> tuple[list[Member], dict[str, str]]:
-    """The linked worktrees at and below ``target`` of every dataset in
-    ``top``'s hierarchy and in the worktree's own hierarchy, deepest first,
-    and the places that a symbolic link makes lead elsewhere, each with why
-    it is refused"""
-    found: dict[str, Member] = {}
-    linked: dict[str, str] = {}
-    roots = [top] + ([target] if target.is_dir() else [])
-    for root in roots:
-        for node in walk_hierarchy(root, head_commit(root), None):
-            if node.problem and root is target and \
-                    not unsafe_relpath(str(node.relpath)):
-                linked.setdefault(os.path.normpath(node.path), link_problem(
-                    node.path, target, node.relpath))
-            if not node.installed or node.problem:
-                continue
-            worktrees = list_worktrees(node.path)
-            for wt in worktrees:
-                place = placed_below(wt.path, target)
-                problem = registration_problem(wt.path, place, node.path,
-                                               target)
-                if problem:
-                    linked.setdefault(os.path.normpath(wt.path), problem)
-                elif place:
-                    found.setdefault(str(wt.path),
-                                     Member(wt, worktrees[0], place[0]))
-    members = sorted(found.values(), key=lambda m: -len(m.path.parts))
-    return members, linked
-
-
-def registration_problem(path: Path, place, repo: Path,
-                         target: Path) -> str | None:
-    """Why the worktree of ``repo`` registered at ``path`` (``place``, see
-    :func:`placed_below`) blocks removing ``target``: a symbolic link on
-    its way from ``target`` leads elsewhere, or one puts it, registered
-    outside, inside ``target``"""
-    if place:
-        return link_problem(path, *place) if redirected(*place) else None
-    if is_within(path, target):
-        return linked_in_problem(path, repo, target)
-    return None
-
-
-def placed_below(path: Path, target: Path
-                 ) -> tuple[Path, PurePosixPath] | None:
-    """Where ``path``, as git records it, is at or below ``target``,
-    without following symbolic links: the spelling of ``target`` it starts
-    with (as given, or resolved) and the rest; None when it is not"""
-    path = Path(os.path.normpath(path))
-    for root in (Path(os.path.normpath(target)),
-                 Path(os.path.realpath(target))):
-        if path == root or root in path.parents:
-            return root, PurePosixPath(path.relative_to(root).as_posix())
-    return None
-
-
-def first_link(root: Path, relpath: PurePosixPath) -> Path:
-    """The first symbolic link on the way from ``root`` to ``root/relpath``"""
-    path = root
-    for part in relpath.parts:
-        path = path / part
-        if path.is_symlink():
-            break
-    return path
-
-
-def link_problem(path: Path, root: Path, relpath: PurePosixPath) -> str:
-    """Why ``path``, reached from ``root`` through a symbolic link that
-    leads elsewhere, is not removed, and what to do"""
-    link = first_link(root, relpath)
-    leads = f' (to {os.readlink(link)})' if link.is_symlink() else ''
-    return (f'refusing {path}: a symbolic link on its path leads elsewhere: '
-            f'{link}{leads}. Nothing is deleted or followed through it; '
-            'move the worktree back in place of the link, or delete just '
-            'the link (not what it leads to) to have only the registration '
-            'pruned, then run the command again')
-
-
-def linked_in_problem(path: Path, repo: Path, target: Path) -> str:
-    """Why a worktree registered outside ``target`` that a symbolic link
-    puts inside it blocks the removal, and what to do"""
-    return (f'refusing {target}: the worktree of {repo} registered at '
-            f'{path} is inside it, because a symbolic link on its path '
-            'leads elsewhere, and would be deleted with it unchecked; '
-            'remove that worktree first, or delete the link')
-
-
-def check(m: Member, force: bool, keep_branch: bool) -> Outcome:
+def check(m: Member, force: bool, keep_branch: bool) -> Plan:
     """What removing one member would do, or why it must not happen"""
-    keys = dict(branch=m.branch, branch_deleted=False)
+    def refuse(reason):
+        return Plan(m, Removal.REFUSE, reason=reason)
+
     if same_path(m.main.path, m.path):
-        return Outcome('impossible', (
-            f'{m.path} is a main worktree (a separate clone), not a linked '
-            'worktree; remove or move it yourself first'), keys)
+        return refuse(f'{m.path} is a main worktree (a separate clone), not '
+                      'a linked worktree; remove or move it yourself first')
     if m.entry.locked is not None:
         reason = f' ({m.entry.locked})' if m.entry.locked else ''
-        return Outcome('impossible', (
-            f'{m.path} is locked{reason}; unlock it with '
-            f"'git -C {m.main.path} worktree unlock {m.path}' first"), keys)
+        return refuse(f'{m.path} is locked{reason}; unlock it with '
+                      f"'git -C {m.main.path} worktree unlock {m.path}' "
+                      'first')
     stale = m.entry.prunable or not m.path.is_dir()
-    if not stale:
-        problem = local_files_problem(m.path)
-        if problem:
-            return Outcome('impossible', problem, keys)
+    problem = None if stale else local_files_problem(m.path)
     delete = bool(m.branch) and not keep_branch
-    if delete:
+    if not problem and delete:
         problem = branch_lock_problem(m)
-        if problem:
-            return Outcome('impossible', problem, keys)
+    if problem:
+        return refuse(problem)
     lost = []
     if m.head and m.main.head:
         lost = commits_only_in(m.main.path, m.head, [m.main.head],
                                None if keep_branch else m.branch)
     if lost and not force:
         shown = ', '.join(c[:10] for c in lost[:5])
-        return Outcome('impossible', (
+        return refuse(
             f'{m.path} has {len(lost)} commit(s) that neither the main '
             f'worktree nor another branch contains ({shown}); merge them '
             "first (datalad worktree-merge), keep the branch "
-            '(--keep-branch), or give --force to give them up'), keys)
-    if lost:
-        keys['given_up'] = lost
-    keys['branch_deleted'] = delete
-    what = 'prune the registration of' if stale else 'remove'
-    return Outcome('ok', f'would {what} {m.path}'
-                         f'{branch_note(m, delete, False)}',
-                   dict(keys, dry_run=True, stale=stale))
+            '(--keep-branch), or give --force to give them up')
+    return Plan(m, Removal.PRUNE if stale else Removal.REMOVE, delete,
+                tuple(lost))
 
 
-def branch_note(m: Member, delete: bool, done: bool) -> str:
+def planned(plan: Plan) -> Outcome:
+    """The dry-run outcome of ``plan``"""
+    return Outcome('ok', f'would {plan.how.value} {plan.member.path}'
+                         f'{branch_note(plan, False)}',
+                   dict(plan.keys, dry_run=True,
+                        stale=plan.how is Removal.PRUNE))
+
+
+def branch_note(plan: Plan, done: bool) -> str:
     """What happens to the member's branch, as the end of a message"""
+    m = plan.member
     if not m.branch:
         return ''
     if not m.head:
         return f', branch {m.branch} was already gone'
-    if delete:
+    if plan.delete_branch:
         return f', {"deleted" if done else "delete"} branch {m.branch}'
     return f', {"kept" if done else "keep"} branch {m.branch}'
 
@@ -400,16 +316,14 @@ def local_files_problem(path: Path) -> str | None:
     if untracked:
         return (f'untracked files in {path}: {", ".join(untracked)}; save, '
                 'move or delete them first (ignored files do not block)')
-    gitdir = Path(git_lines(path, ['rev-parse', '--path-format=absolute',
-                                   '--git-dir'])[0])
-    annex = gitdir / 'annex'
-    if annex.is_dir() and not annex.is_symlink():
-        return (f'{path} has annexed content of its own in {annex}, not in '
-                'the shared annex; it is not removed')
+    if has_own_annex(path):
+        return (f'{path} has annexed content of its own in '
+                f'{git_dirs(path)[0] / "annex"}, not in the shared annex; it '
+                'is not removed')
     return None
 
 
-def remove(m: Member, plan: Outcome) -> Outcome:
+def remove(plan: Plan) -> Outcome:
     """Remove one member: its directory, then its branch, then its
     registration
 
@@ -418,28 +332,27 @@ def remove(m: Member, plan: Outcome) -> Outcome:
     that running the command again finds it and finishes: the directory
     goes in one step, and a branch that is gone already is skipped.
     """
-    keys = {k: v for k, v in plan.keys.items() if k != 'dry_run'}
-    stale = keys.pop('stale')
+    m, keys = plan.member, plan.keys
     repo = m.main.path
     try:
         problem = no_longer_removable(m)
         if problem:
             return Outcome('error', problem, keys)
-        if not stale:
+        if plan.how is Removal.REMOVE:
             delete_directory(m.path)
-        if keys['branch_deleted'] and m.head:
+        if plan.delete_branch and m.head:
             # by full ref name and expected tip: exact, never an option
-            git_out(repo, ['update-ref', '-d', f'refs/heads/{m.branch}',
+            git.run(repo, ['update-ref', '-d', f'refs/heads/{m.branch}',
                            m.head])
-        git_out(repo, ['worktree', 'prune'])
+        git.run(repo, ['worktree', 'prune'])
     except (CommandError, OSError) as e:
-        why = git_error(e) if isinstance(e, CommandError) else str(e)
+        why = git.error_line(e) if isinstance(e, CommandError) else str(e)
         return Outcome('error', f'removing {m.path} failed: {why}', keys)
-    done = ('directory was already gone; pruned its registration'
-            if stale else 'removed')
-    done += branch_note(m, keys['branch_deleted'], True)
-    if keys.get('given_up'):
-        done += f", gave up {len(keys['given_up'])} commit(s)"
+    done = ('removed' if plan.how is Removal.REMOVE else
+            'directory was already gone; pruned its registration')
+    done += branch_note(plan, True)
+    if plan.given_up:
+        done += f", gave up {len(plan.given_up)} commit(s)"
     return Outcome('ok', done, keys)
 
 
@@ -448,11 +361,11 @@ def no_longer_removable(m: Member) -> str | None:
     is removed: it is no longer registered, or a symbolic link now leads
     elsewhere on its path"""
     repo = m.main.path
-    if not any(same_path(w.path, m.path) for w in list_worktrees(repo)[1:]):
+    if not find_worktree(list_worktrees(repo)[1:], m.path):
         return (f'{m.path} is no longer listed as a worktree of {repo}; it '
                 'was left alone')
     if redirected(m.root, m.relpath):
-        return link_problem(m.path, m.root, m.relpath) + \
+        return link_refusal(m.path, m.root, m.relpath) + \
             '; it was left alone'
     return None
 
@@ -462,9 +375,7 @@ def delete_directory(path: Path) -> None:
     leaves it complete or gone: it is first moved, in one step, into its
     own git directory, which ``git worktree prune`` deletes with whatever
     is left there (on another file system, it is deleted where it is)"""
-    gitdir = Path(git_lines(path, ['rev-parse', '--path-format=absolute',
-                                   '--git-dir'])[0])
-    trash = gitdir / TRASH
+    trash = git_dirs(path)[0] / TRASH
     try:
         os.rename(path, trash)
     except OSError as e:

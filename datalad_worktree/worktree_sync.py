@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from datalad_next.commands import (
     EnsureCommandParameterization,
     Parameter,
+    ParameterConstraintContext,
     build_doc,
     datasetmethod,
     eval_results,
@@ -16,51 +18,88 @@ from datalad_next.constraints import (
     EnsureChoice,
     EnsureDataset,
 )
-from datalad_next.runners import CommandError
 
-from .core import (
-    WorktreeInterface,
-    record,
-    HIERARCHY_PARAMS,
-    HIERARCHY_VALIDATORS,
-    Node,
-    Outcome,
-    changed_paths,
-    commits_only_in,
-    current_branch,
-    git_error,
-    git_lines,
-    git_out,
-    git_records,
-    head_commit,
-    integrate,
-    is_ancestor,
-    is_repo_root,
-    list_worktrees,
-    max_depth,
-    local_work_problem,
-    lock_problem,
-    overwritten_paths,
-    record_subdatasets,
-    recorded_subdatasets,
-    run_ordered,
-    same_path,
-    walk_hierarchy,
-    worker_count,
-)
-from .mtimes import (
-    MTIMES_PARAM,
-    carry_from,
-)
+from . import git
 from .envsetup import (
     ACTION as SETUP_ACTION,
-    SETUP_PARAM,
     inputs_changed,
     setup_outcome,
 )
+from .hierarchy import (
+    Node,
+    children_of,
+    max_depth,
+    subdataset_pointers,
+    walk_hierarchy,
+)
+from .integrate import (
+    integrate,
+    local_work_problem,
+    record_pointers,
+)
+from .interface import (
+    HIERARCHY_PARAMS,
+    HIERARCHY_VALIDATORS,
+    MTIMES_PARAM,
+    SETUP_PARAM,
+    WorktreeInterface,
+    bottom_up,
+    make_result,
+    split_hierarchy,
+)
+from .mtimes import carry_from
+from .outcome import Outcome
+from .registry import (
+    linked_worktree_problem,
+    list_worktrees,
+    lock_problem,
+)
+from .repo import (
+    changed_paths,
+    commits_only_in,
+    current_branch,
+    head_commit,
+    index_matches,
+    is_ancestor,
+    is_repo_root,
+    overwritten_paths,
+    reflog,
+    unstaged_paths,
+)
+from .settings import worker_count
 
 ACTION = 'worktree-sync'
-RECORD_MESSAGE = 'Record the subdatasets updated by worktree-sync'
+POINTER_MESSAGE = 'Record the subdatasets updated by worktree-sync'
+
+
+class SyncParameters(EnsureCommandParameterization):
+    """The parameters of worktree-sync, checked before anything is read"""
+
+    def __init__(self):
+        super().__init__(
+            dict(
+                dataset=EnsureDataset(installed=True, purpose='update it'),
+                **HIERARCHY_VALIDATORS,
+                how=EnsureChoice('merge', 'ff-only', 'reset'),
+                force=EnsureBool(),
+                dry_run=EnsureBool(),
+                mtimes=EnsureBool(),
+                setup=EnsureBool(),
+            ),
+            joint_constraints={
+                ParameterConstraintContext(('how', 'force'), 'force'):
+                self._force_needs_reset,
+            },
+            validate_defaults=('dataset',),
+        )
+
+    def _force_needs_reset(self, how, force):
+        if force and how != 'reset':
+            self.raise_for(
+                dict(how=how, force=force),
+                "--force only applies to --how reset, where it allows "
+                "giving up commits; give '--how reset --force', or leave "
+                "out --force")
 
 
 @build_doc
@@ -134,8 +173,9 @@ class WorktreeSync(WorktreeInterface):
         force=Parameter(
             args=('--force',),
             action='store_true',
-            doc="""with [CMD: --how reset CMD][PY: how='reset' PY]: move also where commits would be left
-            that no other branch contains."""),
+            doc="""with [CMD: --how reset CMD][PY: how='reset' PY] (and
+            only with it): move also where commits would be left that no
+            other branch contains."""),
         dry_run=Parameter(
             args=('--dry-run',),
             action='store_true',
@@ -144,18 +184,7 @@ class WorktreeSync(WorktreeInterface):
         setup=SETUP_PARAM,
     )
 
-    _validator_ = EnsureCommandParameterization(
-        dict(
-            dataset=EnsureDataset(installed=True, purpose='update it'),
-            **HIERARCHY_VALIDATORS,
-            how=EnsureChoice('merge', 'ff-only', 'reset'),
-            force=EnsureBool(),
-            dry_run=EnsureBool(),
-            mtimes=EnsureBool(),
-            setup=EnsureBool(),
-        ),
-        validate_defaults=('dataset',),
-    )
+    _validator_ = SyncParameters()
 
     _examples_ = [
         dict(text="Bring the worktree 'runs' and all its subdatasets up to "
@@ -185,73 +214,50 @@ class WorktreeSync(WorktreeInterface):
             setup=None,
     ):
         top = dataset.ds.pathobj
-        refds = str(top)
-
-        def result(path, outcome: Outcome):
-            return record(ACTION, path, top, outcome)
-
-        problem = not_a_linked_worktree(top)
+        problem = linked_worktree_problem(top)
         if problem:
-            yield result(top, Outcome('impossible', problem))
+            yield make_result(ACTION, top, top, Outcome('impossible', problem))
             return
         depth = max_depth(recursive, recursion_limit)
-        nodes = list(walk_hierarchy(top, head_commit(top), depth))
-        active = []
-        for node in nodes:
-            if node.problem:
-                yield result(node.path, Outcome('impossible', node.problem))
-            elif not node.installed:
-                yield result(node.path, missing_worktree(node, top))
-            else:
-                active.append(node)
-        children = {n.relpath: [] for n in active}
-        for n in active:
-            if n.depth and n.parent in children:
-                children[n.parent].append(n)
-
-        def sync(node):
-            return sync_dataset(node, children[node.relpath], how, force,
-                                dry_run, top, depth, mtimes)
-
-        workers = worker_count(jobs)
+        skipped, active = split_hierarchy(
+            walk_hierarchy(top, head_commit(top), depth))
+        for node in skipped:
+            yield make_result(ACTION, node.path, top, Outcome(
+                'impossible', node.problem) if node.problem
+                else missing_worktree(node, top))
+        children = children_of(active)
         synced = []
-        for node, outcome, blocker in run_ordered(
-                active, lambda n: children[n.relpath], sync, workers,
-                failed=lambda o: o.failed):
-            if blocker:
-                outcome = Outcome('impossible', (
-                    f'not updated, because its subdataset {blocker.path} '
-                    'could not be'))
-            for extra in outcome.keys.pop('new_subdatasets', []):
-                yield result(extra.path, missing_worktree(extra, top))
-            yield result(node.path, outcome)
+        for node, outcome in bottom_up(
+                active,
+                lambda n: sync_dataset(n, children[n.relpath], how, force,
+                                       dry_run, mtimes),
+                worker_count(jobs),
+                lambda blocker: (f'not updated, because its subdataset '
+                                 f'{blocker.path} could not be')):
+            if not outcome.failed and not dry_run and \
+                    (depth is None or node.depth < depth):
+                for new in new_subdatasets(node, outcome):
+                    yield make_result(ACTION, new.path, top,
+                                      missing_worktree(new, top))
+            yield make_result(ACTION, node.path, top, outcome)
             if not outcome.failed:
                 synced.append((node, outcome))
-        if dry_run:
-            return
-        # rerun environment setups whose inputs changed, parents first
-        for node, outcome in sorted(synced, key=lambda x: x[0].depth):
-            before = outcome.keys.get('repaired_from') or \
-                outcome.keys.get('from_commit')
-            after = outcome.keys.get('to_commit')
-            done = setup_outcome(
-                node.path, setup,
-                lambda s: inputs_changed(node.path, s, before, after))
-            if done:
-                yield record(SETUP_ACTION, node.path, refds, done)
+        if not dry_run:
+            yield from setups(synced, setup, top)
 
 
-
-def not_a_linked_worktree(path: Path) -> str | None:
-    """Why ``path`` is not a linked worktree this command can update"""
-    worktrees = list_worktrees(path)
-    if not same_path(worktrees[0].path, path):
-        return None
-    linked = [str(w.path) for w in worktrees[1:]]
-    hint = (f"give one of its linked worktrees: {', '.join(linked)}"
-            if linked else "create one with 'datalad worktree-add' first")
-    return (f'{path} is the main worktree of its repository, not a linked '
-            f'worktree; {hint}')
+def setups(synced: list[tuple[Node, Outcome]], wanted: bool | None,
+           top: Path):
+    """Rerun the environment setups whose inputs changed, parents first"""
+    for node, outcome in sorted(synced, key=lambda x: x[0].depth):
+        before = outcome.keys.get('repaired_from') or \
+            outcome.keys.get('from_commit')
+        after = outcome.keys.get('to_commit')
+        done = setup_outcome(
+            node.path, wanted,
+            lambda s: inputs_changed(node.path, s, before, after))
+        if done:
+            yield make_result(SETUP_ACTION, node.path, top, done)
 
 
 def missing_worktree(node: Node, top: Path) -> Outcome:
@@ -269,83 +275,82 @@ def missing_worktree(node: Node, top: Path) -> Outcome:
 
 
 def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
-                 dry_run: bool, top: Path, depth_limit,
-                 mtimes: bool = True) -> Outcome:
+                 dry_run: bool, mtimes: bool) -> Outcome:
     """Update one dataset of the worktree, then record its subdatasets
     and (with ``mtimes``) carry modification times from the main worktree"""
     repo = node.path
-    try:
-        problem = not_a_linked_worktree(repo) or lock_problem(repo)
-        if problem:
-            return Outcome('impossible', problem)
-        source_wt = list_worktrees(repo)[0]
-        keys = dict(source=str(source_wt.path))
-        if not source_wt.head:
-            return Outcome('impossible', f'{source_wt.path} has no commit yet',
-                           keys)
-        repaired = repair_stale_checkout(repo, source_wt.head, dry_run)
-        if isinstance(repaired, Outcome):
-            repaired.keys.update(keys)
-            return repaired
-        if repaired:
-            keys['repaired_from'] = repaired
-            if dry_run:
-                return Outcome('ok', (
-                    f'would update a stale checkout from {repaired[:10]} to '
-                    'its branch tip, then bring it to the development state'),
-                    dict(keys, dry_run=True))
-        outcome = move_to(repo, source_wt.head, how, force, dry_run, keys,
-                          children)
-        if repaired:
-            outcome.message = (f'updated a stale checkout from {repaired[:10]}'
-                               f'; {outcome.message}')
-        if outcome.failed or dry_run:
-            return outcome
-        recorded = record_subdatasets(repo, children, RECORD_MESSAGE)
-        if recorded:
-            outcome.keys['recorded'] = recorded
-            outcome.keys['to_commit'] = head_commit(repo)
-            outcome.message += ('; recorded the new state of '
-                                + ', '.join(recorded))
-            outcome.status = 'ok'
-        if repaired:
-            outcome.status = 'ok'
-        moved_from = outcome.keys['from_commit']
-        if outcome.keys['to_commit'] != moved_from and \
-                (depth_limit is None or node.depth < depth_limit):
-            outcome.keys['new_subdatasets'] = new_subdatasets(node, moved_from)
-        if mtimes:
-            note = carry_from(source_wt.path, repo, outcome.keys['to_commit'])
-            if note:
-                outcome.message += f'; {note}'
+    problem = linked_worktree_problem(repo) or lock_problem(repo)
+    if problem:
+        return Outcome('impossible', problem)
+    source_wt = list_worktrees(repo)[0]
+    keys = dict(source=str(source_wt.path))
+    if not source_wt.head:
+        return Outcome('impossible', f'{source_wt.path} has no commit yet',
+                       keys)
+    checkout = inspect_checkout(repo, source_wt.head)
+    if checkout.problem:
+        return Outcome('impossible', checkout.problem, keys)
+    stale = checkout.stale
+    if stale:
+        keys['repaired_from'] = stale
+        if dry_run:
+            return Outcome('ok', (
+                f'would update a stale checkout from {stale[:10]} to '
+                'its branch tip, then bring it to the development state'),
+                dict(keys, dry_run=True))
+        update_stale_checkout(repo, stale, checkout.head)
+    outcome = move_to(repo, source_wt.head, how, force, dry_run, keys,
+                      children)
+    if stale:
+        outcome.message = (f'updated a stale checkout from {stale[:10]}'
+                           f'; {outcome.message}')
+    if outcome.failed or dry_run:
         return outcome
-    except CommandError as e:
-        return Outcome('error', f'git failed in {repo}: {git_error(e)}')
+    record_pointers(repo, children, POINTER_MESSAGE, outcome, 'new')
+    if stale:
+        outcome.status = 'ok'
+    if mtimes:
+        note = carry_from(source_wt.path, repo, outcome.keys['to_commit'])
+        if note:
+            outcome.message += f'; {note}'
+    return outcome
 
 
-def repair_stale_checkout(repo: Path, target: str, dry_run: bool
-                          ) -> str | Outcome | None:
-    """Update a checkout whose branch was moved underneath it
+@dataclass(frozen=True)
+class Checkout:
+    """What the index of a linked worktree reflects"""
+    head: str
+    stale: str | None = None
+    """The earlier position of its branch that the checkout still reflects,
+    when the branch was moved underneath it; None when not stale"""
+    problem: str | None = None
+    """Why the checkout must be left as it is, if it must"""
 
-    Returns the stale commit the checkout was updated from, None when the
-    checkout is not stale, or a refusal. A checkout whose index holds
-    ``target`` already is not stale: an update to ``target`` was
-    interrupted there, and is finished like any other.
+
+def inspect_checkout(repo: Path, target: str) -> Checkout:
+    """Whether the checkout in ``repo`` is stale, and whether it may be
+    brought to ``target``
+
+    A checkout whose index holds HEAD or ``target`` is not stale (an update
+    to ``target`` was interrupted there, and is finished like any other).
+    One whose index holds an earlier position of its branch is stale, and
+    can be updated unless there are local changes on top, or the update
+    would overwrite files git does not track; any other index has
+    uncommitted changes.
     """
     head = head_commit(repo)
     if index_matches(repo, 'HEAD') or index_matches(repo, target):
-        return None
+        return Checkout(head)
     stale = next((c for c in earlier_positions(repo, head)
                   if index_matches(repo, c)), None)
     if stale is None:
-        return Outcome('impossible', (
+        return Checkout(head, problem=(
             f'uncommitted changes in {repo}: '
             + ', '.join(changed_paths(repo) or ['staged subdataset changes'])
             + '; commit or discard them first'))
-    unstaged = git_records(repo, ['diff-files', '-z', '--name-only',
-                                  '--ignore-submodules=all'])
+    unstaged = unstaged_paths(repo)
     if unstaged:
-        return Outcome('impossible', (
+        return Checkout(head, stale, (
             f'the branch checked out in {repo} was moved from {stale[:10]} '
             f'to {head[:10]} by another tool, and there are local changes on '
             f'top: {", ".join(unstaged)}. Do not commit them (that would undo '
@@ -354,15 +359,19 @@ def repair_stale_checkout(repo: Path, target: str, dry_run: bool
             "'git apply PATCH'"))
     blocked = overwritten_paths(repo, stale, head)
     if blocked:
-        return Outcome('impossible', (
+        return Checkout(head, stale, (
             f'updating the stale checkout in {repo} would overwrite files '
             f'that git does not track: {", ".join(blocked)}'))
-    if not dry_run:
-        git_out(repo, ['read-tree', '-m', '-u', stale, head])
-        # the checkout reflects HEAD now: say so in the worktree's reflog
-        git_out(repo, ['update-ref', '-m', 'worktree-sync: update stale '
-                       f'checkout from {stale}', 'HEAD', head])
-    return stale
+    return Checkout(head, stale)
+
+
+def update_stale_checkout(repo: Path, stale: str, head: str) -> None:
+    """Bring the files and index of a checkout that reflects ``stale`` to
+    ``head``, which its branch was moved to, and say so in the worktree's
+    reflog"""
+    git.run(repo, ['read-tree', '-m', '-u', stale, head])
+    git.run(repo, ['update-ref', '-m', 'worktree-sync: update stale '
+                   f'checkout from {stale}', 'HEAD', head])
 
 
 def earlier_positions(repo: Path, head: str) -> list[str]:
@@ -370,31 +379,12 @@ def earlier_positions(repo: Path, head: str) -> list[str]:
     underneath it: none when the worktree's own HEAD reflog says it last
     checked out ``head`` itself; else that last checkout, then the earlier
     positions of the branch, newest first"""
-    own = _reflog(repo, 'HEAD', 1)
+    own = reflog(repo, 'HEAD', 1)
     if own == [head]:
         return []
     branch = current_branch(repo)
-    earlier = _reflog(repo, f'refs/heads/{branch}', 20) if branch else []
+    earlier = reflog(repo, f'refs/heads/{branch}', 20) if branch else []
     return [c for c in dict.fromkeys(own + earlier) if c != head]
-
-
-def _reflog(repo: Path, ref: str, count: int) -> list[str]:
-    try:
-        return git_lines(repo, ['log', '-g', '-n', str(count), '--format=%H',
-                                ref, '--'])
-    except CommandError:
-        return []
-
-
-def index_matches(repo: Path, commit: str) -> bool:
-    """Whether the index of ``repo`` holds exactly the tree of ``commit``"""
-    try:
-        git_out(repo, ['diff-index', '--cached', '--quiet', commit, '--'])
-    except CommandError as e:
-        if e.returncode == 1:
-            return False
-        raise
-    return True
 
 
 def move_to(repo: Path, source: str, how: str, force: bool, dry_run: bool,
@@ -432,17 +422,21 @@ def reset_to(repo: Path, head: str, source: str, force: bool, dry_run: bool,
     if dry_run:
         return Outcome('ok', f'would reset from {head[:10]} to {source[:10]}',
                        dict(keys, dry_run=True))
-    git_out(repo, ['reset', '--quiet', '--keep', source])
+    git.run(repo, ['reset', '--quiet', '--keep', source])
     keys['to_commit'] = source
     return Outcome('ok', f'reset from {head[:10]} to {source[:10]}', keys)
 
 
-def new_subdatasets(node: Node, before: str) -> list[Node]:
-    """Subdatasets that the updated checkout records, but the commit
-    ``before`` did not, and that have no worktree here"""
-    known = {path for path, _ in recorded_subdatasets(node.path, before)}
+def new_subdatasets(node: Node, outcome: Outcome) -> list[Node]:
+    """Subdatasets that the checkout updated as ``outcome`` says records,
+    but the commit it was updated from did not, and that have no worktree
+    here"""
+    before, after = outcome.keys['from_commit'], outcome.keys['to_commit']
+    if after == before:
+        return []
+    known = {path for path, _ in subdataset_pointers(node.path, before)}
     found = []
-    for path, sha in recorded_subdatasets(node.path, 'HEAD'):
+    for path, sha in subdataset_pointers(node.path, 'HEAD'):
         relpath = node.relpath / path
         where = node.path / path
         if sha and path not in known and not is_repo_root(where):

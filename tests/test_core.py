@@ -4,10 +4,8 @@ import threading
 
 import pytest
 
-from datalad_worktree.core import (
-    run_ordered,
-    unsafe_relpath,
-)
+from datalad_worktree.paths import unsafe_relpath
+from datalad_worktree.scheduler import run_ordered
 
 
 @pytest.mark.parametrize('path, unsafe', [

@@ -1,0 +1,192 @@
+"""The interface layer: what the worktree commands share
+
+Parameters and their validators, the skeleton that runs a command's
+per-dataset work over a hierarchy, DataLad result records, and the
+renderers that print one readable line per result.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import (
+    Callable,
+    Iterable,
+    Iterator,
+)
+
+from datalad.interface.common_opts import (
+    jobs_opt,
+    recursion_flag,
+    recursion_limit,
+)
+from datalad.interface.utils import generic_result_renderer
+from datalad.support import ansi_colors as ac
+from datalad.ui import ui
+from datalad_next.commands import (
+    Parameter,
+    ValidatedInterface,
+    get_status_dict,
+)
+from datalad_next.constraints import (
+    EnsureBool,
+    EnsureChoice,
+    EnsureInt,
+    EnsureRange,
+)
+from datalad_next.runners import CommandError
+
+from . import git
+from .hierarchy import (
+    Node,
+    children_of,
+)
+from .outcome import Outcome
+from .scheduler import run_ordered
+
+HIERARCHY_PARAMS = dict(
+    recursive=recursion_flag,
+    recursion_limit=Parameter(
+        args=recursion_limit.cmd_args,
+        metavar='LEVELS',
+        doc="""limit recursion into subdatasets to the given number of
+        levels (implies [CMD: --recursive CMD][PY: recursive=True PY])."""),
+    jobs=Parameter(
+        args=jobs_opt.cmd_args,
+        metavar='NJOBS',
+        doc="""how many datasets to handle in parallel. 'auto' and the
+        default use DataLad's configured 'datalad.runtime.max-jobs' (one,
+        unless configured). A dataset and its subdatasets are never handled
+        at the same time."""),
+)
+"""The -r/-R/-J parameters of every command that walks a hierarchy"""
+
+HIERARCHY_VALIDATORS = dict(
+    recursive=EnsureBool(),
+    recursion_limit=EnsureInt() & EnsureRange(min=0),
+    jobs=(EnsureInt() & EnsureRange(min=1)) | EnsureChoice('auto'),
+)
+
+MTIMES_PARAM = Parameter(
+    args=('--no-mtimes',),
+    dest='mtimes',
+    action='store_false',
+    doc="""[CMD: do not carry CMD][PY: whether to carry PY] file
+    modification times over. By default, each file with the same content
+    on both sides gets the modification time of the source's file, so that
+    make-style tools (make, Snakemake) find up to date what was up to date
+    there.""")
+
+SETUP_PARAM = Parameter(
+    args=('--setup',),
+    action=argparse.BooleanOptionalAction,
+    doc="""run the setup command that a dataset declares for new worktrees
+    (configuration item 'datalad.worktree.setup'). By default, only
+    commands from the user's own configuration run; give [CMD: --setup
+    CMD][PY: setup=True PY] to also run commands that come with the dataset
+    in '.datalad/config' (review them first), and [CMD: --no-setup CMD][PY:
+    setup=False PY] to run none.""")
+
+BINDPATHS_PARAM = Parameter(
+    args=('--no-bindpaths',),
+    dest='bindpaths',
+    action='store_false',
+    doc="""do not configure container bind paths in the new worktrees. By
+    default, a dataset whose containers use the run substitution
+    'worktree-binds-bwrap' or 'worktree-binds-apptainer' gets it set in its
+    new worktree, so that 'datalad containers-run' there can read annexed
+    files.""")
+
+
+def make_result(action: str, path: Path, refds: Path,
+                outcome: Outcome) -> dict:
+    """The DataLad result record of ``outcome`` for the dataset at ``path``"""
+    return get_status_dict(
+        action=action, path=str(path), type='dataset', refds=str(refds),
+        status=outcome.status, message=outcome.message, **outcome.keys)
+
+
+def guarded(work: Callable[[Node], Outcome]) -> Callable[[Node], Outcome]:
+    """``work`` on one dataset, with a git failure made an 'error' outcome
+    for that dataset"""
+    def run(node: Node) -> Outcome:
+        try:
+            return work(node)
+        except CommandError as e:
+            return Outcome('error', f'git failed in {node.path}: '
+                                    f'{git.error_line(e)}')
+    return run
+
+
+def split_hierarchy(nodes: Iterable[Node]) -> tuple[list[Node], list[Node]]:
+    """The datasets of a walked hierarchy that are not worked on (those
+    with a problem, and those not installed), and those that are; each in
+    walk order"""
+    skipped, active = [], []
+    for node in nodes:
+        (active if node.installed and not node.problem else skipped
+         ).append(node)
+    return skipped, active
+
+
+def bottom_up(nodes: list[Node], work: Callable[[Node], Outcome],
+              workers: int, blocked: Callable[[Node], str]
+              ) -> Iterator[tuple[Node, Outcome]]:
+    """Run ``work`` on each of ``nodes``, every subdataset before its
+    parent, up to ``workers`` at the same time; yields each node with its
+    outcome as it is done. A parent of a dataset whose work failed is not
+    worked on: its outcome is a refusal saying ``blocked(that dataset)``."""
+    children = children_of(nodes)
+    for node, outcome, blocker in run_ordered(
+            nodes, lambda n: children[n.relpath], guarded(work), workers,
+            failed=lambda o: o.failed):
+        if blocker:
+            outcome = Outcome('impossible', blocked(blocker))
+        yield node, outcome
+
+
+def render_result(action: str, res: dict) -> None:
+    """One readable line per result: ``action(status): path [message]``"""
+    if res.get('action') != action:
+        generic_result_renderer(res)
+        return
+    message = res.get('message')
+    ui.message('{action}({status}): {path}{msg}'.format(
+        action=ac.color_word(action, ac.BOLD),
+        status=ac.color_status(res['status']),
+        path=res['path'],
+        msg=f' [{message}]' if message else '',
+    ))
+
+
+def summarize_results(action: str, results: list, words: dict) -> None:
+    """One line counting the results of ``action`` per status, in the order
+    of ``words``, which names each status"""
+    mine = [r for r in results if r.get('action') == action]
+    counts = [(sum(r['status'] == s for r in mine), word)
+              for s, word in words.items()]
+    if mine:
+        ui.message('worktrees: ' + ', '.join(
+            f'{n} {word}' for n, word in counts if n))
+
+
+class WorktreeInterface(ValidatedInterface):
+    """What the worktree commands share: one readable line per result, and
+    a summary counting them per status"""
+    result_renderer = 'tailored'
+    _action_ = ''
+    _summary_: dict = {}
+    """What each status means for this command, in the summary"""
+    _dry_run_ok_ = ''
+    """What status 'ok' means on a dry run"""
+
+    @classmethod
+    def custom_result_renderer(cls, res, **kwargs):
+        render_result(cls._action_, res)
+
+    @classmethod
+    def custom_result_summary_renderer(cls, results):
+        words = dict(cls._summary_)
+        if any(r.get('dry_run') for r in results):
+            words['ok'] = cls._dry_run_ok_
+        summarize_results(cls._action_, results, words)

@@ -1,0 +1,83 @@
+"""Path safety: where a path really leads, without starting git
+
+Paths come from users and from ``.gitmodules``. Nothing may be created,
+followed or deleted outside the worktree asked for, so every place is
+checked here before it is used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import (
+    Path,
+    PurePosixPath,
+)
+
+
+def absolute_path(path: Path, dataset) -> Path:
+    """PATH made absolute: relative to a Dataset instance given as dataset,
+    otherwise to the current directory (DataLad's convention)"""
+    if not path.is_absolute():
+        from datalad.distribution.dataset import Dataset
+        base = dataset.ds.pathobj if isinstance(dataset.original, Dataset) \
+            else Path.cwd()
+        path = base / path
+    return Path(os.path.normpath(path))
+
+
+def unsafe_relpath(value: str) -> str | None:
+    """Why a recorded subdataset path is unsafe to use, or None if it is safe
+
+    A safe path is relative, normalized, and has no ``..`` or ``.git``
+    component, so it stays inside the worktree that contains it.
+    """
+    if not value or value.startswith('/') or '\\' in value:
+        return 'it is not a relative path'
+    parts = value.split('/')
+    if any(p in ('', '.', '..') for p in parts):
+        return 'it is not a normalized path inside the dataset'
+    if any(p.lower() == '.git' for p in parts):
+        return "it has a '.git' component"
+    return None
+
+
+def is_within(path: Path, root: Path) -> bool:
+    """Whether the real location of ``path`` is ``root`` or below it"""
+    real = Path(os.path.realpath(path))
+    root = Path(os.path.realpath(root))
+    return real == root or root in real.parents
+
+
+def redirected(root: Path, relpath) -> bool:
+    """Whether a symbolic link below ``root`` on the way to ``root/relpath``
+    leads somewhere else"""
+    real_root = Path(os.path.realpath(root))
+    return Path(os.path.realpath(root / relpath)) != real_root / relpath
+
+
+def same_path(a: Path, b: Path) -> bool:
+    """Whether two paths lead to the same location"""
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def placed_below(path: Path, target: Path
+                 ) -> tuple[Path, PurePosixPath] | None:
+    """Where ``path``, as git records it, is at or below ``target``,
+    without following symbolic links: the spelling of ``target`` it starts
+    with (as given, or resolved) and the rest; None when it is not"""
+    path = Path(os.path.normpath(path))
+    for root in (Path(os.path.normpath(target)),
+                 Path(os.path.realpath(target))):
+        if path == root or root in path.parents:
+            return root, PurePosixPath(path.relative_to(root).as_posix())
+    return None
+
+
+def first_link(root: Path, relpath: PurePosixPath) -> Path:
+    """The first symbolic link on the way from ``root`` to ``root/relpath``"""
+    path = root
+    for part in relpath.parts:
+        path = path / part
+        if path.is_symlink():
+            break
+    return path

@@ -1,0 +1,213 @@
+"""The worktree registry of a repository, and the lock files git leaves
+
+``git worktree list`` is the one source of truth about which worktrees a
+repository has; this module reads it, tells main from linked worktrees,
+and reports the lock files that an interrupted git leaves behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from datalad_next.runners import CommandError
+
+from . import git
+from .paths import (
+    is_within,
+    same_path,
+)
+from .repo import (
+    git_dirs,
+    toplevel,
+)
+
+
+@dataclass(frozen=True)
+class Worktree:
+    """One entry of ``git worktree list --porcelain``"""
+    path: Path
+    head: str | None
+    branch: str | None
+    """Full ref name of the checked-out branch, None when detached"""
+    locked: str | None
+    """The lock reason ('' without one), None when not locked"""
+    prunable: bool
+
+    @property
+    def short_branch(self) -> str | None:
+        """The branch's short name, None when detached"""
+        return self.branch.removeprefix('refs/heads/') if self.branch \
+            else None
+
+
+def list_worktrees(repo: Path) -> list[Worktree]:
+    """All worktrees of ``repo``'s repository, the main worktree first"""
+    found = []
+    fields: dict = {}
+    for line in git.lines(repo, ['worktree', 'list', '--porcelain']) + ['']:
+        if not line:
+            if fields:
+                found.append(Worktree(
+                    path=Path(fields['worktree']),
+                    head=fields.get('HEAD'),
+                    branch=fields.get('branch'),
+                    locked=fields.get('locked'),
+                    prunable='prunable' in fields,
+                ))
+            fields = {}
+            continue
+        key, _, value = line.partition(' ')
+        fields[key] = value
+    return found
+
+
+def find_worktree(worktrees: list[Worktree], path: Path) -> Worktree | None:
+    """The entry of ``worktrees`` at ``path``, or None"""
+    return next((w for w in worktrees if same_path(w.path, path)), None)
+
+
+def checked_out_at(worktrees: list[Worktree], branch: str) -> Path | None:
+    """Where branch ``branch`` (a short name) is checked out, or None"""
+    ref = f'refs/heads/{branch}'
+    return next((w.path for w in worktrees if w.branch == ref), None)
+
+
+def linked_worktree_problem(path: Path) -> str | None:
+    """Why the working tree ``path`` is not a linked worktree, or None"""
+    worktrees = list_worktrees(path)
+    if not same_path(worktrees[0].path, path):
+        return None
+    linked = [str(w.path) for w in worktrees[1:]]
+    hint = (f"give one of its linked worktrees: {', '.join(linked)}"
+            if linked else "create one with 'datalad worktree-add' first")
+    return (f'{path} is the main worktree of its repository, not a linked '
+            f'worktree; {hint}')
+
+
+def lock_problem(repo: Path) -> str | None:
+    """Why lock files that git left in ``repo`` block changing it, or None
+
+    git holds ``index.lock``, ``HEAD.lock`` and the lock of the branch
+    checked out while it changes them, and a killed git leaves them.
+    Whether a git command still runs cannot be known, so they are reported,
+    never removed.
+    """
+    gitdir, _ = git_dirs(repo)
+    locks = [p for p in (gitdir / 'index.lock', gitdir / 'HEAD.lock')
+             if p.exists()]
+    head = (gitdir / 'HEAD').read_text().strip()
+    if head.startswith('ref: refs/heads/'):
+        locks += branch_locks(repo, head[len('ref: refs/heads/'):])
+    return lock_message(repo, locks)
+
+
+def branch_locks(repo: Path, branch: str, packed: bool = False
+                 ) -> list[Path]:
+    """The lock files of ``branch`` (with ``packed``: also of the packed
+    refs, which deleting a branch needs) that git left in ``repo``"""
+    _, common = git_dirs(repo)
+    candidates = [common / 'refs' / 'heads' / f'{branch}.lock']
+    if packed:
+        candidates.append(common / 'packed-refs.lock')
+    return [c for c in candidates if c.exists()]
+
+
+def lock_message(repo: Path, locks: list[Path]) -> str | None:
+    """What to do about lock files a git command left in ``repo``, or None
+    if there are none"""
+    if not locks:
+        return None
+    return (f'git left {" and ".join(map(str, locks))} in {repo}: a git '
+            'command there is still running, or was interrupted. If none '
+            'is running, delete the lock file and run the command again')
+
+
+def location_problem(target: Path, top: Path) -> str | None:
+    """Why the top worktree cannot be made at ``target``, or None
+
+    ``target`` must not be inside the dataset, nor inside any other git
+    working tree, nor be a non-empty directory unless it is a worktree of
+    ``top`` already (a rerun, checked per dataset later).
+    """
+    if is_within(target, top):
+        return (f'{target} is inside the dataset {top}; choose a location '
+                'outside of it, e.g. next to it')
+    if '.git' in target.parts:
+        return ('refusing to create a worktree inside a .git directory: '
+                f'{target}')
+    ancestor = target.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f'{ancestor} is not a directory'
+    repo = toplevel(ancestor)
+    if repo:
+        return (f'{target} is inside the git working tree {repo}; '
+                'choose a location outside of any dataset')
+    if target.exists() and not target.is_dir():
+        return f'{target} exists and is not a directory'
+    return None
+
+
+def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
+                 new_branch: bool, annex: bool) -> str | None:
+    """Make a linked worktree of ``repo`` at ``target``: ``branch`` (made
+    at ``commit`` with ``new_branch``), or a detached HEAD at ``commit``
+    where ``branch`` is None; why that failed, or None. With ``annex``
+    (the repository uses git-annex), the worktree must come out linked to
+    the shared annex."""
+    if branch is None:
+        how = ['--detach', '--', str(target), commit]
+    elif new_branch:
+        how = ['-b', branch, '--', str(target), commit]
+    else:
+        how = ['--', str(target), branch]
+    try:
+        git.run(repo, ['-c', 'submodule.recurse=false', 'worktree', 'add',
+                       '--quiet', *how])
+    except CommandError as e:
+        return f'git worktree add failed: {git.error_line(e)}'
+    return annex_link_problem(target) if annex else None
+
+
+def annex_link_problem(worktree: Path) -> str | None:
+    """Why annexed files of a new worktree would not be readable, or None
+
+    git-annex makes a linked worktree's ``.git`` a symlink to its gitdir and
+    links ``<gitdir>/annex`` to the shared annex, while checking out. This
+    verifies both for a worktree of a dataset that uses git-annex.
+    """
+    dotgit = worktree / '.git'
+    if not (dotgit.is_symlink() and (dotgit / 'annex').is_dir()):
+        return (f'git-annex did not link {worktree} to the shared annex; '
+                f"annexed files there are not readable. Run 'git annex init' "
+                f'in {worktree} to repair it')
+    return None
+
+
+def existing_worktree_problem(wt: Worktree, repo: Path, target: Path,
+                              branch: str | None) -> str | None:
+    """Why the worktree ``wt`` of ``repo``, registered at ``target`` where
+    a new one is asked for, is not the one asked for (on ``branch``, or
+    detached where that is None, at whatever commit it has moved on to),
+    or None"""
+    if wt.prunable:
+        return (f'a worktree of {repo} is registered at {target} but its '
+                f"directory is missing; run 'git -C {repo} worktree prune'")
+    if wt.locked is not None:
+        # git locks a worktree while creating it ('initializing'): a lock
+        # left behind can mean an interrupted, incomplete checkout
+        return (
+            f'the worktree of {repo} at {target} is locked '
+            f'({wt.locked or "no reason given"}): another run may still be '
+            'creating it. If an interrupted run left it half made, check '
+            'that it holds nothing of yours, then: '
+            f"'git -C {repo} worktree unlock {target}', delete the "
+            f"directory, 'git -C {repo} worktree prune', and run this again")
+    if wt.short_branch == branch and wt.head:
+        return None
+    return (f'{target} is already a worktree of {repo}, on '
+            f'{wt.short_branch or "a detached HEAD"} at '
+            f'{(wt.head or "?")[:10]}, not on {branch or "a detached HEAD"} '
+            'as asked')

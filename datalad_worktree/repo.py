@@ -1,0 +1,367 @@
+"""Questions about one repository and its checkout, answered by git
+
+Each function asks git one thing about the repository (or the working
+tree) at ``repo`` and changes nothing. Paths and commits that come from
+users or from the repository are always placed after ``--`` or given as
+full ref names, so git never takes them for options.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from datalad_next.runners import CommandError
+
+from . import git
+
+GITLINK_MODE = '160000'
+
+
+def head_commit(repo: Path) -> str | None:
+    """The commit checked out in ``repo``, None when there is none yet"""
+    try:
+        return git.lines(repo, ['rev-parse', '--verify', '-q',
+                                'HEAD^{commit}'])[0]
+    except CommandError:
+        return None
+
+
+def current_branch(repo: Path) -> str | None:
+    """The short name of the branch checked out in ``repo``, None if detached"""
+    try:
+        return git.lines(repo, ['symbolic-ref', '-q', '--short', 'HEAD'])[0]
+    except CommandError:
+        return None
+
+
+def branch_tip(repo: Path, branch: str) -> str | None:
+    """The commit of branch ``branch`` in ``repo``, or None if it has none"""
+    try:
+        return git.lines(repo, ['rev-parse', '--verify', '-q',
+                                f'refs/heads/{branch}^{{commit}}'])[0]
+    except CommandError:
+        return None
+
+
+def branch_name_problem(repo: Path, name: str) -> str | None:
+    """Why ``name`` cannot be used as a branch name, or None"""
+    if name.startswith('-'):
+        return f'refusing branch name {name!r}: it looks like an option'
+    try:
+        normalized = git.lines(repo, ['check-ref-format', '--branch', name])
+    except CommandError:
+        return (f'{name!r} is not a valid branch name; choose another with '
+                '--branch, or use --detach')
+    if normalized != [name]:
+        return f'refusing branch name {name!r}: give a plain branch name'
+    return None
+
+
+def toplevel(path: Path) -> str | None:
+    """The top of the git working tree that contains the directory
+    ``path``, or None when there is none"""
+    try:
+        found = git.lines(path, ['rev-parse', '--show-toplevel'])
+    except CommandError:
+        return None
+    return found[0] if found and found[0] else None
+
+
+def is_ancestor(repo: Path, commit: str, of: str) -> bool:
+    """Whether ``commit`` is ``of`` or one of its ancestors"""
+    return git.answers(repo, ['merge-base', '--is-ancestor', commit, of])
+
+
+def merge_base(repo: Path, a: str, b: str) -> str:
+    return git.lines(repo, ['merge-base', a, b])[0]
+
+
+def commits_only_in(repo: Path, commit: str, others: list[str],
+                    own_branch: str | None) -> list[str]:
+    """Commits of ``commit`` that none of ``others`` and no branch but
+    ``own_branch`` (a short name) contains: what is lost without them"""
+    # --exclude patterns for --branches are given without refs/heads/
+    exclude = [f'--exclude={own_branch}'] if own_branch else []
+    return git.lines(repo, ['rev-list', commit, '--not', *others, *exclude,
+                            '--branches', '--'])
+
+
+def ahead_behind(repo: Path, base: str, commit: str) -> tuple[int, int]:
+    """How many commits ``commit`` has that ``base`` has not, and the other
+    way round"""
+    behind, ahead = map(int, git.lines(repo, [
+        'rev-list', '--left-right', '--count', f'{base}...{commit}',
+        '--'])[0].split())
+    return ahead, behind
+
+
+def reflog(repo: Path, ref: str, count: int) -> list[str]:
+    """The newest ``count`` positions of ``ref`` in its reflog, newest
+    first; empty where it has no reflog"""
+    try:
+        return git.lines(repo, ['log', '-g', '-n', str(count), '--format=%H',
+                                ref, '--'])
+    except CommandError:
+        return []
+
+
+def changed_paths(repo: Path) -> list[str]:
+    """Tracked files with changes in ``repo``, staged or not
+
+    Subdatasets are left out: their new commits are recorded, not lost.
+    """
+    return git.entries(repo, ['diff-index', '-z', '--name-only',
+                              '--ignore-submodules=all', 'HEAD', '--'])
+
+
+def unstaged_paths(repo: Path) -> list[str]:
+    """Tracked files whose working copy differs from the index"""
+    return git.entries(repo, ['diff-files', '-z', '--name-only',
+                              '--ignore-submodules=all'])
+
+
+def worktree_changes(repo: Path) -> tuple[list[str], list[str]]:
+    """Tracked files with uncommitted changes, and untracked files that are
+    not ignored, in ``repo`` (subdatasets' new commits are not counted)"""
+    changed, untracked = [], []
+    for entry in git.entries(repo, ['status', '--porcelain', '-z',
+                                    '--no-renames', '--ignore-submodules=all',
+                                    '--untracked-files=normal']):
+        (untracked if entry[:2] == '??' else changed).append(entry[3:])
+    return changed, untracked
+
+
+def index_matches(repo: Path, commit: str) -> bool:
+    """Whether the index of ``repo`` holds exactly the tree of ``commit``"""
+    return git.answers(repo, ['diff-index', '--cached', '--quiet', commit,
+                              '--'])
+
+
+def differ_between(repo: Path, a: str, b: str, paths: list[str]) -> bool:
+    """Whether any of ``paths`` differs between the commits ``a`` and ``b``"""
+    return not git.answers(repo, ['diff', '--quiet', a, b, '--', *paths])
+
+
+def overwritten_paths(repo: Path, old: str, new: str) -> list[str]:
+    """Files on disk that git does not track (untracked or ignored) and
+    that the change from ``old`` to ``new`` would overwrite: paths it adds
+    that exist already (an empty directory where a subdataset appears is
+    fine)"""
+    found_entries = git.entries(repo, ['diff-tree', '-r', '-z', '--no-renames',
+                                       '--diff-filter=A', old, new])
+    found = []
+    for meta, path in zip(found_entries[::2], found_entries[1::2]):
+        where = repo / path
+        if not os.path.lexists(where):
+            continue
+        new_mode = meta.split(' ')[1]
+        if new_mode == GITLINK_MODE and where.is_dir() and \
+                not any(where.iterdir()):
+            continue
+        found.append(path)
+    if found:
+        tracked = set(tracked_paths(repo, found))
+        found = [p for p in found if p not in tracked]
+    return found
+
+
+def tracked_paths(repo: Path, paths: list[str]) -> list[str]:
+    """Those of ``paths`` that the index of ``repo`` tracks"""
+    return git.entries(repo, ['--literal-pathspecs', 'ls-files', '-z', '--',
+                              *paths])
+
+
+def touched_paths(repo: Path, base: str, source: str) -> set[str]:
+    """Paths that bringing in ``source`` can change in a checkout that
+    contains ``base``: those changed between the two"""
+    return set(git.entries(repo, ['diff-tree', '-r', '-z', '--name-only',
+                                  '--no-renames', base, source]))
+
+
+def paths_differing_from(repo: Path, commit: str, paths: list[str]
+                         ) -> set[str]:
+    """Those of ``paths`` whose working copy in ``repo`` differs from
+    ``commit``"""
+    return set(git.entries(repo, [
+        '--literal-pathspecs', 'diff', '-z', '--name-only', '--no-renames',
+        '--ignore-submodules=all', commit, '--', *paths]))
+
+
+def merge_conflicts(repo: Path, ours: str, theirs: str) -> list[str] | None:
+    """Paths that merging ``theirs`` into ``ours`` would leave conflicted
+
+    Computed without touching the working tree or index (``git merge-tree
+    --write-tree``, git 2.38 or later). Returns None when this git cannot
+    tell without merging.
+    """
+    try:
+        git.run(repo, ['merge-tree', '--write-tree', '--name-only', '-z',
+                       '--no-messages', ours, theirs])
+    except CommandError as e:
+        if e.returncode != 1:
+            return None
+        return [p for p in e.stdout.split('\0')[1:] if p]
+    return []
+
+
+def unmerged_paths(repo: Path) -> set[str]:
+    """Paths left conflicted by a merge in progress"""
+    return {r.split('\t', 1)[1]
+            for r in git.entries(repo, ['ls-files', '-u', '-z'])}
+
+
+def staged_gitlinks(repo: Path, paths: list[str]) -> dict[str, set[str]]:
+    """The commits the index stages for each of ``paths`` that is a
+    gitlink there: the commit, or '' for each conflicted stage"""
+    staged: dict[str, set[str]] = {}
+    for r in git.entries(repo, ['--literal-pathspecs', 'ls-files', '-s', '-z',
+                                '--', *paths]):
+        meta, path = r.split('\t', 1)
+        mode, sha, stage = meta.split(' ')
+        if mode == GITLINK_MODE:
+            staged.setdefault(path, set()).add(sha if stage == '0' else '')
+    return staged
+
+
+def gitlinks(repo: Path, commit: str, paths: list[str]) -> dict[str, str]:
+    """The commit recorded for each of ``paths`` that is a gitlink in
+    ``commit``"""
+    if not paths:
+        return {}
+    found = {}
+    for entry in git.entries(repo, ['--literal-pathspecs', 'ls-tree', '-z',
+                                    commit, '--', *paths]):
+        meta, path = entry.split('\t', 1)
+        mode, _, sha = meta.split(' ')
+        if mode == GITLINK_MODE:
+            found[path] = sha
+    return found
+
+
+def submodule_paths(repo: Path, commit: str) -> list[str]:
+    """The subdataset paths that the ``.gitmodules`` of ``commit`` lists,
+    as written there (unchecked)"""
+    found = git.optional_text(repo, [
+        'config', '-z', '--blob', f'{commit}:.gitmodules',
+        '--get-regexp', r'^submodule\..*\.path$'])
+    if found is None:
+        # no .gitmodules, or no path in it
+        return []
+    return [r.split('\n', 1)[1] for r in found.split('\0')[:-1] if '\n' in r]
+
+
+def tree_entries(repo: Path, commit: str, paths: list[str]
+                 ) -> dict[str, tuple[str, str]]:
+    """Mode and blob of each of ``paths`` that is a file in ``commit``"""
+    if not paths:
+        return {}
+    found = {}
+    for entry in git.entries(repo, ['--literal-pathspecs', 'ls-tree', '-r',
+                                    '-z', commit, '--', *paths]):
+        meta, path = entry.split('\t', 1)
+        mode, _, blob = meta.split(' ')
+        found[path] = (mode, blob)
+    return found
+
+
+def object_ids(repo: Path, names: list[str]) -> list[str | None]:
+    """The object each of ``names`` (revisions) stands for, None where
+    there is none"""
+    return [None if line.endswith(' missing') else line
+            for line in git.text(repo, ['cat-file',
+                                        '--batch-check=%(objectname)'],
+                                 input='\n'.join(names) + '\n').splitlines()]
+
+
+def has_annex_branch(repo: Path) -> bool:
+    """Whether ``repo`` has a git-annex branch, local or from a remote"""
+    return bool(git.text(repo, [
+        'for-each-ref', '--count=1', '--format=%(refname)',
+        'refs/heads/git-annex', 'refs/remotes/*/git-annex']).strip())
+
+
+def git_config(repo: Path, key: str, where: tuple = ()) -> str | None:
+    """The value git keeps for ``key`` in the configuration of ``repo``
+    (from the files ``where`` selects, such as ``('--local',)``), None if
+    unset: for repository state (``annex.version``), not for settings of
+    this package, which ``settings`` reads"""
+    value = git.optional_text(repo, ['config', *where, '--get', key])
+    return None if value is None else value.rstrip('\n')
+
+
+def uses_annex(repo: Path) -> bool:
+    """Whether git-annex is initialized in ``repo``"""
+    return bool(git_config(repo, 'annex.version'))
+
+
+def is_repo_root(path: Path) -> bool:
+    """Whether ``path`` holds an installed repository (has its own .git)"""
+    return os.path.lexists(path / '.git')
+
+
+def git_dirs(repo: Path) -> tuple[Path, Path]:
+    """The git directory of the working tree ``repo`` and the repository's
+    common one, read from ``.git`` (a directory, a link to one, or a file
+    naming one) without starting git; raises ``OSError`` where ``.git``
+    is none of these"""
+    dotgit = repo / '.git'
+    if dotgit.is_file() and not dotgit.is_symlink():
+        named = dotgit.read_text().partition('gitdir:')[2].strip()
+        if not named:
+            raise OSError(f'{dotgit} names no git directory')
+        gitdir = Path(named)
+        gitdir = repo / gitdir if not gitdir.is_absolute() else gitdir
+    else:
+        gitdir = Path(os.path.realpath(dotgit))
+    return gitdir, common_dir(gitdir)
+
+
+def common_dir(gitdir: Path) -> Path:
+    """The repository's common git directory, for the git directory of one
+    of its working trees (``gitdir``), read without starting git"""
+    commondir = gitdir / 'commondir'
+    common = gitdir / commondir.read_text().strip() \
+        if commondir.is_file() else gitdir
+    return Path(os.path.normpath(common))
+
+
+def same_repository(a: Path, b: Path) -> bool:
+    """Whether two working trees belong to the same repository"""
+    try:
+        return os.path.realpath(git_dirs(a)[1]) == \
+            os.path.realpath(git_dirs(b)[1])
+    except OSError:
+        return False
+
+
+def has_own_annex(worktree: Path) -> bool:
+    """Whether the linked worktree ``worktree`` keeps annexed content of
+    its own (its git directory has an annex directory, not a link to the
+    shared annex)"""
+    annex = git_dirs(worktree)[0] / 'annex'
+    return annex.is_dir() and not annex.is_symlink()
+
+
+def blob_of(path: Path, digits: int = 40) -> str | None:
+    """The blob id (of ``digits`` hex digits: SHA-1 or SHA-256) git would
+    give the file or symbolic link at ``path``, without any filter; None
+    for anything else"""
+    try:
+        if path.is_symlink():
+            data = os.fsencode(os.readlink(path))
+        elif path.is_file():
+            data = path.read_bytes()
+        else:
+            return None
+    except OSError:
+        return None
+    return blob_id(data, digits)
+
+
+def blob_id(data: bytes, digits: int = 40) -> str:
+    """git's object name of a blob with content ``data``: SHA-1, or SHA-256
+    where object names have 64 hex ``digits``"""
+    algo = hashlib.sha256 if digits == 64 else hashlib.sha1
+    return algo(b'blob %d\0' % len(data) + data).hexdigest()
