@@ -928,9 +928,10 @@ def random_step(rng, step, origin, tmp_path, worktrees) -> tuple[list, set]:
     wt = rng.choice(worktrees)
     force = rng.random() < 0.5
     if op == 'sync':
-        res = dl.worktree_sync(dataset=wt, recursive=True, force=force,
-                               how=rng.choice(['merge', 'ff-only', 'reset']),
-                               **quiet())
+        how = rng.choice(['merge', 'ff-only', 'reset'])
+        # --force means something (and is accepted) only with --how reset
+        res = dl.worktree_sync(dataset=wt, recursive=True, how=how,
+                               force=force and how == 'reset', **quiet())
         return res, {c for r in res for c in r.get('orphaned', [])}
     if op == 'merge':
         return dl.worktree_merge(str(wt), dataset=origin, recursive=True,
