@@ -17,6 +17,7 @@ from .hierarchy import Node
 from .outcome import Outcome
 from .repo import (
     GITLINK_MODE,
+    git_dirs,
     blob_of,
     changed_paths,
     gitlinks,
@@ -81,6 +82,8 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
     keys.update(from_commit=head, to_commit=head, how=None)
     if is_ancestor(repo, source, head):
         return Outcome('notneeded', f'already contains {what}', keys)
+    if merge_head(repo) == source:
+        return finish_merge(repo, source, what, subdatasets, dry_run, keys)
     ff = is_ancestor(repo, head, source)
     if not ff and ff_only:
         return Outcome('impossible', (
@@ -120,6 +123,44 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
     keys['to_commit'] = head_commit(repo)
     return Outcome('ok', f'{keys["how"]} from {head[:10]} to '
                          f'{keys["to_commit"][:10]}', keys)
+
+
+def merge_head(repo: Path) -> str | None:
+    """The commit that a merge in progress in ``repo`` brings in, or None"""
+    try:
+        return (git_dirs(repo)[0] / 'MERGE_HEAD').read_text().split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def finish_merge(repo: Path, source: str, what: str,
+                 subdatasets: list[Node], dry_run: bool,
+                 keys: dict) -> Outcome:
+    """Finish a merge of ``source`` that was interrupted before its commit
+    (a killed run): where nothing but that merge is staged, record the
+    subdatasets and commit it; nothing staged or in the working tree is
+    lost, unstaged changes stay as they are"""
+    head = keys['from_commit']
+    pointers = {c.subpath: c for c in subdatasets}
+    merged = touched_paths(repo, merge_base(repo, head, source), source)
+    other = sorted((unmerged_paths(repo) - set(pointers))
+                   | (set(changed_paths(repo, cached=True)) - merged
+                      - set(pointers)))
+    if other:
+        return Outcome('impossible', (
+            f'a merge of {what} was interrupted in {repo}, and it has other '
+            f'changes or conflicts: {", ".join(other)}; finish it yourself '
+            "('git commit') or undo it ('git merge --abort'), then run this "
+            'again'), keys)
+    keys['how'] = 'merge'
+    if dry_run:
+        return Outcome('ok', f'would finish the interrupted merge of {what}',
+                       dict(keys, dry_run=True))
+    stage_subdatasets(repo, pointers)
+    git.run(repo, ['commit', '--quiet', '--no-edit'])
+    keys['to_commit'] = head_commit(repo)
+    return Outcome('ok', f'finished the interrupted merge from {head[:10]} '
+                         f'to {keys["to_commit"][:10]}', keys)
 
 
 def merge_commit(repo: Path, source: str, message: str,
@@ -207,3 +248,32 @@ def record_pointers(repo: Path, children: list[Node], message: str,
     outcome.keys['to_commit'] = head_commit(repo)
     outcome.message += f'; recorded the {state} state of ' + ', '.join(changed)
     outcome.status = 'ok'
+
+
+def settled_subdatasets(repo: Path, source: str | None,
+                        children: list[Node], merged: set[Node]
+                        ) -> list[Node]:
+    """Those of the subdatasets ``children`` of ``repo`` whose current
+    commit the merge of ``source`` may record: those ``merged`` in this
+    run, and those whose checked-out commit contains both what ``repo``'s
+    HEAD and what ``source`` record for them (merged before: by hand, or
+    by an interrupted run)"""
+    rest = [c for c in children if c not in merged]
+    if not rest or source is None:
+        return [c for c in children if c in merged]
+    paths = [c.subpath for c in rest]
+    ours, theirs = gitlinks(repo, 'HEAD', paths), gitlinks(repo, source, paths)
+    return [c for c in children if c in merged or contains_all(
+        c.path, {ours.get(c.subpath), theirs.get(c.subpath)} - {None})]
+
+
+def contains_all(repo: Path, commits: set[str]) -> bool:
+    """Whether the commit checked out in ``repo`` contains all ``commits``
+    (False where one of them is not there at all)"""
+    head = head_commit(repo)
+    if head is None or not commits:
+        return False
+    try:
+        return all(c == head or is_ancestor(repo, c, head) for c in commits)
+    except CommandError:
+        return False

@@ -34,14 +34,15 @@ from datalad_next.constraints import (
     EnsureInt,
     EnsureRange,
 )
-from datalad_next.runners import CommandError
 
-from . import git
 from .hierarchy import (
     Node,
     children_of,
 )
-from .outcome import Outcome
+from .outcome import (
+    Outcome,
+    failure,
+)
 from .scheduler import run_ordered
 
 HIERARCHY_PARAMS = dict(
@@ -107,14 +108,13 @@ def make_result(action: str, path: Path, refds: Path,
 
 
 def guarded(work: Callable[[Node], Outcome]) -> Callable[[Node], Outcome]:
-    """``work`` on one dataset, with a git failure made an 'error' outcome
-    for that dataset"""
+    """``work`` on one dataset, with any exception it raises made an
+    'error' outcome for that dataset (see ``outcome.failure``)"""
     def run(node: Node) -> Outcome:
         try:
             return work(node)
-        except CommandError as e:
-            return Outcome('error', f'git failed in {node.path}: '
-                                    f'{git.error_line(e)}')
+        except Exception as e:
+            return failure(node.path, e)
     return run
 
 

@@ -6,6 +6,12 @@ from dataclasses import (
     dataclass,
     field,
 )
+from pathlib import Path
+
+from datalad_next.exceptions import CapturedException
+from datalad_next.runners import CommandError
+
+from . import git
 
 FAILED = ('impossible', 'error')
 
@@ -25,3 +31,18 @@ class Outcome:
     @property
     def failed(self) -> bool:
         return self.status in FAILED
+
+
+def failure(path: Path, exc: Exception, what: str | None = None
+            ) -> Outcome:
+    """The 'error' outcome of an exception raised by the work on the
+    dataset at ``path`` (``what`` was being done, by default: git, or the
+    work as such, failed there); the exception is kept in the record"""
+    if isinstance(exc, CommandError):
+        what = what or f'git failed in {path}'
+        detail = git.error_line(exc)
+    else:
+        what = what or f'failed in {path}'
+        detail = f'{exc.__class__.__name__}: {exc}'
+    return Outcome('error', f'{what}: {detail}',
+                   dict(exception=CapturedException(exc)))

@@ -107,12 +107,14 @@ def reflog(repo: Path, ref: str, count: int) -> list[str]:
         return []
 
 
-def changed_paths(repo: Path) -> list[str]:
-    """Tracked files with changes in ``repo``, staged or not
+def changed_paths(repo: Path, cached: bool = False) -> list[str]:
+    """Tracked files with changes in ``repo``, staged or not (with
+    ``cached``: only staged changes)
 
     Subdatasets are left out: their new commits are recorded, not lost.
     """
     return git.entries(repo, ['diff-index', '-z', '--name-only',
+                              *(['--cached'] if cached else []),
                               '--ignore-submodules=all', 'HEAD', '--'])
 
 

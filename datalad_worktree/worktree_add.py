@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import (
-    dataclass,
-    replace,
-)
-from enum import Enum
 from pathlib import Path
 from typing import Iterator
 
@@ -23,9 +18,7 @@ from datalad_next.constraints import (
     EnsurePath,
     EnsureStr,
 )
-from datalad_next.runners import CommandError
 
-from . import git
 from .bindpaths import (
     ACTION as BINDPATHS_ACTION,
     bind_hierarchy,
@@ -34,11 +27,7 @@ from .envsetup import (
     ACTION as SETUP_ACTION,
     setup_outcome,
 )
-from .hierarchy import (
-    Node,
-    max_depth,
-    walk_hierarchy,
-)
+from .hierarchy import max_depth
 from .interface import (
     BINDPATHS_PARAM,
     HIERARCHY_PARAMS,
@@ -48,73 +37,23 @@ from .interface import (
     WorktreeInterface,
     make_result,
 )
-from .mtimes import carrying
 from .outcome import Outcome
-from .paths import (
-    absolute_path,
-    redirected,
+from .paths import absolute_path
+from .provision import (
+    Plan,
+    Todo,
+    checkout_phrase,
+    create_worktrees,
+    plan_hierarchy,
 )
-from .registry import (
-    add_worktree,
-    branch_locks,
-    checked_out_at,
-    existing_worktree_problem,
-    find_worktree,
-    list_worktrees,
-    location_problem,
-    lock_message,
-)
+from .registry import location_problem
 from .repo import (
     branch_name_problem,
-    has_annex_branch,
     head_commit,
-    object_ids,
-    uses_annex,
 )
-from .scheduler import run_ordered
 from .settings import worker_count
 
 ACTION = 'worktree-add'
-
-
-class Todo(Enum):
-    """What worktree-add does for one dataset"""
-    CREATE = 'create'
-    EXISTS = 'exists'
-    """A matching worktree is there already (a rerun)"""
-    SKIP = 'skip'
-    """The subdataset is not installed"""
-    REFUSE = 'refuse'
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What to do for one dataset: the outcome of the preflight"""
-    node: Node
-    root: Path
-    """The new worktree of the top dataset"""
-    branch: str | None
-    """Branch to check out in the new worktree; None for a detached HEAD"""
-    todo: Todo = Todo.CREATE
-    new_branch: bool = False
-    annex: bool = False
-    """Whether the dataset uses git-annex (it has an initialized annex)"""
-    reason: str = ''
-    head: str = ''
-    """Commit checked out in the new worktree, which its subdatasets follow:
-    the node's commit, or what an existing worktree has checked out"""
-
-    @property
-    def target(self) -> Path:
-        """Where this dataset's new worktree goes"""
-        return self.node.at(self.root)
-
-    def result(self, status: str, message: str, refds: Path, **keys) -> dict:
-        """The result record of this dataset"""
-        return make_result(ACTION, self.target, refds, Outcome(
-            status, message, dict(source=str(self.node.path),
-                                  branch=self.branch,
-                                  commit=self.head or None, **keys)))
 
 
 @build_doc
@@ -277,11 +216,11 @@ class WorktreeAdd(WorktreeInterface):
         refused = [p for p in plans if p.todo is Todo.REFUSE]
         for p in refused or plans:
             if p.todo is not Todo.CREATE:
-                yield p.result('impossible' if refused else 'notneeded',
-                               p.reason, top)
+                yield make_result(ACTION, p.target, top, p.outcome(
+                    'impossible' if refused else 'notneeded', p.reason))
             elif dry_run:
-                yield p.result('ok', f'would {checkout_phrase(p)}', top,
-                               dry_run=True)
+                yield make_result(ACTION, p.target, top, p.outcome(
+                    'ok', f'would {checkout_phrase(p)}', dry_run=True))
         if refused or dry_run:
             return
         created = []
@@ -289,8 +228,9 @@ class WorktreeAdd(WorktreeInterface):
                                             mtimes):
             if not error:
                 created.append(plan)
-            yield plan.result('error', error, top) if error else \
-                plan.result('ok', checkout_phrase(plan, done=True), top)
+            yield make_result(ACTION, plan.target, top, plan.outcome(
+                'error', error) if error else plan.outcome(
+                'ok', checkout_phrase(plan, done=True)))
         if bindpaths:
             for plan, outcome in bind_outcomes(plans, created):
                 yield make_result(BINDPATHS_ACTION, plan.target, top, outcome)
@@ -313,90 +253,6 @@ def request_problem(top: Path, target: Path, branch: str | None,
     return f'{top} has no commit yet; save something first'
 
 
-def plan_hierarchy(top: Path, head: str, target: Path, branch: str | None,
-                   depth: int | None) -> list[Plan]:
-    """The preflight of every dataset, parents first; a subdataset follows
-    the commit its parent's worktree will have checked out"""
-    plans: dict = {}
-    for node in walk_hierarchy(top, head, depth,
-                               lambda n: plans[n.relpath].head):
-        plans[node.relpath] = preflight(node, target, branch)
-    return list(plans.values())
-
-
-def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
-    """Check one dataset and decide what to do, changing nothing"""
-    plan = Plan(node=node, root=target_root, branch=branch, head=node.commit)
-    if node.problem:
-        return refuse(plan, node.problem)
-    if not node.installed:
-        return replace(plan, todo=Todo.SKIP, reason=(
-            'subdataset not installed in the dataset; left as an empty '
-            'mount point'))
-    repo = node.path
-    try:
-        commit, tip = object_ids(repo, [f'{node.commit}^{{commit}}',
-                                        f'refs/heads/{branch or "HEAD"}'])
-        annex = has_annex_branch(repo)
-        worktrees = list_worktrees(repo)
-    except CommandError as e:
-        return refuse(plan, f'cannot inspect {repo}: {git.error_line(e)}')
-    if not commit:
-        return refuse(plan, (
-            f'commit {node.commit[:10]} recorded for {node.relpath} is not '
-            f'present in {repo}; update that subdataset first '
-            f"(e.g. 'datalad update --how ff-only -d {repo}')"))
-    plan = replace(plan, annex=annex)
-    if annex and not uses_annex(repo):
-        return refuse(plan, (
-            f'{repo} has a git-annex branch but git-annex is not '
-            f"initialized there; run 'git -C {repo} annex init' first"))
-    locks = branch_locks(repo, branch) if branch else []
-    if locks:
-        return refuse(plan, lock_message(repo, locks))
-    target = plan.target
-    existing = find_worktree(worktrees, target)
-    if existing is not None:
-        problem = existing_worktree_problem(existing, repo, target, branch)
-        return refuse(plan, problem) if problem else replace(
-            plan, todo=Todo.EXISTS, head=existing.head, reason=(
-                'a matching worktree exists already, at '
-                f'{existing.head[:10]}'))
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        return refuse(plan, f'{target} exists and is not an empty directory')
-    if branch is None:
-        return plan
-    if tip is None:
-        return replace(plan, new_branch=True)
-    if tip != node.commit:
-        return refuse(plan, (
-            f'branch {branch!r} exists in {repo} at {tip[:10]}, not at the '
-            f'commit to check out, {node.commit[:10]}; it is left untouched '
-            'because it may hold unmerged work: choose another --branch, '
-            'or merge or delete it first'))
-    elsewhere = checked_out_at(worktrees, branch)
-    if elsewhere:
-        return refuse(plan, (f'branch {branch!r} of {repo} is already '
-                             f'checked out at {elsewhere}'))
-    return plan
-
-
-def refuse(plan: Plan, reason: str) -> Plan:
-    return replace(plan, todo=Todo.REFUSE, reason=reason)
-
-
-def checkout_phrase(plan: Plan, done: bool = False) -> str:
-    """One phrase saying what is (or would be) checked out"""
-    commit = plan.node.commit[:10]
-    if plan.branch is None:
-        what = f'detached HEAD at {commit}'
-    elif plan.new_branch:
-        what = f'new branch {plan.branch} at {commit}'
-    else:
-        what = f'branch {plan.branch} at {commit}'
-    return f'checked out {what}' if done else f'create worktree, {what}'
-
-
 def bind_outcomes(plans: list[Plan], created: list[Plan]
                   ) -> Iterator[tuple[Plan, Outcome]]:
     """Configure container bind paths in the worktrees that are there now
@@ -408,42 +264,3 @@ def bind_outcomes(plans: list[Plan], created: list[Plan]
             {rel: p.target for rel, p in present.items()},
             {p.node.relpath for p in created}):
         yield present[relpath], outcome
-
-
-def create_worktrees(plans: list[Plan], workers: int, mtimes: bool = True
-                     ) -> Iterator[tuple[Plan, str | None]]:
-    """Create the planned worktrees, each parent before its children, up
-    to ``workers`` at the same time; yields each plan that was to be
-    created, with an error message or None. When a parent fails, its
-    subdatasets are not attempted. With ``mtimes``, modification times are
-    carried into each new worktree, alongside the next ones."""
-    wanted = [p for p in plans if p.todo in (Todo.CREATE, Todo.EXISTS)]
-    by_path = {p.node.relpath: p for p in wanted}
-
-    def parent(plan):
-        return [by_path[plan.node.parent]] if plan.node.depth else []
-
-    with carrying(mtimes, workers) as carry:
-        for plan, error, blocker in run_ordered(
-                wanted, parent, lambda p: create(p, carry), workers):
-            if blocker:
-                error = (f'not created: the worktree of {blocker.target} '
-                         'could not be created')
-            if plan.todo is Todo.CREATE:
-                yield plan, error
-
-
-def create(plan: Plan, carry=None) -> str | None:
-    """Make one planned worktree, then hand it to ``carry`` (see
-    ``mtimes.carrying``), if given; an error or None"""
-    if plan.todo is Todo.EXISTS:
-        return None
-    node, target = plan.node, plan.target
-    if redirected(plan.root, node.relpath):
-        return (f'refusing {target}: a symbolic link on its path leads '
-                'elsewhere')
-    problem = add_worktree(node.path, target, node.commit, plan.branch,
-                           plan.new_branch, plan.annex)
-    if problem is None and carry:
-        carry(node.path, target, node.commit, plan.annex)
-    return problem

@@ -16,7 +16,6 @@ from datalad_next.commands import (
 from datalad_next.constraints import EnsureDataset
 from datalad_next.runners import CommandError
 
-from . import git
 from .hierarchy import (
     Node,
     max_depth,
@@ -29,7 +28,10 @@ from .interface import (
     render_result,
     split_hierarchy,
 )
-from .outcome import Outcome
+from .outcome import (
+    Outcome,
+    failure,
+)
 from .registry import (
     Worktree,
     list_worktrees,
@@ -148,10 +150,9 @@ def listing(node: Node, top: Path):
             yield make_result(ACTION, wt.path, top, Outcome(
                 'ok', None, dict(dataset=str(node.path),
                                  **listing_keys(wt, main, node.relpath))))
-    except CommandError as e:
-        yield make_result(ACTION, node.path, top, Outcome('error', (
-            f'cannot list the worktrees of {node.path}: '
-            f'{git.error_line(e)}')))
+    except Exception as e:
+        yield make_result(ACTION, node.path, top, failure(
+            node.path, e, f'cannot list the worktrees of {node.path}'))
 
 
 def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:

@@ -20,12 +20,14 @@ from datalad_next.constraints import (
 
 from .hierarchy import (
     Node,
+    children_of,
     max_depth,
     walk_hierarchy,
 )
 from .integrate import (
     integrate,
     record_pointers,
+    settled_subdatasets,
 )
 from .interface import (
     HIERARCHY_PARAMS,
@@ -73,7 +75,9 @@ class WorktreeMerge(WorktreeInterface):
     or a branch name, merged in every dataset that has such a branch.
 
     Subdatasets are merged before their parents, so each parent records the
-    merged commits of its subdatasets. Where possible a dataset is
+    merged commits of its subdatasets, also of those merged before (by
+    hand, or by an earlier, interrupted run): where a subdataset's
+    checked-out commit contains what both sides record for it. Where possible a dataset is
     fast-forwarded; otherwise a merge commit is made, with the message given
     by [CMD: --message CMD][PY: message PY] or one naming the source.
     Conflicts that are only on subdataset pointers are resolved to the
@@ -197,13 +201,14 @@ class WorktreeMerge(WorktreeInterface):
                 f'exists at {source_root}; give the path of a worktree or '
                 'the name of a branch')))
             return
+        children = children_of(active)
         merged: set[Node] = set()
 
         def merge(node):
             outcome = merge_dataset(
-                node, sources[node],
-                [c for c in active if c.parent == node.relpath
-                 and c in merged],
+                node, sources[node], settled_subdatasets(
+                    node.path, sources[node].commit, children[node.relpath],
+                    merged),
                 ff_only, message, dry_run, mtimes)
             if outcome.status == 'ok':
                 merged.add(node)
@@ -279,7 +284,7 @@ class MergeSource:
 
 
 def merge_dataset(node: Node, source: MergeSource,
-                  merged_children: list[Node], ff_only: bool,
+                  settled: list[Node], ff_only: bool,
                   message: str | None, dry_run: bool,
                   mtimes: bool) -> Outcome:
     """Merge one dataset's source into it, then record merged subdatasets
@@ -296,12 +301,11 @@ def merge_dataset(node: Node, source: MergeSource,
     outcome = integrate(
         repo, commit, what=f'{what} ({commit[:10]})', ff_only=ff_only,
         message=message or f'Merge results from {what} (worktree-merge)',
-        subdatasets=merged_children, dry_run=dry_run,
+        subdatasets=settled, dry_run=dry_run,
         keep_untouched=True, keys=keys)
     if outcome.failed or dry_run:
         return outcome
-    record_pointers(repo, merged_children, POINTER_MESSAGE, outcome,
-                    'merged')
+    record_pointers(repo, settled, POINTER_MESSAGE, outcome, 'merged')
     if keys['detached'] and outcome.status == 'ok':
         outcome.message += ' (on a detached HEAD)'
     where = source.worktree

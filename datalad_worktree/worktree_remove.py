@@ -21,14 +21,16 @@ from datalad_next.constraints import (
     EnsureDataset,
     EnsurePath,
 )
-from datalad_next.runners import CommandError
 
 from . import git
 from .interface import (
     WorktreeInterface,
     make_result,
 )
-from .outcome import Outcome
+from .outcome import (
+    Outcome,
+    failure,
+)
 from .nested import (
     Member,
     find_members,
@@ -200,10 +202,11 @@ class WorktreeRemove(WorktreeInterface):
         try:
             members, linked = find_members(top, target)
             plans = [check(m, force, keep_branch) for m in members]
-        except CommandError as e:
-            yield make_result(ACTION, target, top, Outcome('error', (
-                f'cannot inspect the worktrees below {target}: '
-                f'{git.error_line(e)}; nothing was removed')))
+        except Exception as e:
+            outcome = failure(target, e, 'cannot inspect the worktrees below '
+                                         f'{target}')
+            outcome.message += '; nothing was removed'
+            yield make_result(ACTION, target, top, outcome)
             return
         refused = [(Path(p), Outcome('impossible', why))
                    for p, why in linked.items()]
@@ -345,9 +348,10 @@ def remove(plan: Plan) -> Outcome:
             git.run(repo, ['update-ref', '-d', f'refs/heads/{m.branch}',
                            m.head])
         git.run(repo, ['worktree', 'prune'])
-    except (CommandError, OSError) as e:
-        why = git.error_line(e) if isinstance(e, CommandError) else str(e)
-        return Outcome('error', f'removing {m.path} failed: {why}', keys)
+    except Exception as e:
+        outcome = failure(m.path, e, f'removing {m.path} failed')
+        outcome.keys.update(keys)
+        return outcome
     done = ('removed' if plan.how is Removal.REMOVE else
             'directory was already gone; pruned its registration')
     done += branch_note(plan, True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from datalad_next.commands import (
     EnsureCommandParameterization,
@@ -55,20 +55,27 @@ from .registry import (
     lock_problem,
 )
 from .repo import (
-    changed_paths,
     commits_only_in,
     current_branch,
     head_commit,
-    index_matches,
     is_ancestor,
     is_repo_root,
-    overwritten_paths,
-    reflog,
-    unstaged_paths,
+)
+from .provision import (
+    Plan,
+    Todo,
+    checkout_phrase,
+    create_worktrees,
+    plan_hierarchy,
 )
 from .settings import worker_count
+from .stale import (
+    inspect_checkout,
+    update_stale_checkout,
+)
 
 ACTION = 'worktree-sync'
+ADD_ACTION = 'worktree-add'
 POINTER_MESSAGE = 'Record the subdatasets updated by worktree-sync'
 
 
@@ -131,8 +138,12 @@ class WorktreeSync(WorktreeInterface):
     Subdatasets are handled before their parents. Afterwards each parent
     records the new commits of its subdatasets in one commit of its own, so
     the worktree hierarchy is clean for ``datalad status`` and ``datalad
-    run``. Subdatasets that the development state has, but that have no
-    worktree here yet, are reported with the command that adds them.
+    run``. A subdataset that has no worktree here yet, but is installed
+    in the main worktree (installed there after this worktree was made, or
+    new in the development state), gets a linked worktree of the main
+    worktree's copy, at the commit recorded here and on the branch the top
+    dataset has checked out, with all checks of ``worktree-add``; these are
+    reported with ``action='worktree-add'``.
 
     Nothing is lost: a dataset with uncommitted changes to tracked files is
     refused and left as it is; untracked and ignored files (a ``.venv``,
@@ -221,10 +232,19 @@ class WorktreeSync(WorktreeInterface):
         depth = max_depth(recursive, recursion_limit)
         skipped, active = split_hierarchy(
             walk_hierarchy(top, head_commit(top), depth))
+        new = Provider(top, depth, dry_run, mtimes, setup)
+        yield from new.add([n for n in skipped if not n.problem])
+        if new.created:
+            skipped, active = split_hierarchy(
+                walk_hierarchy(top, head_commit(top), depth))
         for node in skipped:
-            yield make_result(ACTION, node.path, top, Outcome(
-                'impossible', node.problem) if node.problem
-                else missing_worktree(node, top))
+            if node.problem:
+                yield make_result(ACTION, node.path, top,
+                                  Outcome('impossible', node.problem))
+            elif not in_main_only(node, new.main_top):
+                yield make_result(ACTION, node.path, top, Outcome(
+                    'notneeded', 'subdataset not installed in the main '
+                    'worktree either; nothing to update'))
         children = children_of(active)
         synced = []
         for node, outcome in bottom_up(
@@ -234,16 +254,63 @@ class WorktreeSync(WorktreeInterface):
                 worker_count(jobs),
                 lambda blocker: (f'not updated, because its subdataset '
                                  f'{blocker.path} could not be')):
+            yield make_result(ACTION, node.path, top, outcome)
             if not outcome.failed and not dry_run and \
                     (depth is None or node.depth < depth):
-                for new in new_subdatasets(node, outcome):
-                    yield make_result(ACTION, new.path, top,
-                                      missing_worktree(new, top))
-            yield make_result(ACTION, node.path, top, outcome)
+                yield from new.add(new_subdatasets(node, outcome))
             if not outcome.failed:
                 synced.append((node, outcome))
         if not dry_run:
             yield from setups(synced, setup, top)
+
+
+class Provider:
+    """Makes the worktrees of subdatasets that the main worktree has
+    installed, but this worktree has not: at the commits this worktree
+    records, on the branch its top dataset has checked out"""
+
+    def __init__(self, top: Path, depth: int | None, dry_run: bool,
+                 mtimes: bool, setup: bool | None):
+        self.top = top
+        self.main_top = list_worktrees(top)[0].path
+        self.branch = current_branch(top)
+        self.depth = depth
+        self.dry_run = dry_run
+        self.mtimes = mtimes
+        self.setup = setup
+        self.created = False
+
+    def add(self, missing: list[Node]) -> Iterator[dict]:
+        """Make the worktrees of ``missing`` (subdatasets without a
+        worktree here) and of their installed subdatasets, where the main
+        worktree has them; their results"""
+        for node in missing:
+            if not in_main_only(node, self.main_top):
+                continue
+            origin = self.main_top / node.relpath
+            depth = None if self.depth is None else self.depth - node.depth
+            plans = plan_hierarchy(origin, node.commit, node.path,
+                                   self.branch, depth)
+            yield from self._make(plans)
+
+    def _make(self, plans: list[Plan]) -> Iterator[dict]:
+        refused = [p for p in plans if p.todo is Todo.REFUSE]
+        todo = [p for p in plans if p.todo is Todo.CREATE]
+        if refused or self.dry_run:
+            for p in refused or todo:
+                yield make_result(ADD_ACTION, p.target, self.top, p.outcome(
+                    'impossible', p.reason) if refused else p.outcome(
+                    'ok', f'would {checkout_phrase(p)}', dry_run=True))
+            return
+        for plan, error in create_worktrees(plans, 1, self.mtimes):
+            self.created = self.created or not error
+            yield make_result(ADD_ACTION, plan.target, self.top, plan.outcome(
+                'error', error) if error else plan.outcome(
+                'ok', checkout_phrase(plan, done=True)))
+            done = None if error else setup_outcome(
+                plan.target, self.setup, lambda s: True)
+            if done:
+                yield make_result(SETUP_ACTION, plan.target, self.top, done)
 
 
 def setups(synced: list[tuple[Node, Outcome]], wanted: bool | None,
@@ -260,18 +327,9 @@ def setups(synced: list[tuple[Node, Outcome]], wanted: bool | None,
             yield make_result(SETUP_ACTION, node.path, top, done)
 
 
-def missing_worktree(node: Node, top: Path) -> Outcome:
-    """The outcome for a subdataset without a worktree here"""
-    main_top = list_worktrees(top)[0].path
-    origin = main_top / node.relpath
-    if not is_repo_root(origin):
-        return Outcome('notneeded', 'subdataset not installed in the main '
-                                    'worktree either; nothing to update')
-    branch = current_branch(top)
-    how = f'-b {branch}' if branch else '--detach'
-    return Outcome('impossible', (
-        f'subdataset {node.relpath} has no worktree here yet; add it with '
-        f"'datalad worktree-add -d {main_top} -r {how} {top}'"))
+def in_main_only(node: Node, main_top: Path) -> bool:
+    """Whether the main worktree has the subdataset ``node`` installed"""
+    return is_repo_root(main_top / node.relpath)
 
 
 def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
@@ -314,77 +372,6 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
         if note:
             outcome.message += f'; {note}'
     return outcome
-
-
-@dataclass(frozen=True)
-class Checkout:
-    """What the index of a linked worktree reflects"""
-    head: str
-    stale: str | None = None
-    """The earlier position of its branch that the checkout still reflects,
-    when the branch was moved underneath it; None when not stale"""
-    problem: str | None = None
-    """Why the checkout must be left as it is, if it must"""
-
-
-def inspect_checkout(repo: Path, target: str) -> Checkout:
-    """Whether the checkout in ``repo`` is stale, and whether it may be
-    brought to ``target``
-
-    A checkout whose index holds HEAD or ``target`` is not stale (an update
-    to ``target`` was interrupted there, and is finished like any other).
-    One whose index holds an earlier position of its branch is stale, and
-    can be updated unless there are local changes on top, or the update
-    would overwrite files git does not track; any other index has
-    uncommitted changes.
-    """
-    head = head_commit(repo)
-    if index_matches(repo, 'HEAD') or index_matches(repo, target):
-        return Checkout(head)
-    stale = next((c for c in earlier_positions(repo, head)
-                  if index_matches(repo, c)), None)
-    if stale is None:
-        return Checkout(head, problem=(
-            f'uncommitted changes in {repo}: '
-            + ', '.join(changed_paths(repo) or ['staged subdataset changes'])
-            + '; commit or discard them first'))
-    unstaged = unstaged_paths(repo)
-    if unstaged:
-        return Checkout(head, stale, (
-            f'the branch checked out in {repo} was moved from {stale[:10]} '
-            f'to {head[:10]} by another tool, and there are local changes on '
-            f'top: {", ".join(unstaged)}. Do not commit them (that would undo '
-            "the branch's new commits): save them with 'git diff > PATCH', "
-            "discard them with 'git checkout -- .', sync, then "
-            "'git apply PATCH'"))
-    blocked = overwritten_paths(repo, stale, head)
-    if blocked:
-        return Checkout(head, stale, (
-            f'updating the stale checkout in {repo} would overwrite files '
-            f'that git does not track: {", ".join(blocked)}'))
-    return Checkout(head, stale)
-
-
-def update_stale_checkout(repo: Path, stale: str, head: str) -> None:
-    """Bring the files and index of a checkout that reflects ``stale`` to
-    ``head``, which its branch was moved to, and say so in the worktree's
-    reflog"""
-    git.run(repo, ['read-tree', '-m', '-u', stale, head])
-    git.run(repo, ['update-ref', '-m', 'worktree-sync: update stale '
-                   f'checkout from {stale}', 'HEAD', head])
-
-
-def earlier_positions(repo: Path, head: str) -> list[str]:
-    """Commits the checkout may still reflect, if its branch was moved
-    underneath it: none when the worktree's own HEAD reflog says it last
-    checked out ``head`` itself; else that last checkout, then the earlier
-    positions of the branch, newest first"""
-    own = reflog(repo, 'HEAD', 1)
-    if own == [head]:
-        return []
-    branch = current_branch(repo)
-    earlier = reflog(repo, f'refs/heads/{branch}', 20) if branch else []
-    return [c for c in dict.fromkeys(own + earlier) if c != head]
 
 
 def move_to(repo: Path, source: str, how: str, force: bool, dry_run: bool,
