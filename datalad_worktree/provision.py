@@ -28,6 +28,7 @@ from .outcome import (
 from .paths import redirected
 from .registry import (
     add_worktree,
+    adjusted_problem,
     branch_locks,
     checked_out_at,
     existing_worktree_problem,
@@ -122,8 +123,9 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
             f'{repo} has a git-annex branch but git-annex is not '
             f"initialized there; run 'git -C {repo} annex init' first"))
     locks = branch_locks(repo, branch) if branch else []
-    if locks:
-        return refuse(plan, lock_message(repo, locks))
+    problem = lock_message(repo, locks) or adjusted_problem(repo)
+    if problem:
+        return refuse(plan, problem)
     target = plan.target
     existing = find_worktree(worktrees, target)
     if existing is not None:

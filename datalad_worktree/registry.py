@@ -211,3 +211,20 @@ def existing_worktree_problem(wt: Worktree, repo: Path, target: Path,
             f'{wt.short_branch or "a detached HEAD"} at '
             f'{(wt.head or "?")[:10]}, not on {branch or "a detached HEAD"} '
             'as asked')
+
+
+def adjusted_problem(repo: Path) -> str | None:
+    """Why the checkout in ``repo`` cannot take part: it is on an adjusted
+    branch of git-annex (``git annex adjust``), whose commits are not the
+    ones a parent dataset records; or None"""
+    head = (git_dirs(repo)[0] / 'HEAD').read_text().strip()
+    if not head.startswith('ref: refs/heads/adjusted/'):
+        return None
+    adjusted = head[len('ref: refs/heads/'):]
+    original = adjusted[len('adjusted/'):].split('(', 1)[0]
+    return (f'{repo} has the adjusted branch {adjusted} checked out (git '
+            'annex adjust), which the worktree commands do not support: its '
+            'commits are not the ones datasets record. Carry its commits to '
+            f"{original} ('git annex sync --no-content --no-push "
+            f"--no-pull'), check that out ('git checkout {original}'), then "
+            'run this again')

@@ -45,6 +45,7 @@ from .paths import (
     same_path,
 )
 from .registry import (
+    adjusted_problem,
     list_worktrees,
     lock_problem,
 )
@@ -291,11 +292,15 @@ def merge_dataset(node: Node, source: MergeSource,
     and (with ``mtimes``) carry modification times from the source's
     worktree"""
     repo = node.path
-    problem = lock_problem(repo)
+    problem = lock_problem(repo) or adjusted_problem(repo)
     if problem:
         return Outcome('impossible', problem)
     if source.nothing:
         return Outcome(*source.nothing)
+    if source.worktree is not None:
+        problem = adjusted_problem(source.worktree)
+        if problem:
+            return Outcome('impossible', problem)
     commit, what = source.commit, source.name
     keys = dict(source=what, detached=current_branch(repo) is None)
     outcome = integrate(

@@ -50,6 +50,7 @@ from .interface import (
 from .mtimes import carry_from
 from .outcome import Outcome
 from .registry import (
+    adjusted_problem,
     linked_worktree_problem,
     list_worktrees,
     lock_problem,
@@ -337,10 +338,14 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
     """Update one dataset of the worktree, then record its subdatasets
     and (with ``mtimes``) carry modification times from the main worktree"""
     repo = node.path
-    problem = linked_worktree_problem(repo) or lock_problem(repo)
+    problem = linked_worktree_problem(repo) or lock_problem(repo) or \
+        adjusted_problem(repo)
     if problem:
         return Outcome('impossible', problem)
     source_wt = list_worktrees(repo)[0]
+    problem = adjusted_problem(source_wt.path)
+    if problem:
+        return Outcome('impossible', problem)
     keys = dict(source=str(source_wt.path))
     if not source_wt.head:
         return Outcome('impossible', f'{source_wt.path} has no commit yet',

@@ -314,3 +314,44 @@ def test_any_exception_is_an_error_record_for_its_dataset_only():
     assert res['status'] == 'error'
     assert 'ValueError' in res['exception'].format_oneline_tb() or \
         res['exception'].name == 'ValueError'
+
+
+# ---------------------------------------------------------------------------
+# adjusted branches (git annex adjust): refused up front, nothing changed
+
+
+def adjust(repo: Path) -> None:
+    git(repo, 'annex', 'adjust', '--unlock')
+
+
+def test_add_refuses_a_dataset_on_an_adjusted_branch(origin, tmp_path):
+    from .conftest import snapshot
+    adjust(origin / BPOD)
+    before = snapshot(origin)
+    wt = tmp_path / 'runs'
+    res = add(origin, wt, branch='runs', recursive=True)
+    refused = [r for r in res if r['status'] == 'impossible']
+    assert [r['path'] for r in refused] == [str(wt / BPOD)]
+    assert 'adjusted/main(unlocked)' in refused[0]['message'] or \
+        'adjusted/master(unlocked)' in refused[0]['message']
+    assert "git checkout" in refused[0]['message']
+    assert all(r['status'] == 'impossible' for r in res)
+    assert snapshot(origin) == before
+    assert not wt.exists()
+
+
+def test_sync_and_merge_refuse_an_adjusted_worktree(origin, tmp_path):
+    wt = tmp_path / 'runs'
+    add(origin, wt, branch='runs', recursive=True)
+    adjust(wt / BPOD)
+    wt_head, main_head = head(wt / BPOD), head(origin / BPOD)
+    res = by_path(dl.worktree_sync(dataset=wt, recursive=True, **quiet()),
+                  wt)
+    assert res[BPOD]['status'] == 'impossible'
+    assert 'adjusted branch' in res[BPOD]['message']
+    assert res['.']['status'] == 'impossible'
+    res = by_path(dl.worktree_merge(str(wt), dataset=origin, recursive=True,
+                                    **quiet()), origin)
+    assert res[BPOD]['status'] == 'impossible'
+    assert 'adjusted branch' in res[BPOD]['message']
+    assert (head(wt / BPOD), head(origin / BPOD)) == (wt_head, main_head)
