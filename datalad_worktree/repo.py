@@ -133,10 +133,14 @@ def worktree_changes(repo: Path) -> tuple[list[str], list[str]]:
     return changed, untracked
 
 
-def index_matches(repo: Path, commit: str) -> bool:
-    """Whether the index of ``repo`` holds exactly the tree of ``commit``"""
+def index_matches(repo: Path, commit: str, index: Path | None = None
+                  ) -> bool:
+    """Whether the index of ``repo`` (or the index file ``index``, such as
+    git-annex's index of its branch) holds exactly the tree of ``commit``"""
     return git.answers(repo, ['diff-index', '--cached', '--quiet', commit,
-                              '--'])
+                              '--'],
+                       env=None if index is None
+                       else {'GIT_INDEX_FILE': str(index)})
 
 
 def differ_between(repo: Path, a: str, b: str, paths: list[str]) -> bool:
