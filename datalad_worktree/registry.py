@@ -7,7 +7,10 @@ and reports the lock files that an interrupted git leaves behind.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import (
+    dataclass,
+    replace,
+)
 from pathlib import Path
 
 from datalad_next.runners import CommandError
@@ -19,6 +22,7 @@ from .paths import (
 )
 from .repo import (
     git_dirs,
+    main_checkout,
     toplevel,
 )
 
@@ -42,7 +46,9 @@ class Worktree:
 
 
 def list_worktrees(repo: Path) -> list[Worktree]:
-    """All worktrees of ``repo``'s repository, the main worktree first"""
+    """All worktrees of ``repo``'s repository, the main worktree first
+    (where it is checked out, also for a git directory absorbed into a
+    superdataset, see ``repo.main_checkout``)"""
     found = []
     fields: dict = {}
     for line in git.lines(repo, ['worktree', 'list', '--porcelain']) + ['']:
@@ -59,6 +65,8 @@ def list_worktrees(repo: Path) -> list[Worktree]:
             continue
         key, _, value = line.partition(' ')
         fields[key] = value
+    if found:
+        found[0] = replace(found[0], path=main_checkout(found[0].path))
     return found
 
 
