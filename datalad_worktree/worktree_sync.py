@@ -67,6 +67,7 @@ from .repo import (
     unstaged_paths,
 )
 from .settings import worker_count
+from .sharedannex import repair_own_annex
 
 ACTION = 'worktree-sync'
 POINTER_MESSAGE = 'Record the subdatasets updated by worktree-sync'
@@ -279,7 +280,8 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
     """Update one dataset of the worktree, then record its subdatasets
     and (with ``mtimes``) carry modification times from the main worktree"""
     repo = node.path
-    problem = linked_worktree_problem(repo) or lock_problem(repo)
+    problem = linked_worktree_problem(repo) or lock_problem(repo) or \
+        repair_own_annex(repo, dry_run)
     if problem:
         return Outcome('impossible', problem)
     source_wt = list_worktrees(repo)[0]
