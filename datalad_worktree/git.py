@@ -25,16 +25,19 @@ NO_ANNEX_FILTER = ('-c', 'filter.annex.process=', '-c', 'filter.annex.clean=',
 """git options that keep git from starting git-annex's filter"""
 
 
-def run(repo: Path, args: list[str], input: str | None = None) -> bytes:
+def run(repo: Path, args: list[str], input: str | None = None,
+        env: dict[str, str] | None = None) -> bytes:
     """Run git with ``args`` in ``repo``; its standard output, as bytes
 
-    ``input`` (encoded like a file name) is given to git's standard input.
-    Raises ``CommandError`` when git exits with a code other than 0.
+    ``input`` (encoded like a file name) is given to git's standard input;
+    ``env`` is added to the environment git runs in. Raises
+    ``CommandError`` when git exits with a code other than 0.
     """
     cmd = ['git', *args]
     res = subprocess.run(
         cmd, cwd=repo, capture_output=True,
-        input=None if input is None else os.fsencode(input))
+        input=None if input is None else os.fsencode(input),
+        env=None if env is None else {**os.environ, **env})
     if res.returncode:
         raise CommandError(cmd=cmd, code=res.returncode,
                            stdout=os.fsdecode(res.stdout),
@@ -57,13 +60,15 @@ def entries(repo: Path, args: list[str]) -> list[str]:
     return text(repo, args).split('\0')[:-1]
 
 
-def answers(repo: Path, args: list[str]) -> bool:
+def answers(repo: Path, args: list[str],
+            env: dict[str, str] | None = None) -> bool:
     """Run a git command that answers yes (exit code 0) or no (exit code 1)
 
-    Any other exit code is a failure and raises ``CommandError``.
+    ``env`` is added to its environment. Any other exit code is a failure
+    and raises ``CommandError``.
     """
     try:
-        run(repo, args)
+        run(repo, args, env=env)
     except CommandError as e:
         if e.returncode == 1:
             return False

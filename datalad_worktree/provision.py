@@ -42,6 +42,7 @@ from .repo import (
     uses_annex,
 )
 from .scheduler import run_ordered
+from .sharedannex import repair_own_annex
 
 
 class Todo(Enum):
@@ -172,10 +173,10 @@ def checkout_phrase(plan: Plan, done: bool = False) -> str:
 def create_worktrees(plans: list[Plan], workers: int, mtimes: bool = True
                      ) -> Iterator[tuple[Plan, str | None]]:
     """Create the planned worktrees, each parent before its children, up
-    to ``workers`` at the same time; yields each plan that was to be
-    created, with an error message or None. When a parent fails, its
-    subdatasets are not attempted. With ``mtimes``, modification times are
-    carried into each new worktree, alongside the next ones."""
+    to ``workers`` at the same time; yields each plan to create, and each
+    existing worktree whose annex link failed to be repaired, with an error
+    or None. When a parent fails, its subdatasets are not attempted. With
+    ``mtimes``, modification times are carried into each new worktree."""
     wanted = [p for p in plans if p.todo in (Todo.CREATE, Todo.EXISTS)]
     by_path = {p.node.relpath: p for p in wanted}
 
@@ -194,15 +195,15 @@ def create_worktrees(plans: list[Plan], workers: int, mtimes: bool = True
             if blocker:
                 error = (f'not created: the worktree of {blocker.target} '
                          'could not be created')
-            if plan.todo is Todo.CREATE:
+            if plan.todo is Todo.CREATE or (error and not blocker):
                 yield plan, error
 
 
 def create(plan: Plan, carry=None) -> str | None:
-    """Make one planned worktree, then hand it to ``carry`` (see
-    ``mtimes.carrying``), if given; an error or None"""
+    """Make one planned worktree and hand it to ``carry`` (see
+    ``mtimes.carrying``), or repair an existing one's annex; error or None"""
     if plan.todo is Todo.EXISTS:
-        return None
+        return repair_own_annex(plan.target) if plan.annex else None
     node, target = plan.node, plan.target
     if redirected(plan.root, node.relpath):
         return (f'refusing {target}: a symbolic link on its path leads '

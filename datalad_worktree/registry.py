@@ -2,12 +2,16 @@
 
 ``git worktree list`` is the one source of truth about which worktrees a
 repository has; this module reads it, tells main from linked worktrees,
-and reports the lock files that an interrupted git leaves behind.
+makes one worktree and links it to the shared annex, and reports the lock
+files that an interrupted git leaves behind.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import (
+    dataclass,
+    replace,
+)
 from pathlib import Path
 
 from datalad_next.runners import CommandError
@@ -19,8 +23,10 @@ from .paths import (
 )
 from .repo import (
     git_dirs,
+    main_checkout,
     toplevel,
 )
+from .sharedannex import repair_annex_link
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,9 @@ class Worktree:
 
 
 def list_worktrees(repo: Path) -> list[Worktree]:
-    """All worktrees of ``repo``'s repository, the main worktree first"""
+    """All worktrees of ``repo``'s repository, the main worktree first
+    (where it is checked out, also for a git directory absorbed into a
+    superdataset, see ``repo.main_checkout``)"""
     found = []
     fields: dict = {}
     for line in git.lines(repo, ['worktree', 'list', '--porcelain']) + ['']:
@@ -59,6 +67,8 @@ def list_worktrees(repo: Path) -> list[Worktree]:
             continue
         key, _, value = line.partition(' ')
         fields[key] = value
+    if found:
+        found[0] = replace(found[0], path=main_checkout(found[0].path))
     return found
 
 
@@ -168,22 +178,7 @@ def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
                        '--quiet', *how])
     except CommandError as e:
         return f'git worktree add failed: {git.error_line(e)}'
-    return annex_link_problem(target) if annex else None
-
-
-def annex_link_problem(worktree: Path) -> str | None:
-    """Why annexed files of a new worktree would not be readable, or None
-
-    git-annex makes a linked worktree's ``.git`` a symlink to its gitdir and
-    links ``<gitdir>/annex`` to the shared annex, while checking out. This
-    verifies both for a worktree of a dataset that uses git-annex.
-    """
-    dotgit = worktree / '.git'
-    if not (dotgit.is_symlink() and (dotgit / 'annex').is_dir()):
-        return (f'git-annex did not link {worktree} to the shared annex; '
-                f"annexed files there are not readable. Run 'git annex init' "
-                f'in {worktree} to repair it')
-    return None
+    return repair_annex_link(target) if annex else None
 
 
 def existing_worktree_problem(wt: Worktree, repo: Path, target: Path,

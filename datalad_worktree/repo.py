@@ -15,6 +15,7 @@ from pathlib import Path
 from datalad_next.runners import CommandError
 
 from . import git
+from .paths import same_path
 
 GITLINK_MODE = '160000'
 
@@ -135,10 +136,14 @@ def worktree_changes(repo: Path) -> tuple[list[str], list[str]]:
     return changed, untracked
 
 
-def index_matches(repo: Path, commit: str) -> bool:
-    """Whether the index of ``repo`` holds exactly the tree of ``commit``"""
+def index_matches(repo: Path, commit: str, index: Path | None = None
+                  ) -> bool:
+    """Whether the index of ``repo`` (or the index file ``index``, such as
+    git-annex's index of its branch) holds exactly the tree of ``commit``"""
     return git.answers(repo, ['diff-index', '--cached', '--quiet', commit,
-                              '--'])
+                              '--'],
+                       env=None if index is None
+                       else {'GIT_INDEX_FILE': str(index)})
 
 
 def differ_between(repo: Path, a: str, b: str, paths: list[str]) -> bool:
@@ -327,6 +332,40 @@ def common_dir(gitdir: Path) -> Path:
     common = gitdir / commondir.read_text().strip() \
         if commondir.is_file() else gitdir
     return Path(os.path.normpath(common))
+
+
+def main_checkout(listed: Path) -> Path:
+    """Where the main worktree is that ``git worktree list`` names
+    ``listed``: there, except where that is a git directory absorbed into a
+    superdataset's ``.git/modules`` whose ``core.worktree`` git-annex unset
+    (git then names the git directory): where the superdataset checks it
+    out (see ``absorbed_checkout``), if that is found"""
+    if not (listed / 'HEAD').is_file() or not (listed / 'objects').is_dir() \
+            or os.path.lexists(listed / '.git'):
+        return listed
+    return absorbed_checkout(listed) or listed
+
+
+def absorbed_checkout(gitdir: Path) -> Path | None:
+    """Where the repository with the git directory ``gitdir``, below a
+    superdataset's ``.git/modules``, is checked out: the path that the
+    ``.gitmodules`` of the superdataset's checkout gives it, if its
+    ``.git`` leads back to ``gitdir``; None where there is no such place"""
+    modules = next((up for up in gitdir.parents if up.name == 'modules'
+                    and (up.parent / 'HEAD').is_file()), None)
+    if modules is None:
+        return None
+    parent = modules.parent.parent if modules.parent.name == '.git' \
+        else absorbed_checkout(modules.parent)
+    if parent is None:
+        return None
+    name = gitdir.relative_to(modules).as_posix()
+    path = git.optional_text(parent, [
+        'config', '-f', '.gitmodules', '--get', f'submodule.{name}.path'])
+    where = parent / path.strip() if path else None
+    if where is None or not os.path.lexists(where / '.git'):
+        return None
+    return where if same_path(git_dirs(where)[1], gitdir) else None
 
 
 def same_repository(a: Path, b: Path) -> bool:

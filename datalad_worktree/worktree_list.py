@@ -38,6 +38,7 @@ from .registry import (
 )
 from .repo import (
     ahead_behind,
+    has_own_annex,
     head_commit,
     worktree_changes,
 )
@@ -65,7 +66,10 @@ class WorktreeList(ValidatedInterface):
     files; None when the directory is gone), ``ahead`` and ``behind``
     (commits it has that the main worktree's HEAD has not, and the other
     way round), ``stale`` (its directory is gone) and ``locked`` (the lock
-    reason, '' for a lock without one, None when not locked).
+    reason, '' for a lock without one, None when not locked) and
+    ``own_annex`` (it keeps annexed content in an annex of its own, not in
+    the shared one, as git-annex made it for an absorbed git directory;
+    ``worktree-sync`` repairs it; None when the directory is gone).
 
     A subdataset that cannot be looked at, such as one reached through a
     symbolic link that leads elsewhere, is reported with
@@ -164,10 +168,11 @@ def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
             ahead, behind = ahead_behind(main.path, main.head, wt.head)
         except CommandError:
             pass
-    clean = None
+    clean = own_annex = None
     if not stale:
         changes, untracked = worktree_changes(wt.path)
         clean = not changes and not untracked
+        own_annex = has_own_annex(wt.path)
     parts = Path(wt.path).parts
     rel = Path(*relpath.parts) if relpath.parts != ('.',) else None
     root = wt.path
@@ -180,7 +185,7 @@ def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
         worktree_root=str(root), relpath=shown,
         branch=wt.short_branch,
         head=wt.head, clean=clean, ahead=ahead, behind=behind, stale=stale,
-        locked=wt.locked,
+        locked=wt.locked, own_annex=own_annex,
     )
 
 
@@ -195,6 +200,8 @@ def _summary(r: dict) -> str:
         bits.append(f"{r['ahead']} unmerged commit(s)")
     if r['behind']:
         bits.append(f"{r['behind']} behind")
+    if r.get('own_annex'):
+        bits.append('OWN ANNEX: not the shared one (worktree-sync repairs)')
     if r['locked'] is not None:
         bits.append(f"locked{': ' + r['locked'] if r['locked'] else ''}")
     return '  '.join(bits)

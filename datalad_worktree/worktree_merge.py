@@ -59,6 +59,7 @@ from .repo import (
     same_repository,
 )
 from .settings import worker_count
+from .sharedannex import repair_own_annex
 
 ACTION = 'worktree-merge'
 POINTER_MESSAGE = 'Record the subdatasets merged by worktree-merge'
@@ -297,10 +298,13 @@ def merge_dataset(node: Node, source: MergeSource,
         return Outcome('impossible', problem)
     if source.nothing:
         return Outcome(*source.nothing)
-    if source.worktree is not None:
-        problem = adjusted_problem(source.worktree)
-        if problem:
-            return Outcome('impossible', problem)
+    problem = adjusted_problem(source.worktree) if source.worktree \
+        else None
+    problem = problem or (source.worktree and
+                          repair_own_annex(source.worktree, dry_run))
+    if problem:
+        # its annexed results would not be readable here
+        return Outcome('impossible', problem)
     commit, what = source.commit, source.name
     keys = dict(source=what, detached=current_branch(repo) is None)
     outcome = integrate(

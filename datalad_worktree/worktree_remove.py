@@ -55,6 +55,10 @@ from .repo import (
     worktree_changes,
 )
 from .scheduler import run_ordered
+from .sharedannex import (
+    link_shared_annex,
+    own_annex_problem,
+)
 
 ACTION = 'worktree-remove'
 TRASH = 'worktree-remove-trash'
@@ -319,11 +323,7 @@ def local_files_problem(path: Path) -> str | None:
     if untracked:
         return (f'untracked files in {path}: {", ".join(untracked)}; save, '
                 'move or delete them first (ignored files do not block)')
-    if has_own_annex(path):
-        return (f'{path} has annexed content of its own in '
-                f'{git_dirs(path)[0] / "annex"}, not in the shared annex; it '
-                'is not removed')
-    return None
+    return own_annex_problem(path)
 
 
 def remove(plan: Plan) -> Outcome:
@@ -341,6 +341,12 @@ def remove(plan: Plan) -> Outcome:
         problem = no_longer_removable(m)
         if problem:
             return Outcome('error', problem, keys)
+        if plan.how is Removal.REMOVE and has_own_annex(m.path):
+            # nothing unique in it (see check): link it, so that nothing
+            # git-annex made read-only is left for git to delete
+            problem = link_shared_annex(m.path)
+            if problem:
+                return Outcome('error', problem, keys)
         if plan.how is Removal.REMOVE:
             delete_directory(m.path)
         if plan.delete_branch and m.head:

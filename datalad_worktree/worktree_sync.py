@@ -74,6 +74,7 @@ from .stale import (
     inspect_checkout,
     update_stale_checkout,
 )
+from .sharedannex import repair_own_annex
 
 ACTION = 'worktree-sync'
 ADD_ACTION = 'worktree-add'
@@ -339,7 +340,7 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
     and (with ``mtimes``) carry modification times from the main worktree"""
     repo = node.path
     problem = linked_worktree_problem(repo) or lock_problem(repo) or \
-        adjusted_problem(repo)
+        adjusted_problem(repo) or repair_own_annex(repo, dry_run)
     if problem:
         return Outcome('impossible', problem)
     source_wt = list_worktrees(repo)[0]

@@ -13,6 +13,7 @@ LAYERS = [
     ['git'],
     ['outcome', 'paths'],
     ['repo', 'settings'],
+    ['sharedannex'],
     ['registry', 'hierarchy', 'scheduler'],
     ['nested', 'integrate', 'mtimes', 'bindpaths', 'envsetup', 'stale'],
     ['provision'],
