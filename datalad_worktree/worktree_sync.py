@@ -243,10 +243,6 @@ class WorktreeSync(WorktreeInterface):
             if node.problem:
                 yield make_result(ACTION, node.path, top,
                                   Outcome('impossible', node.problem))
-            elif not in_main_only(node, new.main_top):
-                yield make_result(ACTION, node.path, top, Outcome(
-                    'notneeded', 'subdataset not installed in the main '
-                    'worktree either; nothing to update'))
         children = children_of(active)
         synced = []
         for node, outcome in bottom_up(
@@ -285,9 +281,13 @@ class Provider:
     def add(self, missing: list[Node]) -> Iterator[dict]:
         """Make the worktrees of ``missing`` (subdatasets without a
         worktree here) and of their installed subdatasets, where the main
-        worktree has them; their results"""
+        worktree has them; their results (for the others: that there is
+        nothing to update)"""
         for node in missing:
-            if not in_main_only(node, self.main_top):
+            if not in_main(node, self.main_top):
+                yield make_result(ACTION, node.path, self.top, Outcome(
+                    'notneeded', 'subdataset not installed in the main '
+                    'worktree either; nothing to update'))
                 continue
             origin = self.main_top / node.relpath
             depth = None if self.depth is None else self.depth - node.depth
@@ -329,7 +329,7 @@ def setups(synced: list[tuple[Node, Outcome]], wanted: bool | None,
             yield make_result(SETUP_ACTION, node.path, top, done)
 
 
-def in_main_only(node: Node, main_top: Path) -> bool:
+def in_main(node: Node, main_top: Path) -> bool:
     """Whether the main worktree has the subdataset ``node`` installed"""
     return is_repo_root(main_top / node.relpath)
 

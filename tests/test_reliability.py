@@ -687,11 +687,9 @@ def test_option_like_subdataset_path_and_name_stay_plain(
     git(origin, 'commit', '-q', '-m', 'a subdataset at -f')
     res = by_path(dl.worktree_sync(dataset=runs, recursive=True, **quiet()),
                   runs)
-    assert res['-f']['status'] == 'impossible'
-    # the advice it gives, run as given, creates the missing worktree
-    advice = res['-f']['message'].split("add it with '")[1].rstrip("'")
-    out = subprocess.run(shlex.split(advice), capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout + out.stderr
+    # sync makes the missing worktree, at the plain path '-f'
+    assert (res['-f']['action'], res['-f']['status']) == \
+        ('worktree-add', 'ok'), res['-f']
     assert head(runs / '-f') == head(origin / '-f')
     res = dl.worktree_sync(dataset=runs, recursive=True, **quiet())
     assert statuses(res) <= {'ok', 'notneeded'}, res

@@ -249,23 +249,23 @@ def test_change_that_would_overwrite_a_file_git_does_not_track(
     assert snapshot(runs) == before
 
 
-def test_new_subdataset_in_the_source_is_reported_with_the_fix(
-        origin, runs):
+def test_new_subdataset_in_the_source_gets_a_worktree(origin, runs):
+    """A subdataset new in the development state, installed in the main
+    worktree, becomes a linked worktree of it at the recorded commit"""
     derived = dl.Dataset(origin / 'derived/L5b')
     derived.create('models', result_renderer='disabled')
     dl.Dataset(origin).save(path='derived/L5b', message='models',
                             result_renderer='disabled')
     res = sync(runs, recursive=True)
     new = res['derived/L5b/models']
-    assert new['status'] == 'impossible'
-    assert 'has no worktree here yet' in new['message']
-    hint = new['message'].split("add it with '")[1].rstrip("'")
-    assert hint == (f'datalad worktree-add -d {origin} -r -b runs {runs}')
+    assert (new['action'], new['status']) == ('worktree-add', 'ok'), new
+    assert new['branch'] == 'runs'
     assert res['derived/L5b']['status'] == 'ok'
-    # the advice works
-    fix = add(origin, runs, branch='runs', recursive=True)
-    made = by_path(fix, runs)
-    assert made['derived/L5b/models']['status'] == 'ok'
+    models = runs / 'derived/L5b/models'
+    assert git(models, 'rev-parse', 'HEAD') == \
+        recorded(runs / 'derived/L5b', 'models')
+    assert Path(git(models, 'rev-parse', '--path-format=absolute',
+                    '--git-common-dir')) == origin / 'derived/L5b/models/.git'
     assert clean(runs)
 
 
