@@ -72,10 +72,18 @@ def inside(directory: Path):
 
 
 def configured(repo: Path) -> str:
-    """The bind substitutions that git's configuration has in ``repo``"""
-    return subprocess.run(
+    """The bind substitutions that git's configuration has in ``repo`` (a
+    dataset's top): '' when it has none; a failure of git fails the test"""
+    assert git(repo, 'rev-parse', '--show-toplevel') == str(repo)
+    out = subprocess.run(
         ['git', 'config', '--get-regexp', 'substitutions'], cwd=repo,
-        capture_output=True, text=True).stdout
+        capture_output=True, text=True)
+    # git config exits with 1, silently, when nothing matches
+    if out.returncode == 1 and not out.stdout and not out.stderr:
+        return ''
+    assert out.returncode == 0 and out.stdout, \
+        f'git config failed with {out.returncode}: {out.stderr}'
+    return out.stdout
 
 
 def ok(results) -> bool:
@@ -121,6 +129,8 @@ def test_containers_run_works_in_the_worktree(boxed, tmp_path):
     }
     assert ok(box_run(wt / DERIVED, 'results/count.txt'))
     assert (wt / DERIVED / 'results/count.txt').read_text().strip() == '4'
+    # the worktree's own configuration has the bind paths
+    assert 'worktree-binds-bwrap' in configured(wt / DERIVED)
     # nothing of it is committed, and the main worktree is unchanged
     assert git(wt / DERIVED, 'status', '--porcelain') == ''
     assert not configured(boxed / DERIVED)

@@ -238,7 +238,14 @@ def test_empty_directory_is_accepted(origin, tmp_path):
     wt = tmp_path / 'wt'
     wt.mkdir()
     res = add(origin, wt, recursive=True)
+    # the whole hierarchy was made there, not just nothing refused
+    found = by_path(res, wt)
+    assert sorted(found) == sorted(INSTALLED + ['derived/L5b/containers'])
     assert all(r['status'] in ('ok', 'notneeded') for r in res)
+    assert sorted(rel for rel, r in found.items() if r['status'] == 'ok') \
+        == sorted(INSTALLED)
+    for rel in INSTALLED:
+        assert git(wt / rel, 'rev-parse', '--show-toplevel') == str(wt / rel)
 
 
 @pytest.mark.parametrize('where', ['inside-dataset', 'inside-subdataset',
