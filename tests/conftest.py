@@ -33,6 +33,46 @@ for var, value in (('GIT_AUTHOR_NAME', 'Test User'),
                    ('GIT_COMMITTER_EMAIL', 'test@example.com')):
     os.environ.setdefault(var, value)
 
+# paths in the hierarchy, relative to super/
+DERIVED = 'derived/L5b'
+CODE = f'{DERIVED}/code'
+# each installed subdataset: (its parent, its path in the parent)
+PARENT = {
+    'raw/bpod': ('.', 'raw/bpod'),
+    'raw/2p': ('.', 'raw/2p'),
+    DERIVED: ('.', DERIVED),
+    CODE: (DERIVED, 'code'),
+    f'{DERIVED}/inputs/bpod': (DERIVED, 'inputs/bpod'),
+    f'{DERIVED}/inputs/2p': (DERIVED, 'inputs/2p'),
+}
+INSTALLED = ['.', *PARENT]
+"""The installed datasets, top first"""
+
+DATALAD = str(Path(sys.executable).with_name('datalad'))
+"""The ``datalad`` command of the Python that runs the tests"""
+
+
+def datalad_cli(*args: str, cwd: Path | None = None,
+                **kw) -> subprocess.CompletedProcess:
+    """Run ``datalad ARGS`` (in ``cwd``) as a user does; output as text"""
+    return subprocess.run([DATALAD, *args], cwd=cwd, capture_output=True,
+                          text=True, **kw)
+
+
+def env_with_datalad() -> dict:
+    """The environment, with the directory of ``datalad`` (and of the
+    Python that runs the tests) first on PATH, for scripts that call it"""
+    return dict(os.environ,
+                PATH=f'{Path(DATALAD).parent}{os.pathsep}{os.environ["PATH"]}')
+
+
+def clean(ds) -> bool:
+    """Whether ``datalad status -r`` finds nothing to report in ``ds``"""
+    status = dl.status(dataset=ds, recursive=True, result_renderer='disabled',
+                       return_type='list')
+    return all(s['state'] == 'clean' for s in status)
+
+
 PROCESS_PY = """\
 import sys
 from pathlib import Path

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from datalad import api as dl
 
-from .conftest import add, by_path, git
+from .conftest import DERIVED, add, by_path, datalad_cli, git
 
-DERIVED = 'derived/L5b'
 INPUTS = ['inputs/bpod/sub-01/trials.tsv', 'inputs/2p/sub-01/F.csv']
 ENTRYPOINT = '#!/bin/sh\nexec "$@"\n'
 # the container sees /usr and the dataset it runs in, nothing else
@@ -226,7 +225,6 @@ def test_shared_core_worktree_is_refused_and_left_alone(boxed, tmp_path):
                                           (['--no-bindpaths'], False)])
 def test_cli(boxed, tmp_path, flag, shown):
     wt = tmp_path / 'runs'
-    out = subprocess.run(['datalad', 'worktree-add', '-r', *flag, str(wt)],
-                         cwd=boxed, capture_output=True, text=True)
+    out = datalad_cli('worktree-add', '-r', *flag, str(wt), cwd=boxed)
     assert out.returncode == 0, out.stderr
     assert ('worktree-bindpaths(ok)' in out.stdout) == shown

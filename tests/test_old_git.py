@@ -16,13 +16,20 @@ import subprocess
 import pytest
 from datalad import api as dl
 
-from .conftest import add, by_path, commit_file, git, recorded, snapshot
-from .test_worktree_merge import (
+from .conftest import (
     CODE,
     DERIVED,
+    add,
+    by_path,
+    clean,
+    commit_file,
+    git,
+    recorded,
+    snapshot,
+)
+from .test_worktree_merge import (
     assert_left_as_it_was,
     batch,
-    clean,
     content_conflict,
     merge,
     pointer_conflict,

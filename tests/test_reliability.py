@@ -25,6 +25,10 @@ import pytest
 from datalad import api as dl
 
 from .conftest import (
+    CODE,
+    DATALAD,
+    DERIVED,
+    INSTALLED,
     add,
     by_path,
     datasets_of,
@@ -35,12 +39,7 @@ from .conftest import (
 
 pytestmark = pytest.mark.reliability
 
-DATALAD = str(Path(sys.executable).with_name('datalad'))
 FAILED = ('impossible', 'error')
-DERIVED = 'derived/L5b'
-# the installed datasets of conftest's hierarchy ('origin')
-INSTALLED = ['.', 'raw/bpod', 'raw/2p', DERIVED, f'{DERIVED}/code',
-             f'{DERIVED}/inputs/bpod', f'{DERIVED}/inputs/2p']
 
 
 def quiet(**kw):
@@ -896,7 +895,7 @@ def commit_in(top: Path, rel: str, name: str) -> None:
     # a new file, never written through an annexed file's link
     (repo / name).unlink(missing_ok=True)
     (repo / name).write_text(f'{name} in {repo}, {time.time()}\n')
-    if rel == f'{DERIVED}/code':
+    if rel == CODE:
         git(repo, 'add', '--', name)
     else:
         annex_add(repo, name)
