@@ -13,6 +13,10 @@
         └── results/summary.txt  annexed output of the run record
 
 It is built once per session, and each test gets a copy of its own.
+
+Git's configuration is isolated for the whole session, also for the
+``datalad`` processes the tests start: a HOME and a global git config of
+their own (with a user identity), and no system config.
 """
 
 from __future__ import annotations
@@ -25,13 +29,6 @@ from pathlib import Path
 
 import pytest
 from datalad import api as dl
-
-# commits need an identity, also on a machine without any git config
-for var, value in (('GIT_AUTHOR_NAME', 'Test User'),
-                   ('GIT_AUTHOR_EMAIL', 'test@example.com'),
-                   ('GIT_COMMITTER_NAME', 'Test User'),
-                   ('GIT_COMMITTER_EMAIL', 'test@example.com')):
-    os.environ.setdefault(var, value)
 
 # paths in the hierarchy, relative to super/
 DERIVED = 'derived/L5b'
@@ -50,6 +47,42 @@ INSTALLED = ['.', *PARENT]
 
 DATALAD = str(Path(sys.executable).with_name('datalad'))
 """The ``datalad`` command of the Python that runs the tests"""
+
+# commits need an identity, also on a machine without any git config; set
+# in the environment, they win over any configuration
+IDENTITY = {'GIT_AUTHOR_NAME': 'Test User',
+            'GIT_AUTHOR_EMAIL': 'test@example.com',
+            'GIT_COMMITTER_NAME': 'Test User',
+            'GIT_COMMITTER_EMAIL': 'test@example.com'}
+
+
+@pytest.fixture(scope='session', autouse=True)
+def isolated_git_config(tmp_path_factory):
+    """Keep the user's and the system's git configuration out of the tests,
+    as datalad-next's fixtures do: a HOME of its own whose .gitconfig is the
+    global configuration (GIT_CONFIG_GLOBAL), with a user identity only, and
+    no system configuration (GIT_CONFIG_NOSYSTEM). Set in the environment,
+    so that git, git-annex and the ``datalad`` processes that the tests
+    start see the same; DataLad's own configuration is reloaded"""
+    from datalad import cfg
+    home = tmp_path_factory.mktemp('home')
+    gitconfig = home / '.gitconfig'
+    gitconfig.write_text(
+        '[user]\n'
+        f'\tname = {IDENTITY["GIT_AUTHOR_NAME"]}\n'
+        f'\temail = {IDENTITY["GIT_AUTHOR_EMAIL"]}\n')
+    mp = pytest.MonkeyPatch()
+    mp.setenv('HOME', str(home))
+    mp.setenv('GIT_CONFIG_GLOBAL', str(gitconfig))
+    mp.setenv('GIT_CONFIG_NOSYSTEM', '1')
+    mp.delenv('XDG_CONFIG_HOME', raising=False)
+    for var, value in IDENTITY.items():
+        if var not in os.environ:
+            mp.setenv(var, value)
+    cfg.reload(force=True)
+    yield gitconfig
+    mp.undo()
+    cfg.reload(force=True)
 
 
 def datalad_cli(*args: str, cwd: Path | None = None,
