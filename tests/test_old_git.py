@@ -19,7 +19,6 @@ from datalad import api as dl
 from .conftest import (
     CODE,
     DERIVED,
-    add,
     by_path,
     clean,
     commit_file,
@@ -56,13 +55,6 @@ def old_git(tmp_path, monkeypatch):
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
     return wrapper
-
-
-@pytest.fixture
-def runs(origin, tmp_path):
-    wt = tmp_path / 'runs'
-    add(origin, wt, branch='runs', recursive=True)
-    return wt
 
 
 def test_the_emulated_git_lacks_the_feature(old_git, origin):

@@ -34,6 +34,7 @@ from .conftest import (
     datasets_of,
     git,
     recorded,
+    restore,
     snapshot,
 )
 
@@ -112,15 +113,39 @@ def build_wide(root: Path) -> Path:
 
 @pytest.fixture(scope='session')
 def wide_template(tmp_path_factory) -> Path:
-    return build_wide(tmp_path_factory.mktemp('wide'))
+    """The 20-dataset hierarchy, built once, at ROOT/project/super;
+    returns ROOT"""
+    root = tmp_path_factory.mktemp('wide')
+    build_wide(root / 'project')
+    return root
+
+
+@pytest.fixture(scope='session')
+def wide_runs_template(wide_template, tmp_path_factory) -> Path:
+    """A copy of the 20-dataset hierarchy with a 'runs' worktree of all its
+    datasets (`worktree-add -r --branch runs`), made once:
+    ROOT/project/super and ROOT/runs; returns ROOT"""
+    root = tmp_path_factory.mktemp('wide-runs')
+    restore(wide_template, root)
+    res = add(root / 'project' / 'super', root / 'runs', branch='runs',
+              recursive=True)
+    assert statuses(res) == {'ok'}, res
+    return root
 
 
 @pytest.fixture
 def wide(wide_template, tmp_path) -> Path:
     """A private copy of the 20-dataset hierarchy; returns its top"""
-    dest = tmp_path / 'project' / 'super'
-    shutil.copytree(wide_template, dest, symlinks=True)
-    return dest
+    restore(wide_template, tmp_path)
+    return tmp_path / 'project' / 'super'
+
+
+@pytest.fixture
+def wide_with_runs(wide_runs_template, tmp_path) -> Path:
+    """A private copy of the 20-dataset hierarchy with its 'runs' worktree
+    at tmp_path/runs; returns the top of the hierarchy"""
+    restore(wide_runs_template, tmp_path)
+    return tmp_path / 'project' / 'super'
 
 
 def commit_everywhere(top: Path, name: str) -> None:
@@ -365,17 +390,28 @@ def assert_complete_worktree(top: Path, wt: Path) -> None:
     assert_parents_record_children(wt)
 
 
+def hierarchy_for(command: str, request) -> Path:
+    """The main hierarchy for ``command``: for worktree-add the plain copy
+    (``wide``), for the others the copy with its 'runs' worktree at
+    tmp_path/runs already (``wide_with_runs``)"""
+    return request.getfixturevalue('wide' if command == 'add'
+                                   else 'wide_with_runs')
+
+
 def scenario(command: str, wide: Path, wt: Path):
     """Prepare work for ``command`` between the main hierarchy ``wide`` and
-    its worktree ``wt`` (on branch runs): for worktree-sync new commits in
-    every main dataset, for worktree-merge in every worktree dataset. Returns
-    the command line, where it runs, how to count the datasets it has done,
-    and the branch it moves in each dataset (a dataset is done once its
-    branch moved; for worktree-remove, once its branch is deleted)"""
+    its worktree ``wt`` (on branch runs; ``hierarchy_for`` gives the
+    hierarchy with it made already, unless ``command`` is add): for
+    worktree-sync new commits in every main dataset, for worktree-merge in
+    every worktree dataset. Returns the command line, where it runs, how to
+    count the datasets it has done, and the branch it moves in each dataset
+    (a dataset is done once its branch moved; for worktree-remove, once its
+    branch is deleted)"""
     if command == 'add':
+        assert not wt.exists()
         return (['worktree-add', '-r', '-b', 'runs', str(wt)], wide,
                 lambda: count_made(wt), 'runs')
-    add(wide, wt, branch='runs', recursive=True)
+    assert count_made(wt) == len(WIDE)
     if command == 'sync':
         commit_everywhere(wide, 'dev.dat')
         (wt / 'g0/mine.txt').write_text('untracked, in the worktree\n')
@@ -425,11 +461,11 @@ def test_interrupted_add_converges(wide, tmp_path, sig, point):
 
 @pytest.mark.parametrize('sig', SIGNALS)
 @pytest.mark.parametrize('point', POINTS)
-def test_interrupted_sync_converges(wide, tmp_path, sig, point):
+def test_interrupted_sync_converges(wide_with_runs, tmp_path, sig, point):
     """A killed `worktree-sync -r`, run again, brings every dataset of the
     worktree to its main worktree's HEAD, with parents recording children;
     an untracked file in the worktree survives, the main one is untouched"""
-    wt = tmp_path / 'runs'
+    wide, wt = wide_with_runs, tmp_path / 'runs'
     before, work = interrupted('sync', wide, wt, sig, point)
     rerun_to_convergence(lambda: dl.worktree_sync(
         dataset=wt, recursive=True, **quiet()))
@@ -444,11 +480,11 @@ def test_interrupted_sync_converges(wide, tmp_path, sig, point):
 
 @pytest.mark.parametrize('sig', SIGNALS)
 @pytest.mark.parametrize('point', POINTS)
-def test_interrupted_merge_converges(wide, tmp_path, sig, point):
+def test_interrupted_merge_converges(wide_with_runs, tmp_path, sig, point):
     """A killed `worktree-merge -r`, run again, brings every result home:
     each dataset of the main hierarchy is at its worktree's commit, the
     annexed results are readable there, and the local work is kept"""
-    wt = tmp_path / 'runs'
+    wide, wt = wide_with_runs, tmp_path / 'runs'
     before, work = interrupted('merge', wide, wt, sig, point)
     rerun_to_convergence(lambda: dl.worktree_merge(
         str(wt), dataset=wide, recursive=True, **quiet()))
@@ -462,10 +498,11 @@ def test_interrupted_merge_converges(wide, tmp_path, sig, point):
 
 @pytest.mark.parametrize('sig', SIGNALS)
 @pytest.mark.parametrize('point', POINTS)
-def test_interrupted_remove_converges(wide, tmp_path, sig, point):
+def test_interrupted_remove_converges(wide_with_runs, tmp_path, sig,
+                                      point):
     """A killed `worktree-remove`, run again, removes every worktree, its
     registration and its branch, and nothing of the main hierarchy"""
-    wt = tmp_path / 'runs'
+    wide, wt = wide_with_runs, tmp_path / 'runs'
     before, work = interrupted('remove', wide, wt, sig, point)
     rerun_to_convergence(lambda: dl.worktree_remove(
         str(wt), dataset=wide, **quiet()))
@@ -478,13 +515,13 @@ def test_interrupted_remove_converges(wide, tmp_path, sig, point):
 
 
 @pytest.mark.parametrize('sig', SIGNALS)
-def test_interrupted_sync_in_a_record_commit_converges(wide, tmp_path, sig):
+def test_interrupted_sync_in_a_record_commit_converges(wide_with_runs,
+                                                       tmp_path, sig):
     """New commits in the main worktrees of g1's subdatasets only, so that
     `worktree-sync -r` commits their new state in g1 and the top itself:
     killed while git makes g1's commit (holding g1's index.lock), and run
     again, it converges as well"""
-    wt = tmp_path / 'runs'
-    add(wide, wt, branch='runs', recursive=True)
+    wide, wt = wide_with_runs, tmp_path / 'runs'
     for name in children_of('g1'):
         repo = wide / 'g1' / name
         (repo / 'dev.txt').write_text('development\n')
@@ -504,10 +541,11 @@ def test_interrupted_sync_in_a_record_commit_converges(wide, tmp_path, sig):
 
 
 @pytest.mark.parametrize('command', ['add', 'sync', 'merge', 'remove'])
-def test_ctrl_c_stops_after_the_dataset_at_hand(wide, tmp_path, command):
+def test_ctrl_c_stops_after_the_dataset_at_hand(request, tmp_path, command):
     """SIGINT (Ctrl-C) once 3 datasets are done: the command stops with at
     most the dataset it is working on finished, instead of going on with
     the datasets it has queued"""
+    wide = hierarchy_for(command, request)
     args, cwd, progress, _ = scenario(command, wide, tmp_path / 'runs')
     proc = subprocess.Popen([DATALAD, *args], cwd=cwd,
                             stdout=subprocess.DEVNULL,
@@ -592,15 +630,6 @@ def register(repo: Path, name: str, path: str) -> None:
 def outside_listing(tmp_path: Path) -> dict:
     """What exists next to the project and the worktrees"""
     return {d: sorted(os.listdir(d)) for d in (tmp_path, tmp_path / 'project')}
-
-
-@pytest.fixture
-def runs(origin, tmp_path) -> Path:
-    """A 'runs' worktree of conftest's hierarchy"""
-    wt = tmp_path / 'runs'
-    assert statuses(add(origin, wt, branch='runs', recursive=True)) <= \
-        {'ok', 'notneeded'}
-    return wt
 
 
 # kind: what the path in .gitmodules is, or where a symbolic link is put
@@ -776,19 +805,14 @@ def test_add_never_writes_through_a_symlink_in_the_new_worktree(
 
 
 @pytest.fixture(scope='module')
-def bench(template, tmp_path_factory) -> dict:
+def bench(runs_template, tmp_path_factory) -> dict:
     """One hierarchy for all bad-input cases, which must change nothing:
     O (main), R (a linked worktree on 'runs'), G (a worktree on 'gone'
     whose directory was deleted by hand), P (a plain directory), F (a file)
     and T (the directory that holds them, and the current directory)"""
     tmp = tmp_path_factory.mktemp('bench')
+    restore(runs_template, tmp)
     origin = tmp / 'project' / 'super'
-    shutil.copytree(template, origin, symlinks=True)
-    annex = origin / f'{DERIVED}/inputs/2p/.git/annex'
-    target = os.readlink(annex).replace(str(template), str(origin))
-    annex.unlink()
-    annex.symlink_to(target)
-    add(origin, tmp / 'runs', branch='runs', recursive=True)
     add(origin, tmp / 'gone', branch='gone')
     shutil.rmtree(tmp / 'gone')
     (tmp / 'plain').mkdir()

@@ -22,9 +22,7 @@ def listing(origin, **kw):
     return {(r['worktree_root'], r['relpath']): r for r in res}
 
 
-def test_list_after_add_sync_and_merge(origin, tmp_path):
-    runs = tmp_path / 'runs'
-    add(origin, runs, branch='runs', recursive=True)
+def test_list_after_add_sync_and_merge(origin, runs):
     wt = listing(origin, recursive=True)
     assert {rel for root, rel in wt if root == str(runs)} == {
         '.', 'raw/bpod', 'raw/2p', 'derived/L5b', CODE,
@@ -74,14 +72,11 @@ def test_stale_and_locked_worktrees(origin, tmp_path):
     assert wt[(str(kept), 'raw/bpod')]['locked'] is None
 
 
-def test_not_recursive_lists_the_dataset_only(origin, tmp_path):
-    add(origin, tmp_path / 'runs', recursive=True)
-    assert list(listing(origin)) == [(str(tmp_path / 'runs'), '.')]
+def test_not_recursive_lists_the_dataset_only(origin, runs):
+    assert list(listing(origin)) == [(str(runs), '.')]
 
 
-def test_cli_groups_by_worktree_root(origin, tmp_path):
-    runs = tmp_path / 'runs'
-    add(origin, runs, branch='runs', recursive=True)
+def test_cli_groups_by_worktree_root(origin, runs):
     commit_file(runs / CODE, 'result.txt', 'r\n', 'a result')
     out = datalad_cli('worktree-list', '-r', cwd=origin)
     assert out.returncode == 0, out.stderr

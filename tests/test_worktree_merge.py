@@ -11,7 +11,6 @@ from .conftest import (
     CODE,
     DERIVED,
     RUN_CMD,
-    add,
     by_path,
     clean,
     commit_file,
@@ -27,13 +26,6 @@ def merge(origin, source, **kw):
     return by_path(dl.worktree_merge(str(source), dataset=origin,
                                      result_renderer='disabled',
                                      return_type='list', **kw), origin)
-
-
-@pytest.fixture
-def runs(origin, tmp_path):
-    wt = tmp_path / 'runs'
-    add(origin, wt, branch='runs', recursive=True)
-    return wt
 
 
 def batch(runs, name='again'):

@@ -31,12 +31,11 @@ def remove(origin, path, **kw):
 
 
 @pytest.fixture
-def runs(origin, tmp_path):
-    wt = tmp_path / 'runs'
-    add(origin, wt, branch='runs', recursive=True)
-    (wt / CODE / '.venv').mkdir()
-    (wt / CODE / '.venv/marker').write_text('an ignored environment\n')
-    return wt
+def runs(runs):
+    """conftest's 'runs' worktree, with an ignored .venv in code/"""
+    (runs / CODE / '.venv').mkdir()
+    (runs / CODE / '.venv/marker').write_text('an ignored environment\n')
+    return runs
 
 
 def branches(origin, rel):

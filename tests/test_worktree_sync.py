@@ -28,15 +28,13 @@ def sync(wt, **kw):
 
 
 @pytest.fixture
-def runs(origin, tmp_path):
-    """A 'runs' worktree of the whole hierarchy, with an ignored .venv in
-    its code subdataset, as a user sets it up before a batch"""
-    wt = tmp_path / 'runs'
-    add(origin, wt, branch='runs', recursive=True)
-    venv = wt / CODE / '.venv'
+def runs(runs):
+    """conftest's 'runs' worktree of the whole hierarchy, with an ignored
+    .venv in its code subdataset, as a user sets it up before a batch"""
+    venv = runs / CODE / '.venv'
     (venv / 'bin').mkdir(parents=True)
     (venv / 'bin' / 'python').write_text('#!/bin/sh\n')
-    return wt
+    return runs
 
 
 def venv_intact(wt):
