@@ -120,17 +120,38 @@ def wide_template(tmp_path_factory) -> Path:
     return root
 
 
+PREPARED = {'add': 'plain', 'sync': 'runs+dev', 'merge': 'runs+results',
+            'remove': 'runs'}
+"""What each command's scenario starts from: the hierarchy alone ('plain'),
+with a 'runs' worktree of all its datasets at ROOT/runs ('runs'), and new
+commits in every main dataset ('+dev', for worktree-sync) or in every
+worktree dataset ('+results', for worktree-merge)"""
+
+
 @pytest.fixture(scope='session')
-def wide_runs_template(wide_template, tmp_path_factory) -> Path:
-    """A copy of the 20-dataset hierarchy with a 'runs' worktree of all its
-    datasets (`worktree-add -r --branch runs`), made once:
-    ROOT/project/super and ROOT/runs; returns ROOT"""
-    root = tmp_path_factory.mktemp('wide-runs')
-    restore(wide_template, root)
-    res = add(root / 'project' / 'super', root / 'runs', branch='runs',
-              recursive=True)
-    assert statuses(res) == {'ok'}, res
-    return root
+def wide_templates(wide_template, tmp_path_factory):
+    """The templates in PREPARED, each made once, when first asked for:
+    ``wide_templates(kind)`` returns its ROOT"""
+    made = {'plain': wide_template}
+
+    def template(kind: str) -> Path:
+        if kind not in made:
+            base = template('plain' if kind == 'runs' else 'runs')
+            root = tmp_path_factory.mktemp(f'wide-{kind}')
+            restore(base, root)
+            top, wt = root / 'project' / 'super', root / 'runs'
+            if kind == 'runs':
+                res = add(top, wt, branch='runs', recursive=True)
+                assert statuses(res) == {'ok'}, res
+            elif kind == 'runs+dev':
+                commit_everywhere(top, 'dev.dat')
+            else:
+                assert kind == 'runs+results', kind
+                commit_everywhere(wt, 'result.dat')
+            made[kind] = root
+        return made[kind]
+
+    return template
 
 
 @pytest.fixture
@@ -141,11 +162,15 @@ def wide(wide_template, tmp_path) -> Path:
 
 
 @pytest.fixture
-def wide_with_runs(wide_runs_template, tmp_path) -> Path:
-    """A private copy of the 20-dataset hierarchy with its 'runs' worktree
-    at tmp_path/runs; returns the top of the hierarchy"""
-    restore(wide_runs_template, tmp_path)
-    return tmp_path / 'project' / 'super'
+def wide_for(wide_templates, tmp_path):
+    """``wide_for(kind)``: a private copy of the 20-dataset hierarchy as
+    PREPARED describes ``kind``, its worktree (if any) at tmp_path/runs;
+    returns the top of the hierarchy"""
+    def restored(kind: str) -> Path:
+        restore(wide_templates(kind), tmp_path)
+        return tmp_path / 'project' / 'super'
+
+    return restored
 
 
 def commit_everywhere(top: Path, name: str) -> None:
@@ -390,36 +415,28 @@ def assert_complete_worktree(top: Path, wt: Path) -> None:
     assert_parents_record_children(wt)
 
 
-def hierarchy_for(command: str, request) -> Path:
-    """The main hierarchy for ``command``: for worktree-add the plain copy
-    (``wide``), for the others the copy with its 'runs' worktree at
-    tmp_path/runs already (``wide_with_runs``)"""
-    return request.getfixturevalue('wide' if command == 'add'
-                                   else 'wide_with_runs')
-
-
 def scenario(command: str, wide: Path, wt: Path):
     """Prepare work for ``command`` between the main hierarchy ``wide`` and
-    its worktree ``wt`` (on branch runs; ``hierarchy_for`` gives the
-    hierarchy with it made already, unless ``command`` is add): for
-    worktree-sync new commits in every main dataset, for worktree-merge in
-    every worktree dataset. Returns the command line, where it runs, how to
-    count the datasets it has done, and the branch it moves in each dataset
-    (a dataset is done once its branch moved; for worktree-remove, once its
-    branch is deleted)"""
+    its worktree ``wt`` (on branch runs), given as ``wide_for`` restores
+    ``PREPARED[command]``: no worktree yet for worktree-add; for the others
+    it exists, and for worktree-sync there are new commits in every main
+    dataset, for worktree-merge in every worktree dataset. Returns the
+    command line, where it runs, how to count the datasets it has done, and
+    the branch it moves in each dataset (a dataset is done once its branch
+    moved; for worktree-remove, once its branch is deleted)"""
     if command == 'add':
         assert not wt.exists()
         return (['worktree-add', '-r', '-b', 'runs', str(wt)], wide,
                 lambda: count_made(wt), 'runs')
     assert count_made(wt) == len(WIDE)
     if command == 'sync':
-        commit_everywhere(wide, 'dev.dat')
+        assert all((wide / rel / 'dev.dat').exists() for rel in WIDE)
         (wt / 'g0/mine.txt').write_text('untracked, in the worktree\n')
         start = tips(wide, 'runs')
         return (['worktree-sync', '-r'], wt,
                 lambda: count_moved(wide, 'runs', start), 'runs')
     if command == 'merge':
-        commit_everywhere(wt, 'result.dat')
+        assert all((wt / rel / 'result.dat').exists() for rel in WIDE)
         start = tips(wide, 'main')
         return (['worktree-merge', '-r', str(wt)], wide,
                 lambda: count_moved(wide, 'main', start), 'main')
@@ -461,11 +478,11 @@ def test_interrupted_add_converges(wide, tmp_path, sig, point):
 
 @pytest.mark.parametrize('sig', SIGNALS)
 @pytest.mark.parametrize('point', POINTS)
-def test_interrupted_sync_converges(wide_with_runs, tmp_path, sig, point):
+def test_interrupted_sync_converges(wide_for, tmp_path, sig, point):
     """A killed `worktree-sync -r`, run again, brings every dataset of the
     worktree to its main worktree's HEAD, with parents recording children;
     an untracked file in the worktree survives, the main one is untouched"""
-    wide, wt = wide_with_runs, tmp_path / 'runs'
+    wide, wt = wide_for(PREPARED['sync']), tmp_path / 'runs'
     before, work = interrupted('sync', wide, wt, sig, point)
     rerun_to_convergence(lambda: dl.worktree_sync(
         dataset=wt, recursive=True, **quiet()))
@@ -480,11 +497,11 @@ def test_interrupted_sync_converges(wide_with_runs, tmp_path, sig, point):
 
 @pytest.mark.parametrize('sig', SIGNALS)
 @pytest.mark.parametrize('point', POINTS)
-def test_interrupted_merge_converges(wide_with_runs, tmp_path, sig, point):
+def test_interrupted_merge_converges(wide_for, tmp_path, sig, point):
     """A killed `worktree-merge -r`, run again, brings every result home:
     each dataset of the main hierarchy is at its worktree's commit, the
     annexed results are readable there, and the local work is kept"""
-    wide, wt = wide_with_runs, tmp_path / 'runs'
+    wide, wt = wide_for(PREPARED['merge']), tmp_path / 'runs'
     before, work = interrupted('merge', wide, wt, sig, point)
     rerun_to_convergence(lambda: dl.worktree_merge(
         str(wt), dataset=wide, recursive=True, **quiet()))
@@ -498,11 +515,10 @@ def test_interrupted_merge_converges(wide_with_runs, tmp_path, sig, point):
 
 @pytest.mark.parametrize('sig', SIGNALS)
 @pytest.mark.parametrize('point', POINTS)
-def test_interrupted_remove_converges(wide_with_runs, tmp_path, sig,
-                                      point):
+def test_interrupted_remove_converges(wide_for, tmp_path, sig, point):
     """A killed `worktree-remove`, run again, removes every worktree, its
     registration and its branch, and nothing of the main hierarchy"""
-    wide, wt = wide_with_runs, tmp_path / 'runs'
+    wide, wt = wide_for(PREPARED['remove']), tmp_path / 'runs'
     before, work = interrupted('remove', wide, wt, sig, point)
     rerun_to_convergence(lambda: dl.worktree_remove(
         str(wt), dataset=wide, **quiet()))
@@ -515,13 +531,13 @@ def test_interrupted_remove_converges(wide_with_runs, tmp_path, sig,
 
 
 @pytest.mark.parametrize('sig', SIGNALS)
-def test_interrupted_sync_in_a_record_commit_converges(wide_with_runs,
-                                                       tmp_path, sig):
+def test_interrupted_sync_in_a_record_commit_converges(wide_for, tmp_path,
+                                                       sig):
     """New commits in the main worktrees of g1's subdatasets only, so that
     `worktree-sync -r` commits their new state in g1 and the top itself:
     killed while git makes g1's commit (holding g1's index.lock), and run
     again, it converges as well"""
-    wide, wt = wide_with_runs, tmp_path / 'runs'
+    wide, wt = wide_for('runs'), tmp_path / 'runs'
     for name in children_of('g1'):
         repo = wide / 'g1' / name
         (repo / 'dev.txt').write_text('development\n')
@@ -541,11 +557,11 @@ def test_interrupted_sync_in_a_record_commit_converges(wide_with_runs,
 
 
 @pytest.mark.parametrize('command', ['add', 'sync', 'merge', 'remove'])
-def test_ctrl_c_stops_after_the_dataset_at_hand(request, tmp_path, command):
+def test_ctrl_c_stops_after_the_dataset_at_hand(wide_for, tmp_path, command):
     """SIGINT (Ctrl-C) once 3 datasets are done: the command stops with at
     most the dataset it is working on finished, instead of going on with
     the datasets it has queued"""
-    wide = hierarchy_for(command, request)
+    wide = wide_for(PREPARED[command])
     args, cwd, progress, _ = scenario(command, wide, tmp_path / 'runs')
     proc = subprocess.Popen([DATALAD, *args], cwd=cwd,
                             stdout=subprocess.DEVNULL,
