@@ -12,26 +12,106 @@
         ├── containers/          registered, not installed
         └── results/summary.txt  annexed output of the run record
 
-It is built once per session, and each test gets a copy of its own.
+It is built once per session (``template``), at ``project/super`` in a
+directory of its own; a second template adds a 'runs' worktree of the whole
+hierarchy next to it (``runs_template``: ``worktree-add -r --branch runs``
+at ``runs``). Each test gets a copy of its own at the same places below its
+``tmp_path`` (``origin``, and ``runs`` when the test asks for it), with
+every absolute path into the template rewritten to the copy (``restore``).
+
+Git's configuration is isolated for the whole session, also for the
+``datalad`` processes the tests start: a HOME and a global git config of
+their own (with a user identity), and no system config.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from datalad import api as dl
 
-# commits need an identity, also on a machine without any git config
-for var, value in (('GIT_AUTHOR_NAME', 'Test User'),
-                   ('GIT_AUTHOR_EMAIL', 'test@example.com'),
-                   ('GIT_COMMITTER_NAME', 'Test User'),
-                   ('GIT_COMMITTER_EMAIL', 'test@example.com')):
-    os.environ.setdefault(var, value)
+# paths in the hierarchy, relative to super/
+DERIVED = 'derived/L5b'
+CODE = f'{DERIVED}/code'
+# each installed subdataset: (its parent, its path in the parent)
+PARENT = {
+    'raw/bpod': ('.', 'raw/bpod'),
+    'raw/2p': ('.', 'raw/2p'),
+    DERIVED: ('.', DERIVED),
+    CODE: (DERIVED, 'code'),
+    f'{DERIVED}/inputs/bpod': (DERIVED, 'inputs/bpod'),
+    f'{DERIVED}/inputs/2p': (DERIVED, 'inputs/2p'),
+}
+INSTALLED = ['.', *PARENT]
+"""The installed datasets, top first"""
+
+DATALAD = str(Path(sys.executable).with_name('datalad'))
+"""The ``datalad`` command of the Python that runs the tests"""
+
+# commits need an identity, also on a machine without any git config; set
+# in the environment, they win over any configuration
+IDENTITY = {'GIT_AUTHOR_NAME': 'Test User',
+            'GIT_AUTHOR_EMAIL': 'test@example.com',
+            'GIT_COMMITTER_NAME': 'Test User',
+            'GIT_COMMITTER_EMAIL': 'test@example.com'}
+
+
+@pytest.fixture(scope='session', autouse=True)
+def isolated_git_config(tmp_path_factory):
+    """Keep the user's and the system's git configuration out of the tests,
+    as datalad-next's fixtures do: a HOME of its own whose .gitconfig is the
+    global configuration (GIT_CONFIG_GLOBAL), with a user identity only, and
+    no system configuration (GIT_CONFIG_NOSYSTEM). Set in the environment,
+    so that git, git-annex and the ``datalad`` processes that the tests
+    start see the same; DataLad's own configuration is reloaded"""
+    from datalad import cfg
+    home = tmp_path_factory.mktemp('home')
+    gitconfig = home / '.gitconfig'
+    gitconfig.write_text(
+        '[user]\n'
+        f'\tname = {IDENTITY["GIT_AUTHOR_NAME"]}\n'
+        f'\temail = {IDENTITY["GIT_AUTHOR_EMAIL"]}\n')
+    mp = pytest.MonkeyPatch()
+    mp.setenv('HOME', str(home))
+    mp.setenv('GIT_CONFIG_GLOBAL', str(gitconfig))
+    mp.setenv('GIT_CONFIG_NOSYSTEM', '1')
+    mp.delenv('XDG_CONFIG_HOME', raising=False)
+    for var, value in IDENTITY.items():
+        if var not in os.environ:
+            mp.setenv(var, value)
+    cfg.reload(force=True)
+    yield gitconfig
+    mp.undo()
+    cfg.reload(force=True)
+
+
+def datalad_cli(*args: str, cwd: Path | None = None,
+                **kw) -> subprocess.CompletedProcess:
+    """Run ``datalad ARGS`` (in ``cwd``) as a user does; output as text"""
+    return subprocess.run([DATALAD, *args], cwd=cwd, capture_output=True,
+                          text=True, **kw)
+
+
+def env_with_datalad() -> dict:
+    """The environment, with the directory of ``datalad`` (and of the
+    Python that runs the tests) first on PATH, for scripts that call it"""
+    return dict(os.environ,
+                PATH=f'{Path(DATALAD).parent}{os.pathsep}{os.environ["PATH"]}')
+
+
+def clean(ds) -> bool:
+    """Whether ``datalad status -r`` finds nothing to report in ``ds``"""
+    status = dl.status(dataset=ds, recursive=True, result_renderer='disabled',
+                       return_type='list')
+    return all(s['state'] == 'clean' for s in status)
+
 
 PROCESS_PY = """\
 import sys
@@ -87,20 +167,109 @@ def build_hierarchy(root: Path) -> Path:
 
 @pytest.fixture(scope='session')
 def template(tmp_path_factory) -> Path:
-    return build_hierarchy(tmp_path_factory.mktemp('template'))
+    """The hierarchy, built once, at ROOT/project/super; returns super/"""
+    return build_hierarchy(tmp_path_factory.mktemp('template') / 'project')
+
+
+@pytest.fixture(scope='session')
+def runs_template(template, tmp_path_factory) -> Path:
+    """A copy of the hierarchy with a 'runs' worktree of all its datasets,
+    made once: ROOT/project/super and ROOT/runs; returns ROOT"""
+    root = tmp_path_factory.mktemp('runs-template')
+    restore(template.parent.parent, root)
+    res = add(root / 'project' / 'super', root / 'runs', branch='runs',
+              recursive=True)
+    assert {r['status'] for r in res} <= {'ok', 'notneeded'}, res
+    return root
 
 
 @pytest.fixture
-def origin(template, tmp_path) -> Path:
-    """A private copy of the project hierarchy; returns the superdataset"""
-    dest = tmp_path / 'project' / 'super'
-    shutil.copytree(template, dest, symlinks=True)
-    # the ephemeral clone's annex link is absolute: point it into the copy
-    annex = dest / 'derived/L5b/inputs/2p/.git/annex'
-    target = os.readlink(annex).replace(str(template), str(dest))
-    annex.unlink()
-    annex.symlink_to(target)
-    return dest
+def origin(request, tmp_path) -> Path:
+    """A private copy of the project hierarchy at tmp_path/project/super;
+    returns the superdataset. A test that asks for ``runs`` as well gets
+    the copy that has that worktree"""
+    if 'runs' in request.fixturenames:
+        restore(request.getfixturevalue('runs_template'), tmp_path)
+    else:
+        restore(request.getfixturevalue('template').parent.parent, tmp_path)
+    return tmp_path / 'project' / 'super'
+
+
+@pytest.fixture
+def runs(origin, tmp_path) -> Path:
+    """A 'runs' worktree of the whole hierarchy at tmp_path/runs, as
+    `datalad worktree-add -r --branch runs` makes it from ``origin``
+    (restored from ``runs_template``)"""
+    wt = tmp_path / 'runs'
+    assert (wt / '.git').exists()
+    return wt
+
+
+def restore(template_root: Path, dest: Path) -> list[Path]:
+    """Copy what ``template_root`` holds (``project/``, and ``runs/`` if
+    there) into the directory ``dest``, and make the copy independent of the
+    template (``relocate``): returns the datasets of the copy"""
+    tops = []
+    for entry in sorted(template_root.iterdir()):
+        shutil.copytree(entry, dest / entry.name, symlinks=True)
+        tops.append(dest / entry.name)
+    return relocate(tops, template_root, dest)
+
+
+NO_ANNEX_FILTER = ['-c', 'filter.annex.process=', '-c', 'filter.annex.clean=',
+                   '-c', 'filter.annex.smudge=']
+GIT_TEXT_FILES = {'gitdir', 'config', 'config.worktree'}
+"""Files of a git directory that may hold absolute paths (besides reflogs):
+a linked worktree's location, remote and submodule URLs, per-worktree
+configuration"""
+
+
+def relocate(tops: list[Path], old: Path, new: Path) -> list[Path]:
+    """Rewrite every absolute path below ``old`` in the copied trees
+    ``tops`` to the same path below ``new``: symbolic link targets (the
+    ephemeral clone's ``.git/annex``, links git-annex made), ``.git`` files
+    of linked worktrees (``gitdir: ...``), and in git directories the
+    ``gitdir`` files of registered worktrees, configuration and reflogs.
+    Committed files (a ``.gitmodules`` that records a clone's URL) are left
+    as they are. Then refresh git's stat cache of every dataset, which the
+    copy made stale. Returns the datasets found"""
+    pattern = re.compile(re.escape(os.fsencode(old)) + rb'(?![\w.@+~-])')
+    replacement = os.fsencode(new)
+    datasets = []
+    for top in tops:
+        for dirpath, dirnames, filenames in os.walk(top):
+            here = Path(dirpath)
+            in_git = '.git' in here.relative_to(top).parts
+            if not in_git and '.git' in dirnames + filenames:
+                datasets.append(here)
+            for name in dirnames + filenames:
+                path = here / name
+                if path.is_symlink():
+                    target = os.fsencode(os.readlink(path))
+                    moved = pattern.sub(replacement, target)
+                    if moved != target:
+                        path.unlink()
+                        path.symlink_to(os.fsdecode(moved))
+                elif (name == '.git' and path.is_file()) or (in_git and (
+                        name in GIT_TEXT_FILES or 'logs' in
+                        here.relative_to(top).parts) and path.is_file()):
+                    data = path.read_bytes()
+                    moved = pattern.sub(replacement, data)
+                    if moved != data:
+                        path.write_bytes(moved)
+            # object stores hold no paths: not worth walking
+            dirnames[:] = [d for d in dirnames
+                           if not (in_git and d == 'objects')]
+
+    def refresh(ds):
+        out = subprocess.run(['git', *NO_ANNEX_FILTER, 'update-index', '-q',
+                              '--ignore-submodules', '--refresh'], cwd=ds,
+                             capture_output=True, text=True)
+        assert out.returncode == 0, (ds, out.stdout + out.stderr)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(refresh, datasets))
+    return datasets
 
 
 def git(repo: Path, *args: str) -> str:

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from datalad import api as dl
 
-from .conftest import add, by_path, git
+from .conftest import DERIVED, add, by_path, datalad_cli, git
 
-DERIVED = 'derived/L5b'
 INPUTS = ['inputs/bpod/sub-01/trials.tsv', 'inputs/2p/sub-01/F.csv']
 ENTRYPOINT = '#!/bin/sh\nexec "$@"\n'
 # the container sees /usr and the dataset it runs in, nothing else
@@ -72,10 +71,18 @@ def inside(directory: Path):
 
 
 def configured(repo: Path) -> str:
-    """The bind substitutions that git's configuration has in ``repo``"""
-    return subprocess.run(
+    """The bind substitutions that git's configuration has in ``repo`` (a
+    dataset's top): '' when it has none; a failure of git fails the test"""
+    assert git(repo, 'rev-parse', '--show-toplevel') == str(repo)
+    out = subprocess.run(
         ['git', 'config', '--get-regexp', 'substitutions'], cwd=repo,
-        capture_output=True, text=True).stdout
+        capture_output=True, text=True)
+    # git config exits with 1, silently, when nothing matches
+    if out.returncode == 1 and not out.stdout and not out.stderr:
+        return ''
+    assert out.returncode == 0 and out.stdout, \
+        f'git config failed with {out.returncode}: {out.stderr}'
+    return out.stdout
 
 
 def ok(results) -> bool:
@@ -121,6 +128,8 @@ def test_containers_run_works_in_the_worktree(boxed, tmp_path):
     }
     assert ok(box_run(wt / DERIVED, 'results/count.txt'))
     assert (wt / DERIVED / 'results/count.txt').read_text().strip() == '4'
+    # the worktree's own configuration has the bind paths
+    assert 'worktree-binds-bwrap' in configured(wt / DERIVED)
     # nothing of it is committed, and the main worktree is unchanged
     assert git(wt / DERIVED, 'status', '--porcelain') == ''
     assert not configured(boxed / DERIVED)
@@ -216,7 +225,6 @@ def test_shared_core_worktree_is_refused_and_left_alone(boxed, tmp_path):
                                           (['--no-bindpaths'], False)])
 def test_cli(boxed, tmp_path, flag, shown):
     wt = tmp_path / 'runs'
-    out = subprocess.run(['datalad', 'worktree-add', '-r', *flag, str(wt)],
-                         cwd=boxed, capture_output=True, text=True)
+    out = datalad_cli('worktree-add', '-r', *flag, str(wt), cwd=boxed)
     assert out.returncode == 0, out.stderr
     assert ('worktree-bindpaths(ok)' in out.stdout) == shown

@@ -13,13 +13,14 @@ import pytest
 from datalad import api as dl
 
 from .conftest import (
+    CODE,
     add,
     by_path,
     commit_file,
+    datalad_cli,
     git,
 )
 
-CODE = 'derived/L5b/code'
 WHEEL = 'dist/mypkg-0.1-py3-none-any.whl'
 SETUP = (f'{sys.executable} -m venv .venv && .venv/bin/python -m pip install '
          f'--no-index --quiet --disable-pip-version-check {WHEEL} && '
@@ -153,10 +154,8 @@ def test_failing_setup_is_an_error_and_the_worktree_stays(project, tmp_path):
 
 def test_cli_shows_output_and_fails_on_a_broken_setup(project, tmp_path):
     configure(project / CODE, 'echo step one; exit 5')
-    exe = Path(sys.executable).with_name('datalad')
-    out = subprocess.run([str(exe), 'worktree-add', '-r', '-b', 'runs',
-                          str(tmp_path / 'runs')], cwd=project,
-                         capture_output=True, text=True)
+    out = datalad_cli('worktree-add', '-r', '-b', 'runs',
+                      str(tmp_path / 'runs'), cwd=project)
     assert out.returncode != 0
     assert 'step one' in out.stderr
     assert 'worktree-setup(error)' in out.stdout

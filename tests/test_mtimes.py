@@ -17,15 +17,16 @@ import pytest
 from datalad import api as dl
 
 from .conftest import (
+    CODE,
+    DERIVED,
     add,
     by_path,
     commit_file,
+    datalad_cli,
     datasets_of,
     git,
 )
 
-DERIVED = 'derived/L5b'
-CODE = 'derived/L5b/code'
 MAKE = '/usr/bin/make'
 ATTRS = '.gitattributes'
 """A file in git in every dataset (README.md is annexed: a symbolic link)"""
@@ -277,10 +278,8 @@ def test_no_mtimes_gives_checkout_times(pipeline, tmp_path):
     assert make(pipeline / DERIVED, '-q') == 1
     # and the command line option
     cli = tmp_path / 'cli'
-    exe = Path(sys.executable).with_name('datalad')
-    out = subprocess.run([str(exe), 'worktree-add', '--no-mtimes', '-d',
-                          str(pipeline), str(cli)], capture_output=True,
-                         text=True)
+    out = datalad_cli('worktree-add', '--no-mtimes', '-d', str(pipeline),
+                      str(cli))
     assert out.returncode == 0, out.stderr
     assert mtime(cli / ATTRS) != OLD
 

@@ -16,13 +16,19 @@ import subprocess
 import pytest
 from datalad import api as dl
 
-from .conftest import add, by_path, commit_file, git, recorded, snapshot
-from .test_worktree_merge import (
+from .conftest import (
     CODE,
     DERIVED,
+    by_path,
+    clean,
+    commit_file,
+    git,
+    recorded,
+    snapshot,
+)
+from .test_worktree_merge import (
     assert_left_as_it_was,
     batch,
-    clean,
     content_conflict,
     merge,
     pointer_conflict,
@@ -49,13 +55,6 @@ def old_git(tmp_path, monkeypatch):
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
     return wrapper
-
-
-@pytest.fixture
-def runs(origin, tmp_path):
-    wt = tmp_path / 'runs'
-    add(origin, wt, branch='runs', recursive=True)
-    return wt
 
 
 def test_the_emulated_git_lacks_the_feature(old_git, origin):

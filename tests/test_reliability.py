@@ -25,22 +25,22 @@ import pytest
 from datalad import api as dl
 
 from .conftest import (
+    CODE,
+    DATALAD,
+    DERIVED,
+    INSTALLED,
     add,
     by_path,
     datasets_of,
     git,
     recorded,
+    restore,
     snapshot,
 )
 
 pytestmark = pytest.mark.reliability
 
-DATALAD = str(Path(sys.executable).with_name('datalad'))
 FAILED = ('impossible', 'error')
-DERIVED = 'derived/L5b'
-# the installed datasets of conftest's hierarchy ('origin')
-INSTALLED = ['.', 'raw/bpod', 'raw/2p', DERIVED, f'{DERIVED}/code',
-             f'{DERIVED}/inputs/bpod', f'{DERIVED}/inputs/2p']
 
 
 def quiet(**kw):
@@ -113,15 +113,64 @@ def build_wide(root: Path) -> Path:
 
 @pytest.fixture(scope='session')
 def wide_template(tmp_path_factory) -> Path:
-    return build_wide(tmp_path_factory.mktemp('wide'))
+    """The 20-dataset hierarchy, built once, at ROOT/project/super;
+    returns ROOT"""
+    root = tmp_path_factory.mktemp('wide')
+    build_wide(root / 'project')
+    return root
+
+
+PREPARED = {'add': 'plain', 'sync': 'runs+dev', 'merge': 'runs+results',
+            'remove': 'runs'}
+"""What each command's scenario starts from: the hierarchy alone ('plain'),
+with a 'runs' worktree of all its datasets at ROOT/runs ('runs'), and new
+commits in every main dataset ('+dev', for worktree-sync) or in every
+worktree dataset ('+results', for worktree-merge)"""
+
+
+@pytest.fixture(scope='session')
+def wide_templates(wide_template, tmp_path_factory):
+    """The templates in PREPARED, each made once, when first asked for:
+    ``wide_templates(kind)`` returns its ROOT"""
+    made = {'plain': wide_template}
+
+    def template(kind: str) -> Path:
+        if kind not in made:
+            base = template('plain' if kind == 'runs' else 'runs')
+            root = tmp_path_factory.mktemp(f'wide-{kind}')
+            restore(base, root)
+            top, wt = root / 'project' / 'super', root / 'runs'
+            if kind == 'runs':
+                res = add(top, wt, branch='runs', recursive=True)
+                assert statuses(res) == {'ok'}, res
+            elif kind == 'runs+dev':
+                commit_everywhere(top, 'dev.dat')
+            else:
+                assert kind == 'runs+results', kind
+                commit_everywhere(wt, 'result.dat')
+            made[kind] = root
+        return made[kind]
+
+    return template
 
 
 @pytest.fixture
 def wide(wide_template, tmp_path) -> Path:
     """A private copy of the 20-dataset hierarchy; returns its top"""
-    dest = tmp_path / 'project' / 'super'
-    shutil.copytree(wide_template, dest, symlinks=True)
-    return dest
+    restore(wide_template, tmp_path)
+    return tmp_path / 'project' / 'super'
+
+
+@pytest.fixture
+def wide_for(wide_templates, tmp_path):
+    """``wide_for(kind)``: a private copy of the 20-dataset hierarchy as
+    PREPARED describes ``kind``, its worktree (if any) at tmp_path/runs;
+    returns the top of the hierarchy"""
+    def restored(kind: str) -> Path:
+        restore(wide_templates(kind), tmp_path)
+        return tmp_path / 'project' / 'super'
+
+    return restored
 
 
 def commit_everywhere(top: Path, name: str) -> None:
@@ -368,23 +417,26 @@ def assert_complete_worktree(top: Path, wt: Path) -> None:
 
 def scenario(command: str, wide: Path, wt: Path):
     """Prepare work for ``command`` between the main hierarchy ``wide`` and
-    its worktree ``wt`` (on branch runs): for worktree-sync new commits in
-    every main dataset, for worktree-merge in every worktree dataset. Returns
-    the command line, where it runs, how to count the datasets it has done,
-    and the branch it moves in each dataset (a dataset is done once its
-    branch moved; for worktree-remove, once its branch is deleted)"""
+    its worktree ``wt`` (on branch runs), given as ``wide_for`` restores
+    ``PREPARED[command]``: no worktree yet for worktree-add; for the others
+    it exists, and for worktree-sync there are new commits in every main
+    dataset, for worktree-merge in every worktree dataset. Returns the
+    command line, where it runs, how to count the datasets it has done, and
+    the branch it moves in each dataset (a dataset is done once its branch
+    moved; for worktree-remove, once its branch is deleted)"""
     if command == 'add':
+        assert not wt.exists()
         return (['worktree-add', '-r', '-b', 'runs', str(wt)], wide,
                 lambda: count_made(wt), 'runs')
-    add(wide, wt, branch='runs', recursive=True)
+    assert count_made(wt) == len(WIDE)
     if command == 'sync':
-        commit_everywhere(wide, 'dev.dat')
+        assert all((wide / rel / 'dev.dat').exists() for rel in WIDE)
         (wt / 'g0/mine.txt').write_text('untracked, in the worktree\n')
         start = tips(wide, 'runs')
         return (['worktree-sync', '-r'], wt,
                 lambda: count_moved(wide, 'runs', start), 'runs')
     if command == 'merge':
-        commit_everywhere(wt, 'result.dat')
+        assert all((wt / rel / 'result.dat').exists() for rel in WIDE)
         start = tips(wide, 'main')
         return (['worktree-merge', '-r', str(wt)], wide,
                 lambda: count_moved(wide, 'main', start), 'main')
@@ -426,11 +478,11 @@ def test_interrupted_add_converges(wide, tmp_path, sig, point):
 
 @pytest.mark.parametrize('sig', SIGNALS)
 @pytest.mark.parametrize('point', POINTS)
-def test_interrupted_sync_converges(wide, tmp_path, sig, point):
+def test_interrupted_sync_converges(wide_for, tmp_path, sig, point):
     """A killed `worktree-sync -r`, run again, brings every dataset of the
     worktree to its main worktree's HEAD, with parents recording children;
     an untracked file in the worktree survives, the main one is untouched"""
-    wt = tmp_path / 'runs'
+    wide, wt = wide_for(PREPARED['sync']), tmp_path / 'runs'
     before, work = interrupted('sync', wide, wt, sig, point)
     rerun_to_convergence(lambda: dl.worktree_sync(
         dataset=wt, recursive=True, **quiet()))
@@ -445,11 +497,11 @@ def test_interrupted_sync_converges(wide, tmp_path, sig, point):
 
 @pytest.mark.parametrize('sig', SIGNALS)
 @pytest.mark.parametrize('point', POINTS)
-def test_interrupted_merge_converges(wide, tmp_path, sig, point):
+def test_interrupted_merge_converges(wide_for, tmp_path, sig, point):
     """A killed `worktree-merge -r`, run again, brings every result home:
     each dataset of the main hierarchy is at its worktree's commit, the
     annexed results are readable there, and the local work is kept"""
-    wt = tmp_path / 'runs'
+    wide, wt = wide_for(PREPARED['merge']), tmp_path / 'runs'
     before, work = interrupted('merge', wide, wt, sig, point)
     rerun_to_convergence(lambda: dl.worktree_merge(
         str(wt), dataset=wide, recursive=True, **quiet()))
@@ -463,10 +515,10 @@ def test_interrupted_merge_converges(wide, tmp_path, sig, point):
 
 @pytest.mark.parametrize('sig', SIGNALS)
 @pytest.mark.parametrize('point', POINTS)
-def test_interrupted_remove_converges(wide, tmp_path, sig, point):
+def test_interrupted_remove_converges(wide_for, tmp_path, sig, point):
     """A killed `worktree-remove`, run again, removes every worktree, its
     registration and its branch, and nothing of the main hierarchy"""
-    wt = tmp_path / 'runs'
+    wide, wt = wide_for(PREPARED['remove']), tmp_path / 'runs'
     before, work = interrupted('remove', wide, wt, sig, point)
     rerun_to_convergence(lambda: dl.worktree_remove(
         str(wt), dataset=wide, **quiet()))
@@ -479,13 +531,13 @@ def test_interrupted_remove_converges(wide, tmp_path, sig, point):
 
 
 @pytest.mark.parametrize('sig', SIGNALS)
-def test_interrupted_sync_in_a_record_commit_converges(wide, tmp_path, sig):
+def test_interrupted_sync_in_a_record_commit_converges(wide_for, tmp_path,
+                                                       sig):
     """New commits in the main worktrees of g1's subdatasets only, so that
     `worktree-sync -r` commits their new state in g1 and the top itself:
     killed while git makes g1's commit (holding g1's index.lock), and run
     again, it converges as well"""
-    wt = tmp_path / 'runs'
-    add(wide, wt, branch='runs', recursive=True)
+    wide, wt = wide_for('runs'), tmp_path / 'runs'
     for name in children_of('g1'):
         repo = wide / 'g1' / name
         (repo / 'dev.txt').write_text('development\n')
@@ -505,10 +557,11 @@ def test_interrupted_sync_in_a_record_commit_converges(wide, tmp_path, sig):
 
 
 @pytest.mark.parametrize('command', ['add', 'sync', 'merge', 'remove'])
-def test_ctrl_c_stops_after_the_dataset_at_hand(wide, tmp_path, command):
+def test_ctrl_c_stops_after_the_dataset_at_hand(wide_for, tmp_path, command):
     """SIGINT (Ctrl-C) once 3 datasets are done: the command stops with at
     most the dataset it is working on finished, instead of going on with
     the datasets it has queued"""
+    wide = wide_for(PREPARED[command])
     args, cwd, progress, _ = scenario(command, wide, tmp_path / 'runs')
     proc = subprocess.Popen([DATALAD, *args], cwd=cwd,
                             stdout=subprocess.DEVNULL,
@@ -593,15 +646,6 @@ def register(repo: Path, name: str, path: str) -> None:
 def outside_listing(tmp_path: Path) -> dict:
     """What exists next to the project and the worktrees"""
     return {d: sorted(os.listdir(d)) for d in (tmp_path, tmp_path / 'project')}
-
-
-@pytest.fixture
-def runs(origin, tmp_path) -> Path:
-    """A 'runs' worktree of conftest's hierarchy"""
-    wt = tmp_path / 'runs'
-    assert statuses(add(origin, wt, branch='runs', recursive=True)) <= \
-        {'ok', 'notneeded'}
-    return wt
 
 
 # kind: what the path in .gitmodules is, or where a symbolic link is put
@@ -775,19 +819,14 @@ def test_add_never_writes_through_a_symlink_in_the_new_worktree(
 
 
 @pytest.fixture(scope='module')
-def bench(template, tmp_path_factory) -> dict:
+def bench(runs_template, tmp_path_factory) -> dict:
     """One hierarchy for all bad-input cases, which must change nothing:
     O (main), R (a linked worktree on 'runs'), G (a worktree on 'gone'
     whose directory was deleted by hand), P (a plain directory), F (a file)
     and T (the directory that holds them, and the current directory)"""
     tmp = tmp_path_factory.mktemp('bench')
+    restore(runs_template, tmp)
     origin = tmp / 'project' / 'super'
-    shutil.copytree(template, origin, symlinks=True)
-    annex = origin / f'{DERIVED}/inputs/2p/.git/annex'
-    target = os.readlink(annex).replace(str(template), str(origin))
-    annex.unlink()
-    annex.symlink_to(target)
-    add(origin, tmp / 'runs', branch='runs', recursive=True)
     add(origin, tmp / 'gone', branch='gone')
     shutil.rmtree(tmp / 'gone')
     (tmp / 'plain').mkdir()
@@ -894,7 +933,7 @@ def commit_in(top: Path, rel: str, name: str) -> None:
     # a new file, never written through an annexed file's link
     (repo / name).unlink(missing_ok=True)
     (repo / name).write_text(f'{name} in {repo}, {time.time()}\n')
-    if rel == f'{DERIVED}/code':
+    if rel == CODE:
         git(repo, 'add', '--', name)
     else:
         annex_add(repo, name)

@@ -1,10 +1,10 @@
 """The tutorial cannot rot: every shell block of docs/tutorial.rst runs"""
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
+
+from .conftest import env_with_datalad
 
 TUTORIAL = Path(__file__).parent.parent / 'docs' / 'tutorial.rst'
 
@@ -25,9 +25,8 @@ def test_tutorial_runs_as_written(tmp_path):
     script = 'set -eu\n' + '\n'.join(
         f'echo "### tutorial block {i}"\n{block}'
         for i, block in enumerate(blocks, 1))
-    env = dict(os.environ, PATH=f'{Path(sys.executable).parent}:'
-                                f'{os.environ["PATH"]}')
-    out = subprocess.run(['bash', '-c', script], cwd=tmp_path, env=env,
+    out = subprocess.run(['bash', '-c', script], cwd=tmp_path,
+                         env=env_with_datalad(),
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     # what the page promises along the way

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
-import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,25 +16,20 @@ from datalad.distribution.dataset import Dataset
 from datalad_next.constraints.exceptions import CommandParametrizationError
 
 from .conftest import (
+    DATALAD,
+    INSTALLED,
+    PARENT,
     RUN_CMD,
     add,
     by_path,
+    clean,
+    datalad_cli,
     datasets_of,
+    env_with_datalad,
     git,
     recorded,
     snapshot,
 )
-
-# each installed subdataset: (its parent, its path in the parent)
-PARENT = {
-    'raw/bpod': ('.', 'raw/bpod'),
-    'raw/2p': ('.', 'raw/2p'),
-    'derived/L5b': ('.', 'derived/L5b'),
-    'derived/L5b/code': ('derived/L5b', 'code'),
-    'derived/L5b/inputs/bpod': ('derived/L5b', 'inputs/bpod'),
-    'derived/L5b/inputs/2p': ('derived/L5b', 'inputs/2p'),
-}
-INSTALLED = ['.', *PARENT]
 
 
 def assert_refused(results, origin, wt, before, *fragments):
@@ -238,7 +234,14 @@ def test_empty_directory_is_accepted(origin, tmp_path):
     wt = tmp_path / 'wt'
     wt.mkdir()
     res = add(origin, wt, recursive=True)
+    # the whole hierarchy was made there, not just nothing refused
+    found = by_path(res, wt)
+    assert sorted(found) == sorted(INSTALLED + ['derived/L5b/containers'])
     assert all(r['status'] in ('ok', 'notneeded') for r in res)
+    assert sorted(rel for rel, r in found.items() if r['status'] == 'ok') \
+        == sorted(INSTALLED)
+    for rel in INSTALLED:
+        assert git(wt / rel, 'rev-parse', '--show-toplevel') == str(wt / rel)
 
 
 @pytest.mark.parametrize('where', ['inside-dataset', 'inside-subdataset',
@@ -459,12 +462,6 @@ def test_dataset_method_and_non_dataset(origin, tmp_path):
     assert not (tmp_path / 'x').exists()
 
 
-def datalad_cli(*args, cwd):
-    exe = Path(sys.executable).with_name('datalad')
-    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True,
-                          text=True)
-
-
 def test_cli(origin, tmp_path):
     out = datalad_cli('worktree-add', '-r', '--branch', 'runs',
                       str(tmp_path / 'runs'), cwd=origin)
@@ -497,9 +494,8 @@ def test_cli_failure_is_a_message_not_a_traceback(origin, tmp_path):
 def test_readme_demo_runs(tmp_path):
     """The demo the README points to: a real nested dataset, made on the spot"""
     demo = Path(__file__).parent.parent / 'docs/examples/demo.sh'
-    env = dict(os.environ, PATH=f'{Path(sys.executable).parent}:'
-                                f'{os.environ["PATH"]}')
-    out = subprocess.run(['bash', str(demo), str(tmp_path)], env=env,
+    out = subprocess.run(['bash', str(demo), str(tmp_path)],
+                         env=env_with_datalad(),
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert 'worktrees: 5 created' in out.stdout
@@ -532,13 +528,10 @@ def test_killed_run_converges_when_run_again(origin, tmp_path):
     worktrees; running it again completes the hierarchy (or names the one
     worktree git left locked, and how to recover), and the origin keeps
     everything it had"""
-    import signal
-    import time
     before = snapshot(origin)
     wt = tmp_path / 'wt'
-    exe = Path(sys.executable).with_name('datalad')
     # in a session of its own, so that its git children die with it
-    proc = subprocess.Popen([str(exe), 'worktree-add', '-r', '-b', 'runs',
+    proc = subprocess.Popen([DATALAD, 'worktree-add', '-r', '-b', 'runs',
                              str(wt)], cwd=origin, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 60
@@ -565,7 +558,7 @@ def test_killed_run_converges_when_run_again(origin, tmp_path):
     for rel, (parent, name) in PARENT.items():
         assert git(wt / rel, 'rev-parse', 'HEAD') == recorded(wt / parent,
                                                               name)
-    assert clean_status(wt)
+    assert clean(wt)
     # the origin lost nothing: only the new branch and worktrees were added
     after = snapshot(origin)
     for ds, state in before.items():
@@ -575,9 +568,3 @@ def test_killed_run_converges_when_run_again(origin, tmp_path):
             set(after[ds]['refs'].splitlines()) | {
                 line for line in state['refs'].splitlines()
                 if line.startswith('refs/annex/')}
-
-
-def clean_status(ds) -> bool:
-    status = dl.status(dataset=ds, recursive=True, result_renderer='disabled',
-                       return_type='list')
-    return all(s['state'] == 'clean' for s in status)

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 from datalad import api as dl
 
 from .conftest import (
+    CODE,
     add,
     commit_file,
+    datalad_cli,
     git,
 )
-
-CODE = 'derived/L5b/code'
 
 
 def listing(origin, **kw):
@@ -25,9 +22,7 @@ def listing(origin, **kw):
     return {(r['worktree_root'], r['relpath']): r for r in res}
 
 
-def test_list_after_add_sync_and_merge(origin, tmp_path):
-    runs = tmp_path / 'runs'
-    add(origin, runs, branch='runs', recursive=True)
+def test_list_after_add_sync_and_merge(origin, runs):
     wt = listing(origin, recursive=True)
     assert {rel for root, rel in wt if root == str(runs)} == {
         '.', 'raw/bpod', 'raw/2p', 'derived/L5b', CODE,
@@ -77,26 +72,19 @@ def test_stale_and_locked_worktrees(origin, tmp_path):
     assert wt[(str(kept), 'raw/bpod')]['locked'] is None
 
 
-def test_not_recursive_lists_the_dataset_only(origin, tmp_path):
-    add(origin, tmp_path / 'runs', recursive=True)
-    assert list(listing(origin)) == [(str(tmp_path / 'runs'), '.')]
+def test_not_recursive_lists_the_dataset_only(origin, runs):
+    assert list(listing(origin)) == [(str(runs), '.')]
 
 
-def test_cli_groups_by_worktree_root(origin, tmp_path):
-    runs = tmp_path / 'runs'
-    add(origin, runs, branch='runs', recursive=True)
+def test_cli_groups_by_worktree_root(origin, runs):
     commit_file(runs / CODE, 'result.txt', 'r\n', 'a result')
-    exe = Path(sys.executable).with_name('datalad')
-    out = subprocess.run([str(exe), 'worktree-list', '-r'], cwd=origin,
-                         capture_output=True, text=True)
+    out = datalad_cli('worktree-list', '-r', cwd=origin)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == f'{runs}  [1 with unmerged results]'
     code = next(ln for ln in lines if ln.strip().startswith(CODE))
     assert '1 unmerged commit(s)' in code and 'runs' in code
-    js = subprocess.run([str(exe), '-f', 'json', 'worktree-list', '-r'],
-                        cwd=origin, capture_output=True, text=True)
+    js = datalad_cli('-f', 'json', 'worktree-list', '-r', cwd=origin)
     assert len([json.loads(ln) for ln in js.stdout.splitlines()]) == 7
-    none = subprocess.run([str(exe), 'worktree-list'], cwd=origin / 'raw/2p',
-                          capture_output=True, text=True)
+    none = datalad_cli('worktree-list', cwd=origin / 'raw/2p')
     assert f'{runs / "raw/2p"}' in none.stdout

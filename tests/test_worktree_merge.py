@@ -3,25 +3,22 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from datalad import api as dl
 
 from .conftest import (
+    CODE,
+    DERIVED,
     RUN_CMD,
-    add,
     by_path,
+    clean,
     commit_file,
+    datalad_cli,
     git,
     recorded,
     snapshot,
 )
-
-CODE = 'derived/L5b/code'
-DERIVED = 'derived/L5b'
 
 
 def merge(origin, source, **kw):
@@ -29,13 +26,6 @@ def merge(origin, source, **kw):
     return by_path(dl.worktree_merge(str(source), dataset=origin,
                                      result_renderer='disabled',
                                      return_type='list', **kw), origin)
-
-
-@pytest.fixture
-def runs(origin, tmp_path):
-    wt = tmp_path / 'runs'
-    add(origin, wt, branch='runs', recursive=True)
-    return wt
 
 
 def batch(runs, name='again'):
@@ -84,12 +74,6 @@ def assert_left_as_it_was(origin, before):
     assert (origin / DERIVED / 'notes.txt').read_text() == 'main notes\n'
     assert (origin / DERIVED / 'scratch.txt').read_text() == \
         'untracked scratch\n'
-
-
-def clean(ds) -> bool:
-    status = dl.status(dataset=ds, recursive=True, result_renderer='disabled',
-                       return_type='list')
-    return all(s['state'] == 'clean' for s in status)
 
 
 def test_fast_forward_brings_results_home(origin, runs):
@@ -281,14 +265,11 @@ def test_uncommitted_results_in_the_worktree_are_pointed_out(origin, runs):
 
 def test_cli(origin, runs):
     batch(runs)
-    exe = Path(sys.executable).with_name('datalad')
-    out = subprocess.run([str(exe), '-f', 'json', 'worktree-merge', '-r',
-                          str(runs)], cwd=origin, capture_output=True,
-                         text=True)
+    out = datalad_cli('-f', 'json', 'worktree-merge', '-r', str(runs),
+                      cwd=origin)
     assert out.returncode == 0, out.stderr
     records = {r['path']: r for r in map(json.loads, out.stdout.splitlines())}
     assert records[str(origin / DERIVED)]['how'] == 'fast-forward'
-    bad = subprocess.run([str(exe), 'worktree-merge', str(origin / 'nope')],
-                         cwd=origin, capture_output=True, text=True)
+    bad = datalad_cli('worktree-merge', str(origin / 'nope'), cwd=origin)
     assert bad.returncode != 0
     assert 'Traceback' not in bad.stdout + bad.stderr

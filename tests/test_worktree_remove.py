@@ -5,25 +5,23 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from datalad import api as dl
 
 from .conftest import (
+    CODE,
+    INSTALLED,
+    PARENT,
     add,
     by_path,
     commit_file,
+    datalad_cli,
     git,
     snapshot,
 )
 
-CODE = 'derived/L5b/code'
-PARENT = {'raw/bpod': '.', 'raw/2p': '.', 'derived/L5b': '.',
-          CODE: 'derived/L5b', 'derived/L5b/inputs/bpod': 'derived/L5b',
-          'derived/L5b/inputs/2p': 'derived/L5b'}
-ALL = ['.', *PARENT]
+ALL = INSTALLED
 
 
 def remove(origin, path, **kw):
@@ -33,12 +31,11 @@ def remove(origin, path, **kw):
 
 
 @pytest.fixture
-def runs(origin, tmp_path):
-    wt = tmp_path / 'runs'
-    add(origin, wt, branch='runs', recursive=True)
-    (wt / CODE / '.venv').mkdir()
-    (wt / CODE / '.venv/marker').write_text('an ignored environment\n')
-    return wt
+def runs(runs):
+    """conftest's 'runs' worktree, with an ignored .venv in code/"""
+    (runs / CODE / '.venv').mkdir()
+    (runs / CODE / '.venv/marker').write_text('an ignored environment\n')
+    return runs
 
 
 def branches(origin, rel):
@@ -66,7 +63,7 @@ def test_remove_after_merge_bottom_up(origin, runs):
     order = [os.path.relpath(r['path'], runs) for r in res]
     assert sorted(order) == sorted(ALL)
     # every dataset's worktree goes before its parent's
-    for rel, parent in PARENT.items():
+    for rel, (parent, _) in PARENT.items():
         assert order.index(rel) < order.index(parent)
     assert all(r['status'] == 'ok' and r['branch_deleted'] for r in res)
     assert not runs.exists()
@@ -196,15 +193,12 @@ def test_dry_run_and_cli(origin, runs):
     res = remove(origin, runs, dry_run=True)
     assert all(r['status'] == 'ok' and r['dry_run'] for r in res)
     assert snapshot(origin) == before and runs.exists()
-    exe = Path(sys.executable).with_name('datalad')
-    out = subprocess.run([str(exe), 'worktree-remove', str(runs)],
-                         cwd=origin, capture_output=True, text=True)
+    out = datalad_cli('worktree-remove', str(runs), cwd=origin)
     assert out.returncode == 0, out.stderr
     assert f'worktree-remove(ok): {runs} [removed, deleted branch runs]' \
         in out.stdout
     assert 'worktrees: 7 removed' in out.stdout
-    again = subprocess.run([str(exe), 'worktree-remove', str(runs)],
-                           cwd=origin, capture_output=True, text=True)
+    again = datalad_cli('worktree-remove', str(runs), cwd=origin)
     assert again.returncode != 0
     assert 'is not a linked worktree of' in again.stdout
     assert 'Traceback' not in again.stderr

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from datalad import api as dl
 
 from .conftest import (
+    CODE,
     add,
     by_path,
+    clean,
     commit_file,
+    datalad_cli,
     git,
     recorded,
     snapshot,
 )
-
-CODE = 'derived/L5b/code'
 
 
 def sync(wt, **kw):
@@ -29,25 +28,17 @@ def sync(wt, **kw):
 
 
 @pytest.fixture
-def runs(origin, tmp_path):
-    """A 'runs' worktree of the whole hierarchy, with an ignored .venv in
-    its code subdataset, as a user sets it up before a batch"""
-    wt = tmp_path / 'runs'
-    add(origin, wt, branch='runs', recursive=True)
-    venv = wt / CODE / '.venv'
+def runs(runs):
+    """conftest's 'runs' worktree of the whole hierarchy, with an ignored
+    .venv in its code subdataset, as a user sets it up before a batch"""
+    venv = runs / CODE / '.venv'
     (venv / 'bin').mkdir(parents=True)
     (venv / 'bin' / 'python').write_text('#!/bin/sh\n')
-    return wt
+    return runs
 
 
 def venv_intact(wt):
     return (wt / CODE / '.venv/bin/python').read_text() == '#!/bin/sh\n'
-
-
-def clean(wt) -> bool:
-    status = dl.status(dataset=wt, recursive=True, result_renderer='disabled',
-                       return_type='list')
-    return all(s['state'] == 'clean' for s in status)
 
 
 def develop_code(origin, detach=True, name='dev.py'):
@@ -300,19 +291,15 @@ def test_parallel_jobs_and_non_recursive(origin, runs):
 
 def test_cli(origin, runs):
     new = develop_code(origin)
-    exe = Path(sys.executable).with_name('datalad')
-    out = subprocess.run([str(exe), 'worktree-sync', '-r'], cwd=runs / CODE,
-                         capture_output=True, text=True)
+    out = datalad_cli('worktree-sync', '-r', cwd=runs / CODE)
     # from inside code/, only code/ is the dataset
     assert out.returncode == 0, out.stderr
     assert f'worktree-sync(ok): {runs / CODE} [fast-forward from' in out.stdout
-    out = subprocess.run([str(exe), '-f', 'json', 'worktree-sync', '-r'],
-                         cwd=runs, capture_output=True, text=True)
+    out = datalad_cli('-f', 'json', 'worktree-sync', '-r', cwd=runs)
     records = {r['path']: r for r in map(json.loads, out.stdout.splitlines())}
     assert records[str(runs / 'derived/L5b')]['recorded'] == ['code']
     assert records[str(runs / CODE)]['from_commit'] == new
-    bad = subprocess.run([str(exe), 'worktree-sync', '--how', 'rebase'],
-                         cwd=runs, capture_output=True, text=True)
+    bad = datalad_cli('worktree-sync', '--how', 'rebase', cwd=runs)
     assert bad.returncode != 0
     assert 'Traceback' not in bad.stderr
 
