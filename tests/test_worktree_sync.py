@@ -10,7 +10,6 @@ from datalad import api as dl
 
 from .conftest import (
     CODE,
-    add,
     by_path,
     clean,
     commit_file,
