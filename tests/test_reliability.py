@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -261,15 +262,39 @@ def assert_nothing_lost(top: Path, before: dict, work: dict | None = None,
 # Interruption: a real `datalad` process, killed with its children
 
 
+@contextmanager
+def sigint_as_in_a_terminal():
+    """Processes started in this context take SIGINT as from a terminal
+    (Ctrl-C), also when the test run ignores it, as a shell makes a
+    background job do: an ignored signal stays ignored in a child, across
+    exec, while a handled one is reset to its default action there"""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start_datalad(args: list[str], cwd: Path) -> subprocess.Popen:
+    """``datalad ARGS`` in a session of its own (a signal to its process
+    group reaches its git children too), with Ctrl-C as in a terminal"""
+    with sigint_as_in_a_terminal():
+        return subprocess.Popen([DATALAD, *args], cwd=cwd,
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+
+
 def interrupt(args: list[str], cwd: Path, sig: int, progress,
               point: int) -> bool:
     """Run ``datalad ARGS`` in a session of its own, and send ``sig`` to its
     whole process group once ``progress()`` reaches ``point``. Waits until
     every process of the group is gone; returns whether the command was
     still running when the signal was sent"""
-    proc = subprocess.Popen([DATALAD, *args], cwd=cwd,
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = start_datalad(args, cwd)
     deadline = time.monotonic() + 60
     while proc.poll() is None and progress() < point and \
             time.monotonic() < deadline:
@@ -563,9 +588,7 @@ def test_ctrl_c_stops_after_the_dataset_at_hand(wide_for, tmp_path, command):
     the datasets it has queued"""
     wide = wide_for(PREPARED[command])
     args, cwd, progress, _ = scenario(command, wide, tmp_path / 'runs')
-    proc = subprocess.Popen([DATALAD, *args], cwd=cwd,
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = start_datalad(args, cwd)
     while progress() < 3 and proc.poll() is None:
         time.sleep(0.005)
     assert proc.poll() is None, 'the command ended before the signal'
