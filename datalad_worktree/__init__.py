@@ -21,6 +21,12 @@ command_suite = (
             'worktree_sync',
         ),
         (
+            'datalad_worktree.worktree_get',
+            'WorktreeGet',
+            'worktree-get',
+            'worktree_get',
+        ),
+        (
             'datalad_worktree.worktree_merge',
             'WorktreeMerge',
             'worktree-merge',

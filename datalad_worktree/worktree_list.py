@@ -16,8 +16,13 @@ from datalad_next.commands import (
 from datalad_next.constraints import EnsureDataset
 from datalad_next.runners import CommandError
 
+from .clones import (
+    is_separate_clone,
+    unique_holdings,
+)
 from .hierarchy import (
     Node,
+    children_of,
     max_depth,
     walk_hierarchy,
 )
@@ -38,6 +43,7 @@ from .registry import (
 )
 from .repo import (
     ahead_behind,
+    current_branch,
     has_own_annex,
     head_commit,
     worktree_changes,
@@ -69,7 +75,16 @@ class WorktreeList(ValidatedInterface):
     reason, '' for a lock without one, None when not locked) and
     ``own_annex`` (it keeps annexed content in an annex of its own, not in
     the shared one, as git-annex made it for an absorbed git directory;
-    ``worktree-sync`` repairs it; None when the directory is gone).
+    ``worktree-sync`` repairs it; None when the directory is gone),
+    ``clone`` (False).
+
+    A separate clone found where a linked worktree of a subdataset belongs
+    (made by ``datalad get -n`` inside the worktree, or by hand) is listed
+    too, with ``clone=True``, ``dataset`` (the main worktree's copy of
+    that subdataset, installed or not) and ``holds`` (what it holds that
+    this copy lacks: commits, annexed content). ``worktree-merge`` refuses
+    it while it holds any, and ``worktree-get`` replaces it with a linked
+    worktree once it holds nothing.
 
     A subdataset that cannot be looked at, such as one reached through a
     symbolic link that leads elsewhere, is reported with
@@ -118,8 +133,9 @@ class WorktreeList(ValidatedInterface):
                 yield make_result(ACTION, node.path, top, Outcome(
                     'impossible',
                     f'{node.problem}; its worktrees are not listed'))
+        children = children_of(skipped + active)
         for node in active:
-            yield from listing(node, top)
+            yield from listing(node, top, children[node.relpath])
 
     @staticmethod
     def custom_result_renderer(res, **kwargs):
@@ -145,18 +161,40 @@ class WorktreeList(ValidatedInterface):
                 ui.message(f"  {r['relpath']:<30} {_summary(r)}")
 
 
-def listing(node: Node, top: Path):
-    """The results for the linked worktrees of one dataset"""
+def listing(node: Node, top: Path, children: list[Node]):
+    """The results for the linked worktrees of one dataset, and for the
+    separate clones in them where its subdatasets belong"""
     try:
         worktrees = list_worktrees(node.path)
         main = worktrees[0]
         for wt in worktrees[1:]:
+            keys = listing_keys(wt, main, node.relpath)
             yield make_result(ACTION, wt.path, top, Outcome(
-                'ok', None, dict(dataset=str(node.path),
-                                 **listing_keys(wt, main, node.relpath))))
+                'ok', None, dict(dataset=str(node.path), **keys)))
+            if not keys['stale']:
+                for child in children:
+                    place = wt.path / child.subpath
+                    if not child.problem and \
+                            is_separate_clone(place, child.path):
+                        yield make_result(ACTION, place, top, Outcome(
+                            'ok', None, clone_keys(place, child, keys)))
     except Exception as e:
         yield make_result(ACTION, node.path, top, failure(
             node.path, e, f'cannot list the worktrees of {node.path}'))
+
+
+def clone_keys(place: Path, child: Node, parent_keys: dict) -> dict:
+    """The result keys that describe the separate clone at ``place``, the
+    place of the subdataset ``child`` in the worktree that
+    ``parent_keys`` describes"""
+    changes, untracked = worktree_changes(place)
+    relpath = Path(parent_keys['relpath']) / child.subpath
+    return dict(
+        dataset=str(child.path), worktree_root=parent_keys['worktree_root'],
+        relpath=str(relpath), branch=current_branch(place),
+        head=head_commit(place), clean=not changes and not untracked,
+        ahead=None, behind=None, stale=False, locked=None, own_annex=None,
+        clone=True, holds=unique_holdings(place, child.path, files=False))
 
 
 def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
@@ -185,7 +223,7 @@ def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
         worktree_root=str(root), relpath=shown,
         branch=wt.short_branch,
         head=wt.head, clean=clean, ahead=ahead, behind=behind, stale=stale,
-        locked=wt.locked, own_annex=own_annex,
+        locked=wt.locked, own_annex=own_annex, clone=False,
     )
 
 
@@ -200,6 +238,10 @@ def _summary(r: dict) -> str:
         bits.append(f"{r['ahead']} unmerged commit(s)")
     if r['behind']:
         bits.append(f"{r['behind']} behind")
+    if r.get('clone'):
+        bits.append('SEPARATE CLONE, not a worktree' + (
+            f": holds {'; '.join(r['holds'])}" if r['holds'] else
+            ': holds nothing the main worktree lacks'))
     if r.get('own_annex'):
         bits.append('OWN ANNEX: not the shared one (worktree-sync repairs)')
     if r['locked'] is not None:

@@ -18,6 +18,11 @@ from datalad_next.constraints import (
     EnsureStr,
 )
 
+from .clones import (
+    clone_refusal,
+    is_separate_clone,
+    unique_holdings,
+)
 from .hierarchy import (
     Node,
     children_of,
@@ -194,7 +199,12 @@ class WorktreeMerge(WorktreeInterface):
             if node.problem:
                 yield make_result(ACTION, node.path, top,
                                   Outcome('impossible', node.problem))
-        sources = {n: MergeSource.find(n, source_root, branch)
+        if branch is None:
+            # a clone where the source has a subdataset this dataset has
+            # not installed: refused, so that no parent records its commit
+            active += [n for n in skipped if not n.problem and
+                       is_repo_root(n.at(source_root))]
+        sources = {n: MergeSource.find(n, source_root, branch, top)
                    for n in active}
         if branch is not None and \
                 not any(s.commit for s in sources.values()):
@@ -262,8 +272,8 @@ class MergeSource:
     """Status and message of the result when nothing is merged"""
 
     @classmethod
-    def find(cls, node: Node, source_root: Path, branch: str | None
-             ) -> MergeSource:
+    def find(cls, node: Node, source_root: Path, branch: str | None,
+             top: Path) -> MergeSource:
         """The source of ``node``: its ``branch``, or else its place in
         the worktree ``source_root``"""
         repo = node.path
@@ -276,6 +286,8 @@ class MergeSource:
         if not is_repo_root(where):
             return cls(name, worktree=where, nothing=(
                 'notneeded', f'no worktree of it at {where}'))
+        if node.depth and is_separate_clone(where, repo):
+            return cls.clone(node, where, top)
         if not same_repository(repo, where):
             return cls(name, worktree=where, nothing=(
                 'impossible',
@@ -283,6 +295,20 @@ class MergeSource:
         commit = head_commit(where)
         return cls(name, commit=commit, worktree=where, nothing=(
             None if commit else ('notneeded', f'{where} has no commit')))
+
+    @classmethod
+    def clone(cls, node: Node, where: Path, top: Path) -> MergeSource:
+        """The source of ``node`` where the source worktree has a separate
+        clone of it: its checked-out commit, if this dataset has all the
+        clone's commits and annexed content already; else nothing, refused
+        with what brings them here"""
+        holdings = unique_holdings(where, node.path, files=False)
+        if holdings:
+            return cls(str(where), nothing=('impossible', clone_refusal(
+                where, node.path, holdings,
+                f'datalad get -n -d {top} {node.path}', 'run this again')
+                + '; nothing was merged'))
+        return cls(f'{where} (a separate clone)', commit=head_commit(where))
 
 
 def merge_dataset(node: Node, source: MergeSource,
@@ -293,6 +319,8 @@ def merge_dataset(node: Node, source: MergeSource,
     and (with ``mtimes``) carry modification times from the source's
     worktree"""
     repo = node.path
+    if not node.installed:
+        return Outcome(*source.nothing)
     problem = lock_problem(repo) or adjusted_problem(repo)
     if problem:
         return Outcome('impossible', problem)

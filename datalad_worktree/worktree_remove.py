@@ -23,6 +23,12 @@ from datalad_next.constraints import (
 )
 
 from . import git
+from .clones import (
+    clone_refusal,
+    delete_clone,
+    delete_tree,
+    unique_holdings,
+)
 from .interface import (
     WorktreeInterface,
     make_result,
@@ -70,6 +76,9 @@ class Removal(Enum):
     """How a member's worktree goes"""
     REMOVE = 'remove'
     """Delete its directory, then prune its registration"""
+    DELETE_CLONE = 'delete the separate clone'
+    """It is a separate clone holding nothing the main worktree lacks:
+    delete it"""
     PRUNE = 'prune the registration of'
     """Its directory is gone already: only prune its registration"""
     REFUSE = 'refuse'
@@ -121,7 +130,12 @@ class WorktreeRemove(WorktreeInterface):
 
     Nothing is removed either if a symbolic link on the way to a
     subdataset's place in the worktree leads elsewhere: nothing is ever
-    deleted or followed through one.
+    deleted or followed through one; nor, also with [CMD: --force CMD][PY:
+    force=True PY], if a separate clone sits where a subdataset belongs
+    (from a ``datalad get -n`` in the worktree) and holds commits, annexed
+    content, uncommitted changes or untracked files that the main
+    worktree's copy lacks: the message says how to bring them home. A
+    separate clone that holds nothing of that is deleted with the worktree.
 
     Annexed content is never dropped: it lives in the shared annex and stays
     readable from the main worktree. Only directories that git lists as
@@ -205,7 +219,7 @@ class WorktreeRemove(WorktreeInterface):
             return
         try:
             members, linked = find_members(top, target)
-            plans = [check(m, force, keep_branch) for m in members]
+            plans = [check(m, force, keep_branch, top) for m in members]
         except Exception as e:
             outcome = failure(target, e, 'cannot inspect the worktrees below '
                                          f'{target}')
@@ -252,14 +266,14 @@ def target_problem(top: Path, target: Path) -> str | None:
     return None
 
 
-def check(m: Member, force: bool, keep_branch: bool) -> Plan:
-    """What removing one member would do, or why it must not happen"""
+def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
+    """What removing one member (of a worktree of ``top``) would do, or why
+    it must not happen"""
     def refuse(reason):
         return Plan(m, Removal.REFUSE, reason=reason)
 
     if same_path(m.main.path, m.path):
-        return refuse(f'{m.path} is a main worktree (a separate clone), not '
-                      'a linked worktree; remove or move it yourself first')
+        return check_clone(m, top / m.relpath)
     if m.entry.locked is not None:
         reason = f' ({m.entry.locked})' if m.entry.locked else ''
         return refuse(f'{m.path} is locked{reason}; unlock it with '
@@ -287,6 +301,17 @@ def check(m: Member, force: bool, keep_branch: bool) -> Plan:
                 tuple(lost))
 
 
+def check_clone(m: Member, main_copy: Path) -> Plan:
+    """What removing a member that is a separate clone would do: delete
+    it, where it holds nothing that ``main_copy`` lacks, else refuse"""
+    holdings = unique_holdings(m.path, main_copy)
+    if holdings:
+        return Plan(m, Removal.REFUSE, reason=clone_refusal(
+            m.path, main_copy, holdings, f'datalad get -n {main_copy}',
+            'run this again'))
+    return Plan(m, Removal.DELETE_CLONE)
+
+
 def planned(plan: Plan) -> Outcome:
     """The dry-run outcome of ``plan``"""
     return Outcome('ok', f'would {plan.how.value} {plan.member.path}'
@@ -298,7 +323,7 @@ def planned(plan: Plan) -> Outcome:
 def branch_note(plan: Plan, done: bool) -> str:
     """What happens to the member's branch, as the end of a message"""
     m = plan.member
-    if not m.branch:
+    if not m.branch or plan.how is Removal.DELETE_CLONE:
         return ''
     if not m.head:
         return f', branch {m.branch} was already gone'
@@ -336,6 +361,8 @@ def remove(plan: Plan) -> Outcome:
     goes in one step, and a branch that is gone already is skipped.
     """
     m, keys = plan.member, plan.keys
+    if plan.how is Removal.DELETE_CLONE:
+        return remove_clone(m, keys)
     repo = m.main.path
     try:
         problem = no_longer_removable(m)
@@ -364,6 +391,25 @@ def remove(plan: Plan) -> Outcome:
     if plan.given_up:
         done += f", gave up {len(plan.given_up)} commit(s)"
     return Outcome('ok', done, keys)
+
+
+def remove_clone(m: Member, keys: dict) -> Outcome:
+    """Delete the member ``m``, a separate clone found to hold nothing
+    that the main worktree lacks"""
+    if redirected(m.root, m.relpath):
+        return Outcome('error', link_refusal(m.path, m.root, m.relpath) +
+                       '; it was left alone', keys)
+    try:
+        trash = git_dirs(m.root)[0] / f'{TRASH}-clone'
+        if trash.exists():
+            delete_tree(trash)
+        delete_clone(m.path, trash)
+    except Exception as e:
+        outcome = failure(m.path, e, f'deleting {m.path} failed')
+        outcome.keys.update(keys)
+        return outcome
+    return Outcome('ok', 'deleted this separate clone, which held nothing '
+                   'that the main worktree lacks', keys)
 
 
 def no_longer_removable(m: Member) -> str | None:

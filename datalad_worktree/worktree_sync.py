@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 from datalad_next.commands import (
     EnsureCommandParameterization,
@@ -24,6 +23,10 @@ from .envsetup import (
     ACTION as SETUP_ACTION,
     inputs_changed,
     setup_outcome,
+)
+from .clones import (
+    is_separate_clone,
+    replace_advice,
 )
 from .hierarchy import (
     Node,
@@ -62,13 +65,7 @@ from .repo import (
     is_ancestor,
     is_repo_root,
 )
-from .provision import (
-    Plan,
-    Todo,
-    checkout_phrase,
-    create_worktrees,
-    plan_hierarchy,
-)
+from .provider import Provider
 from .settings import worker_count
 from .stale import (
     inspect_checkout,
@@ -77,7 +74,6 @@ from .stale import (
 from .sharedannex import repair_own_annex
 
 ACTION = 'worktree-sync'
-ADD_ACTION = 'worktree-add'
 POINTER_MESSAGE = 'Record the subdatasets updated by worktree-sync'
 
 
@@ -234,8 +230,12 @@ class WorktreeSync(WorktreeInterface):
         depth = max_depth(recursive, recursion_limit)
         skipped, active = split_hierarchy(
             walk_hierarchy(top, head_commit(top), depth))
-        new = Provider(top, depth, dry_run, mtimes, setup)
-        yield from new.add([n for n in skipped if not n.problem])
+        new = Provider(top, dry_run, mtimes, setup, ACTION)
+
+        def below(node):
+            return None if depth is None else depth - node.depth
+
+        yield from new.add([n for n in skipped if not n.problem], below)
         if new.created:
             skipped, active = split_hierarchy(
                 walk_hierarchy(top, head_commit(top), depth))
@@ -248,71 +248,18 @@ class WorktreeSync(WorktreeInterface):
         for node, outcome in bottom_up(
                 active,
                 lambda n: sync_dataset(n, children[n.relpath], how, force,
-                                       dry_run, mtimes),
+                                       dry_run, mtimes, new.main_copy(n), top),
                 worker_count(jobs),
                 lambda blocker: (f'not updated, because its subdataset '
                                  f'{blocker.path} could not be')):
             yield make_result(ACTION, node.path, top, outcome)
             if not outcome.failed and not dry_run and \
                     (depth is None or node.depth < depth):
-                yield from new.add(new_subdatasets(node, outcome))
+                yield from new.add(new_subdatasets(node, outcome), below)
             if not outcome.failed:
                 synced.append((node, outcome))
         if not dry_run:
             yield from setups(synced, setup, top)
-
-
-class Provider:
-    """Makes the worktrees of subdatasets that the main worktree has
-    installed, but this worktree has not: at the commits this worktree
-    records, on the branch its top dataset has checked out"""
-
-    def __init__(self, top: Path, depth: int | None, dry_run: bool,
-                 mtimes: bool, setup: bool | None):
-        self.top = top
-        self.main_top = list_worktrees(top)[0].path
-        self.branch = current_branch(top)
-        self.depth = depth
-        self.dry_run = dry_run
-        self.mtimes = mtimes
-        self.setup = setup
-        self.created = False
-
-    def add(self, missing: list[Node]) -> Iterator[dict]:
-        """Make the worktrees of ``missing`` (subdatasets without a
-        worktree here) and of their installed subdatasets, where the main
-        worktree has them; their results (for the others: that there is
-        nothing to update)"""
-        for node in missing:
-            if not in_main(node, self.main_top):
-                yield make_result(ACTION, node.path, self.top, Outcome(
-                    'notneeded', 'subdataset not installed in the main '
-                    'worktree either; nothing to update'))
-                continue
-            origin = self.main_top / node.relpath
-            depth = None if self.depth is None else self.depth - node.depth
-            plans = plan_hierarchy(origin, node.commit, node.path,
-                                   self.branch, depth)
-            yield from self._make(plans)
-
-    def _make(self, plans: list[Plan]) -> Iterator[dict]:
-        refused = [p for p in plans if p.todo is Todo.REFUSE]
-        todo = [p for p in plans if p.todo is Todo.CREATE]
-        if refused or self.dry_run:
-            for p in refused or todo:
-                yield make_result(ADD_ACTION, p.target, self.top, p.outcome(
-                    'impossible', p.reason) if refused else p.outcome(
-                    'ok', f'would {checkout_phrase(p)}', dry_run=True))
-            return
-        for plan, error in create_worktrees(plans, 1, self.mtimes):
-            self.created = self.created or not error
-            yield make_result(ADD_ACTION, plan.target, self.top, plan.outcome(
-                'error', error) if error else plan.outcome(
-                'ok', checkout_phrase(plan, done=True)))
-            done = None if error else setup_outcome(
-                plan.target, self.setup, lambda s: True)
-            if done:
-                yield make_result(SETUP_ACTION, plan.target, self.top, done)
 
 
 def setups(synced: list[tuple[Node, Outcome]], wanted: bool | None,
@@ -329,16 +276,15 @@ def setups(synced: list[tuple[Node, Outcome]], wanted: bool | None,
             yield make_result(SETUP_ACTION, node.path, top, done)
 
 
-def in_main(node: Node, main_top: Path) -> bool:
-    """Whether the main worktree has the subdataset ``node`` installed"""
-    return is_repo_root(main_top / node.relpath)
-
-
 def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
-                 dry_run: bool, mtimes: bool) -> Outcome:
-    """Update one dataset of the worktree, then record its subdatasets
-    and (with ``mtimes``) carry modification times from the main worktree"""
+                 dry_run: bool, mtimes: bool, main_copy: Path,
+                 top: Path) -> Outcome:
+    """Update one dataset of the worktree ``top`` (whose main worktree's
+    copy is ``main_copy``), then record its subdatasets and (with
+    ``mtimes``) carry modification times from the main worktree"""
     repo = node.path
+    if node.depth and is_separate_clone(repo, main_copy):
+        return Outcome('impossible', replace_advice(repo, main_copy, top))
     problem = linked_worktree_problem(repo) or lock_problem(repo) or \
         adjusted_problem(repo) or repair_own_annex(repo, dry_run)
     if problem:

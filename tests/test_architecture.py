@@ -13,13 +13,14 @@ LAYERS = [
     ['git'],
     ['outcome', 'paths'],
     ['repo', 'settings'],
-    ['sharedannex'],
+    ['sharedannex', 'clones'],
     ['registry', 'hierarchy', 'scheduler'],
     ['nested', 'integrate', 'mtimes', 'bindpaths', 'envsetup', 'stale'],
     ['provision'],
     ['interface'],
+    ['provider'],
     ['worktree_add', 'worktree_sync', 'worktree_merge', 'worktree_list',
-     'worktree_remove'],
+     'worktree_remove', 'worktree_get'],
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -159,12 +159,17 @@ def test_directory_deleted_by_hand_is_pruned(origin, runs):
         assert str(runs) not in git(origin / rel, 'worktree', 'list')
 
 
-def test_a_separate_clone_inside_is_never_removed(origin, runs, tmp_path):
-    # a full clone where the worktree has a subdataset mount point
+def test_a_separate_clone_with_work_of_its_own_is_never_removed(
+        origin, runs, tmp_path):
+    # a full clone where the worktree has a subdataset mount point, with a
+    # commit that the main worktree's copy lacks (a clone holding nothing
+    # of its own is deleted: tests/test_clones.py)
     shutil.rmtree(runs / 'derived/L5b/inputs/2p')
     git(origin / 'derived/L5b/inputs/2p', 'worktree', 'prune')
     subprocess.run(['git', 'clone', '-q', str(origin / 'raw/2p'),
                     str(runs / 'derived/L5b/inputs/2p')], check=True)
+    commit_file(runs / 'derived/L5b/inputs/2p', 'notes.txt', 'mine\n',
+                'work in a clone')
     before = snapshot(origin)
     res = remove(origin, runs)
     assert_refused_intact(res, origin, runs, before, 'a separate clone')
