@@ -40,6 +40,7 @@ from .interface import (
     MTIMES_PARAM,
     SETUP_PARAM,
     WorktreeInterface,
+    guarded,
     make_result,
 )
 from .outcome import Outcome
@@ -238,8 +239,8 @@ def get_subdatasets(top: Path, wanted: Wanted, provider: Provider,
             elif not node.installed:
                 missing.append(node)
             elif is_separate_clone(node.path, provider.main_copy(node)):
-                outcome = replace_clone(node, provider.main_copy(node),
-                                        top / node.parent, dry_run)
+                outcome = guarded(lambda n: replace_clone(
+                    n, provider.main_copy(n), top / n.parent, dry_run))(node)
                 yield make_result(ACTION, node.path, top, outcome)
                 if outcome.status == 'ok' and not dry_run:
                     replaced.add(node.relpath)

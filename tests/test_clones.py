@@ -6,6 +6,7 @@ deleted with that work"""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import subprocess
@@ -28,6 +29,8 @@ from .conftest import (
 )
 
 BPOD = 'raw/bpod'
+NAME = os.fsdecode(b'caf\xe9.txt')
+"""A file name that is not UTF-8"""
 MODELS = f'{DERIVED}/models'
 
 
@@ -146,12 +149,13 @@ def test_a_clone_holding_nothing_new_is_listed_and_replaced(origin, runs,
     assert sync[BPOD]['status'] == 'impossible'
     assert 'holds nothing' in sync[BPOD]['message']
     assert 'datalad worktree-get' in sync[BPOD]['message']
-    (wt / BPOD / 'scratch.txt').write_text('mine\n')
+    # an untracked file (its name not UTF-8) is not lost
+    (wt / BPOD / NAME).write_text('mine\n')
     kept = dl.worktree_get(str(wt / BPOD), dataset=wt, **quiet())
     assert kept[0]['status'] == 'impossible'
-    assert 'untracked files (scratch.txt)' in kept[0]['message']
-    assert (wt / BPOD / 'scratch.txt').read_text() == 'mine\n'
-    (wt / BPOD / 'scratch.txt').unlink()
+    assert f'untracked files ({NAME})' in kept[0]['message']
+    assert (wt / BPOD / NAME).read_text() == 'mine\n'
+    (wt / BPOD / NAME).unlink()
     res = dl.worktree_get(str(wt / BPOD), dataset=wt, **quiet())
     assert [(r['action'], r['status']) for r in res] == \
         [('worktree-get', 'ok'), ('worktree-add', 'ok')]
