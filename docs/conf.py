@@ -1,12 +1,12 @@
-"""Sphinx configuration of the datalad-worktree documentation"""
+"""Sphinx configuration of the datalad-nested-worktrees documentation"""
 
 import argparse
 from pathlib import Path
 
 import datalad_worktree
 
-project = 'datalad-worktree'
-author = 'The datalad-worktree developers'
+project = 'datalad-nested-worktrees'
+author = 'The datalad-nested-worktrees developers'
 copyright = author
 release = datalad_worktree.__version__
 version = release
