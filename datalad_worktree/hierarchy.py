@@ -46,6 +46,13 @@ class Node:
     problem: str | None = None
     """Why this dataset cannot be handled, if it cannot"""
 
+    @property
+    def top(self) -> Path:
+        """Working tree of the top dataset of the walked hierarchy"""
+        if self.relpath == TOP:
+            return self.path
+        return Path(*self.path.parts[:-len(self.relpath.parts)])
+
     def at(self, root: Path) -> Path:
         """Location of this dataset below another worktree ``root``"""
         return root if self.relpath == TOP else root / self.relpath

@@ -106,7 +106,8 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
         if other:
             return Outcome('impossible', (
                 f'merging {what} into {head[:10]} conflicts in '
-                f'{", ".join(other)}; nothing was changed'),
+                f'{", ".join(other)}; nothing was changed'
+                f'{pointer_hint(repo, head, other)}'),
                 dict(keys, conflicts=other))
     keys['how'] = 'fast-forward' if ff else 'merge'
     if dry_run:
@@ -123,6 +124,17 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
     keys['to_commit'] = head_commit(repo)
     return Outcome('ok', f'{keys["how"]} from {head[:10]} to '
                          f'{keys["to_commit"][:10]}', keys)
+
+
+def pointer_hint(repo: Path, head: str, conflicts: list[str]) -> str:
+    """What resolves the conflicts on subdataset pointers among
+    ``conflicts``, as the end of a message ('' where there are none)"""
+    subs = sorted(gitlinks(repo, head, conflicts))
+    if not subs:
+        return ''
+    return (f'. {", ".join(subs)}: subdataset(s); with -r (--recursive) '
+            'subdatasets are handled first, and a pointer conflict is '
+            "resolved where the subdataset's commit contains both sides")
 
 
 def merge_head(repo: Path) -> str | None:

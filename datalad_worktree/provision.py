@@ -130,7 +130,8 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
     target = plan.target
     existing = find_worktree(worktrees, target)
     if existing is not None:
-        problem = existing_worktree_problem(existing, repo, target, branch)
+        problem = existing_worktree_problem(existing, repo, target, branch,
+                                            node.top, target_root)
         return refuse(plan, problem) if problem else replace(
             plan, todo=Todo.EXISTS, head=existing.head, reason=(
                 'a matching worktree exists already, at '

@@ -182,14 +182,22 @@ def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
 
 
 def existing_worktree_problem(wt: Worktree, repo: Path, target: Path,
-                              branch: str | None) -> str | None:
+                              branch: str | None, top: Path, root: Path
+                              ) -> str | None:
     """Why the worktree ``wt`` of ``repo``, registered at ``target`` where
     a new one is asked for, is not the one asked for (on ``branch``, or
     detached where that is None, at whatever commit it has moved on to),
-    or None"""
+    or None; ``root`` is the worktree of the hierarchy's ``top`` dataset
+    that ``target`` is part of"""
     if wt.prunable:
-        return (f'a worktree of {repo} is registered at {target} but its '
-                f"directory is missing; run 'git -C {repo} worktree prune'")
+        missing = (f'a worktree of {repo} is registered at {target} but its '
+                   'directory is missing')
+        if root.exists():
+            return f"{missing}; run 'git -C {repo} worktree prune'"
+        return (f"{missing}: {root} was deleted. Run 'datalad worktree-remove "
+                f"-d {top} {root}' to prune what is left of it (it deletes "
+                'its branches where that loses no commit; --keep-branch '
+                'keeps them), then run this again')
     if wt.locked is not None:
         # git locks a worktree while creating it ('initializing'): a lock
         # left behind can mean an interrupted, incomplete checkout

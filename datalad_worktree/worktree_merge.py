@@ -254,6 +254,13 @@ def worktree_source_problem(top: Path, source_root: Path) -> str | None:
     if not is_repo_root(source_root) or not same_repository(top, source_root):
         return (f'{source_root} is not a worktree of {top}; give the path of '
                 'a worktree made by worktree-add, or a branch name')
+    if same_path(list_worktrees(top)[0].path, source_root):
+        return (f'{source_root} is the main worktree and {top} a linked '
+                'worktree of it: this would merge the wrong way round. To '
+                "bring the worktree's results home, run 'datalad "
+                f"worktree-merge -d {source_root} {top}'; to bring the "
+                "development state into the worktree, run 'datalad "
+                f"worktree-sync -d {top}'")
     return None
 
 

@@ -871,7 +871,7 @@ BAD_INPUT = [
      'worktree-add -d {O} -b runs {T}/wt', 'already checked out at {R}'),
     ('add: where a worktree was deleted by hand', 'T',
      'worktree-add -d {O} -b gone {G}',
-     "directory is missing; run 'git -C {O} worktree prune'"),
+     "{G} was deleted. Run 'datalad worktree-remove -d {O} {G}'"),
     ('add: uninstalled subdataset', 'T',
      'worktree-add -d {O}/derived/L5b/containers {T}/wt', NOT_INSTALLED),
     ('add: zero jobs', 'T', 'worktree-add -d {O} -J 0 {T}/wt',

@@ -568,3 +568,21 @@ def test_killed_run_converges_when_run_again(origin, tmp_path):
             set(after[ds]['refs'].splitlines()) | {
                 line for line in state['refs'].splitlines()
                 if line.startswith('refs/annex/')}
+
+
+def test_a_worktree_deleted_by_hand_is_cleared_by_the_advice(origin,
+                                                             tmp_path):
+    wt = tmp_path / 'wt'
+    add(origin, wt, branch='runs', recursive=True)
+    shutil.rmtree(wt)
+    before = snapshot(origin)
+    res = add(origin, wt, branch='runs', recursive=True)
+    assert res and all(r['status'] == 'impossible' for r in res)
+    advice = f'datalad worktree-remove -d {origin} {wt}'
+    assert advice in res[0]['message']
+    assert snapshot(origin) == before
+    out = datalad_cli(*advice.split()[1:])
+    assert out.returncode == 0, out.stdout + out.stderr
+    res = by_path(add(origin, wt, branch='runs', recursive=True), wt)
+    assert {r['status'] for r in res.values()} <= {'ok', 'notneeded'}
+    assert (wt / 'raw/2p/sub-01/F.csv').read_text().startswith('2p')

@@ -225,6 +225,33 @@ def test_bad_sources_are_refused(origin, runs, tmp_path, source, says):
     assert snapshot(origin) == before
 
 
+def test_a_pointer_conflict_without_r_says_that_r_resolves_it(origin, runs):
+    batch(runs)
+    pointer_conflict(origin)
+    before = snapshot(origin)
+    res = dl.worktree_merge(str(runs / DERIVED), dataset=origin / DERIVED,
+                            on_failure='ignore', result_renderer='disabled',
+                            return_type='list')
+    assert [r['status'] for r in res] == ['impossible']
+    assert res[0]['conflicts'] == ['code']
+    assert 'code: subdataset(s); with -r (--recursive)' in res[0]['message']
+    assert snapshot(origin) == before
+    assert merge(origin, runs, recursive=True)[DERIVED]['status'] == 'ok'
+
+
+def test_merging_main_into_a_worktree_is_refused(origin, runs):
+    batch(runs)
+    before = snapshot(origin), snapshot(runs)
+    res = dl.worktree_merge(str(origin), dataset=runs, recursive=True,
+                            on_failure='ignore', result_renderer='disabled',
+                            return_type='list')
+    assert [r['status'] for r in res] == ['impossible']
+    assert 'wrong way round' in res[0]['message']
+    assert f'worktree-merge -d {origin} {runs}' in res[0]['message']
+    assert f'worktree-sync -d {runs}' in res[0]['message']
+    assert (snapshot(origin), snapshot(runs)) == before
+
+
 def test_dry_run_predicts_resolved_pointer_conflicts(origin, runs):
     batch(runs)
     pointer_conflict(origin)
