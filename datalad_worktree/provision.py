@@ -38,6 +38,7 @@ from .registry import (
 )
 from .repo import (
     has_annex_branch,
+    is_ancestor,
     object_ids,
     uses_annex,
 )
@@ -68,6 +69,9 @@ class Plan:
     annex: bool = False
     """Whether the dataset uses git-annex (it has an initialized annex)"""
     reason: str = ''
+    moved_from: str = ''
+    """Where an existing branch that the commit to check out contains is
+    (a fully merged one): it is moved forward to that commit"""
     head: str = ''
     """Commit checked out in the new worktree, which its subdatasets follow:
     the node's commit, or what an existing worktree has checked out"""
@@ -142,17 +146,17 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
         return plan
     if tip is None:
         return replace(plan, new_branch=True)
-    if tip != node.commit:
+    if tip != node.commit and not is_ancestor(repo, tip, node.commit):
         return refuse(plan, (
-            f'branch {branch!r} exists in {repo} at {tip[:10]}, not at the '
-            f'commit to check out, {node.commit[:10]}; it is left untouched '
-            'because it may hold unmerged work: choose another --branch, '
-            'or merge or delete it first'))
+            f'branch {branch!r} exists in {repo} at {tip[:10]}, with commits '
+            f'that the commit to check out, {node.commit[:10]}, does not '
+            'contain; it is left untouched because it may hold unmerged '
+            'work: choose another --branch, or merge or delete it first'))
     elsewhere = checked_out_at(worktrees, branch)
     if elsewhere:
         return refuse(plan, (f'branch {branch!r} of {repo} is already '
                              f'checked out at {elsewhere}'))
-    return plan
+    return replace(plan, moved_from=tip if tip != node.commit else '')
 
 
 def refuse(plan: Plan, reason: str) -> Plan:
@@ -166,6 +170,10 @@ def checkout_phrase(plan: Plan, done: bool = False) -> str:
         what = f'detached HEAD at {commit}'
     elif plan.new_branch:
         what = f'new branch {plan.branch} at {commit}'
+    elif plan.moved_from:
+        what = (f'branch {plan.branch} at {commit}, '
+                f'{"moved" if done else "moving"} it forward from '
+                f'{plan.moved_from[:10]}')
     else:
         what = f'branch {plan.branch} at {commit}'
     return f'checked out {what}' if done else f'create worktree, {what}'
@@ -210,7 +218,7 @@ def create(plan: Plan, carry=None) -> str | None:
         return (f'refusing {target}: a symbolic link on its path leads '
                 'elsewhere')
     problem = add_worktree(node.path, target, node.commit, plan.branch,
-                           plan.new_branch, plan.annex)
+                           plan.new_branch, plan.annex, plan.moved_from)
     if problem is None and carry:
         carry(node.path, target, node.commit, plan.annex)
     return problem

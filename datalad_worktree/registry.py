@@ -161,12 +161,21 @@ def location_problem(target: Path, top: Path) -> str | None:
 
 
 def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
-                 new_branch: bool, annex: bool) -> str | None:
+                 new_branch: bool, annex: bool, moved_from: str = ''
+                 ) -> str | None:
     """Make a linked worktree of ``repo`` at ``target``: ``branch`` (made
-    at ``commit`` with ``new_branch``), or a detached HEAD at ``commit``
-    where ``branch`` is None; why that failed, or None. With ``annex``
-    (the repository uses git-annex), the worktree must come out linked to
-    the shared annex."""
+    at ``commit`` with ``new_branch``; moved from ``moved_from`` to
+    ``commit`` first, where given, only if it is still there), or a
+    detached HEAD at ``commit`` where ``branch`` is None; why that failed,
+    or None. With ``annex`` (the repository uses git-annex), the worktree
+    must come out linked to the shared annex."""
+    if branch is not None and moved_from:
+        try:
+            git.run(repo, ['update-ref', '-m', 'worktree-add: move forward',
+                           f'refs/heads/{branch}', commit, moved_from])
+        except CommandError as e:
+            return f'moving branch {branch} failed: {git.error_line(e)}'
+
     if branch is None:
         how = ['--detach', '--', str(target), commit]
     elif new_branch:

@@ -27,7 +27,10 @@ from .envsetup import (
     ACTION as SETUP_ACTION,
     setup_outcome,
 )
-from .hierarchy import max_depth
+from .hierarchy import (
+    max_depth,
+    subdataset_pointers,
+)
 from .interface import (
     BINDPATHS_PARAM,
     HIERARCHY_PARAMS,
@@ -50,6 +53,7 @@ from .registry import location_problem
 from .repo import (
     branch_name_problem,
     head_commit,
+    is_repo_root,
 )
 from .settings import worker_count
 
@@ -80,16 +84,17 @@ class WorktreeAdd(WorktreeInterface):
     Every dataset's worktree is on the same branch: the one given with
     [CMD: --branch CMD][PY: branch PY], or, like git does, a branch named
     after PATH's last component. A missing branch is created at the commit
-    to be checked out. An existing branch is used only if it points at that
-    commit already: it may hold results that are not merged anywhere, so it
-    is never moved. [CMD: --detach CMD][PY: detach=True PY] checks out
+    to be checked out. An existing branch is used if it points at that
+    commit or at an ancestor of it (a fully merged branch is moved forward
+    to it, which loses nothing); a branch with commits of its own may hold
+    results that are not merged anywhere, so it is never moved. [CMD: --detach CMD][PY: detach=True PY] checks out
     detached HEADs instead.
 
     Before anything is created, every dataset is checked: PATH must not
     exist or be an empty directory, and must not lie inside a dataset's or
     any git working tree; the branch name must be valid and not be checked
-    out in another worktree; an existing branch must point at the commit to
-    be checked out; the commit must be present; git-annex must be
+    out in another worktree; an existing branch must have no commits that
+    the commit to be checked out lacks; the commit must be present; git-annex must be
     initialized where a dataset uses it. If any check fails, nothing is
     created and every problem is reported. Running the same command again
     after an interruption creates only what is missing and reports matching
@@ -224,13 +229,15 @@ class WorktreeAdd(WorktreeInterface):
         if refused or dry_run:
             return
         created = []
+        left_out = '' if recursive or recursion_limit is not None \
+            else left_out_note(top, head)
         for plan, error in create_worktrees(plans, worker_count(jobs),
                                             mtimes):
             if not error:
                 created.append(plan)
             yield make_result(ACTION, plan.target, top, plan.outcome(
                 'error', error) if error else plan.outcome(
-                'ok', checkout_phrase(plan, done=True)))
+                'ok', checkout_phrase(plan, done=True) + left_out))
         if bindpaths:
             for plan, outcome in bind_outcomes(plans, created):
                 yield make_result(BINDPATHS_ACTION, plan.target, top, outcome)
@@ -251,6 +258,20 @@ def request_problem(top: Path, target: Path, branch: str | None,
     if problem or head:
         return problem
     return f'{top} has no commit yet; save something first'
+
+
+def left_out_note(top: Path, head: str) -> str:
+    """A note naming the installed subdatasets of ``top`` that a worktree
+    without --recursive leaves as empty directories, or ''"""
+    installed = [p for p, sha in subdataset_pointers(top, head)
+                 if sha and is_repo_root(top / p)]
+    if not installed:
+        return ''
+    shown = ', '.join(installed[:3]) + (', ...' if len(installed) > 3
+                                        else '')
+    return (f'; its {len(installed)} installed subdataset(s) ({shown}) are '
+            'left out as empty directories: give -r (--recursive) to '
+            'include them (running it again adds only what is missing)')
 
 
 def bind_outcomes(plans: list[Plan], created: list[Plan]

@@ -23,6 +23,7 @@ from .conftest import (
     add,
     by_path,
     clean,
+    commit_file,
     datalad_cli,
     datasets_of,
     env_with_datalad,
@@ -586,3 +587,51 @@ def test_a_worktree_deleted_by_hand_is_cleared_by_the_advice(origin,
     res = by_path(add(origin, wt, branch='runs', recursive=True), wt)
     assert {r['status'] for r in res.values()} <= {'ok', 'notneeded'}
     assert (wt / 'raw/2p/sub-01/F.csv').read_text().startswith('2p')
+
+
+def test_forgotten_r_is_pointed_out(origin, tmp_path):
+    wt = tmp_path / 'wt'
+    res = add(origin, wt, branch='runs')
+    assert [r['status'] for r in res] == ['ok']
+    assert "its 3 installed subdataset(s) (raw/bpod, raw/2p, derived/L5b) " \
+        'are left out as empty directories: give -r (--recursive)' in \
+        res[0]['message']
+    res = by_path(add(origin, wt, branch='runs', recursive=True), wt)
+    assert res['.']['status'] == 'notneeded'
+    assert res['raw/bpod']['status'] == 'ok'
+    # a dataset without installed subdatasets gets no such note
+    res = add(origin / 'raw/2p', tmp_path / 'raw2p', branch='raw2p')
+    assert 'left out' not in res[0]['message']
+
+
+def test_a_fully_merged_branch_is_moved_forward_and_used(origin, tmp_path):
+    wt = tmp_path / 'wt'
+    add(origin, wt, branch='runs', recursive=True)
+    dl.worktree_remove(str(wt), dataset=origin, keep_branch=True,
+                       result_renderer='disabled')
+    old = git(origin / 'raw/bpod', 'rev-parse', 'refs/heads/runs')
+    # development goes on: the kept branch is now behind, fully merged
+    commit_file(origin / 'raw/bpod', 'more.txt', 'more\n', 'development')
+    dl.save(dataset=origin, recursive=True, message='record it',
+            result_renderer='disabled')
+    res = by_path(add(origin, wt, branch='runs', recursive=True), wt)
+    assert res['raw/bpod']['status'] == 'ok'
+    assert f'moved it forward from {old[:10]}' in res['raw/bpod']['message']
+    assert git(origin / 'raw/bpod', 'rev-parse', 'refs/heads/runs') == \
+        recorded(origin, 'raw/bpod')
+    assert (wt / 'raw/bpod/more.txt').read_text() == 'more\n'
+
+
+def test_a_branch_with_commits_of_its_own_is_not_moved(origin, tmp_path):
+    own = commit_file(origin / 'raw/bpod', 'own.txt', 'own\n', 'own work')
+    git(origin / 'raw/bpod', 'branch', 'runs', own)
+    git(origin / 'raw/bpod', 'reset', '-q', '--hard', 'HEAD~1')
+    before = snapshot(origin)
+    wt = tmp_path / 'wt'
+    res = add(origin, wt, branch='runs', recursive=True)
+    refused = [r for r in res if r['status'] == 'impossible']
+    assert [r['path'] for r in refused] == [str(wt / 'raw/bpod')]
+    assert 'with commits that the commit to check out' in \
+        refused[0]['message']
+    assert snapshot(origin) == before
+    assert not wt.exists() or not any(wt.iterdir())
