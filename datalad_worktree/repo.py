@@ -89,6 +89,16 @@ def commits_only_in(repo: Path, commit: str, others: list[str],
                             '--branches', '--'])
 
 
+def short_log(repo: Path, commits: list[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``commits``, each as its short hash and
+    subject, and how many more there are: for a message"""
+    described = git.lines(repo, ['log', '--no-walk=unsorted', '--abbrev=10',
+                                 '--format=%h %s', *commits[:shown], '--'])
+    more = len(commits) - shown
+    return ', '.join(f"'{d}'" for d in described) + (
+        f' and {more} more' if more > 0 else '')
+
+
 def ahead_behind(repo: Path, base: str, commit: str) -> tuple[int, int]:
     """How many commits ``commit`` has that ``base`` has not, and the other
     way round"""

@@ -56,6 +56,7 @@ from .registry import (
 )
 from .repo import (
     commits_only_in,
+    short_log,
     git_dirs,
     has_own_annex,
     worktree_changes,
@@ -77,8 +78,7 @@ class Removal(Enum):
     REMOVE = 'remove'
     """Delete its directory, then prune its registration"""
     DELETE_CLONE = 'delete the separate clone'
-    """It is a separate clone holding nothing the main worktree lacks:
-    delete it"""
+    """A separate clone holding nothing the main worktree lacks: delete it"""
     PRUNE = 'prune the registration of'
     """Its directory is gone already: only prune its registration"""
     REFUSE = 'refuse'
@@ -267,36 +267,35 @@ def target_problem(top: Path, target: Path) -> str | None:
 
 
 def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
-    """What removing one member (of a worktree of ``top``) would do, or why
-    it must not happen"""
-    def refuse(reason):
-        return Plan(m, Removal.REFUSE, reason=reason)
-
+    """What removing one member (of a worktree of ``top``) would do, or
+    why it must not happen: every reason at once"""
     if same_path(m.main.path, m.path):
         return check_clone(m, top / m.relpath)
+    problems = []
     if m.entry.locked is not None:
         reason = f' ({m.entry.locked})' if m.entry.locked else ''
-        return refuse(f'{m.path} is locked{reason}; unlock it with '
-                      f"'git -C {m.main.path} worktree unlock {m.path}' "
-                      'first')
+        problems.append(f'{m.path} is locked{reason}; unlock it with '
+                        f"'git -C {m.main.path} worktree unlock {m.path}' "
+                        'first')
     stale = m.entry.prunable or not m.path.is_dir()
-    problem = None if stale else local_files_problem(m.path)
+    if not stale:
+        problems += local_files_problems(m.path)
     delete = bool(m.branch) and not keep_branch
-    if not problem and delete:
-        problem = branch_lock_problem(m)
-    if problem:
-        return refuse(problem)
+    if delete:
+        problems += filter(None, [branch_lock_problem(m)])
     lost = []
     if m.head and m.main.head:
         lost = commits_only_in(m.main.path, m.head, [m.main.head],
                                None if keep_branch else m.branch)
     if lost and not force:
-        shown = ', '.join(c[:10] for c in lost[:5])
-        return refuse(
+        problems.append(
             f'{m.path} has {len(lost)} commit(s) that neither the main '
-            f'worktree nor another branch contains ({shown}); merge them '
-            "first (datalad worktree-merge), keep the branch "
-            '(--keep-branch), or give --force to give them up')
+            'worktree nor another branch contains '
+            f'({short_log(m.main.path, lost)}); merge them first '
+            '(datalad worktree-merge), keep the branch (--keep-branch), or '
+            'give --force to give them up')
+    if problems:
+        return Plan(m, Removal.REFUSE, reason='; '.join(problems))
     return Plan(m, Removal.PRUNE if stale else Removal.REMOVE, delete,
                 tuple(lost))
 
@@ -315,7 +314,8 @@ def check_clone(m: Member, main_copy: Path) -> Plan:
 def planned(plan: Plan) -> Outcome:
     """The dry-run outcome of ``plan``"""
     return Outcome('ok', f'would {plan.how.value} {plan.member.path}'
-                         f'{branch_note(plan, False)}',
+                         f'{branch_note(plan, False)}'
+                         f'{given_up_note(plan, False)}',
                    dict(plan.keys, dry_run=True,
                         stale=plan.how is Removal.PRUNE))
 
@@ -332,6 +332,14 @@ def branch_note(plan: Plan, done: bool) -> str:
     return f', {"kept" if done else "keep"} branch {m.branch}'
 
 
+def given_up_note(plan: Plan, done: bool) -> str:
+    """Which commits are given up with --force, as the end of a message"""
+    if not plan.given_up:
+        return ''
+    return (f', {"gave" if done else "give"} up {len(plan.given_up)} '
+            f'commit(s): {short_log(plan.member.main.path, plan.given_up)}')
+
+
 def branch_lock_problem(m: Member) -> str | None:
     """Why lock files that a killed git left keep the member's branch from
     being deleted, or None"""
@@ -339,16 +347,19 @@ def branch_lock_problem(m: Member) -> str | None:
                         branch_locks(m.main.path, m.branch, packed=True))
 
 
-def local_files_problem(path: Path) -> str | None:
+def local_files_problems(path: Path) -> list[str]:
     """Why files in the worktree at ``path`` would be lost by removing it"""
     changed, untracked = worktree_changes(path)
+    problems = []
     if changed:
-        return (f'uncommitted changes in {path}: {", ".join(changed)}; '
-                'commit or discard them by hand first')
+        problems.append(f'uncommitted changes in {path}: '
+                        f'{", ".join(changed)}; commit or discard them by '
+                        'hand first')
     if untracked:
-        return (f'untracked files in {path}: {", ".join(untracked)}; save, '
-                'move or delete them first (ignored files do not block)')
-    return own_annex_problem(path)
+        problems.append(f'untracked files in {path}: {", ".join(untracked)}'
+                        '; save, move or delete them first (ignored files '
+                        'do not block)')
+    return problems + list(filter(None, [own_annex_problem(path)]))
 
 
 def remove(plan: Plan) -> Outcome:
@@ -387,9 +398,7 @@ def remove(plan: Plan) -> Outcome:
         return outcome
     done = ('removed' if plan.how is Removal.REMOVE else
             'directory was already gone; pruned its registration')
-    done += branch_note(plan, True)
-    if plan.given_up:
-        done += f", gave up {len(plan.given_up)} commit(s)"
+    done += branch_note(plan, True) + given_up_note(plan, True)
     return Outcome('ok', done, keys)
 
 

@@ -101,6 +101,33 @@ def test_unmerged_commits_refuse_and_force_gives_them_up(origin, runs):
     assert 'runs' not in branches(origin, CODE)
 
 
+def test_given_up_commits_are_named_with_their_subjects(origin, runs):
+    lost = [commit_file(runs / CODE, f'r{i}.txt', 'r\n', f'result {i}')
+            for i in range(7)]
+    dry = by_path(remove(origin, runs, force=True, dry_run=True), runs)
+    assert f"give up 7 commit(s): '{lost[-1][:10]} result 6'" in \
+        dry[CODE]['message']
+    assert 'and 2 more' in dry[CODE]['message']
+    assert 'result 1' not in dry[CODE]['message']
+    res = by_path(remove(origin, runs, force=True), runs)
+    assert f"gave up 7 commit(s): '{lost[-1][:10]} result 6'" in \
+        res[CODE]['message']
+
+
+def test_every_blocker_of_every_dataset_is_reported_at_once(origin, runs):
+    lost = commit_file(runs / CODE, 'result.txt', 'r\n', 'unmerged result')
+    (runs / CODE / 'scratch.txt').write_text('untracked\n')
+    (runs / 'raw/bpod/README').write_text('uncommitted\n')
+    git(runs / 'raw/bpod', 'add', 'README')
+    before = snapshot(origin)
+    res = by_path(remove(origin, runs), runs)
+    assert {r['status'] for r in res.values()} == {'impossible'}
+    assert 'untracked files' in res[CODE]['message']
+    assert f"'{lost[:10]} unmerged result'" in res[CODE]['message']
+    assert 'uncommitted changes' in res['raw/bpod']['message']
+    assert snapshot(origin) == before
+
+
 def test_detached_worktree_with_commits_is_refused(origin, tmp_path):
     wt = tmp_path / 'snap'
     add(origin, wt, detach=True, recursive=True)
