@@ -35,6 +35,7 @@ from datalad_next.constraints import (
     EnsureRange,
 )
 
+from . import git
 from .hierarchy import (
     Node,
     children_of,
@@ -43,6 +44,7 @@ from .outcome import (
     Outcome,
     failure,
 )
+from .repo import uses_annex
 from .scheduler import run_ordered
 
 HIERARCHY_PARAMS = dict(
@@ -105,6 +107,12 @@ def make_result(action: str, path: Path, refds: Path,
     return get_status_dict(
         action=action, path=str(path), type='dataset', refds=str(refds),
         status=outcome.status, message=outcome.message, **outcome.keys)
+
+
+def tools_problem(top: Path) -> str | None:
+    """Why git, or git-annex where the dataset ``top`` uses it, cannot be
+    used (missing, or too old); checked once, before anything else"""
+    return git.tools_problem(annex=uses_annex(top))
 
 
 def guarded(work: Callable[[Node], Outcome]) -> Callable[[Node], Outcome]:

@@ -19,6 +19,7 @@ from datalad_next.constraints import (
     EnsureStr,
 )
 
+from . import git
 from .bindpaths import (
     ACTION as BINDPATHS_ACTION,
     bind_hierarchy,
@@ -39,6 +40,7 @@ from .interface import (
     SETUP_PARAM,
     WorktreeInterface,
     make_result,
+    tools_problem,
 )
 from .outcome import Outcome
 from .paths import absolute_path
@@ -211,13 +213,20 @@ class WorktreeAdd(WorktreeInterface):
         if not detach:
             branch = branch or target.name
         head = head_commit(top)
-        problem = request_problem(top, target, branch, detach, head)
+        problem = tools_problem(top) or \
+            request_problem(top, target, branch, detach, head)
         if problem:
             yield make_result(ACTION, target, top, Outcome(
                 'impossible', problem, dict(source=str(top))))
             return
         plans = plan_hierarchy(top, head, target, branch,
                                max_depth(recursive, recursion_limit))
+        problem = any(p.annex for p in plans) and \
+            git.tools_problem(annex=True)
+        if problem:
+            yield make_result(ACTION, target, top, Outcome(
+                'impossible', problem, dict(source=str(top))))
+            return
         refused = [p for p in plans if p.todo is Todo.REFUSE]
         for p in refused or plans:
             if p.todo is not Todo.CREATE:

@@ -42,6 +42,7 @@ from .interface import (
     WorktreeInterface,
     guarded,
     make_result,
+    tools_problem,
 )
 from .outcome import Outcome
 from .paths import (
@@ -156,7 +157,7 @@ class WorktreeGet(WorktreeInterface):
                  recursion_limit=None, dry_run=False, mtimes=True,
                  setup=None):
         top = dataset.ds.pathobj
-        problem = linked_worktree_problem(top)
+        problem = tools_problem(top) or linked_worktree_problem(top)
         if problem:
             yield make_result(ACTION, top, top, Outcome('impossible', problem))
             return

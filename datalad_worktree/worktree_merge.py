@@ -42,6 +42,7 @@ from .interface import (
     bottom_up,
     make_result,
     split_hierarchy,
+    tools_problem,
 )
 from .mtimes import carry_from
 from .outcome import Outcome
@@ -189,7 +190,8 @@ class WorktreeMerge(WorktreeInterface):
         top = dataset.ds.pathobj
         source_root = absolute_path(Path(source), dataset)
         branch = None if source_root.exists() else source
-        problem = source_problem(top, source_root, branch)
+        problem = tools_problem(top) or \
+            source_problem(top, source_root, branch)
         if problem:
             yield make_result(ACTION, top, top, Outcome('impossible', problem))
             return

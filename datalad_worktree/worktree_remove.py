@@ -212,7 +212,8 @@ class WorktreeRemove(WorktreeInterface):
                  dry_run=False):
         top = dataset.ds.pathobj
         target = absolute_path(path, dataset)
-        problem = target_problem(top, target)
+        problem = git.tools_problem(annex=False) or \
+            target_problem(top, target)
         if problem:
             yield make_result(ACTION, target, top,
                               Outcome('impossible', problem))

@@ -49,6 +49,7 @@ from .interface import (
     bottom_up,
     make_result,
     split_hierarchy,
+    tools_problem,
 )
 from .mtimes import carry_from
 from .outcome import Outcome
@@ -223,7 +224,7 @@ class WorktreeSync(WorktreeInterface):
             setup=None,
     ):
         top = dataset.ds.pathobj
-        problem = linked_worktree_problem(top)
+        problem = tools_problem(top) or linked_worktree_problem(top)
         if problem:
             yield make_result(ACTION, top, top, Outcome('impossible', problem))
             return

@@ -32,3 +32,32 @@ def test_no_page_says_to_install_the_other_project():
             if re.search(r'pip install\b.*\bdatalad-worktree\b', line):
                 assert 'not' in line.lower() or 'Do not' in line, \
                     f'{page.name}: {line}'
+
+
+def test_missing_git_annex_is_named_up_front(origin, runs, tmp_path):
+    """On a PATH where git is found but git-annex is not, every command
+    that needs git-annex refuses before it changes anything, saying so"""
+    import os
+    import shutil
+
+    from .conftest import (
+        datalad_cli,
+        snapshot,
+    )
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    (bin_dir / 'git').symlink_to(shutil.which('git'))
+    env = dict(os.environ, PATH=str(bin_dir))
+    before = snapshot(origin), snapshot(runs)
+    for args in (['worktree-add', '-d', str(origin), '-r',
+                  str(tmp_path / 'new')],
+                 ['worktree-sync', '-d', str(runs), '-r'],
+                 ['worktree-merge', '-d', str(origin), '-r', str(runs)],
+                 ['worktree-get', '-d', str(runs), str(runs / 'raw')]):
+        out = datalad_cli(*args, env=env)
+        assert out.returncode != 0, args
+        assert 'no working git-annex was found on PATH' in out.stdout, \
+            (args, out.stdout, out.stderr)
+        assert 'Traceback' not in out.stderr
+    assert (snapshot(origin), snapshot(runs)) == before
+    assert not (tmp_path / 'new').exists()
