@@ -8,6 +8,8 @@ renderers that print one readable line per result.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 from pathlib import Path
 from typing import (
     Callable,
@@ -20,7 +22,10 @@ from datalad.interface.common_opts import (
     recursion_flag,
     recursion_limit,
 )
-from datalad.interface.utils import generic_result_renderer
+from datalad.interface.utils import (
+    generic_result_renderer,
+    render_action_summary,
+)
 from datalad.support import ansi_colors as ac
 from datalad.ui import ui
 from datalad_next.commands import (
@@ -153,48 +158,68 @@ def bottom_up(nodes: list[Node], work: Callable[[Node], Outcome],
         yield node, outcome
 
 
-def render_result(action: str, res: dict) -> None:
-    """One readable line per result: ``action(status): path [message]``"""
-    if res.get('action') != action:
-        generic_result_renderer(res)
+def render_result(res: dict) -> None:
+    """One line per result, in DataLad's form: ``action(status): path
+    (type) [message]``, with paths relative to the current directory (also
+    in the message); results that had nothing to do are left to the
+    summary"""
+    if res.get('status') == 'notneeded':
         return
     message = res.get('message')
-    ui.message('{action}({status}): {path}{msg}'.format(
-        action=ac.color_word(action, ac.BOLD),
+    if isinstance(message, tuple):
+        # DataLad's (format, args) form, from results of other commands
+        generic_result_renderer(res)
+        return
+    ui.message('{action}({status}): {path}{type}{msg}'.format(
+        action=ac.color_word(res.get('action'), ac.BOLD),
         status=ac.color_status(res['status']),
-        path=res['path'],
-        msg=f' [{message}]' if message else '',
+        path=shown(res['path']),
+        type=(f" ({ac.color_word(res['type'], ac.MAGENTA)})"
+              if 'type' in res else ''),
+        msg=f' [{relative_paths(message)}]' if message else '',
     ))
 
 
-def summarize_results(action: str, results: list, words: dict) -> None:
-    """One line counting the results of ``action`` per status, in the order
-    of ``words``, which names each status"""
-    mine = [r for r in results if r.get('action') == action]
-    counts = [(sum(r['status'] == s for r in mine), word)
-              for s, word in words.items()]
-    if mine:
-        ui.message('worktrees: ' + ', '.join(
-            f'{n} {word}' for n, word in counts if n))
+ABSOLUTE_PATH = re.compile(r"(?<![\w/.:~-])/[^\s'\",;:()\[\]]*")
+
+
+def shown(path: str) -> str:
+    """``path`` as a person reads it: relative to the current directory,
+    where that is shorter"""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return rel if len(rel) < len(path) else path
+
+
+def relative_paths(message: str) -> str:
+    """``message`` with its absolute paths shown relative to the current
+    directory, where that is shorter"""
+    def one(match):
+        path = match.group(0)
+        end = len(path.rstrip('.'))
+        return shown(path[:end]) + path[end:]
+    return ABSOLUTE_PATH.sub(one, message)
+
+
+def render_summary(results: list, action_summary: dict) -> None:
+    """DataLad's summary of the results per action and status, where there
+    was more than one"""
+    if sum(sum(s.values()) for s in action_summary.values()) > 1:
+        render_action_summary(action_summary)
 
 
 class WorktreeInterface(ValidatedInterface):
-    """What the worktree commands share: one readable line per result, and
-    a summary counting them per status"""
+    """What the worktree commands share: DataLad's rendering of results,
+    with paths relative to the current directory, and its summary"""
     result_renderer = 'tailored'
-    _action_ = ''
-    _summary_: dict = {}
-    """What each status means for this command, in the summary"""
-    _dry_run_ok_ = ''
-    """What status 'ok' means on a dry run"""
+    custom_result_summary_renderer_pass_summary = True
 
-    @classmethod
-    def custom_result_renderer(cls, res, **kwargs):
-        render_result(cls._action_, res)
+    @staticmethod
+    def custom_result_renderer(res, **kwargs):
+        render_result(res)
 
-    @classmethod
-    def custom_result_summary_renderer(cls, results):
-        words = dict(cls._summary_)
-        if any(r.get('dry_run') for r in results):
-            words['ok'] = cls._dry_run_ok_
-        summarize_results(cls._action_, results, words)
+    @staticmethod
+    def custom_result_summary_renderer(results, action_summary):
+        render_summary(results, action_summary)

@@ -119,15 +119,6 @@ class WorktreeAdd(WorktreeInterface):
     ``commit`` (the commit checked out).
     """
 
-    _action_ = ACTION
-    _summary_ = {
-        'ok': 'created',
-        'notneeded': 'not needed (present already or not installed)',
-        'impossible': 'refused',
-        'error': 'failed',
-    }
-    _dry_run_ok_ = 'would be created'
-
     _params_ = dict(
         **HIERARCHY_PARAMS,
         path=Parameter(

@@ -94,15 +94,6 @@ class WorktreeGet(WorktreeInterface):
     clone, with ``action='worktree-get'``.
     """
 
-    _action_ = ACTION
-    _summary_ = {
-        'ok': 'replaced',
-        'notneeded': 'installed already',
-        'impossible': 'refused',
-        'error': 'failed',
-    }
-    _dry_run_ok_ = 'would be replaced'
-
     _params_ = dict(
         path=Parameter(
             args=('path',),

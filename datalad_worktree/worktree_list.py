@@ -31,6 +31,7 @@ from .interface import (
     HIERARCHY_VALIDATORS,
     make_result,
     render_result,
+    shown,
     split_hierarchy,
 )
 from .outcome import (
@@ -140,7 +141,7 @@ class WorktreeList(ValidatedInterface):
     @staticmethod
     def custom_result_renderer(res, **kwargs):
         if res.get('action') != ACTION or res['status'] != 'ok':
-            render_result(ACTION, res)
+            render_result(res)
 
     @staticmethod
     def custom_result_summary_renderer(results):
@@ -154,7 +155,7 @@ class WorktreeList(ValidatedInterface):
             roots.setdefault(r['worktree_root'], []).append(r)
         for root, members in roots.items():
             unmerged = sum(1 for r in members if r['ahead'])
-            ui.message(f'{root}'
+            ui.message(f'{shown(root)}'
                        + (f'  [{unmerged} with unmerged results]'
                           if unmerged else ''))
             for r in sorted(members, key=lambda r: r['relpath']):

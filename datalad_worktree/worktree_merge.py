@@ -111,15 +111,6 @@ class WorktreeMerge(WorktreeInterface):
     detached HEAD), and ``conflicts`` (paths) for refused merges.
     """
 
-    _action_ = ACTION
-    _summary_ = {
-        'ok': 'merged',
-        'notneeded': 'with nothing new',
-        'impossible': 'refused',
-        'error': 'failed',
-    }
-    _dry_run_ok_ = 'would be merged'
-
     _params_ = dict(
         source=Parameter(
             args=('source',),

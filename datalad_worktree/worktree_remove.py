@@ -149,14 +149,6 @@ class WorktreeRemove(WorktreeInterface):
     ``given_up`` (commits given up with --force).
     """
 
-    _action_ = ACTION
-    _summary_ = {
-        'ok': 'removed',
-        'impossible': 'refused',
-        'error': 'failed',
-    }
-    _dry_run_ok_ = 'would be removed'
-
     _params_ = dict(
         path=Parameter(
             args=('path',),

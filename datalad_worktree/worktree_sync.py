@@ -159,15 +159,6 @@ class WorktreeSync(WorktreeInterface):
     force=True PY]) and ``conflicts`` (the paths of a refused merge).
     """
 
-    _action_ = ACTION
-    _summary_ = {
-        'ok': 'updated',
-        'notneeded': 'already up to date',
-        'impossible': 'refused',
-        'error': 'failed',
-    }
-    _dry_run_ok_ = 'would be updated'
-
     _params_ = dict(
         **HIERARCHY_PARAMS,
         dataset=Parameter(

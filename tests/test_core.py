@@ -70,3 +70,15 @@ def test_run_ordered_reports_a_blocked_item_once():
     assert sorted(i for i, _ in out) == sorted(TREE)
     assert dict(out)['a'] in ('a1', 'a2')
     assert dict(out)['top'] in ('a1', 'a2')
+
+
+def test_messages_show_paths_relative_to_the_current_directory(
+        tmp_path, monkeypatch):
+    from datalad_worktree.interface import relative_paths
+    monkeypatch.chdir(tmp_path)
+    message = (f"{tmp_path}/runs/code has 1 commit(s); run 'datalad "
+               f"worktree-merge -d {tmp_path}/project {tmp_path}/runs', or "
+               'see /usr/share/doc. https://example.org/x stays.')
+    assert relative_paths(message) == (
+        "runs/code has 1 commit(s); run 'datalad worktree-merge -d project "
+        "runs', or see /usr/share/doc. https://example.org/x stays.")

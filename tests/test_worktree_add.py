@@ -467,12 +467,13 @@ def test_cli(origin, tmp_path):
     out = datalad_cli('worktree-add', '-r', '--branch', 'runs',
                       str(tmp_path / 'runs'), cwd=origin)
     assert out.returncode == 0, out.stderr
-    assert f'worktree-add(ok): {tmp_path / "runs"} [checked out new branch ' \
+    # DataLad's form: paths relative to the current directory, the type,
+    # nothing-to-do results only counted in the summary
+    assert 'worktree-add(ok): ../../runs (dataset) [checked out new branch ' \
         'runs at' in out.stdout
-    assert 'worktree-add(notneeded): ' \
-        f'{tmp_path / "runs/derived/L5b/containers"}' in out.stdout
-    assert 'worktrees: 7 created, 1 not needed (present already or not ' \
-        'installed)' in out.stdout
+    assert 'containers' not in out.stdout
+    assert 'action summary:\n  worktree-add (notneeded: 1, ok: 7)' in \
+        out.stdout
     # without -d, the dataset is the one at the current directory
     js = datalad_cli('-f', 'json', 'worktree-add', '-b', 'raw2p',
                      str(tmp_path / 'raw2p'), cwd=origin / 'raw/2p/sub-01')
@@ -499,7 +500,7 @@ def test_readme_demo_runs(tmp_path):
                          env=env_with_datalad(),
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert 'worktrees: 5 created' in out.stdout
+    assert 'worktree-add (ok: 5)' in out.stdout
     assert '1,left' in out.stdout
     assert '[DATALAD RUNCMD] count trials' in out.stdout
     assert (tmp_path / 'runs/counts.txt').read_text() == '1 trials\n'

@@ -227,9 +227,9 @@ def test_dry_run_and_cli(origin, runs):
     assert snapshot(origin) == before and runs.exists()
     out = datalad_cli('worktree-remove', str(runs), cwd=origin)
     assert out.returncode == 0, out.stderr
-    assert f'worktree-remove(ok): {runs} [removed, deleted branch runs]' \
-        in out.stdout
-    assert 'worktrees: 7 removed' in out.stdout
+    assert 'worktree-remove(ok): ../../runs (dataset) [removed, deleted ' \
+        'branch runs]' in out.stdout
+    assert 'worktree-remove (ok: 7)' in out.stdout
     again = datalad_cli('worktree-remove', str(runs), cwd=origin)
     assert again.returncode != 0
     assert 'is not a linked worktree of' in again.stdout

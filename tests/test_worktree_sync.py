@@ -293,7 +293,7 @@ def test_cli(origin, runs):
     out = datalad_cli('worktree-sync', '-r', cwd=runs / CODE)
     # from inside code/, only code/ is the dataset
     assert out.returncode == 0, out.stderr
-    assert f'worktree-sync(ok): {runs / CODE} [fast-forward from' in out.stdout
+    assert 'worktree-sync(ok): . (dataset) [fast-forward from' in out.stdout
     out = datalad_cli('-f', 'json', 'worktree-sync', '-r', cwd=runs)
     records = {r['path']: r for r in map(json.loads, out.stdout.splitlines())}
     assert records[str(runs / 'derived/L5b')]['recorded'] == ['code']
