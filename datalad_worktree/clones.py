@@ -147,9 +147,12 @@ def replace_advice(clone: Path, main_copy: Path, top: Path) -> str:
 def delete_clone(clone: Path, trash: Path) -> None:
     """Delete the separate clone ``clone``, once checked to hold nothing
     that the main worktree lacks: first moved, in one step, to ``trash``
-    (a new path on the same file system), so that an interruption leaves
-    it whole or gone; then deleted there, with the directories that
-    git-annex made read-only made writable"""
+    (a path on the same file system; what an interrupted deletion left
+    there goes first), so that an interruption leaves it whole or gone;
+    then deleted there, with the directories that git-annex made read-only
+    made writable"""
+    if trash.exists():
+        delete_tree(trash)
     os.rename(clone, trash)
     delete_tree(trash)
 

@@ -50,7 +50,10 @@ from .outcome import (
     failure,
 )
 from .repo import uses_annex
-from .scheduler import run_ordered
+from .scheduler import (
+    progress,
+    run_ordered,
+)
 
 HIERARCHY_PARAMS = dict(
     recursive=recursion_flag,
@@ -143,19 +146,22 @@ def split_hierarchy(nodes: Iterable[Node]) -> tuple[list[Node], list[Node]]:
 
 
 def bottom_up(nodes: list[Node], work: Callable[[Node], Outcome],
-              workers: int, blocked: Callable[[Node], str]
-              ) -> Iterator[tuple[Node, Outcome]]:
+              workers: int, blocked: Callable[[Node], str],
+              label: str = 'datasets') -> Iterator[tuple[Node, Outcome]]:
     """Run ``work`` on each of ``nodes``, every subdataset before its
     parent, up to ``workers`` at the same time; yields each node with its
     outcome as it is done. A parent of a dataset whose work failed is not
-    worked on: its outcome is a refusal saying ``blocked(that dataset)``."""
+    worked on: its outcome is a refusal saying ``blocked(that dataset)``.
+    A progress bar labelled ``label`` counts the datasets done."""
     children = children_of(nodes)
-    for node, outcome, blocker in run_ordered(
-            nodes, lambda n: children[n.relpath], guarded(work), workers,
-            failed=lambda o: o.failed):
-        if blocker:
-            outcome = Outcome('impossible', blocked(blocker))
-        yield node, outcome
+    with progress(label, len(nodes)) as done:
+        for node, outcome, blocker in run_ordered(
+                nodes, lambda n: children[n.relpath], guarded(work),
+                workers, failed=lambda o: o.failed):
+            done()
+            if blocker:
+                outcome = Outcome('impossible', blocked(blocker))
+            yield node, outcome
 
 
 def render_result(res: dict) -> None:

@@ -33,11 +33,12 @@ class Outcome:
         return self.status in FAILED
 
 
-def failure(path: Path, exc: Exception, what: str | None = None
-            ) -> Outcome:
+def failure(path: Path, exc: Exception, what: str | None = None,
+            keys: dict | None = None) -> Outcome:
     """The 'error' outcome of an exception raised by the work on the
     dataset at ``path`` (``what`` was being done, by default: git, or the
-    work as such, failed there); the exception is kept in the record"""
+    work as such, failed there); the exception is kept in the record,
+    with ``keys``"""
     if isinstance(exc, CommandError):
         what = what or f'git failed in {path}'
         detail = git.error_line(exc)
@@ -45,4 +46,4 @@ def failure(path: Path, exc: Exception, what: str | None = None
         what = what or f'failed in {path}'
         detail = f'{exc.__class__.__name__}: {exc}'
     return Outcome('error', f'{what}: {detail}',
-                   dict(exception=CapturedException(exc)))
+                   dict(keys or {}, exception=CapturedException(exc)))

@@ -42,7 +42,10 @@ from .repo import (
     object_ids,
     uses_annex,
 )
-from .scheduler import run_ordered
+from .scheduler import (
+    progress,
+    run_ordered,
+)
 from .sharedannex import repair_own_annex
 
 
@@ -94,9 +97,11 @@ def plan_hierarchy(top: Path, head: str, target: Path, branch: str | None,
     """The preflight of every dataset, parents first; a subdataset follows
     the commit its parent's worktree will have checked out"""
     plans: dict = {}
-    for node in walk_hierarchy(top, head, depth,
-                               lambda n: plans[n.relpath].head):
-        plans[node.relpath] = preflight(node, target, branch)
+    with progress('checking datasets', None) as done:
+        for node in walk_hierarchy(top, head, depth,
+                                   lambda n: plans[n.relpath].head):
+            plans[node.relpath] = preflight(node, target, branch)
+            done()
     return list(plans.values())
 
 
@@ -198,9 +203,11 @@ def create_worktrees(plans: list[Plan], workers: int, mtimes: bool = True
         except Exception as e:
             return failure(plan.target, e).message
 
-    with carrying(mtimes, workers) as carry:
+    with carrying(mtimes, workers) as carry, progress(
+            'creating worktrees', len(wanted)) as done:
         for plan, error, blocker in run_ordered(
                 wanted, parent, guarded_create, workers):
+            done()
             if blocker:
                 error = (f'not created: the worktree of {blocker.target} '
                          'could not be created')

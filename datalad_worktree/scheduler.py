@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections import deque
+from contextlib import contextmanager
+from itertools import count
 from concurrent.futures import (
     FIRST_COMPLETED,
     ThreadPoolExecutor,
@@ -13,6 +16,11 @@ from typing import (
     Hashable,
     Iterator,
 )
+
+from datalad.log import log_progress
+
+lgr = logging.getLogger('datalad.worktree')
+_progress_ids = count()
 
 
 def run_ordered(
@@ -67,3 +75,24 @@ def run_ordered(
                     waiting[dep].discard(item)
                     if not waiting[dep]:
                         ready.append(dep)
+
+
+@contextmanager
+def progress(label: str, total: int | None) -> Iterator[Callable[[], None]]:
+    """A DataLad progress bar for work on ``total`` datasets (None: not
+    known in advance), labelled ``label``; yields the function that counts
+    one dataset done. Shown like DataLad's own: on an interactive
+    terminal only, otherwise logged at debug level"""
+    pid = f'worktree-{label}-{next(_progress_ids)}'
+    quiet = dict(noninteractive_level=logging.DEBUG)
+    log_progress(lgr.info, pid, '%s: start', label, label=label,
+                 total=total, unit=' datasets', **quiet)
+
+    def step():
+        log_progress(lgr.info, pid, '%s: one more', label, update=1,
+                     increment=True, **quiet)
+
+    try:
+        yield step
+    finally:
+        log_progress(lgr.info, pid, '%s: done', label, **quiet)

@@ -26,7 +26,6 @@ from datalad_next.constraints import (
 from .clones import (
     clone_refusal,
     delete_clone,
-    delete_tree,
     is_separate_clone,
     unique_holdings,
 )
@@ -260,10 +259,7 @@ def replace_clone(node: Node, main_copy: Path, parent: Path,
         return Outcome('ok', 'would replace the separate clone, which holds '
                        f'nothing that {main_copy} lacks, with a linked '
                        'worktree', dict(dry_run=True))
-    trash = git_dirs(parent)[0] / TRASH
-    if trash.exists():
-        delete_tree(trash)
-    delete_clone(clone, trash)
+    delete_clone(clone, git_dirs(parent)[0] / TRASH)
     return Outcome('ok', 'deleted the separate clone, which held nothing '
                    f'that {main_copy} lacks, to replace it with a linked '
                    'worktree')

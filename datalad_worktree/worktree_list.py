@@ -49,6 +49,7 @@ from .repo import (
     head_commit,
     worktree_changes,
 )
+from .scheduler import progress
 
 ACTION = 'worktree-list'
 
@@ -135,8 +136,10 @@ class WorktreeList(ValidatedInterface):
                     'impossible',
                     f'{node.problem}; its worktrees are not listed'))
         children = children_of(skipped + active)
-        for node in active:
-            yield from listing(node, top, children[node.relpath])
+        with progress(ACTION, len(active)) as done:
+            for node in active:
+                yield from listing(node, top, children[node.relpath])
+                done()
 
     @staticmethod
     def custom_result_renderer(res, **kwargs):

@@ -223,7 +223,7 @@ class WorktreeMerge(WorktreeInterface):
                 active, merge, worker_count(jobs),
                 lambda blocker: (f'not merged, because the merge into its '
                                  f'subdataset {blocker.path} was refused or '
-                                 'failed')):
+                                 'failed'), ACTION):
             yield make_result(ACTION, node.path, top, outcome)
 
 

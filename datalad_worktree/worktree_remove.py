@@ -26,7 +26,6 @@ from . import git
 from .clones import (
     clone_refusal,
     delete_clone,
-    delete_tree,
     unique_holdings,
 )
 from .interface import (
@@ -61,7 +60,10 @@ from .repo import (
     has_own_annex,
     worktree_changes,
 )
-from .scheduler import run_ordered
+from .scheduler import (
+    progress,
+    run_ordered,
+)
 from .sharedannex import (
     link_shared_annex,
     own_annex_problem,
@@ -238,13 +240,15 @@ class WorktreeRemove(WorktreeInterface):
             return [p for p in plans if p is not plan
                     and is_within(p.member.path, plan.member.path)]
 
-        for plan, outcome, blocker in run_ordered(
-                plans, inside, remove, 1, failed=lambda o: o.failed):
-            if blocker:
-                outcome = Outcome('impossible', (
-                    f'not removed, because {blocker.member.path} inside it '
-                    'could not be removed'))
-            yield make_result(ACTION, plan.member.path, top, outcome)
+        with progress(ACTION, len(plans)) as done:
+            for plan, outcome, blocker in run_ordered(
+                    plans, inside, remove, 1, failed=lambda o: o.failed):
+                done()
+                if blocker:
+                    outcome = Outcome('impossible', (
+                        f'not removed, because {blocker.member.path} inside '
+                        'it could not be removed'))
+                yield make_result(ACTION, plan.member.path, top, outcome)
 
 
 def target_problem(top: Path, target: Path) -> str | None:
@@ -386,9 +390,7 @@ def remove(plan: Plan) -> Outcome:
                            m.head])
         git.run(repo, ['worktree', 'prune'])
     except Exception as e:
-        outcome = failure(m.path, e, f'removing {m.path} failed')
-        outcome.keys.update(keys)
-        return outcome
+        return failure(m.path, e, f'removing {m.path} failed', keys)
     done = ('removed' if plan.how is Removal.REMOVE else
             'directory was already gone; pruned its registration')
     done += branch_note(plan, True) + given_up_note(plan, True)
@@ -402,14 +404,9 @@ def remove_clone(m: Member, keys: dict) -> Outcome:
         return Outcome('error', link_refusal(m.path, m.root, m.relpath) +
                        '; it was left alone', keys)
     try:
-        trash = git_dirs(m.root)[0] / f'{TRASH}-clone'
-        if trash.exists():
-            delete_tree(trash)
-        delete_clone(m.path, trash)
+        delete_clone(m.path, git_dirs(m.root)[0] / f'{TRASH}-clone')
     except Exception as e:
-        outcome = failure(m.path, e, f'deleting {m.path} failed')
-        outcome.keys.update(keys)
-        return outcome
+        return failure(m.path, e, f'deleting {m.path} failed', keys)
     return Outcome('ok', 'deleted this separate clone, which held nothing '
                    'that the main worktree lacks', keys)
 

@@ -243,7 +243,7 @@ class WorktreeSync(WorktreeInterface):
                                        dry_run, mtimes, new.main_copy(n), top),
                 worker_count(jobs),
                 lambda blocker: (f'not updated, because its subdataset '
-                                 f'{blocker.path} could not be')):
+                                 f'{blocker.path} could not be'), ACTION):
             yield make_result(ACTION, node.path, top, outcome)
             if not outcome.failed and not dry_run and \
                     (depth is None or node.depth < depth):

@@ -82,3 +82,51 @@ def test_messages_show_paths_relative_to_the_current_directory(
     assert relative_paths(message) == (
         "runs/code has 1 commit(s); run 'datalad worktree-merge -d project "
         "runs', or see /usr/share/doc. https://example.org/x stays.")
+
+
+def test_commands_report_progress_through_datalad(origin, runs, tmp_path):
+    """Every command that walks many datasets reports its progress through
+    DataLad's progress API (the log records DataLad's progress handler
+    turns into bars): a start with the number of datasets, one update per
+    dataset, and an end"""
+    import logging
+
+    from datalad import api as dl
+
+    records = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            if hasattr(record, 'dlm_progress'):
+                records.append(record)
+
+    logger = logging.getLogger('datalad.worktree')
+    handler = Catch()
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    quiet = dict(result_renderer='disabled', return_type='list')
+    try:
+        dl.worktree_add(str(tmp_path / 'wt'), dataset=origin, recursive=True,
+                        **quiet)
+        dl.worktree_sync(dataset=runs, recursive=True, **quiet)
+        dl.worktree_merge(str(runs), dataset=origin, recursive=True, **quiet)
+        dl.worktree_list(dataset=origin, recursive=True, **quiet)
+        dl.worktree_remove(str(tmp_path / 'wt'), dataset=origin, **quiet)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    bars: dict = {}
+    for r in records:
+        bars.setdefault(r.dlm_progress, []).append(r)
+    labels = {rs[0].dlm_progress_label: rs for rs in bars.values()}
+    assert set(labels) == {'checking datasets', 'creating worktrees',
+                           'worktree-sync', 'worktree-merge',
+                           'worktree-list', 'worktree-remove'}
+    for label, rs in labels.items():
+        updates = [r for r in rs if hasattr(r, 'dlm_progress_update')]
+        assert len(updates) == len(rs) - 2, label
+        assert not hasattr(rs[-1], 'dlm_progress_update'), label
+        total = getattr(rs[0], 'dlm_progress_total', None)
+        assert total in (None, len(updates)), label
+    assert labels['worktree-remove'][0].dlm_progress_total == 7
