@@ -210,9 +210,10 @@ def get_subdatasets(top: Path, wanted: Wanted, provider: Provider,
     """Provide the wanted subdatasets that the worktree ``top`` lacks, a
     level at a time (those below become visible once their parents are
     there), until none is left or nothing more can be made"""
+    reported: set[PurePosixPath] = set()
     while True:
         missing: list[Node] = []
-        replaced: set[PurePosixPath] = set()
+        clones: set[PurePosixPath] = set()
         nodes = {n.relpath: n for n in walk_hierarchy(
             top, head_commit(top), None)}
 
@@ -221,20 +222,27 @@ def get_subdatasets(top: Path, wanted: Wanted, provider: Provider,
 
         for node in nodes.values():
             if not node.depth or depth(node) is False or \
-                    replaced & set(node.relpath.parents):
-                # below a replaced clone: in the next round
+                    clones & set(node.relpath.parents):
+                # inside a separate clone: never touched from here
                 continue
+            if node.installed and not node.problem and \
+                    not is_separate_clone(node.path, provider.main_copy(node)):
+                continue
+            if node.installed and not node.problem:
+                clones.add(node.relpath)
+            if node.relpath in reported:
+                continue
+            reported.add(node.relpath)
             if node.problem:
                 yield make_result(ACTION, node.path, top,
                                   Outcome('impossible', node.problem))
             elif not node.installed:
                 missing.append(node)
-            elif is_separate_clone(node.path, provider.main_copy(node)):
+            else:
                 outcome = guarded(lambda n: replace_clone(
                     n, provider.main_copy(n), top / n.parent, dry_run))(node)
                 yield make_result(ACTION, node.path, top, outcome)
                 if outcome.status == 'ok' and not dry_run:
-                    replaced.add(node.relpath)
                     missing.append(replace(node, installed=False))
         if not missing:
             return

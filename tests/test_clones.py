@@ -249,3 +249,19 @@ def test_a_clone_of_a_subdataset_main_lacks_is_refused(origin, models,
     assert sync[MODELS]['status'] == 'impossible'
     assert 'Install it in the main worktree first' in \
         sync[MODELS]['message']
+
+
+def test_nothing_is_made_inside_a_refused_clone(origin, tmp_path):
+    wt = tmp_path / 'wt'
+    add(origin, wt, branch='wt')
+    dl.clone(source=str(origin / DERIVED), path=wt / DERIVED,
+             result_renderer='disabled')
+    commit_file(wt / DERIVED, 'notes.txt', 'mine\n', 'work in a clone')
+    before = snapshot(origin)
+    res = dl.worktree_get(str(wt / DERIVED / 'code'), dataset=wt,
+                          recursive=True, **quiet())
+    assert [(r['status'], r['path']) for r in res] == \
+        [('impossible', str(wt / DERIVED))]
+    assert 'commits that' in res[0]['message']
+    assert not (wt / DERIVED / 'code' / '.git').exists()
+    assert snapshot(origin) == before
