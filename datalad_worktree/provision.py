@@ -16,6 +16,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Iterator
 
+from .clones import (
+    is_separate_clone,
+    replace_advice,
+)
 from .hierarchy import (
     Node,
     walk_hierarchy,
@@ -145,6 +149,8 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
             plan, todo=Todo.EXISTS, head=existing.head, reason=(
                 'a matching worktree exists already, at '
                 f'{existing.head[:10]}'))
+    if node.depth and is_separate_clone(target, repo):
+        return refuse(plan, replace_advice(target, repo, target_root))
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         return refuse(plan, f'{target} exists and is not an empty directory')
     if branch is None:

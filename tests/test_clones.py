@@ -149,6 +149,10 @@ def test_a_clone_holding_nothing_new_is_listed_and_replaced(origin, runs,
     assert sync[BPOD]['status'] == 'impossible'
     assert 'holds nothing' in sync[BPOD]['message']
     assert 'datalad worktree-get' in sync[BPOD]['message']
+    rerun = by_path(add(origin, wt, branch='wt', recursive=True), wt)
+    assert rerun[BPOD]['status'] == 'impossible'
+    assert 'is a separate clone' in rerun[BPOD]['message']
+    assert 'datalad worktree-get' in rerun[BPOD]['message']
     # an untracked file (its name not UTF-8) is not lost
     (wt / BPOD / NAME).write_text('mine\n')
     kept = dl.worktree_get(str(wt / BPOD), dataset=wt, **quiet())
