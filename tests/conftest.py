@@ -18,6 +18,8 @@ hierarchy next to it (``runs_template``: ``worktree-add -r --branch runs``
 at ``runs``). Each test gets a copy of its own at the same places below its
 ``tmp_path`` (``origin``, and ``runs`` when the test asks for it), with
 every absolute path into the template rewritten to the copy (``restore``).
+Templates are built once per test run (``built_once``): with pytest-xdist,
+the first worker that needs one builds it, the others wait and share it.
 
 Git's configuration is isolated for the whole session, also for the
 ``datalad`` processes the tests start: a HOME and a global git config of
@@ -26,6 +28,7 @@ their own (with a user identity), and no system config.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -165,22 +168,48 @@ def build_hierarchy(root: Path) -> Path:
     return sup.pathobj
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The directory ROOT for the template ``name``, made by
+    ``build(ROOT)`` once per test run: the pytest-xdist workers share it
+    (the first to ask builds it, under a lock, while the others wait), as
+    they share the run's base temporary directory. Templates are read
+    only: tests work on copies of them (``restore``)"""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        base = base.parent  # the run's directory, above each worker's own
+    shared = base / 'templates'
+    shared.mkdir(parents=True, exist_ok=True)
+    root, done = shared / name, shared / f'{name}.done'
+    with open(shared / f'{name}.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            # what a build that failed (in any worker) left behind
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            build(root)
+            done.touch()
+    return root
+
+
 @pytest.fixture(scope='session')
 def template(tmp_path_factory) -> Path:
     """The hierarchy, built once, at ROOT/project/super; returns super/"""
-    return build_hierarchy(tmp_path_factory.mktemp('template') / 'project')
+    root = built_once(tmp_path_factory, 'template',
+                      lambda root: build_hierarchy(root / 'project'))
+    return root / 'project' / 'super'
 
 
 @pytest.fixture(scope='session')
 def runs_template(template, tmp_path_factory) -> Path:
     """A copy of the hierarchy with a 'runs' worktree of all its datasets,
     made once: ROOT/project/super and ROOT/runs; returns ROOT"""
-    root = tmp_path_factory.mktemp('runs-template')
-    restore(template.parent.parent, root)
-    res = add(root / 'project' / 'super', root / 'runs', branch='runs',
-              recursive=True)
-    assert {r['status'] for r in res} <= {'ok', 'notneeded'}, res
-    return root
+    def build(root):
+        restore(template.parent.parent, root)
+        res = add(root / 'project' / 'super', root / 'runs', branch='runs',
+                  recursive=True)
+        assert {r['status'] for r in res} <= {'ok', 'notneeded'}, res
+
+    return built_once(tmp_path_factory, 'runs-template', build)
 
 
 @pytest.fixture

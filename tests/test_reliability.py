@@ -31,6 +31,7 @@ from .conftest import (
     DERIVED,
     INSTALLED,
     add,
+    built_once,
     by_path,
     datasets_of,
     git,
@@ -116,9 +117,8 @@ def build_wide(root: Path) -> Path:
 def wide_template(tmp_path_factory) -> Path:
     """The 20-dataset hierarchy, built once, at ROOT/project/super;
     returns ROOT"""
-    root = tmp_path_factory.mktemp('wide')
-    build_wide(root / 'project')
-    return root
+    return built_once(tmp_path_factory, 'wide',
+                      lambda root: build_wide(root / 'project'))
 
 
 PREPARED = {'add': 'plain', 'sync': 'runs+dev', 'merge': 'runs+results',
@@ -127,29 +127,33 @@ PREPARED = {'add': 'plain', 'sync': 'runs+dev', 'merge': 'runs+results',
 with a 'runs' worktree of all its datasets at ROOT/runs ('runs'), and new
 commits in every main dataset ('+dev', for worktree-sync) or in every
 worktree dataset ('+results', for worktree-merge)"""
+BASE = {'runs': 'plain', 'runs+dev': 'runs', 'runs+results': 'runs'}
+"""The template each one is made from"""
 
 
 @pytest.fixture(scope='session')
 def wide_templates(wide_template, tmp_path_factory):
-    """The templates in PREPARED, each made once, when first asked for:
-    ``wide_templates(kind)`` returns its ROOT"""
+    """The templates in PREPARED, each made once (per test run), when first
+    asked for: ``wide_templates(kind)`` returns its ROOT"""
     made = {'plain': wide_template}
 
     def template(kind: str) -> Path:
         if kind not in made:
-            base = template('plain' if kind == 'runs' else 'runs')
-            root = tmp_path_factory.mktemp(f'wide-{kind}')
-            restore(base, root)
-            top, wt = root / 'project' / 'super', root / 'runs'
-            if kind == 'runs':
-                res = add(top, wt, branch='runs', recursive=True)
-                assert statuses(res) == {'ok'}, res
-            elif kind == 'runs+dev':
-                commit_everywhere(top, 'dev.dat')
-            else:
-                assert kind == 'runs+results', kind
-                commit_everywhere(wt, 'result.dat')
-            made[kind] = root
+            base = template(BASE[kind])
+
+            def build(root):
+                restore(base, root)
+                top, wt = root / 'project' / 'super', root / 'runs'
+                if kind == 'runs':
+                    res = add(top, wt, branch='runs', recursive=True)
+                    assert statuses(res) == {'ok'}, res
+                elif kind == 'runs+dev':
+                    commit_everywhere(top, 'dev.dat')
+                else:
+                    assert kind == 'runs+results', kind
+                    commit_everywhere(wt, 'result.dat')
+
+            made[kind] = built_once(tmp_path_factory, f'wide-{kind}', build)
         return made[kind]
 
     return template
