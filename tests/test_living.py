@@ -29,14 +29,14 @@ from .test_reliability import (
     PAUSED,
     WIDE,
     assert_parents_record_children,
-    commit_everywhere,
     count_moved,
     head,
     kill_at,
     rerun_to_convergence,
     tips,
-    wide,  # noqa: F401 (fixture)
+    wide_for,  # noqa: F401 (fixture)
     wide_template,  # noqa: F401 (fixture)
+    wide_templates,  # noqa: F401 (fixture)
 )
 
 BPOD = 'raw/bpod'
@@ -107,15 +107,17 @@ def test_pointer_conflict_with_an_unmerged_subdataset_is_refused(
 @pytest.mark.parametrize('point, sig', [
     (5, signal.SIGKILL), (15, signal.SIGINT), ('ref', signal.SIGKILL)],
     ids=['5done-SIGKILL', '15done-SIGINT', 'in-branch-update-SIGKILL'])
-def test_interrupted_diverged_merge_converges(wide, tmp_path, sig,  # noqa
+def test_interrupted_diverged_merge_converges(wide_for, tmp_path, sig,  # noqa
                                               point):
     """Both sides committed in all 20 datasets, so every dataset needs a
     merge commit and every parent a resolved pointer conflict: a
     `worktree-merge -r` killed part-way converges on rerun, main clean"""
-    wt = tmp_path / 'runs'
-    add(wide, wt, branch='runs', recursive=True)
-    commit_everywhere(wide, 'dev.dat')
-    commit_everywhere(wt, 'result.dat')
+    # a 'runs' worktree, then a new commit in every main dataset and in
+    # every worktree dataset, made once for all three cases
+    wide, wt = wide_for('runs+dev+results'), tmp_path / 'runs'
+    for rel in WIDE:
+        assert (wide / rel / 'dev.dat').exists(), rel
+        assert (wt / rel / 'result.dat').exists(), rel
     theirs = {rel: head(wt / rel) for rel in WIDE}
     ours = {rel: head(wide / rel) for rel in WIDE}
     start = tips(wide, 'main')

@@ -126,8 +126,10 @@ PREPARED = {'add': 'plain', 'sync': 'runs+dev', 'merge': 'runs+results',
 """What each command's scenario starts from: the hierarchy alone ('plain'),
 with a 'runs' worktree of all its datasets at ROOT/runs ('runs'), and new
 commits in every main dataset ('+dev', for worktree-sync) or in every
-worktree dataset ('+results', for worktree-merge)"""
-BASE = {'runs': 'plain', 'runs+dev': 'runs', 'runs+results': 'runs'}
+worktree dataset ('+results', for worktree-merge); 'runs+dev+results' has
+both, so that every dataset of either side has diverged from the other"""
+BASE = {'runs': 'plain', 'runs+dev': 'runs', 'runs+results': 'runs',
+        'runs+dev+results': 'runs+dev'}
 """The template each one is made from"""
 
 
@@ -150,7 +152,7 @@ def wide_templates(wide_template, tmp_path_factory):
                 elif kind == 'runs+dev':
                     commit_everywhere(top, 'dev.dat')
                 else:
-                    assert kind == 'runs+results', kind
+                    assert kind.endswith('+results'), kind
                     commit_everywhere(wt, 'result.dat')
 
             made[kind] = built_once(tmp_path_factory, f'wide-{kind}', build)
