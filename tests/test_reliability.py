@@ -860,8 +860,17 @@ def bench(runs_template, tmp_path_factory) -> dict:
     shutil.rmtree(tmp / 'gone')
     (tmp / 'plain').mkdir()
     (tmp / 'afile').write_text('a file\n')
-    return dict(O=origin, R=tmp / 'runs', G=tmp / 'gone', P=tmp / 'plain',
-                F=tmp / 'afile', T=tmp)
+    bench = dict(O=origin, R=tmp / 'runs', G=tmp / 'gone', P=tmp / 'plain',
+                 F=tmp / 'afile', T=tmp)
+    # the state every case must leave exactly as it found it
+    bench['before'] = bench_state(bench)
+    return bench
+
+
+def bench_state(bench: dict) -> tuple:
+    """The main hierarchy, the worktree, and the directory around them"""
+    return (snapshot(bench['O']), snapshot(bench['R']),
+            sorted(os.listdir(bench['T'])))
 
 
 NOT_INSTALLED = 'No installed dataset found at'
@@ -934,9 +943,8 @@ BAD_INPUT = [
 def test_bad_input_is_refused_and_changes_nothing(bench, cwd, command, says):
     """Every result is a refusal or failure, one message (or the parameter
     error) says what is wrong, there is no traceback, and the main
-    hierarchy, the worktree and the directory around them are unchanged"""
-    before = (snapshot(bench['O']), snapshot(bench['R']),
-              sorted(os.listdir(bench['T'])))
+    hierarchy, the worktree and the directory around them are unchanged
+    (as the bench was made: a change by one case fails the later ones too)"""
     args = [a.format(**bench) for a in shlex.split(command)]
     out = subprocess.run([DATALAD, '-f', 'json', *args], cwd=bench[cwd],
                          capture_output=True, text=True)
@@ -947,8 +955,7 @@ def test_bad_input_is_refused_and_changes_nothing(bench, cwd, command, says):
     assert all(r['status'] in FAILED for r in records), records
     assert says.format(**bench) in out.stderr + ' '.join(
         r.get('message') or '' for r in records), out.stdout + out.stderr
-    assert (snapshot(bench['O']), snapshot(bench['R']),
-            sorted(os.listdir(bench['T']))) == before
+    assert bench_state(bench) == bench['before']
 
 
 # --------------------------------------------------------------------------
