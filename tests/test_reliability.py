@@ -248,10 +248,11 @@ def baseline(top: Path, rels: list[str]) -> dict:
 
 
 def assert_nothing_lost(top: Path, before: dict, work: dict | None = None,
-                        given_up: set = frozenset()) -> None:
+                        given_up: set = frozenset()) -> dict:
     """No commit that was reachable is unreachable now (except those given
     up on request), no annexed content is gone, and the uncommitted and
-    untracked work in the main worktree is exactly as it was"""
+    untracked work in the main worktree is exactly as it was. Returns the
+    state now, a baseline for what comes next"""
     after = baseline(top, list(before))
     for rel, was in before.items():
         now = after[rel]
@@ -262,6 +263,7 @@ def assert_nothing_lost(top: Path, before: dict, work: dict | None = None,
         assert now['local'] == was['local'], rel
     for path, text in (work or {}).items():
         assert path.read_text() == text
+    return after
 
 
 # --------------------------------------------------------------------------
@@ -1030,8 +1032,9 @@ def test_random_operations_never_lose_commits_or_content(
     worktrees: list[Path] = []
     work = {origin / 'notes.txt': 'untracked notes\n'}
     origin.joinpath('notes.txt').write_text('untracked notes\n')
+    before = baseline(origin, INSTALLED)
     for step in range(14):
-        before = baseline(origin, INSTALLED)
         res, given_up = random_step(rng, step, origin, tmp_path, worktrees)
         assert 'error' not in statuses(res), res
-        assert_nothing_lost(origin, before, work, given_up)
+        # what was checked after this step is the baseline of the next
+        before = assert_nothing_lost(origin, before, work, given_up)
