@@ -86,6 +86,7 @@ def isolated_git_config(tmp_path_factory):
     mp.setenv('GIT_CONFIG_GLOBAL', str(gitconfig))
     mp.setenv('GIT_CONFIG_NOSYSTEM', '1')
     mp.delenv('XDG_CONFIG_HOME', raising=False)
+    direct_git_annex(tmp_path_factory.mktemp('bin'), mp)
     for var, value in IDENTITY.items():
         if var not in os.environ:
             mp.setenv(var, value)
@@ -93,6 +94,36 @@ def isolated_git_config(tmp_path_factory):
     yield gitconfig
     mp.undo()
     cfg.reload(force=True)
+
+
+def direct_git_annex(bindir: Path, mp: pytest.MonkeyPatch) -> None:
+    """Where git-annex comes from PyPI (the git-annex package), its
+    commands on PATH are Python scripts that only exec the bundled binary,
+    as a symbolic link would: a Python start for each of the many
+    git-annex processes (filter-process, hooks, batch commands) that git and
+    DataLad start. Put the symbolic links in ``bindir``, first on PATH, to
+    the same binary, with the same file magic database that the scripts
+    set (MAGIC)"""
+    try:
+        import git_annex
+    except ImportError:
+        return  # a git-annex installed otherwise: used as it is
+    exe = Path(git_annex.__file__).with_name('git-annex')
+    if not exe.is_file():
+        return
+    for name in ('git-annex', 'git-annex-shell', 'git-remote-annex',
+                 'git-remote-tor-annex'):
+        (bindir / name).symlink_to(exe)
+    magic = exe.with_name('magic.mgc')
+    if magic.exists():
+        mp.setenv('MAGIC', str(magic))
+    mp.setenv('PATH', f'{bindir}{os.pathsep}{os.environ["PATH"]}')
+    global DIRECT_BIN
+    DIRECT_BIN = str(bindir)
+
+
+DIRECT_BIN = ''
+"""The directory of ``direct_git_annex``'s links, if it made them"""
 
 
 def datalad_cli(*args: str, cwd: Path | None = None,
@@ -104,9 +135,12 @@ def datalad_cli(*args: str, cwd: Path | None = None,
 
 def env_with_datalad() -> dict:
     """The environment, with the directory of ``datalad`` (and of the
-    Python that runs the tests) first on PATH, for scripts that call it"""
-    return dict(os.environ,
-                PATH=f'{Path(DATALAD).parent}{os.pathsep}{os.environ["PATH"]}')
+    Python that runs the tests) first on PATH, for scripts that call it
+    (after ``direct_git_annex``'s links, if any)"""
+    path = f'{Path(DATALAD).parent}{os.pathsep}{os.environ["PATH"]}'
+    if DIRECT_BIN:
+        path = f'{DIRECT_BIN}{os.pathsep}{path}'
+    return dict(os.environ, PATH=path)
 
 
 def clean(ds) -> bool:
