@@ -18,6 +18,8 @@ hierarchy next to it (``runs_template``: ``worktree-add -r --branch runs``
 at ``runs``). Each test gets a copy of its own at the same places below its
 ``tmp_path`` (``origin``, and ``runs`` when the test asks for it), with
 every absolute path into the template rewritten to the copy (``restore``).
+Templates are built once per test run (``built_once``): with pytest-xdist,
+the first worker that needs one builds it, the others wait and share it.
 
 Git's configuration is isolated for the whole session, also for the
 ``datalad`` processes the tests start: a HOME and a global git config of
@@ -26,6 +28,7 @@ their own (with a user identity), and no system config.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -83,6 +86,7 @@ def isolated_git_config(tmp_path_factory):
     mp.setenv('GIT_CONFIG_GLOBAL', str(gitconfig))
     mp.setenv('GIT_CONFIG_NOSYSTEM', '1')
     mp.delenv('XDG_CONFIG_HOME', raising=False)
+    direct_git_annex(tmp_path_factory.mktemp('bin'), mp)
     for var, value in IDENTITY.items():
         if var not in os.environ:
             mp.setenv(var, value)
@@ -90,6 +94,36 @@ def isolated_git_config(tmp_path_factory):
     yield gitconfig
     mp.undo()
     cfg.reload(force=True)
+
+
+def direct_git_annex(bindir: Path, mp: pytest.MonkeyPatch) -> None:
+    """Where git-annex comes from PyPI (the git-annex package), its
+    commands on PATH are Python scripts that only exec the bundled binary,
+    as a symbolic link would: a Python start for each of the many
+    git-annex processes (filter-process, hooks, batch commands) that git and
+    DataLad start. Put the symbolic links in ``bindir``, first on PATH, to
+    the same binary, with the same file magic database that the scripts
+    set (MAGIC)"""
+    try:
+        import git_annex
+    except ImportError:
+        return  # a git-annex installed otherwise: used as it is
+    exe = Path(git_annex.__file__).with_name('git-annex')
+    if not exe.is_file():
+        return
+    for name in ('git-annex', 'git-annex-shell', 'git-remote-annex',
+                 'git-remote-tor-annex'):
+        (bindir / name).symlink_to(exe)
+    magic = exe.with_name('magic.mgc')
+    if magic.exists():
+        mp.setenv('MAGIC', str(magic))
+    mp.setenv('PATH', f'{bindir}{os.pathsep}{os.environ["PATH"]}')
+    global DIRECT_BIN
+    DIRECT_BIN = str(bindir)
+
+
+DIRECT_BIN = ''
+"""The directory of ``direct_git_annex``'s links, if it made them"""
 
 
 def datalad_cli(*args: str, cwd: Path | None = None,
@@ -101,9 +135,12 @@ def datalad_cli(*args: str, cwd: Path | None = None,
 
 def env_with_datalad() -> dict:
     """The environment, with the directory of ``datalad`` (and of the
-    Python that runs the tests) first on PATH, for scripts that call it"""
-    return dict(os.environ,
-                PATH=f'{Path(DATALAD).parent}{os.pathsep}{os.environ["PATH"]}')
+    Python that runs the tests) first on PATH, for scripts that call it
+    (after ``direct_git_annex``'s links, if any)"""
+    path = f'{Path(DATALAD).parent}{os.pathsep}{os.environ["PATH"]}'
+    if DIRECT_BIN:
+        path = f'{DIRECT_BIN}{os.pathsep}{path}'
+    return dict(os.environ, PATH=path)
 
 
 def clean(ds) -> bool:
@@ -165,22 +202,48 @@ def build_hierarchy(root: Path) -> Path:
     return sup.pathobj
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The directory ROOT for the template ``name``, made by
+    ``build(ROOT)`` once per test run: the pytest-xdist workers share it
+    (the first to ask builds it, under a lock, while the others wait), as
+    they share the run's base temporary directory. Templates are read
+    only: tests work on copies of them (``restore``)"""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        base = base.parent  # the run's directory, above each worker's own
+    shared = base / 'templates'
+    shared.mkdir(parents=True, exist_ok=True)
+    root, done = shared / name, shared / f'{name}.done'
+    with open(shared / f'{name}.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            # what a build that failed (in any worker) left behind
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            build(root)
+            done.touch()
+    return root
+
+
 @pytest.fixture(scope='session')
 def template(tmp_path_factory) -> Path:
     """The hierarchy, built once, at ROOT/project/super; returns super/"""
-    return build_hierarchy(tmp_path_factory.mktemp('template') / 'project')
+    root = built_once(tmp_path_factory, 'template',
+                      lambda root: build_hierarchy(root / 'project'))
+    return root / 'project' / 'super'
 
 
 @pytest.fixture(scope='session')
 def runs_template(template, tmp_path_factory) -> Path:
     """A copy of the hierarchy with a 'runs' worktree of all its datasets,
     made once: ROOT/project/super and ROOT/runs; returns ROOT"""
-    root = tmp_path_factory.mktemp('runs-template')
-    restore(template.parent.parent, root)
-    res = add(root / 'project' / 'super', root / 'runs', branch='runs',
-              recursive=True)
-    assert {r['status'] for r in res} <= {'ok', 'notneeded'}, res
-    return root
+    def build(root):
+        restore(template.parent.parent, root)
+        res = add(root / 'project' / 'super', root / 'runs', branch='runs',
+                  recursive=True)
+        assert {r['status'] for r in res} <= {'ok', 'notneeded'}, res
+
+    return built_once(tmp_path_factory, 'runs-template', build)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from datalad import api as dl
 
 from .conftest import (
     add,
+    built_once,
     by_path,
     git,
     snapshot,
@@ -47,9 +48,9 @@ def build_absorbed(root: Path) -> Path:
     return sup.pathobj
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope='session')
 def absorbed_template(tmp_path_factory) -> Path:
-    return build_absorbed(tmp_path_factory.mktemp('absorbed'))
+    return built_once(tmp_path_factory, 'absorbed', build_absorbed) / 'super'
 
 
 @pytest.fixture

@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 from datalad import api as dl
 
-from .conftest import DERIVED, add, by_path, datalad_cli, git
+from .conftest import (
+    DERIVED,
+    add,
+    built_once,
+    by_path,
+    datalad_cli,
+    git,
+    restore,
+)
 
 INPUTS = ['inputs/bpod/sub-01/trials.tsv', 'inputs/2p/sub-01/F.csv']
 ENTRYPOINT = '#!/bin/sh\nexec "$@"\n'
@@ -89,15 +97,28 @@ def ok(results) -> bool:
     return all(r['status'] in ('ok', 'notneeded') for r in results)
 
 
+@pytest.fixture(scope='session')
+def boxed_template(template, tmp_path_factory) -> Path:
+    """A copy of the project with the container 'box' registered in
+    derived/L5b, made once: ROOT/project/super; returns ROOT"""
+    def build(root):
+        restore(template.parent.parent, root)
+        top = root / 'project' / 'super'
+        register_box(top / DERIVED)
+        dl.save(dataset=top, path=str(top / DERIVED), message='register box',
+                result_renderer='disabled')
+
+    return built_once(tmp_path_factory, 'boxed', build)
+
+
 @pytest.fixture
-def boxed(origin):
-    """The project, with the container 'box' registered in derived/L5b"""
+def boxed(boxed_template, tmp_path):
+    """A private copy of the project, with the container 'box' registered
+    in derived/L5b, at tmp_path/project/super; returns the superdataset"""
     assert bwrap_works(), (
         'these tests need bubblewrap: apt-get install bubblewrap')
-    register_box(origin / DERIVED)
-    dl.save(dataset=origin, path=str(origin / DERIVED), message='register box',
-            result_renderer='disabled')
-    return origin
+    restore(boxed_template, tmp_path)
+    return tmp_path / 'project' / 'super'
 
 
 def test_the_container_sees_only_bound_paths(boxed, tmp_path):

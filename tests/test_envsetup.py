@@ -22,9 +22,12 @@ from .conftest import (
 )
 
 WHEEL = 'dist/mypkg-0.1-py3-none-any.whl'
-SETUP = (f'{sys.executable} -m venv .venv && .venv/bin/python -m pip install '
-         f'--no-index --quiet --disable-pip-version-check {WHEEL} && '
-         'echo environment ready')
+# a real environment with the package installed by pip, offline; the venv
+# gets no pip of its own (seeding it costs seconds), the pip of the Python
+# that runs the tests installs into it (pip --python)
+SETUP = (f'{sys.executable} -m venv --without-pip .venv && {sys.executable} '
+         '-m pip --python .venv/bin/python install --no-index --quiet '
+         f'--disable-pip-version-check {WHEEL} && echo environment ready')
 
 
 def make_wheel(path: Path) -> None:

@@ -29,14 +29,14 @@ from .test_reliability import (
     PAUSED,
     WIDE,
     assert_parents_record_children,
-    commit_everywhere,
     count_moved,
     head,
     kill_at,
     rerun_to_convergence,
     tips,
-    wide,  # noqa: F401 (fixture)
+    wide_for,  # noqa: F401 (fixture)
     wide_template,  # noqa: F401 (fixture)
+    wide_templates,  # noqa: F401 (fixture)
 )
 
 BPOD = 'raw/bpod'
@@ -69,9 +69,8 @@ def both_sides_commit(origin: Path, wt: Path) -> None:
     save_up(wt, 'record worktree side')
 
 
-def test_merge_after_a_subdataset_was_merged_by_hand(origin, tmp_path):
-    wt = tmp_path / 'runs'
-    add(origin, wt, branch='runs', recursive=True)
+def test_merge_after_a_subdataset_was_merged_by_hand(origin, runs):
+    wt = runs  # conftest's: worktree-add -r --branch runs, restored
     both_sides_commit(origin, wt)
     # the subdataset first, on its own, as a user would
     first = dl.worktree_merge(str(wt / BPOD), dataset=origin / BPOD,
@@ -88,11 +87,10 @@ def test_merge_after_a_subdataset_was_merged_by_hand(origin, tmp_path):
 
 
 def test_pointer_conflict_with_an_unmerged_subdataset_is_refused(
-        origin, tmp_path):
+        origin, runs):
     """A subdataset whose checkout does not contain both sides is no
     excuse: the parent's conflict is refused and nothing changes there"""
-    wt = tmp_path / 'runs'
-    add(origin, wt, branch='runs', recursive=True)
+    wt = runs  # conftest's: worktree-add -r --branch runs, restored
     both_sides_commit(origin, wt)
     before = head(origin)
     res = by_path(dl.worktree_merge(str(wt), dataset=origin, **quiet()),
@@ -107,15 +105,17 @@ def test_pointer_conflict_with_an_unmerged_subdataset_is_refused(
 @pytest.mark.parametrize('point, sig', [
     (5, signal.SIGKILL), (15, signal.SIGINT), ('ref', signal.SIGKILL)],
     ids=['5done-SIGKILL', '15done-SIGINT', 'in-branch-update-SIGKILL'])
-def test_interrupted_diverged_merge_converges(wide, tmp_path, sig,  # noqa
+def test_interrupted_diverged_merge_converges(wide_for, tmp_path, sig,  # noqa
                                               point):
     """Both sides committed in all 20 datasets, so every dataset needs a
     merge commit and every parent a resolved pointer conflict: a
     `worktree-merge -r` killed part-way converges on rerun, main clean"""
-    wt = tmp_path / 'runs'
-    add(wide, wt, branch='runs', recursive=True)
-    commit_everywhere(wide, 'dev.dat')
-    commit_everywhere(wt, 'result.dat')
+    # a 'runs' worktree, then a new commit in every main dataset and in
+    # every worktree dataset, made once for all three cases
+    wide, wt = wide_for('runs+dev+results'), tmp_path / 'runs'
+    for rel in WIDE:
+        assert (wide / rel / 'dev.dat').exists(), rel
+        assert (wt / rel / 'result.dat').exists(), rel
     theirs = {rel: head(wt / rel) for rel in WIDE}
     ours = {rel: head(wide / rel) for rel in WIDE}
     start = tips(wide, 'main')
@@ -187,9 +187,8 @@ def test_rerun_of_add_makes_worktrees_of_subdatasets_installed_later(
 
 
 def test_sync_makes_worktrees_of_subdatasets_new_in_development(
-        origin, tmp_path):
-    wt = tmp_path / 'runs'
-    add(origin, wt, branch='runs', recursive=True)
+        origin, runs):
+    wt = runs  # conftest's: worktree-add -r --branch runs, restored
     dl.create(origin / 'derived/L5b/extra', dataset=origin / 'derived/L5b',
               result_renderer='disabled')
     (origin / 'derived/L5b/extra/notes.txt').write_text('new dataset\n')
@@ -340,9 +339,8 @@ def test_add_refuses_a_dataset_on_an_adjusted_branch(origin, tmp_path):
     assert not wt.exists()
 
 
-def test_sync_and_merge_refuse_an_adjusted_worktree(origin, tmp_path):
-    wt = tmp_path / 'runs'
-    add(origin, wt, branch='runs', recursive=True)
+def test_sync_and_merge_refuse_an_adjusted_worktree(origin, runs):
+    wt = runs  # conftest's: worktree-add -r --branch runs, restored
     adjust(wt / BPOD)
     wt_head, main_head = head(wt / BPOD), head(origin / BPOD)
     res = by_path(dl.worktree_sync(dataset=wt, recursive=True, **quiet()),

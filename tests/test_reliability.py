@@ -31,6 +31,7 @@ from .conftest import (
     DERIVED,
     INSTALLED,
     add,
+    built_once,
     by_path,
     datasets_of,
     git,
@@ -116,9 +117,8 @@ def build_wide(root: Path) -> Path:
 def wide_template(tmp_path_factory) -> Path:
     """The 20-dataset hierarchy, built once, at ROOT/project/super;
     returns ROOT"""
-    root = tmp_path_factory.mktemp('wide')
-    build_wide(root / 'project')
-    return root
+    return built_once(tmp_path_factory, 'wide',
+                      lambda root: build_wide(root / 'project'))
 
 
 PREPARED = {'add': 'plain', 'sync': 'runs+dev', 'merge': 'runs+results',
@@ -126,30 +126,36 @@ PREPARED = {'add': 'plain', 'sync': 'runs+dev', 'merge': 'runs+results',
 """What each command's scenario starts from: the hierarchy alone ('plain'),
 with a 'runs' worktree of all its datasets at ROOT/runs ('runs'), and new
 commits in every main dataset ('+dev', for worktree-sync) or in every
-worktree dataset ('+results', for worktree-merge)"""
+worktree dataset ('+results', for worktree-merge); 'runs+dev+results' has
+both, so that every dataset of either side has diverged from the other"""
+BASE = {'runs': 'plain', 'runs+dev': 'runs', 'runs+results': 'runs',
+        'runs+dev+results': 'runs+dev'}
+"""The template each one is made from"""
 
 
 @pytest.fixture(scope='session')
 def wide_templates(wide_template, tmp_path_factory):
-    """The templates in PREPARED, each made once, when first asked for:
-    ``wide_templates(kind)`` returns its ROOT"""
+    """The templates in PREPARED, each made once (per test run), when first
+    asked for: ``wide_templates(kind)`` returns its ROOT"""
     made = {'plain': wide_template}
 
     def template(kind: str) -> Path:
         if kind not in made:
-            base = template('plain' if kind == 'runs' else 'runs')
-            root = tmp_path_factory.mktemp(f'wide-{kind}')
-            restore(base, root)
-            top, wt = root / 'project' / 'super', root / 'runs'
-            if kind == 'runs':
-                res = add(top, wt, branch='runs', recursive=True)
-                assert statuses(res) == {'ok'}, res
-            elif kind == 'runs+dev':
-                commit_everywhere(top, 'dev.dat')
-            else:
-                assert kind == 'runs+results', kind
-                commit_everywhere(wt, 'result.dat')
-            made[kind] = root
+            base = template(BASE[kind])
+
+            def build(root):
+                restore(base, root)
+                top, wt = root / 'project' / 'super', root / 'runs'
+                if kind == 'runs':
+                    res = add(top, wt, branch='runs', recursive=True)
+                    assert statuses(res) == {'ok'}, res
+                elif kind == 'runs+dev':
+                    commit_everywhere(top, 'dev.dat')
+                else:
+                    assert kind.endswith('+results'), kind
+                    commit_everywhere(wt, 'result.dat')
+
+            made[kind] = built_once(tmp_path_factory, f'wide-{kind}', build)
         return made[kind]
 
     return template
@@ -242,10 +248,11 @@ def baseline(top: Path, rels: list[str]) -> dict:
 
 
 def assert_nothing_lost(top: Path, before: dict, work: dict | None = None,
-                        given_up: set = frozenset()) -> None:
+                        given_up: set = frozenset()) -> dict:
     """No commit that was reachable is unreachable now (except those given
     up on request), no annexed content is gone, and the uncommitted and
-    untracked work in the main worktree is exactly as it was"""
+    untracked work in the main worktree is exactly as it was. Returns the
+    state now, a baseline for what comes next"""
     after = baseline(top, list(before))
     for rel, was in before.items():
         now = after[rel]
@@ -256,6 +263,7 @@ def assert_nothing_lost(top: Path, before: dict, work: dict | None = None,
         assert now['local'] == was['local'], rel
     for path, text in (work or {}).items():
         assert path.read_text() == text
+    return after
 
 
 # --------------------------------------------------------------------------
@@ -854,8 +862,17 @@ def bench(runs_template, tmp_path_factory) -> dict:
     shutil.rmtree(tmp / 'gone')
     (tmp / 'plain').mkdir()
     (tmp / 'afile').write_text('a file\n')
-    return dict(O=origin, R=tmp / 'runs', G=tmp / 'gone', P=tmp / 'plain',
-                F=tmp / 'afile', T=tmp)
+    bench = dict(O=origin, R=tmp / 'runs', G=tmp / 'gone', P=tmp / 'plain',
+                 F=tmp / 'afile', T=tmp)
+    # the state every case must leave exactly as it found it
+    bench['before'] = bench_state(bench)
+    return bench
+
+
+def bench_state(bench: dict) -> tuple:
+    """The main hierarchy, the worktree, and the directory around them"""
+    return (snapshot(bench['O']), snapshot(bench['R']),
+            sorted(os.listdir(bench['T'])))
 
 
 NOT_INSTALLED = 'No installed dataset found at'
@@ -928,9 +945,8 @@ BAD_INPUT = [
 def test_bad_input_is_refused_and_changes_nothing(bench, cwd, command, says):
     """Every result is a refusal or failure, one message (or the parameter
     error) says what is wrong, there is no traceback, and the main
-    hierarchy, the worktree and the directory around them are unchanged"""
-    before = (snapshot(bench['O']), snapshot(bench['R']),
-              sorted(os.listdir(bench['T'])))
+    hierarchy, the worktree and the directory around them are unchanged
+    (as the bench was made: a change by one case fails the later ones too)"""
     args = [a.format(**bench) for a in shlex.split(command)]
     out = subprocess.run([DATALAD, '-f', 'json', *args], cwd=bench[cwd],
                          capture_output=True, text=True)
@@ -941,8 +957,7 @@ def test_bad_input_is_refused_and_changes_nothing(bench, cwd, command, says):
     assert all(r['status'] in FAILED for r in records), records
     assert says.format(**bench) in out.stderr + ' '.join(
         r.get('message') or '' for r in records), out.stdout + out.stderr
-    assert (snapshot(bench['O']), snapshot(bench['R']),
-            sorted(os.listdir(bench['T']))) == before
+    assert bench_state(bench) == bench['before']
 
 
 # --------------------------------------------------------------------------
@@ -1017,8 +1032,9 @@ def test_random_operations_never_lose_commits_or_content(
     worktrees: list[Path] = []
     work = {origin / 'notes.txt': 'untracked notes\n'}
     origin.joinpath('notes.txt').write_text('untracked notes\n')
+    before = baseline(origin, INSTALLED)
     for step in range(14):
-        before = baseline(origin, INSTALLED)
         res, given_up = random_step(rng, step, origin, tmp_path, worktrees)
         assert 'error' not in statuses(res), res
-        assert_nothing_lost(origin, before, work, given_up)
+        # what was checked after this step is the baseline of the next
+        before = assert_nothing_lost(origin, before, work, given_up)

@@ -98,9 +98,8 @@ def test_subdataset_follows_recorded_commit_not_its_head(origin, tmp_path):
     assert not (wt / 'derived/L5b/code/new.py').exists()
 
 
-def test_run_save_rerun_work_in_the_worktree(origin, tmp_path):
-    wt = tmp_path / 'runs'
-    add(origin, wt, branch='runs', recursive=True)
+def test_run_save_rerun_work_in_the_worktree(origin, runs):
+    wt = runs  # conftest's: worktree-add -r --branch runs, restored
     derived = Dataset(wt / 'derived/L5b')
     # plain-git subdataset: save works
     (wt / 'derived/L5b/code/extra.py').write_text('x = 1\n')
