@@ -177,9 +177,10 @@ def listing(node: Node, top: Path, children: list[Node]):
                 'ok', None, dict(dataset=str(node.path), **keys)))
             if not keys['stale']:
                 for child in children:
+                    if child.problem:
+                        continue
                     place = wt.path / child.subpath
-                    if not child.problem and \
-                            is_separate_clone(place, child.path):
+                    if is_separate_clone(place, child.path):
                         yield make_result(ACTION, place, top, Outcome(
                             'ok', None, clone_keys(place, child, keys)))
     except Exception as e:
