@@ -368,6 +368,12 @@ def snapshot(top: Path) -> dict:
     return state
 
 
+def quiet(**kw):
+    """Keyword arguments for a Python API call that reports, never raises"""
+    return dict(result_renderer='disabled', return_type='list',
+                on_failure='ignore', **kw)
+
+
 def add(origin, path, **kw):
     """worktree_add as a notebook user calls it, results as a list"""
     kw.setdefault('on_failure', 'ignore')

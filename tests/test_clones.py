@@ -24,6 +24,7 @@ from .conftest import (
     clean,
     commit_file,
     git,
+    quiet,
     recorded,
     snapshot,
 )
@@ -32,11 +33,6 @@ BPOD = 'raw/bpod'
 NAME = os.fsdecode(b'caf\xe9.txt')
 """A file name that is not UTF-8"""
 MODELS = f'{DERIVED}/models'
-
-
-def quiet(**kw):
-    return dict(result_renderer='disabled', return_type='list',
-                on_failure='ignore', **kw)
 
 
 def linked_to(main_copy: Path, place: Path) -> bool:

@@ -23,6 +23,7 @@ from .conftest import (
     by_path,
     commit_file,
     git,
+    quiet,
     recorded,
 )
 from .test_reliability import (
@@ -40,11 +41,6 @@ from .test_reliability import (
 )
 
 BPOD = 'raw/bpod'
-
-
-def quiet(**kw):
-    return dict(result_renderer='disabled', return_type='list',
-                on_failure='ignore', **kw)
 
 
 def clean(top: Path) -> bool:

@@ -35,6 +35,7 @@ from .conftest import (
     by_path,
     datasets_of,
     git,
+    quiet,
     recorded,
     restore,
     snapshot,
@@ -43,12 +44,6 @@ from .conftest import (
 pytestmark = pytest.mark.reliability
 
 FAILED = ('impossible', 'error')
-
-
-def quiet(**kw):
-    """Keyword arguments for a Python API call that reports, never raises"""
-    return dict(result_renderer='disabled', return_type='list',
-                on_failure='ignore', **kw)
 
 
 def statuses(results) -> set:
