@@ -104,6 +104,13 @@ class WorktreeMerge(WorktreeInterface):
     readable after the merge, and ``datalad rerun`` of a merged run record
     works in DATASET.
 
+    A separate clone in the source where a subdataset's worktree belongs
+    (from a ``datalad get -n`` in the worktree) has commits and annexed
+    content of its own: while DATASET lacks any of them, that subdataset and
+    its parents are refused, with the commands that bring them over, so
+    that DATASET never records a commit it cannot reach. Once DATASET has
+    them, the clone's checked-out commit is merged like a worktree's.
+
     One result is reported per dataset, with ``action='worktree-merge'``,
     ``path`` (the dataset merged into), ``source`` (the worktree dataset or
     branch merged), ``from_commit`` and ``to_commit``, ``how``

@@ -144,6 +144,10 @@ class WorktreeSync(WorktreeInterface):
     dataset has checked out, with all checks of ``worktree-add``; these are
     reported with ``action='worktree-add'``.
 
+    A separate clone where a subdataset's worktree belongs (from a
+    ``datalad get -n`` in the worktree) is refused, with its parents; the
+    message says how ``worktree-get`` replaces it with a linked worktree.
+
     Nothing is lost: a dataset with uncommitted changes to tracked files is
     refused and left as it is; untracked and ignored files (a ``.venv``,
     scratch outputs) are never touched, and a change that would overwrite
