@@ -395,3 +395,14 @@ def test_lock_left_by_a_killed_git_is_named(origin, runs, lock):
     assert snapshot(runs / CODE) == before
     (gitdir / lock).unlink()
     assert sync(runs, recursive=True)[CODE]['status'] == 'ok'
+
+
+def test_a_no_op_prints_only_the_summary_but_json_has_every_record(runs):
+    out = datalad_cli('worktree-sync', '-r', cwd=runs)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines() == [
+        'action summary:', '  worktree-sync (notneeded: 8)']
+    js = datalad_cli('-f', 'json', 'worktree-sync', '-r', cwd=runs)
+    records = [json.loads(line) for line in js.stdout.splitlines()]
+    assert len(records) == 8
+    assert {r['status'] for r in records} == {'notneeded'}
