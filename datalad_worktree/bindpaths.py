@@ -6,7 +6,19 @@ repository's gitdir. A container that only sees the worktree (the bind
 mounts of its runtime) cannot follow these links, so ``datalad
 containers-run`` fails there on annexed inputs.
 
-A dataset opts in by using one of the substitutions in ``SUBSTITUTIONS``
+Containers whose committed ``cmdexec`` is left as it is (a collection
+such as ReproNim/containers: ``singularity exec {img} {cmd}``, a wrapper
+script such as ``{img_dspath}/scripts/singularity_cmd run {img} {cmd}``, or
+``bwrap ... {cmd}``) get a ``cmdexec`` of the worktree's own (``git config
+--worktree``, read before the committed one) that adds the bind mounts:
+for ``bwrap``, its options, and for anything else the ``SINGULARITY_BIND``
+and ``APPTAINER_BIND`` environment variables that singularity and
+apptainer read, also when a script starts them. The values are read with
+``git config`` when the command runs, so run records hold no paths and
+rerun anywhere: where nothing is configured, nothing is added.
+
+A dataset can also opt in by using one of the substitutions in
+``SUBSTITUTIONS``
 in the ``cmdexec`` of its containers, written ``{{worktree-binds-bwrap}}``
 (the doubled braces survive ``containers-run``'s own formatting, and
 ``datalad run`` fills in the value), with an empty default committed in
@@ -56,27 +68,50 @@ def _apptainer(binds: list[tuple[str, str]]) -> str:
                     for src, dest in binds)
 
 
+def _env(binds: list[tuple[str, str]]) -> str:
+    return ','.join(f'{src}:{dest}:ro' for src, dest in binds)
+
+
 SUBSTITUTIONS = {
     'worktree-binds-bwrap': _bwrap,
     'worktree-binds-apptainer': _apptainer,
 }
 """Substitution names, each with the runtime options it expands to"""
 
+ENV_KEY = 'datalad.worktree.container-binds'
+"""The binds as SINGULARITY_BIND and APPTAINER_BIND spell them"""
 
-def declared_substitutions(worktree: Path) -> tuple[list[str], list[str]]:
+BIND_KEYS = {PREFIX + 'worktree-binds-bwrap': _bwrap, ENV_KEY: _env}
+"""What a worktree-only cmdexec reads when it runs, with its formatting"""
+
+
+def worktree_cmdexec(cmdexec: str) -> str:
+    """``cmdexec`` with the bind mounts of the worktree it runs in added,
+    read from git's configuration when it runs (nothing where unset)"""
+    words = cmdexec.split(None, 1)
+    if words and os.path.basename(words[0]) == 'bwrap':
+        rest = words[1] if len(words) > 1 else ''
+        return (f'{words[0]} $(git config --get '
+                f'{PREFIX}worktree-binds-bwrap) {rest}')
+    read = f'"$(git config --get {ENV_KEY})"'
+    return f'SINGULARITY_BIND={read} APPTAINER_BIND={read} {cmdexec}'
+
+
+def declared_substitutions(worktree: Path
+                           ) -> tuple[list[str], dict[str, str]]:
     """The bind substitutions that the dataset checked out at ``worktree``
     uses in its committed ``.datalad/config``, and the containers there
-    whose ``cmdexec`` uses none of them"""
+    whose ``cmdexec`` uses none of them, with that ``cmdexec``"""
     config = worktree / '.datalad' / 'config'
     text = config.read_text(errors='replace') if config.is_file() else ''
     if 'containers' not in text and 'worktree-binds' not in text:
-        return [], []
+        return [], {}
     committed = committed_config(worktree)
     items = [(key, committed.get(key)) for key in committed.keys()
              if key.startswith(PREFIX) or (
                  key.startswith('datalad.containers.')
                  and key.endswith('.cmdexec'))]
-    used, unbound = set(), []
+    used, unbound = set(), {}
     for key, value in items:
         if key.startswith(PREFIX):
             used.update(n for n in SUBSTITUTIONS if key == PREFIX + n)
@@ -84,7 +119,7 @@ def declared_substitutions(worktree: Path) -> tuple[list[str], list[str]]:
         found = {n for n in SUBSTITUTIONS if '{' + n + '}' in value}
         used |= found
         if not found:
-            unbound.append(key.split('.')[2])
+            unbound[key[len('datalad.containers.'):-len('.cmdexec')]] = value
     return sorted(used), unbound
 
 
@@ -114,26 +149,37 @@ def _follow(link: Path) -> Path:
     return Path(os.path.normpath(link.parent / os.readlink(link)))
 
 
-def configure_binds(worktree: Path, names: list[str],
-                    binds: list[tuple[str, str]]) -> Outcome | None:
-    """Set each substitution in ``names`` to ``binds`` in the own
-    configuration of ``worktree``; None if all were set already"""
+def configure_binds(worktree: Path, keys: dict[str, str],
+                    binds: list[tuple[str, str]], containers: list[str]
+                    ) -> Outcome | None:
+    """Set each configuration item ``keys`` names (with its value) in the
+    own configuration of ``worktree``, the bind mounts ``binds`` of the
+    worktree and the worktree-only cmdexec of ``containers`` among them;
+    None if all were set already"""
     repo_problem = _worktree_config_problem(worktree)
     if repo_problem:
         return Outcome('impossible', repo_problem)
-    changed = []
-    for name in names:
-        value = SUBSTITUTIONS[name](binds)
-        if git_config(worktree, PREFIX + name, ('--worktree',)) != value:
-            git.run(worktree, ['config', '--worktree', PREFIX + name, value])
-            changed.append(name)
+    changed = [key for key, value in keys.items()
+               if git_config(worktree, key, ('--worktree',)) != value]
+    for key in changed:
+        git.run(worktree, ['config', '--worktree', key, keys[key]])
     if not changed:
         return None
     dests = [dest for _, dest in binds]
+    substitutions = [k[len(PREFIX):] for k in changed
+                     if k[len(PREFIX):] in SUBSTITUTIONS]
+    what = f'set {", ".join(substitutions)}' if substitutions else \
+        'set bind mounts'
+    if containers:
+        shown = ', '.join(containers[:3]) + (
+            f' and {len(containers) - 3} more' if len(containers) > 3 else '')
+        what += (f' and a cmdexec of this worktree for {len(containers)} '
+                 f'container(s) ({shown})')
     return Outcome('ok', (
-        f'set {", ".join(changed)} for this worktree, so that containers '
-        f'see {", ".join(dests) or "nothing more"}'),
-        dict(bindpaths=dests, substitutions=changed))
+        f'{what} for this worktree, so that containers see '
+        f'{", ".join(dests) or "nothing more"}'),
+        dict(bindpaths=dests, substitutions=substitutions,
+             containers=len(containers)))
 
 
 def _worktree_config_problem(worktree: Path) -> str | None:
@@ -158,36 +204,35 @@ def _worktree_config_problem(worktree: Path) -> str | None:
     return None
 
 
-def unbound_outcome(containers: list[str]) -> Outcome:
-    """The report for containers whose cmdexec uses no bind substitution"""
-    return Outcome('notneeded', (
-        f'the containers {", ".join(containers)} cannot read annexed files '
-        "in this worktree: their cmdexec uses no bind substitution; add "
-        "'{{worktree-binds-bwrap}}' (or '{{worktree-binds-apptainer}}') to "
-        'it and commit an empty default, see the documentation of '
-        'worktree-add'), dict(containers=containers))
-
-
-def bind_hierarchy(worktrees: dict[PurePosixPath, Path],
-                   new: set[PurePosixPath]
+def bind_hierarchy(worktrees: dict[PurePosixPath, Path]
                    ) -> Iterator[tuple[PurePosixPath, Outcome]]:
     """Configure container bind paths in each of ``worktrees`` (by the
-    dataset's place in the hierarchy) whose dataset uses a bind
-    substitution, covering the worktrees of the dataset and of all its
-    subdatasets; report containers that cannot use them in the ``new``
-    worktrees"""
+    dataset's place in the hierarchy), covering the worktrees of the
+    dataset and of all its subdatasets: where the dataset uses a bind
+    substitution, that; where it has containers whose cmdexec uses none,
+    a cmdexec of the worktree's own for them, and the bind mounts that
+    reads in the dataset and in every dataset above it, from where such
+    containers are run"""
+    declared = {here: declared_substitutions(target)
+                for here, target in worktrees.items()}
+    runs_from = {up for here, (_, unbound) in declared.items() if unbound
+                 for up in worktrees if up == here or up in here.parents}
     for here, target in worktrees.items():
-        names, unbound = declared_substitutions(target)
-        if unbound and here in new:
-            yield here, unbound_outcome(unbound)
-        if not names:
+        names, unbound = declared[here]
+        binds = list(dict.fromkeys(
+            b for rel, wt in worktrees.items()
+            if rel == here or here in rel.parents
+            for b in annex_binds(wt)))
+        keys = {PREFIX + n: SUBSTITUTIONS[n](binds) for n in names}
+        if here in runs_from:
+            keys.update({k: fmt(binds) for k, fmt in BIND_KEYS.items()})
+        keys.update({f'datalad.containers.{name}.cmdexec':
+                     worktree_cmdexec(cmdexec)
+                     for name, cmdexec in unbound.items()})
+        if not keys:
             continue
-        binds = [b for rel, wt in worktrees.items()
-                 if rel == here or here in rel.parents
-                 for b in annex_binds(wt)]
         try:
-            outcome = configure_binds(target, names,
-                                      list(dict.fromkeys(binds)))
+            outcome = configure_binds(target, keys, binds, sorted(unbound))
         except CommandError as e:
             outcome = Outcome('error', f'git failed in {target}: '
                                        f'{git.error_line(e)}')

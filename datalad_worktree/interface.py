@@ -103,9 +103,10 @@ BINDPATHS_PARAM = Parameter(
     dest='bindpaths',
     action='store_false',
     doc="""do not configure container bind paths in the new worktrees. By
-    default, a dataset whose containers use the run substitution
-    'worktree-binds-bwrap' or 'worktree-binds-apptainer' gets it set in its
-    new worktree, so that 'datalad containers-run' there can read annexed
+    default, datasets with containers get them in their new worktrees' own
+    configuration (a worktree-only cmdexec, or the run substitution
+    'worktree-binds-bwrap' or 'worktree-binds-apptainer' where a dataset
+    uses it), so that 'datalad containers-run' there can read annexed
     files.""")
 
 

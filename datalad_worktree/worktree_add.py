@@ -102,14 +102,16 @@ class WorktreeAdd(WorktreeInterface):
     after an interruption creates only what is missing and reports matching
     worktrees that exist already as 'notneeded'.
 
-    Where a dataset's containers use a bind substitution in their
-    ``cmdexec`` ('{{worktree-binds-bwrap}}' or
-    '{{worktree-binds-apptainer}}', with an empty default committed in
-    '.datalad/config'), its new worktree gets that substitution set in its
-    own git configuration: read-only bind mounts of the repository
-    locations that the annexed files of the dataset and its subdatasets
-    link to, so that ``datalad containers-run`` works there, while run
-    records keep the placeholder and stay rerunnable anywhere. These are
+    So that ``datalad containers-run`` works in the new worktrees, they
+    get, in their own git configuration, read-only bind mounts of the
+    repository locations that the annexed files of each dataset and its
+    subdatasets link to. Containers whose ``cmdexec`` is as it came
+    (``singularity exec``, a wrapper script, ``bwrap``) get a ``cmdexec``
+    of the worktree's own that adds them (through SINGULARITY_BIND and
+    APPTAINER_BIND, or bwrap's options); a dataset that uses the bind
+    substitution '{{worktree-binds-bwrap}}' or
+    '{{worktree-binds-apptainer}}' in its ``cmdexec`` gets that set. Run
+    records keep no paths and stay rerunnable anywhere. These are
     reported with ``action='worktree-bindpaths'``;
     [CMD: --no-bindpaths CMD][PY: bindpaths=False PY] turns this off.
 
@@ -277,11 +279,9 @@ def left_out_note(top: Path, head: str) -> str:
 def bind_outcomes(plans: list[Plan], created: list[Plan]
                   ) -> Iterator[tuple[Plan, Outcome]]:
     """Configure container bind paths in the worktrees that are there now
-    (see ``bindpaths.bind_hierarchy``); report containers that cannot use
-    them in the worktrees just created"""
+    (see ``bindpaths.bind_hierarchy``)"""
     present = {p.node.relpath: p for p in plans
                if p in created or p.todo is Todo.EXISTS}
     for relpath, outcome in bind_hierarchy(
-            {rel: p.target for rel, p in present.items()},
-            {p.node.relpath for p in created}):
+            {rel: p.target for rel, p in present.items()}):
         yield present[relpath], outcome

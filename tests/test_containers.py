@@ -213,18 +213,111 @@ def test_no_bindpaths_configures_nothing(boxed, tmp_path):
     assert not configured(wt / DERIVED)
 
 
-def test_container_without_the_substitution_is_pointed_out(origin, tmp_path):
+UNEDITED = BWRAP.replace('{{worktree-binds-bwrap}} ', '')
+"""A bubblewrap cmdexec as users write it, without any substitution"""
+
+SINGULARITY_CMD = """#!/bin/sh
+# Stands in for singularity behind ReproNim's scripts/singularity_cmd: the
+# image runs in bubblewrap and sees /usr, the current directory and what
+# SINGULARITY_BIND names (src:dest:ro, comma-separated), as singularity
+# binds it.
+shift
+img=$1
+shift
+set -f
+binds=''
+IFS=,
+for b in $SINGULARITY_BIND; do
+    src=${b%%:*}
+    rest=${b#*:}
+    binds="$binds --ro-bind $src ${rest%%:*}"
+done
+unset IFS
+exec bwrap --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib \\
+    --symlink usr/lib64 /lib64 --proc /proc --dev /dev \\
+    --bind "$PWD" "$PWD" --chdir "$PWD" $binds sh "$img" "$@"
+"""
+REPRONIM = '{img_dspath}/scripts/singularity_cmd run {img} {cmd}'
+"""The cmdexec form of ReproNim/containers: a wrapper script before {img}"""
+
+
+@pytest.fixture
+def yoda(origin):
+    """A containers subdataset at derived/L5b/code/containers, as in a YODA
+    layout, with two containers whose cmdexec nobody edited: 'box'
+    (bubblewrap) and 'repronim' (a wrapper script, ReproNim's form)"""
     assert bwrap_works()
-    register_box(origin / DERIVED, cmdexec=BWRAP.replace(
-        '{{worktree-binds-bwrap}} ', ''), default=False)
-    dl.save(dataset=origin, path=str(origin / DERIVED), result_renderer='disabled')
+    code = origin / DERIVED / 'code'
+    containers = code / 'containers'
+    dl.create(containers, dataset=code, result_renderer='disabled')
+    register_box(containers, cmdexec=UNEDITED, default=False)
+    script = containers / 'scripts' / 'singularity_cmd'
+    script.parent.mkdir()
+    script.write_text(SINGULARITY_CMD)
+    script.chmod(0o755)
+    dl.save(dataset=containers, path=[str(script)], to_git=True,
+            message='the singularity_cmd script', result_renderer='disabled')
+    dl.containers_add('repronim', image='.datalad/environments/box/image',
+                      call_fmt=REPRONIM, dataset=containers,
+                      result_renderer='disabled')
+    dl.save(dataset=origin, recursive=True, message='containers',
+            result_renderer='disabled')
+    return origin
+
+
+def test_unedited_containers_of_a_yoda_subdataset_work(yoda, tmp_path):
     wt = tmp_path / 'runs'
-    res = [r for r in add(origin, wt, recursive=True)
+    res = [r for r in add(yoda, wt, recursive=True)
            if r['action'] == 'worktree-bindpaths']
-    assert [(r['path'], r['status']) for r in res] == [
-        (str(wt / DERIVED), 'notneeded')]
-    assert "containers box cannot read annexed files" in res[0]['message']
-    assert '{{worktree-binds-bwrap}}' in res[0]['message']
+    # one short record per dataset: the containers' own dataset, and those
+    # above it, from where they are run
+    assert sorted((r['path'], r['status']) for r in res) == [
+        (str(wt), 'ok'), (str(wt / DERIVED), 'ok'),
+        (str(wt / DERIVED / 'code'), 'ok'),
+        (str(wt / DERIVED / 'code/containers'), 'ok')]
+    mine = by_path(res, wt)[f'{DERIVED}/code/containers']
+    assert mine['containers'] == 2
+    assert 'cmdexec of this worktree for 2 container(s)' in mine['message']
+    for name, out in (('box', 'results/box.txt'),
+                      ('repronim', 'results/repronim.txt')):
+        assert ok(box_run(wt / DERIVED, out, name=f'code/containers/{name}'))
+        assert (wt / DERIVED / out).read_text().strip() == '4'
+    # nothing is committed, and the main worktree's datasets are untouched
+    assert git(wt / DERIVED / 'code/containers', 'status', '--porcelain') == ''
+    assert 'cmdexec' not in git(yoda / DERIVED / 'code/containers',
+                                'config', '--list', '--local')
+
+
+def test_unedited_container_records_rerun_in_main_and_a_clone(yoda,
+                                                              tmp_path):
+    wt = tmp_path / 'runs'
+    add(yoda, wt, recursive=True)
+    assert ok(box_run(wt / DERIVED, 'results/count.txt', INPUTS[:1],
+                      name='code/containers/box'))
+    record = git(wt / DERIVED, 'log', '-1', '--format=%B')
+    assert str(tmp_path) not in record
+    dl.Dataset(wt).save(path=DERIVED, message='record the count',
+                        result_renderer='disabled')
+    dl.worktree_merge(str(wt), dataset=yoda, recursive=True,
+                      result_renderer='disabled')
+    assert ok(dl.rerun(dataset=yoda / DERIVED, result_renderer='disabled',
+                       return_type='list', on_failure='ignore'))
+    assert (yoda / DERIVED / 'results/count.txt').read_text().strip() == '2'
+    clone = tmp_path / 'clone'
+    dl.clone(source=str(yoda / DERIVED), path=clone,
+             result_renderer='disabled')
+    dl.get(dataset=clone, path=[str(clone / 'inputs/bpod'),
+                                str(clone / 'code/containers')],
+           get_data=False, result_renderer='disabled')
+    with inside(clone):
+        assert ok(dl.rerun(dataset=clone, result_renderer='disabled',
+                           return_type='list', on_failure='ignore'))
+    assert (clone / 'results/count.txt').read_text().strip() == '2'
+    # and worktree-remove leaves nothing of the worktree's configuration
+    dl.worktree_remove(str(wt), dataset=yoda, result_renderer='disabled')
+    for ds in (yoda, yoda / DERIVED, yoda / DERIVED / 'code/containers'):
+        local = git(ds, 'config', '--list', '--show-origin')
+        assert 'cmdexec' not in local and 'binds' not in local, local
 
 
 def test_shared_core_worktree_is_refused_and_left_alone(boxed, tmp_path):
