@@ -61,3 +61,36 @@ def test_missing_git_annex_is_named_up_front(origin, runs, tmp_path):
         assert 'Traceback' not in out.stderr
     assert (snapshot(origin), snapshot(runs)) == before
     assert not (tmp_path / 'new').exists()
+
+
+def test_too_old_git_and_git_annex_are_refused_up_front(origin, runs,
+                                                        monkeypatch):
+    """The real git and git-annex, against minimum versions above them:
+    every command refuses before it changes anything, naming both"""
+    from datalad import api as dl
+
+    from datalad_worktree import git as gitlayer
+
+    from .conftest import (
+        quiet,
+        snapshot,
+    )
+    before = snapshot(origin), snapshot(runs)
+    for names, says in ((dict(MIN_ANNEX=(99999, 0)),
+                         'git-annex 99999.0 or newer is needed, but '),
+                        (dict(MIN_GIT=(99, 0)),
+                         'git 99.0 or newer is needed, but an older one')):
+        gitlayer.tools_problem.cache_clear()
+        with monkeypatch.context() as mp:
+            for name, value in names.items():
+                mp.setattr(gitlayer, name, value)
+            for res in (
+                    dl.worktree_sync(dataset=runs, recursive=True, **quiet()),
+                    dl.worktree_merge(str(runs), dataset=origin,
+                                      recursive=True, **quiet()),
+                    dl.worktree_get(str(runs / 'raw'), dataset=runs,
+                                    **quiet())):
+                assert [r['status'] for r in res] == ['impossible']
+                assert says in res[0]['message']
+        gitlayer.tools_problem.cache_clear()
+    assert (snapshot(origin), snapshot(runs)) == before
