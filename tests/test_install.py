@@ -94,3 +94,27 @@ def test_too_old_git_and_git_annex_are_refused_up_front(origin, runs,
                 assert says in res[0]['message']
         gitlayer.tools_problem.cache_clear()
     assert (snapshot(origin), snapshot(runs)) == before
+
+
+def test_readme_install_into_an_existing_datalad_environment(tmp_path):
+    """The README's commands, as written, in an environment that has only
+    DataLad (from PyPI): afterwards its datalad has the commands"""
+    import os
+
+    env_dir = tmp_path / 'env'
+    subprocess.run([sys.executable, '-m', 'venv', str(env_dir)], check=True)
+    subprocess.run([str(env_dir / 'bin/python'), '-m', 'pip', 'install',
+                    '-q', 'datalad'], check=True, capture_output=True)
+    block = re.search(r'## Installing into an existing DataLad environment'
+                      r'.*?```sh\n(.*?)```', (TOP / 'README.md').read_text(),
+                      flags=re.S).group(1)
+    script = block.replace('<this repository>', str(TOP))
+    env = dict(os.environ, PATH=f'{env_dir / "bin"}:/usr/bin:/bin')
+    out = subprocess.run(['bash', '-euc', script], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    helped = subprocess.run([str(env_dir / 'bin/datalad'), 'worktree-get',
+                             '--help'], env=env, capture_output=True,
+                            text=True)
+    assert helped.returncode == 0, helped.stderr
+    assert 'Usage: datalad worktree-get' in helped.stdout
