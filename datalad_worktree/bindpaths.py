@@ -173,8 +173,8 @@ def configure_binds(worktree: Path, keys: dict[str, str],
     if containers:
         shown = ', '.join(containers[:3]) + (
             f' and {len(containers) - 3} more' if len(containers) > 3 else '')
-        what += (f' and a cmdexec of this worktree for {len(containers)} '
-                 f'container(s) ({shown})')
+        what += (f' and a cmdexec of its own for {len(containers)} '
+                 f'container(s) ({shown}),')
     return Outcome('ok', (
         f'{what} for this worktree, so that containers see '
         f'{", ".join(dests) or "nothing more"}'),

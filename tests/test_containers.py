@@ -277,7 +277,9 @@ def test_unedited_containers_of_a_yoda_subdataset_work(yoda, tmp_path):
         (str(wt / DERIVED / 'code/containers'), 'ok')]
     mine = by_path(res, wt)[f'{DERIVED}/code/containers']
     assert mine['containers'] == 2
-    assert 'cmdexec of this worktree for 2 container(s)' in mine['message']
+    assert mine['message'].startswith(
+        'set bind mounts and a cmdexec of its own for 2 container(s) (box, '
+        'repronim), for this worktree, so that containers see ')
     for name, out in (('box', 'results/box.txt'),
                       ('repronim', 'results/repronim.txt')):
         assert ok(box_run(wt / DERIVED, out, name=f'code/containers/{name}'))

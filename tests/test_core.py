@@ -130,3 +130,42 @@ def test_commands_report_progress_through_datalad(origin, runs, tmp_path):
         total = getattr(rs[0], 'dlm_progress_total', None)
         assert total in (None, len(updates)), label
     assert labels['worktree-remove'][0].dlm_progress_total == 7
+
+
+def test_progress_bars_show_on_a_terminal_only(origin, tmp_path):
+    """On an interactive terminal, DataLad draws the bars; with output to a
+    pipe, nothing of them appears"""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    from .conftest import (
+        DATALAD,
+        datalad_cli,
+    )
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 120, 0, 0))
+    proc = subprocess.Popen(
+        [DATALAD, 'worktree-add', '-r', str(tmp_path / 'tty')], cwd=origin,
+        stdin=slave, stdout=slave, stderr=slave,
+        env=dict(os.environ, TERM='xterm'))
+    os.close(slave)
+    seen = b''
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait() == 0, seen
+    os.close(master)
+    assert b'checking datasets' in seen and b'creating worktrees' in seen
+    piped = datalad_cli('worktree-add', '-r', str(tmp_path / 'piped'),
+                        cwd=origin)
+    assert piped.returncode == 0, piped.stderr
+    assert 'creating worktrees' not in piped.stdout + piped.stderr
