@@ -150,12 +150,13 @@ def _follow(link: Path) -> Path:
 
 
 def configure_binds(worktree: Path, keys: dict[str, str],
-                    binds: list[tuple[str, str]], containers: list[str]
-                    ) -> Outcome | None:
+                    binds: list[tuple[str, str]], names: list[str],
+                    containers: list[str]) -> Outcome | None:
     """Set each configuration item ``keys`` names (with its value) in the
-    own configuration of ``worktree``, the bind mounts ``binds`` of the
-    worktree and the worktree-only cmdexec of ``containers`` among them;
-    None if all were set already"""
+    own configuration of ``worktree``: the bind mounts ``binds`` of the
+    worktree, as the substitutions ``names`` that the dataset uses and as
+    the worktree-only cmdexec of ``containers`` reads them, and that
+    cmdexec; None if all were set already"""
     repo_problem = _worktree_config_problem(worktree)
     if repo_problem:
         return Outcome('impossible', repo_problem)
@@ -166,8 +167,7 @@ def configure_binds(worktree: Path, keys: dict[str, str],
     if not changed:
         return None
     dests = [dest for _, dest in binds]
-    substitutions = [k[len(PREFIX):] for k in changed
-                     if k[len(PREFIX):] in SUBSTITUTIONS]
+    substitutions = [n for n in names if PREFIX + n in changed]
     what = f'set {", ".join(substitutions)}' if substitutions else \
         'set bind mounts'
     if containers:
@@ -232,7 +232,8 @@ def bind_hierarchy(worktrees: dict[PurePosixPath, Path]
         if not keys:
             continue
         try:
-            outcome = configure_binds(target, keys, binds, sorted(unbound))
+            outcome = configure_binds(target, keys, binds, names,
+                                      sorted(unbound))
         except CommandError as e:
             outcome = Outcome('error', f'git failed in {target}: '
                                        f'{git.error_line(e)}')

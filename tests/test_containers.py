@@ -280,6 +280,7 @@ def test_unedited_containers_of_a_yoda_subdataset_work(yoda, tmp_path):
     assert mine['message'].startswith(
         'set bind mounts and a cmdexec of its own for 2 container(s) (box, '
         'repronim), for this worktree, so that containers see ')
+    assert mine['substitutions'] == []
     for name, out in (('box', 'results/box.txt'),
                       ('repronim', 'results/repronim.txt')):
         assert ok(box_run(wt / DERIVED, out, name=f'code/containers/{name}'))
