@@ -187,20 +187,28 @@ def test_run_records_stay_rerunnable(boxed, tmp_path):
     assert ok(box_run(wt / DERIVED, 'results/count.txt', INPUTS[:1]))
     record = git(wt / DERIVED, 'log', '-1', '--format=%B')
     assert '{worktree-binds-bwrap}' in record and str(boxed) not in record
+    rerun_in_main_and_a_clone(boxed, wt, tmp_path / 'clone', [])
+
+
+def rerun_in_main_and_a_clone(origin: Path, wt: Path, clone: Path,
+                              more: list[str]) -> None:
+    """Merge the run record of derived/L5b in the worktree ``wt`` home and
+    rerun it in the main worktree and in a plain clone (with its
+    subdatasets inputs/bpod and ``more`` installed); it counts 2 lines in
+    both"""
     dl.Dataset(wt).save(path=DERIVED, message='record the count',
                         result_renderer='disabled')
-    dl.worktree_merge(str(wt), dataset=boxed, recursive=True,
+    dl.worktree_merge(str(wt), dataset=origin, recursive=True,
                       result_renderer='disabled')
-    # in the main worktree
-    assert ok(dl.rerun(dataset=boxed / DERIVED, result_renderer='disabled',
+    assert ok(dl.rerun(dataset=origin / DERIVED, result_renderer='disabled',
                        return_type='list', on_failure='ignore'))
-    assert (boxed / DERIVED / 'results/count.txt').read_text().strip() == '2'
-    # and in a plain clone
-    clone = tmp_path / 'clone'
-    dl.clone(source=str(boxed / DERIVED), path=clone,
+    assert (origin / DERIVED / 'results/count.txt').read_text().strip() == \
+        '2'
+    dl.clone(source=str(origin / DERIVED), path=clone,
              result_renderer='disabled')
-    dl.get(dataset=clone, path=str(clone / 'inputs/bpod'), get_data=False,
-           result_renderer='disabled')
+    dl.get(dataset=clone,
+           path=[str(clone / p) for p in ['inputs/bpod', *more]],
+           get_data=False, result_renderer='disabled')
     with inside(clone):
         assert ok(dl.rerun(dataset=clone, result_renderer='disabled',
                            return_type='list', on_failure='ignore'))
@@ -299,23 +307,8 @@ def test_unedited_container_records_rerun_in_main_and_a_clone(yoda,
                       name='code/containers/box'))
     record = git(wt / DERIVED, 'log', '-1', '--format=%B')
     assert str(tmp_path) not in record
-    dl.Dataset(wt).save(path=DERIVED, message='record the count',
-                        result_renderer='disabled')
-    dl.worktree_merge(str(wt), dataset=yoda, recursive=True,
-                      result_renderer='disabled')
-    assert ok(dl.rerun(dataset=yoda / DERIVED, result_renderer='disabled',
-                       return_type='list', on_failure='ignore'))
-    assert (yoda / DERIVED / 'results/count.txt').read_text().strip() == '2'
-    clone = tmp_path / 'clone'
-    dl.clone(source=str(yoda / DERIVED), path=clone,
-             result_renderer='disabled')
-    dl.get(dataset=clone, path=[str(clone / 'inputs/bpod'),
-                                str(clone / 'code/containers')],
-           get_data=False, result_renderer='disabled')
-    with inside(clone):
-        assert ok(dl.rerun(dataset=clone, result_renderer='disabled',
-                           return_type='list', on_failure='ignore'))
-    assert (clone / 'results/count.txt').read_text().strip() == '2'
+    rerun_in_main_and_a_clone(yoda, wt, tmp_path / 'clone',
+                              ['code/containers'])
     # and worktree-remove leaves nothing of the worktree's configuration
     dl.worktree_remove(str(wt), dataset=yoda, result_renderer='disabled')
     for ds in (yoda, yoda / DERIVED, yoda / DERIVED / 'code/containers'):
