@@ -111,16 +111,17 @@ def local_files(repo: Path, ignored: bool) -> list[str]:
 
 
 def clone_refusal(clone: Path, main_copy: Path, holdings: list[str],
-                  install: str, then: str) -> str:
+                  then: str) -> str:
     """Why the separate clone ``clone`` stops a command, and what brings
-    its work into ``main_copy``, after which ``then`` goes on; ``install``
-    is the command that installs ``main_copy`` where it is not"""
+    its work into ``main_copy`` (installing that first where it is not),
+    after which ``then`` goes on"""
     what = (f'{clone} is a separate clone, not a linked worktree of '
             f'{main_copy}')
     if not is_repo_root(main_copy):
         return (f'{what} (the main worktree has not installed it), and it '
                 f'holds {"; ".join(holdings)}. Install it in the main '
-                f"worktree first ('{install}'), then {then}")
+                f"worktree first ('{install_command(main_copy)}'), then "
+                f'{then}')
     pull = [f"'git -C {main_copy} remote add {REMOTE} {clone}'",
             f"'git -C {main_copy} pull --no-rebase --no-edit {REMOTE} HEAD'"]
     if uses_annex(main_copy):
@@ -128,6 +129,13 @@ def clone_refusal(clone: Path, main_copy: Path, holdings: list[str],
     return (f'{what}, and it holds {"; ".join(holdings)}. Commit or move '
             f'away there what is to be kept, bring its work into {main_copy} '
             f'({", ".join(pull)}), then {then}')
+
+
+def install_command(main_copy: Path) -> str:
+    """The DataLad command that installs the subdataset ``main_copy`` in
+    the main worktree, from the source its parent records"""
+    parent = next(p for p in main_copy.parents if is_repo_root(p))
+    return f'datalad get -n -d {parent} {main_copy}'
 
 
 def replace_advice(clone: Path, main_copy: Path, top: Path) -> str:
@@ -140,7 +148,6 @@ def replace_advice(clone: Path, main_copy: Path, top: Path) -> str:
                 f'{main_copy}, and holds nothing that {main_copy} lacks: '
                 f'replace it with a linked worktree ({get})')
     return clone_refusal(clone, main_copy, holdings,
-                         f'datalad get -n {main_copy}',
                          f'replace it with a linked worktree ({get})')
 
 

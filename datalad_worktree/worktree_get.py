@@ -261,8 +261,7 @@ def replace_clone(node: Node, main_copy: Path, parent: Path,
     holdings = unique_holdings(clone, main_copy, ignored=True)
     if holdings:
         return Outcome('impossible', clone_refusal(
-            clone, main_copy, holdings, f'datalad get -n {main_copy}',
-            'run this again'))
+            clone, main_copy, holdings, 'run this again'))
     if dry_run:
         return Outcome('ok', 'would replace the separate clone, which holds '
                        f'nothing that {main_copy} lacks, with a linked '

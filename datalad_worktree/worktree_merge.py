@@ -204,7 +204,7 @@ class WorktreeMerge(WorktreeInterface):
             # not installed: refused, so that no parent records its commit
             active += [n for n in skipped if not n.problem and
                        is_repo_root(n.at(source_root))]
-        sources = {n: MergeSource.find(n, source_root, branch, top)
+        sources = {n: MergeSource.find(n, source_root, branch)
                    for n in active}
         if branch is not None and \
                 not any(s.commit for s in sources.values()):
@@ -279,8 +279,8 @@ class MergeSource:
     """Status and message of the result when nothing is merged"""
 
     @classmethod
-    def find(cls, node: Node, source_root: Path, branch: str | None,
-             top: Path) -> MergeSource:
+    def find(cls, node: Node, source_root: Path, branch: str | None
+             ) -> MergeSource:
         """The source of ``node``: its ``branch``, or else its place in
         the worktree ``source_root``"""
         repo = node.path
@@ -294,7 +294,7 @@ class MergeSource:
             return cls(name, worktree=where, nothing=(
                 'notneeded', f'no worktree of it at {where}'))
         if node.depth and is_separate_clone(where, repo):
-            return cls.clone(node, where, top)
+            return cls.clone(node, where)
         if not same_repository(repo, where):
             return cls(name, worktree=where, nothing=(
                 'impossible',
@@ -304,7 +304,7 @@ class MergeSource:
             None if commit else ('notneeded', f'{where} has no commit')))
 
     @classmethod
-    def clone(cls, node: Node, where: Path, top: Path) -> MergeSource:
+    def clone(cls, node: Node, where: Path) -> MergeSource:
         """The source of ``node`` where the source worktree has a separate
         clone of it: its checked-out commit, if this dataset has all the
         clone's commits and annexed content already; else nothing, refused
@@ -312,8 +312,7 @@ class MergeSource:
         holdings = unique_holdings(where, node.path, files=False)
         if holdings:
             return cls(str(where), nothing=('impossible', clone_refusal(
-                where, node.path, holdings,
-                f'datalad get -n -d {top} {node.path}', 'run this again')
+                where, node.path, holdings, 'run this again')
                 + '; nothing was merged'))
         return cls(f'{where} (a separate clone)', commit=head_commit(where))
 

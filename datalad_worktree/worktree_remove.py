@@ -303,7 +303,7 @@ def check_clone(m: Member, main_copy: Path) -> Plan:
     holdings = unique_holdings(m.path, main_copy)
     if holdings:
         return Plan(m, Removal.REFUSE, reason=clone_refusal(
-            m.path, main_copy, holdings, f'datalad get -n {main_copy}',
+            m.path, main_copy, holdings,
             'run this again'))
     return Plan(m, Removal.DELETE_CLONE)
 

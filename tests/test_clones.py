@@ -18,6 +18,7 @@ from datalad import api as dl
 from datalad_worktree.repo import same_repository
 
 from .conftest import (
+    DATALAD,
     DERIVED,
     add,
     by_path,
@@ -249,6 +250,12 @@ def test_a_clone_of_a_subdataset_main_lacks_is_refused(origin, models,
     assert sync[MODELS]['status'] == 'impossible'
     assert 'Install it in the main worktree first' in \
         sync[MODELS]['message']
+    # the install command it gives works from anywhere
+    install, = re.findall(r"'(datalad get -n [^']+)'", sync[MODELS]['message'])
+    out = subprocess.run([DATALAD, *shlex.split(install)[1:]], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (origin / MODELS / '.git').is_dir()
 
 
 def test_nothing_is_made_inside_a_refused_clone(origin, tmp_path):
