@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from functools import wraps
+from inspect import isgenerator
 from pathlib import Path
 from typing import (
     Callable,
@@ -51,6 +53,7 @@ from .outcome import (
 )
 from .repo import uses_annex
 from .scheduler import (
+    no_progress_bars,
     progress,
     run_ordered,
 )
@@ -215,6 +218,29 @@ def render_summary(results: list, action_summary: dict) -> None:
     was more than one"""
     if sum(sum(s.values()) for s in action_summary.values()) > 1:
         render_action_summary(action_summary)
+
+
+MACHINE_RENDERERS = ('json', 'json_pp')
+"""Result renderers whose output is for programs, not people"""
+
+
+def bars_for_people(command: Callable) -> Callable:
+    """Wrap a command's ``@eval_results`` call so that it draws no progress
+    bars when its results are rendered for programs (``-f json``), also on
+    an interactive terminal"""
+    @wraps(command)
+    def call(*args, **kwargs):
+        if kwargs.get('result_renderer') not in MACHINE_RENDERERS:
+            return command(*args, **kwargs)
+        with no_progress_bars():
+            results = command(*args, **kwargs)
+        return _without_bars(results) if isgenerator(results) else results
+    return call
+
+
+def _without_bars(results: Iterator[dict]) -> Iterator[dict]:
+    with no_progress_bars():
+        yield from results
 
 
 class WorktreeInterface(ValidatedInterface):

@@ -96,3 +96,17 @@ def progress(label: str, total: int | None) -> Iterator[Callable[[], None]]:
         yield step
     finally:
         log_progress(lgr.info, pid, '%s: done', label, **quiet)
+
+
+@contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """Within this context, :func:`progress` reports nothing, also on an
+    interactive terminal"""
+    def not_progress(record: logging.LogRecord) -> bool:
+        return not hasattr(record, 'dlm_progress')
+
+    lgr.addFilter(not_progress)
+    try:
+        yield
+    finally:
+        lgr.removeFilter(not_progress)

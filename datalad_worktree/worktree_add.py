@@ -39,6 +39,7 @@ from .interface import (
     MTIMES_PARAM,
     SETUP_PARAM,
     WorktreeInterface,
+    bars_for_people,
     make_result,
     tools_problem,
 )
@@ -186,6 +187,7 @@ class WorktreeAdd(WorktreeInterface):
 
     @staticmethod
     @datasetmethod(name='worktree_add')
+    @bars_for_people
     @eval_results
     def __call__(
             path,

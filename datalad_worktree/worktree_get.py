@@ -39,6 +39,7 @@ from .interface import (
     MTIMES_PARAM,
     SETUP_PARAM,
     WorktreeInterface,
+    bars_for_people,
     guarded,
     make_result,
     tools_problem,
@@ -142,6 +143,7 @@ class WorktreeGet(WorktreeInterface):
 
     @staticmethod
     @datasetmethod(name='worktree_get')
+    @bars_for_people
     @eval_results
     def __call__(path, *, dataset=None, recursive=False,
                  recursion_limit=None, dry_run=False, mtimes=True,

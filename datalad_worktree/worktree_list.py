@@ -29,6 +29,7 @@ from .hierarchy import (
 from .interface import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
+    bars_for_people,
     make_result,
     render_result,
     shown,
@@ -125,6 +126,7 @@ class WorktreeList(ValidatedInterface):
 
     @staticmethod
     @datasetmethod(name='worktree_list')
+    @bars_for_people
     @eval_results
     def __call__(*, dataset=None, recursive=False, recursion_limit=None):
         top = dataset.ds.pathobj

@@ -39,6 +39,7 @@ from .interface import (
     HIERARCHY_VALIDATORS,
     MTIMES_PARAM,
     WorktreeInterface,
+    bars_for_people,
     bottom_up,
     make_result,
     split_hierarchy,
@@ -172,6 +173,7 @@ class WorktreeMerge(WorktreeInterface):
 
     @staticmethod
     @datasetmethod(name='worktree_merge')
+    @bars_for_people
     @eval_results
     def __call__(
             source,

@@ -30,6 +30,7 @@ from .clones import (
 )
 from .interface import (
     WorktreeInterface,
+    bars_for_people,
     make_result,
 )
 from .outcome import (
@@ -201,6 +202,7 @@ class WorktreeRemove(WorktreeInterface):
 
     @staticmethod
     @datasetmethod(name='worktree_remove')
+    @bars_for_people
     @eval_results
     def __call__(path, *, dataset=None, force=False, keep_branch=False,
                  dry_run=False):

@@ -46,6 +46,7 @@ from .interface import (
     MTIMES_PARAM,
     SETUP_PARAM,
     WorktreeInterface,
+    bars_for_people,
     bottom_up,
     make_result,
     split_hierarchy,
@@ -205,6 +206,7 @@ class WorktreeSync(WorktreeInterface):
 
     @staticmethod
     @datasetmethod(name='worktree_sync')
+    @bars_for_people
     @eval_results
     def __call__(
             *,

@@ -132,9 +132,8 @@ def test_commands_report_progress_through_datalad(origin, runs, tmp_path):
     assert labels['worktree-remove'][0].dlm_progress_total == 7
 
 
-def test_progress_bars_show_on_a_terminal_only(origin, tmp_path):
-    """On an interactive terminal, DataLad draws the bars; with output to a
-    pipe, nothing of them appears"""
+def on_a_terminal(*args: str, cwd) -> str:
+    """What ``datalad ARGS`` shows on an interactive terminal"""
     import fcntl
     import os
     import pty
@@ -142,15 +141,11 @@ def test_progress_bars_show_on_a_terminal_only(origin, tmp_path):
     import subprocess
     import termios
 
-    from .conftest import (
-        DATALAD,
-        datalad_cli,
-    )
+    from .conftest import DATALAD
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 120, 0, 0))
     proc = subprocess.Popen(
-        [DATALAD, 'worktree-add', '-r', str(tmp_path / 'tty')], cwd=origin,
-        stdin=slave, stdout=slave, stderr=slave,
+        [DATALAD, *args], cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
         env=dict(os.environ, TERM='xterm'))
     os.close(slave)
     seen = b''
@@ -164,8 +159,32 @@ def test_progress_bars_show_on_a_terminal_only(origin, tmp_path):
         seen += chunk
     assert proc.wait() == 0, seen
     os.close(master)
-    assert b'checking datasets' in seen and b'creating worktrees' in seen
+    return seen.decode(errors='replace')
+
+
+def test_progress_bars_show_on_a_terminal_only(origin, tmp_path):
+    """On an interactive terminal, DataLad draws the bars; with output to a
+    pipe, or results rendered for programs (-f json), nothing of them
+    appears"""
+    import json
+    import re
+
+    from .conftest import datalad_cli
+    seen = on_a_terminal('worktree-add', '-r', str(tmp_path / 'tty'),
+                         cwd=origin)
+    assert 'checking datasets' in seen and 'creating worktrees' in seen
     piped = datalad_cli('worktree-add', '-r', str(tmp_path / 'piped'),
                         cwd=origin)
     assert piped.returncode == 0, piped.stderr
     assert 'creating worktrees' not in piped.stdout + piped.stderr
+    as_json = on_a_terminal('-f', 'json', 'worktree-add', '-r',
+                            str(tmp_path / 'json'), cwd=origin)
+    assert 'checking datasets' not in as_json, as_json
+    assert 'creating worktrees' not in as_json, as_json
+    lines = as_json.splitlines()
+    records = [json.loads(line) for line in lines if line.startswith('{')]
+    others = [re.sub(r'\x1b\[[0-9;]*m', '', line).strip() for line in lines
+              if not line.startswith('{')]
+    assert not any(others), others
+    assert {r['status'] for r in records} == {'ok', 'notneeded'}
+    assert {r['action'] for r in records} == {'worktree-add'}
