@@ -47,11 +47,9 @@ from typing import Iterator
 from datalad_next.runners import CommandError
 
 from . import git
+from .gitfiles import common_dir
 from .outcome import Outcome
-from .repo import (
-    common_dir,
-    git_config,
-)
+from .repo import git_config
 from .settings import committed_config
 
 ACTION = 'worktree-bindpaths'

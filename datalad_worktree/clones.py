@@ -16,8 +16,8 @@ import stat
 from pathlib import Path
 
 from . import git
+from .gitfiles import git_dirs
 from .repo import (
-    git_dirs,
     head_commit,
     is_repo_root,
     object_ids,

@@ -13,12 +13,12 @@ from pathlib import Path
 from datalad_next.runners import CommandError
 
 from . import git
+from .gitfiles import git_dirs
 from .hierarchy import Node
+from .objects import blob_of
 from .outcome import Outcome
 from .repo import (
     GITLINK_MODE,
-    git_dirs,
-    blob_of,
     changed_paths,
     gitlinks,
     head_commit,
@@ -68,7 +68,8 @@ def work_problem(repo: Path, base: str, source: str, keep_untouched: bool,
 
 def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
               message: str, subdatasets: list[Node], dry_run: bool,
-              keep_untouched: bool, keys: dict) -> Outcome:
+              keep_untouched: bool, keys: dict,
+              head: str | None = None) -> Outcome:
     """Bring commit ``source`` (described as ``what``) into the checkout
     of ``repo``: fast-forward where possible, else a merge commit
 
@@ -77,10 +78,11 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
     where git can. A merge commit records the current commits of
     ``subdatasets``, which also resolves conflicts on their pointers; any
     other conflict refuses the merge and leaves everything as it was.
+    ``head`` is the commit checked out, where the caller knows it.
     """
-    head = head_commit(repo)
+    head = head or head_commit(repo)
     keys.update(from_commit=head, to_commit=head, how=None)
-    if is_ancestor(repo, source, head):
+    if source == head or is_ancestor(repo, source, head):
         return Outcome('notneeded', f'already contains {what}', keys)
     if merge_head(repo) == source:
         return finish_merge(repo, source, what, subdatasets, dry_run, keys)

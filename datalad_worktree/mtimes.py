@@ -41,7 +41,7 @@ from datalad_next.runners import CommandError
 
 from . import git
 from .git import NO_ANNEX_FILTER
-from .repo import blob_id
+from .objects import blob_id
 
 MARKERS = ('.snakemake_timestamp',)
 """Untracked files that make-style tools keep next to their outputs and

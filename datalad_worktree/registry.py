@@ -17,12 +17,12 @@ from pathlib import Path
 from datalad_next.runners import CommandError
 
 from . import git
+from .gitfiles import git_dirs
 from .paths import (
     is_within,
     same_path,
 )
 from .repo import (
-    git_dirs,
     main_checkout,
     toplevel,
 )
@@ -83,9 +83,12 @@ def checked_out_at(worktrees: list[Worktree], branch: str) -> Path | None:
     return next((w.path for w in worktrees if w.branch == ref), None)
 
 
-def linked_worktree_problem(path: Path) -> str | None:
-    """Why the working tree ``path`` is not a linked worktree, or None"""
-    worktrees = list_worktrees(path)
+def linked_worktree_problem(path: Path,
+                            worktrees: list[Worktree] | None = None
+                            ) -> str | None:
+    """Why the working tree ``path`` is not a linked worktree, or None
+    (``worktrees``: its repository's, where the caller has listed them)"""
+    worktrees = worktrees or list_worktrees(path)
     if not same_path(worktrees[0].path, path):
         return None
     linked = [str(w.path) for w in worktrees[1:]]

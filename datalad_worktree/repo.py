@@ -8,7 +8,6 @@ full ref names, so git never takes them for options.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -16,12 +15,27 @@ from datalad_next.runners import CommandError
 
 from . import git
 from .paths import same_path
+from .gitfiles import (
+    OBJECT_NAME,
+    Head,
+    branch_commit,
+    git_dirs,
+    read_head,
+)
+from .objects import (
+    GITLINK,
+    commit_tree,
+    tree_entry,
+)
 
 GITLINK_MODE = '160000'
 
 
 def head_commit(repo: Path) -> str | None:
     """The commit checked out in ``repo``, None when there is none yet"""
+    head = _head_from_files(repo)
+    if head is not None:
+        return head.commit
     try:
         return git.lines(repo, ['rev-parse', '--verify', '-q',
                                 'HEAD^{commit}'])[0]
@@ -31,6 +45,9 @@ def head_commit(repo: Path) -> str | None:
 
 def current_branch(repo: Path) -> str | None:
     """The short name of the branch checked out in ``repo``, None if detached"""
+    head = _head_from_files(repo)
+    if head is not None:
+        return head.branch and head.branch.removeprefix('refs/heads/')
     try:
         return git.lines(repo, ['symbolic-ref', '-q', '--short', 'HEAD'])[0]
     except CommandError:
@@ -39,10 +56,30 @@ def current_branch(repo: Path) -> str | None:
 
 def branch_tip(repo: Path, branch: str) -> str | None:
     """The commit of branch ``branch`` in ``repo``, or None if it has none"""
+    found = _branch_from_files(repo, f'refs/heads/{branch}')
+    if found is not None:
+        return found or None
     try:
         return git.lines(repo, ['rev-parse', '--verify', '-q',
                                 f'refs/heads/{branch}^{{commit}}'])[0]
     except CommandError:
+        return None
+
+
+def _head_from_files(repo: Path) -> Head | None:
+    """HEAD of the working tree ``repo`` as its files say (see ``refs``),
+    None where git has to be asked"""
+    try:
+        return read_head(*git_dirs(repo))
+    except OSError:
+        return None
+
+
+def _branch_from_files(repo: Path, ref: str) -> str | None:
+    """``refs.branch_commit`` for the repository of ``repo``"""
+    try:
+        return branch_commit(git_dirs(repo)[1], ref)
+    except OSError:
         return None
 
 
@@ -248,6 +285,11 @@ def gitlinks(repo: Path, commit: str, paths: list[str]) -> dict[str, str]:
     if not paths:
         return {}
     found = {}
+    located = _tree_from_files(repo, commit)
+    entries = [tree_entry(*located, p) for p in paths] if located else [None]
+    if None not in entries:
+        return {p: e[1] for p, e in zip(paths, entries)
+                if e and e[0] == GITLINK}
     for entry in git.entries(repo, ['--literal-pathspecs', 'ls-tree', '-z',
                                     commit, '--', *paths]):
         meta, path = entry.split('\t', 1)
@@ -260,6 +302,9 @@ def gitlinks(repo: Path, commit: str, paths: list[str]) -> dict[str, str]:
 def submodule_paths(repo: Path, commit: str) -> list[str]:
     """The subdataset paths that the ``.gitmodules`` of ``commit`` lists,
     as written there (unchecked)"""
+    located = _tree_from_files(repo, commit)
+    if located and tree_entry(*located, '.gitmodules') is False:
+        return []
     found = git.optional_text(repo, [
         'config', '-z', '--blob', f'{commit}:.gitmodules',
         '--get-regexp', r'^submodule\..*\.path$'])
@@ -267,6 +312,21 @@ def submodule_paths(repo: Path, commit: str) -> list[str]:
         # no .gitmodules, or no path in it
         return []
     return [r.split('\n', 1)[1] for r in found.split('\0')[:-1] if '\n' in r]
+
+
+def _tree_from_files(repo: Path, commit: str) -> tuple[Path, str] | None:
+    """The object directory of ``repo`` and the tree of ``commit`` (a
+    commit's name, or HEAD), where they can be read without git"""
+    if commit == 'HEAD':
+        commit = head_commit(repo)
+    if not commit or not OBJECT_NAME.fullmatch(commit):
+        return None
+    try:
+        objects = git_dirs(repo)[1] / 'objects'
+    except OSError:
+        return None
+    tree = commit_tree(objects, commit)
+    return None if tree is None else (objects, tree)
 
 
 def tree_entries(repo: Path, commit: str, paths: list[str]
@@ -294,6 +354,8 @@ def object_ids(repo: Path, names: list[str]) -> list[str | None]:
 
 def has_annex_branch(repo: Path) -> bool:
     """Whether ``repo`` has a git-annex branch, local or from a remote"""
+    if _branch_from_files(repo, 'refs/heads/git-annex'):
+        return True
     return bool(git.text(repo, [
         'for-each-ref', '--count=1', '--format=%(refname)',
         'refs/heads/git-annex', 'refs/remotes/*/git-annex']).strip())
@@ -316,32 +378,6 @@ def uses_annex(repo: Path) -> bool:
 def is_repo_root(path: Path) -> bool:
     """Whether ``path`` holds an installed repository (has its own .git)"""
     return os.path.lexists(path / '.git')
-
-
-def git_dirs(repo: Path) -> tuple[Path, Path]:
-    """The git directory of the working tree ``repo`` and the repository's
-    common one, read from ``.git`` (a directory, a link to one, or a file
-    naming one) without starting git; raises ``OSError`` where ``.git``
-    is none of these"""
-    dotgit = repo / '.git'
-    if dotgit.is_file() and not dotgit.is_symlink():
-        named = dotgit.read_text().partition('gitdir:')[2].strip()
-        if not named:
-            raise OSError(f'{dotgit} names no git directory')
-        gitdir = Path(named)
-        gitdir = repo / gitdir if not gitdir.is_absolute() else gitdir
-    else:
-        gitdir = Path(os.path.realpath(dotgit))
-    return gitdir, common_dir(gitdir)
-
-
-def common_dir(gitdir: Path) -> Path:
-    """The repository's common git directory, for the git directory of one
-    of its working trees (``gitdir``), read without starting git"""
-    commondir = gitdir / 'commondir'
-    common = gitdir / commondir.read_text().strip() \
-        if commondir.is_file() else gitdir
-    return Path(os.path.normpath(common))
 
 
 def main_checkout(listed: Path) -> Path:
@@ -393,26 +429,3 @@ def has_own_annex(worktree: Path) -> bool:
     shared annex)"""
     annex = git_dirs(worktree)[0] / 'annex'
     return annex.is_dir() and not annex.is_symlink()
-
-
-def blob_of(path: Path, digits: int = 40) -> str | None:
-    """The blob id (of ``digits`` hex digits: SHA-1 or SHA-256) git would
-    give the file or symbolic link at ``path``, without any filter; None
-    for anything else"""
-    try:
-        if path.is_symlink():
-            data = os.fsencode(os.readlink(path))
-        elif path.is_file():
-            data = path.read_bytes()
-        else:
-            return None
-    except OSError:
-        return None
-    return blob_id(data, digits)
-
-
-def blob_id(data: bytes, digits: int = 40) -> str:
-    """git's object name of a blob with content ``data``: SHA-1, or SHA-256
-    where object names have 64 hex ``digits``"""
-    algo = hashlib.sha256 if digits == 64 else hashlib.sha1
-    return algo(b'blob %d\0' % len(data) + data).hexdigest()

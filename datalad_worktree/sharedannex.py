@@ -23,9 +23,9 @@ from pathlib import Path
 from datalad_next.runners import CommandError
 
 from . import git
+from .gitfiles import git_dirs
 from .paths import same_path
 from .repo import (
-    git_dirs,
     has_own_annex,
     index_matches,
     main_checkout,

@@ -29,6 +29,7 @@ from .clones import (
     is_separate_clone,
     unique_holdings,
 )
+from .gitfiles import git_dirs
 from .hierarchy import (
     Node,
     walk_hierarchy,
@@ -51,10 +52,7 @@ from .paths import (
 )
 from .provider import Provider
 from .registry import linked_worktree_problem
-from .repo import (
-    git_dirs,
-    head_commit,
-)
+from .repo import head_commit
 
 ACTION = 'worktree-get'
 TRASH = 'worktree-get-trash'

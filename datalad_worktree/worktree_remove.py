@@ -28,6 +28,7 @@ from .clones import (
     delete_clone,
     unique_holdings,
 )
+from .gitfiles import git_dirs
 from .interface import (
     WorktreeInterface,
     bars_for_people,
@@ -57,7 +58,6 @@ from .registry import (
 from .repo import (
     commits_only_in,
     short_log,
-    git_dirs,
     has_own_annex,
     worktree_changes,
 )

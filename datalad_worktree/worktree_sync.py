@@ -267,6 +267,8 @@ def setups(synced: list[tuple[Node, Outcome]], wanted: bool | None,
         before = outcome.keys.get('repaired_from') or \
             outcome.keys.get('from_commit')
         after = outcome.keys.get('to_commit')
+        if wanted is None and before == after:
+            continue
         done = setup_outcome(
             node.path, wanted,
             lambda s: inputs_changed(node.path, s, before, after))
@@ -283,11 +285,13 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
     repo = node.path
     if node.depth and is_separate_clone(repo, main_copy):
         return Outcome('impossible', replace_advice(repo, main_copy, top))
-    problem = linked_worktree_problem(repo) or lock_problem(repo) or \
-        adjusted_problem(repo) or repair_own_annex(repo, dry_run)
+    worktrees = list_worktrees(repo)
+    problem = linked_worktree_problem(repo, worktrees) or \
+        lock_problem(repo) or adjusted_problem(repo) or \
+        repair_own_annex(repo, dry_run)
     if problem:
         return Outcome('impossible', problem)
-    source_wt = list_worktrees(repo)[0]
+    source_wt = worktrees[0]
     problem = adjusted_problem(source_wt.path)
     if problem:
         return Outcome('impossible', problem)
@@ -307,8 +311,8 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
                 'its branch tip, then bring it to the development state'),
                 dict(keys, dry_run=True))
         update_stale_checkout(repo, stale, checkout.head)
-    outcome = move_to(repo, source_wt.head, how, force, dry_run, keys,
-                      children)
+    outcome = move_to(repo, checkout.head, source_wt.head, how, force,
+                      dry_run, keys, children)
     if stale:
         outcome.message = (f'updated a stale checkout from {stale[:10]}'
                            f'; {outcome.message}')
@@ -317,18 +321,19 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
     record_pointers(repo, children, POINTER_MESSAGE, outcome, 'new')
     if stale:
         outcome.status = 'ok'
-    if mtimes:
+    if mtimes and outcome.keys['to_commit'] != outcome.keys['from_commit']:
         note = carry_from(source_wt.path, repo, outcome.keys['to_commit'])
         if note:
             outcome.message += f'; {note}'
     return outcome
 
 
-def move_to(repo: Path, source: str, how: str, force: bool, dry_run: bool,
-            keys: dict, children: list[Node]) -> Outcome:
-    """Bring the checkout in ``repo`` to ``source`` as ``how`` says"""
-    head = head_commit(repo)
-    if how == 'reset' and not is_ancestor(repo, head, source) \
+def move_to(repo: Path, head: str, source: str, how: str, force: bool,
+            dry_run: bool, keys: dict, children: list[Node]) -> Outcome:
+    """Bring the checkout in ``repo``, at ``head``, to ``source`` as ``how``
+    says"""
+    if how == 'reset' and head != source \
+            and not is_ancestor(repo, head, source) \
             and not is_ancestor(repo, source, head):
         return reset_to(repo, head, source, force, dry_run, keys)
     return integrate(
@@ -336,7 +341,7 @@ def move_to(repo: Path, source: str, how: str, force: bool, dry_run: bool,
         ff_only=how == 'ff-only',
         message=f'Merge the development state {source[:10]} (worktree-sync)',
         subdatasets=children, dry_run=dry_run, keep_untouched=False,
-        keys=keys)
+        keys=keys, head=head)
 
 
 def reset_to(repo: Path, head: str, source: str, force: bool, dry_run: bool,

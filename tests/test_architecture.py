@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).parent.parent / 'datalad_worktree'
 
 LAYERS = [
     ['git'],
-    ['outcome', 'paths'],
+    ['outcome', 'paths', 'gitfiles', 'objects'],
     ['repo', 'settings'],
     ['sharedannex', 'clones'],
     ['registry', 'hierarchy', 'scheduler'],

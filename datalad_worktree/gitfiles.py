@@ -1,0 +1,110 @@
+"""What git keeps in files, read without starting git: where a working
+tree's git directories are, its HEAD and the repository's branch tips
+
+A working tree's ``.git`` is a directory, a link to one, or a file naming
+one; a linked worktree's git directory names the repository's common one
+in its ``commondir`` file. With git's default ``files`` ref storage, a worktree's ``HEAD`` is a file
+in its git directory, and a branch is a file below the common directory's
+``refs/heads`` or a line of its ``packed-refs`` (the loose file wins).
+Reading them is what git itself does, and costs no process, which matters
+where a command asks this of a thousand datasets.
+
+Whatever cannot be read with certainty (the ``reftable`` storage, a HEAD
+that names something other than a branch, a file that is not what git
+writes) gives None, and the caller asks git instead.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+OBJECT_NAME = re.compile(r'[0-9a-f]{40}(?:[0-9a-f]{24})?')
+"""A full SHA-1 or SHA-256 object name"""
+
+
+def git_dirs(repo: Path) -> tuple[Path, Path]:
+    """The git directory of the working tree ``repo`` and the repository's
+    common one, read from ``.git`` (a directory, a link to one, or a file
+    naming one) without starting git; raises ``OSError`` where ``.git``
+    is none of these"""
+    dotgit = repo / '.git'
+    if dotgit.is_file() and not dotgit.is_symlink():
+        named = dotgit.read_text().partition('gitdir:')[2].strip()
+        if not named:
+            raise OSError(f'{dotgit} names no git directory')
+        gitdir = Path(named)
+        gitdir = repo / gitdir if not gitdir.is_absolute() else gitdir
+    else:
+        gitdir = Path(os.path.realpath(dotgit))
+    return gitdir, common_dir(gitdir)
+
+
+def common_dir(gitdir: Path) -> Path:
+    """The repository's common git directory, for the git directory of one
+    of its working trees (``gitdir``), read without starting git"""
+    commondir = gitdir / 'commondir'
+    common = gitdir / commondir.read_text().strip() \
+        if commondir.is_file() else gitdir
+    return Path(os.path.normpath(common))
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a worktree's HEAD holds"""
+    branch: str | None
+    """Full ref name of the checked-out branch, None when detached"""
+    commit: str | None
+    """The commit checked out, None on a branch without commits yet"""
+
+
+def read_head(gitdir: Path, common: Path) -> Head | None:
+    """The HEAD of the worktree whose git directory is ``gitdir`` (in the
+    repository with the common directory ``common``), or None where it
+    cannot be read from files"""
+    content = _read(gitdir / 'HEAD')
+    if content is None or _uses_reftable(common):
+        return None
+    if OBJECT_NAME.fullmatch(content):
+        return Head(branch=None, commit=content)
+    ref = content.removeprefix('ref: ')
+    if ref == content or not ref.startswith('refs/heads/'):
+        return None
+    found = branch_commit(common, ref)
+    if found is None:
+        return None
+    return Head(branch=ref, commit=found or None)
+
+
+def branch_commit(common: Path, ref: str) -> str | None:
+    """The commit of the branch ``ref`` (a full ref name) in the repository
+    with the common directory ``common``: '' where the branch does not
+    exist, None where this cannot be read from files"""
+    if _uses_reftable(common) or '..' in ref:
+        return None
+    loose = _read(common / ref)
+    if loose is not None:
+        return loose if OBJECT_NAME.fullmatch(loose) else None
+    packed = _read(common / 'packed-refs')
+    if packed is None:
+        return ''
+    for line in packed.splitlines():
+        commit, _, name = line.partition(' ')
+        if name == ref:
+            return commit if OBJECT_NAME.fullmatch(commit) else None
+    return ''
+
+
+def _uses_reftable(common: Path) -> bool:
+    return (common / 'reftable').exists()
+
+
+def _read(path: Path) -> str | None:
+    """The stripped text of the file at ``path``, None where there is no
+    readable file"""
+    try:
+        return path.read_text(errors='strict').strip()
+    except (OSError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,273 @@
+"""git objects read from the object store's files, without starting git
+
+A commit, tree or blob is a zlib-compressed loose file
+``objects/xx/yyyy...``, or an entry of a pack (``objects/pack/*.pack``,
+found through its version 2 ``.idx``), possibly stored as a delta against
+another entry. Reading the few objects that say which subdatasets a
+commit records costs no process, which matters where a command walks a
+thousand datasets.
+
+Every object read is checked against its name (its SHA-1), so what this
+module returns is exactly what git would. Whatever it cannot read (a
+SHA-256 repository, alternates, a pack index of another version, a
+missing or damaged object) gives None, and the caller asks git instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import os
+import struct
+import zlib
+from functools import lru_cache
+from pathlib import Path
+
+TYPES = {1: b'commit', 2: b'tree', 3: b'blob', 4: b'tag'}
+OFS_DELTA, REF_DELTA = 6, 7
+GITLINK = b'160000'
+TREE = b'40000'
+CHUNK = 65536
+
+
+def read_object(objects: Path, name: str) -> tuple[bytes, bytes] | None:
+    """Type and content of the object ``name`` (40 hex digits) in the
+    object directory ``objects``, None where it cannot be read here"""
+    if len(name) != 40:
+        return None
+    try:
+        found = _loose(objects, name) or _packed(objects, name)
+    except (OSError, ValueError, zlib.error, struct.error, IndexError,
+            RecursionError):
+        return None
+    if found is None:
+        return None
+    kind, data = found
+    header = kind + b' %d\0' % len(data)
+    if hashlib.sha1(header + data).hexdigest() != name:
+        return None
+    return found
+
+
+def blob_of(path: Path, digits: int = 40) -> str | None:
+    """The blob id (of ``digits`` hex digits: SHA-1 or SHA-256) git would
+    give the file or symbolic link at ``path``, without any filter; None
+    for anything else"""
+    try:
+        if path.is_symlink():
+            data = os.fsencode(os.readlink(path))
+        elif path.is_file():
+            data = path.read_bytes()
+        else:
+            return None
+    except OSError:
+        return None
+    return blob_id(data, digits)
+
+
+def blob_id(data: bytes, digits: int = 40) -> str:
+    """git's object name of a blob with content ``data``: SHA-1, or SHA-256
+    where object names have 64 hex ``digits``"""
+    algo = hashlib.sha256 if digits == 64 else hashlib.sha1
+    return algo(b'blob %d\0' % len(data) + data).hexdigest()
+
+
+def commit_tree(objects: Path, commit: str) -> str | None:
+    """The tree of the commit ``commit``, None where it cannot be read"""
+    found = read_object(objects, commit)
+    if found is None or found[0] != b'commit' or \
+            not found[1].startswith(b'tree '):
+        return None
+    return found[1][5:45].decode()
+
+
+def tree_entry(objects: Path, tree: str, path: str
+               ) -> tuple[bytes, str] | None | bool:
+    """Mode and object name of ``path`` (slash-separated) in the tree
+    ``tree``; False where the tree has no such entry, None where this
+    cannot be read here"""
+    parts = path.split('/')
+    if any(part in ('', '.', '..') for part in parts):
+        return None
+    for depth, part in enumerate(parts):
+        found = read_object(objects, tree)
+        if found is None or found[0] != b'tree':
+            return None
+        entry = _entries(found[1]).get(os.fsencode(part))
+        if entry is None:
+            return False
+        mode, tree = entry
+        if depth < len(parts) - 1 and mode != TREE:
+            return False
+    return mode, tree
+
+
+def _entries(data: bytes) -> dict[bytes, tuple[bytes, str]]:
+    """Name -> (mode, object name) of a tree object's content"""
+    entries = {}
+    pos = 0
+    while pos < len(data):
+        space = data.index(b' ', pos)
+        nul = data.index(b'\0', space)
+        name = data[space + 1:nul]
+        entries[name] = (data[pos:space], data[nul + 1:nul + 21].hex())
+        pos = nul + 21
+    return entries
+
+
+def _loose(objects: Path, name: str) -> tuple[bytes, bytes] | None:
+    try:
+        raw = (objects / name[:2] / name[2:]).read_bytes()
+    except FileNotFoundError:
+        return None
+    data = zlib.decompress(raw)
+    header, _, body = data.partition(b'\0')
+    kind, _, size = header.partition(b' ')
+    if int(size) != len(body):
+        raise ValueError('size mismatch')
+    return kind, body
+
+
+def _packed(objects: Path, name: str) -> tuple[bytes, bytes] | None:
+    if (objects / 'info' / 'alternates').exists():
+        raise ValueError('alternates')
+    packs = objects / 'pack'
+    try:
+        indexes = [p for p in os.scandir(packs) if p.name.endswith('.idx')]
+    except FileNotFoundError:
+        return None
+    wanted = bytes.fromhex(name)
+    for idx in indexes:
+        stat = idx.stat()
+        offsets = _index(idx.path, stat.st_mtime_ns, stat.st_size)
+        offset = _find(offsets, wanted)
+        if offset is not None:
+            with open(idx.path[:-4] + '.pack', 'rb') as pack:
+                return _unpack(pack, offset, objects)
+    return None
+
+
+@lru_cache(maxsize=256)
+def _index(path: str, mtime_ns: int, size: int) -> mmap.mmap:
+    """A version 2 pack index, mapped (cached while the file stays as it
+    is: git never changes a pack index in place)"""
+    with open(path, 'rb') as f:
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    if data[:8] != b'\xfftOc\x00\x00\x00\x02':
+        raise ValueError('not a version 2 pack index')
+    return data
+
+
+def _find(index: mmap.mmap, wanted: bytes) -> int | None:
+    """The pack offset of the object ``wanted`` (20 bytes) in a version 2
+    pack index, None where the pack lacks it"""
+    fanout = struct.unpack_from('>256I', index, 8)
+    count = fanout[255]
+    lo = fanout[wanted[0] - 1] if wanted[0] else 0
+    hi = fanout[wanted[0]]
+    names = 8 + 1024
+    while lo < hi:
+        mid = (lo + hi) // 2
+        at = index[names + 20 * mid:names + 20 * mid + 20]
+        if at < wanted:
+            lo = mid + 1
+        elif at > wanted:
+            hi = mid
+        else:
+            offsets = names + 24 * count
+            offset, = struct.unpack_from('>I', index, offsets + 4 * mid)
+            if offset & 0x80000000:
+                large = offsets + 4 * count + 8 * (offset & 0x7fffffff)
+                offset, = struct.unpack_from('>Q', index, large)
+            return offset
+    return None
+
+
+def _unpack(pack, offset: int, objects: Path) -> tuple[bytes, bytes]:
+    """Type and content of the pack entry at ``offset``, deltas applied"""
+    pack.seek(offset)
+    head = pack.read(32)
+    byte = head[0]
+    kind, size, shift, pos = (byte >> 4) & 7, byte & 15, 4, 1
+    while byte & 0x80:
+        byte = head[pos]
+        size |= (byte & 0x7f) << shift
+        shift, pos = shift + 7, pos + 1
+    if kind == OFS_DELTA:
+        byte = head[pos]
+        back, pos = byte & 0x7f, pos + 1
+        while byte & 0x80:
+            byte = head[pos]
+            back, pos = ((back + 1) << 7) | (byte & 0x7f), pos + 1
+        base = _unpack(pack, offset - back, objects)
+    elif kind == REF_DELTA:
+        found = read_object(objects, head[pos:pos + 20].hex())
+        if found is None:
+            raise ValueError('delta base not found')
+        base, pos = found, pos + 20
+    elif kind in TYPES:
+        base = None
+    else:
+        raise ValueError(f'pack entry type {kind}')
+    data = _inflate(pack, offset + pos, size)
+    if base is None:
+        return TYPES[kind], data
+    return base[0], _apply_delta(base[1], data)
+
+
+def _inflate(pack, start: int, size: int) -> bytes:
+    """The ``size`` bytes that the zlib stream at ``start`` holds"""
+    pack.seek(start)
+    inflater = zlib.decompressobj()
+    out = b''
+    while not inflater.eof:
+        chunk = pack.read(CHUNK)
+        if not chunk:
+            raise ValueError('truncated pack entry')
+        out += inflater.decompress(chunk)
+    if len(out) != size:
+        raise ValueError('pack entry size mismatch')
+    return out
+
+
+def _apply_delta(base: bytes, delta: bytes) -> bytes:
+    """The object that git's ``delta`` makes of ``base``"""
+    pos = 0
+
+    def varint() -> int:
+        nonlocal pos
+        value = shift = 0
+        while True:
+            byte = delta[pos]
+            pos += 1
+            value |= (byte & 0x7f) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value
+
+    if varint() != len(base):
+        raise ValueError('delta base size mismatch')
+    size = varint()
+    out = bytearray()
+    while pos < len(delta):
+        op = delta[pos]
+        pos += 1
+        if op & 0x80:
+            start = length = 0
+            for bit in range(4):
+                if op & (1 << bit):
+                    start |= delta[pos] << (8 * bit)
+                    pos += 1
+            for bit in range(3):
+                if op & (1 << (4 + bit)):
+                    length |= delta[pos] << (8 * bit)
+                    pos += 1
+            out += base[start:start + (length or 0x10000)]
+        elif op:
+            out += delta[pos:pos + op]
+            pos += op
+        else:
+            raise ValueError('delta opcode 0')
+    if len(out) != size:
+        raise ValueError('delta result size mismatch')
+    return bytes(out)
