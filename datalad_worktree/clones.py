@@ -17,12 +17,14 @@ from pathlib import Path
 
 from . import git
 from .gitfiles import git_dirs
+from .records import (
+    object_ids,
+    submodule_paths,
+)
 from .repo import (
     head_commit,
     is_repo_root,
-    object_ids,
     same_repository,
-    submodule_paths,
     uses_annex,
 )
 

@@ -34,7 +34,10 @@ from typing import Callable
 
 from .outcome import Outcome
 from .repo import differ_between
-from .settings import dataset_config
+from .settings import (
+    dataset_config,
+    may_be_configured,
+)
 
 SETUP_KEY = 'datalad.worktree.setup'
 INPUTS_KEY = 'datalad.worktree.setup-inputs'
@@ -53,6 +56,8 @@ class SetupCommand:
 
 def declared_setup(worktree: Path) -> SetupCommand | None:
     """The setup command of the dataset checked out at ``worktree``"""
+    if not may_be_configured(worktree, SETUP_KEY):
+        return None
     config = dataset_config(worktree)
     for source in ('local', 'branch'):
         command = (config.get_from_source(source, SETUP_KEY) or '').strip()

@@ -19,18 +19,38 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 OBJECT_NAME = re.compile(r'[0-9a-f]{40}(?:[0-9a-f]{24})?')
 """A full SHA-1 or SHA-256 object name"""
+ANNEX_VERSION = re.compile(r'version\s*=\s*\d+', re.IGNORECASE)
+"""The line ``git annex init`` writes into its section of the config"""
 
 
 def git_dirs(repo: Path) -> tuple[Path, Path]:
     """The git directory of the working tree ``repo`` and the repository's
     common one, read from ``.git`` (a directory, a link to one, or a file
     naming one) without starting git; raises ``OSError`` where ``.git``
-    is none of these"""
+    is none of these. What a ``.git`` names is remembered for as long as
+    it is the same file (same inode and times)."""
     dotgit = repo / '.git'
+    try:
+        st = os.lstat(dotgit)
+    except OSError:
+        return _git_dirs(dotgit)
+    return _remembered_git_dirs(str(dotgit), st.st_ino, st.st_mtime_ns,
+                                st.st_ctime_ns)
+
+
+@lru_cache(maxsize=4096)
+def _remembered_git_dirs(dotgit: str, inode: int, mtime_ns: int,
+                         ctime_ns: int) -> tuple[Path, Path]:
+    return _git_dirs(Path(dotgit))
+
+
+def _git_dirs(dotgit: Path) -> tuple[Path, Path]:
+    repo = dotgit.parent
     if dotgit.is_file() and not dotgit.is_symlink():
         named = dotgit.read_text().partition('gitdir:')[2].strip()
         if not named:
@@ -97,8 +117,97 @@ def branch_commit(common: Path, ref: str) -> str | None:
     return ''
 
 
+@dataclass(frozen=True)
+class Registered:
+    """One worktree of a repository, as git's files record it"""
+    path: Path
+    head: Head
+    locked: str | None
+    """The lock reason, None when not locked"""
+    prunable: bool
+
+
+def read_worktrees(common: Path) -> list[Registered] | None:
+    """The worktrees of the repository whose common directory is
+    ``common``, as ``git worktree list --porcelain`` reports them (the
+    main worktree first, the linked ones by name), read from the files git
+    keeps for them; None where git has to be asked (a common directory
+    not named ``.git``, such as one absorbed into a superdataset, or a
+    file that is not what git writes)"""
+    if common.name != '.git':
+        return None
+    main = read_head(common, common)
+    if main is None:
+        return None
+    real = os.path.realpath(common)
+    if not real.endswith(f'{os.sep}.git'):
+        return None
+    found = [Registered(Path(real).parent, main, None, False)]
+    try:
+        names = sorted(os.listdir(common / 'worktrees'))
+    except FileNotFoundError:
+        names = []
+    except OSError:
+        return None
+    for name in names:
+        linked = _linked_worktree(common / 'worktrees' / name, common)
+        if linked is None:
+            return None
+        if linked is not False:
+            found.append(linked)
+    return found
+
+
+def _linked_worktree(admin: Path, common: Path
+                     ) -> Registered | None | bool:
+    """The linked worktree that the directory ``admin`` records; False
+    where git would not list it (its gitdir file is missing or empty),
+    None where this cannot be read with certainty"""
+    dotgit = _raw(admin / 'gitdir')
+    if not dotgit:
+        return False
+    dotgit = dotgit.rstrip()
+    if not os.path.isabs(dotgit):
+        return None
+    head = read_head(admin, common)
+    if head is None:
+        return None
+    locked = _raw(admin / 'locked')
+    locked = None if locked is None else locked.rstrip('\n')
+    return Registered(
+        path=Path(dotgit.removesuffix('/.git')), head=head, locked=locked,
+        prunable=locked is None and not os.path.exists(dotgit))
+
+
+def annex_version_in(config: Path) -> bool:
+    """Whether the git configuration file ``config`` plainly sets
+    ``annex.version``, as ``git annex init`` writes it: a line
+    ``version = N`` in an ``[annex]`` section. Anything else (no such
+    line, includes) is no answer: ask git."""
+    text = _raw(config)
+    if text is None or '[include' in text.lower():
+        return False
+    section = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith('['):
+            section = line.lower()
+        elif section == '[annex]' and ANNEX_VERSION.fullmatch(line):
+            return True
+    return False
+
+
 def _uses_reftable(common: Path) -> bool:
     return (common / 'reftable').exists()
+
+
+def _raw(path: Path) -> str | None:
+    """The text of the file at ``path``, decoded as file names are, None
+    where there is no such file"""
+    try:
+        return os.fsdecode(path.read_bytes())
+    except FileNotFoundError:
+        return None
 
 
 def _read(path: Path) -> str | None:

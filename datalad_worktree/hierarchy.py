@@ -21,11 +21,11 @@ from .paths import (
     redirected,
     unsafe_relpath,
 )
-from .repo import (
+from .records import (
     gitlinks,
-    is_repo_root,
     submodule_paths,
 )
+from .repo import is_repo_root
 
 TOP = PurePosixPath('.')
 

@@ -17,20 +17,22 @@ from .gitfiles import git_dirs
 from .hierarchy import Node
 from .objects import blob_of
 from .outcome import Outcome
+from .records import (
+    gitlinks,
+    staged_gitlinks,
+    tree_entries,
+)
 from .repo import (
     GITLINK_MODE,
     changed_paths,
-    gitlinks,
     head_commit,
     is_ancestor,
     merge_base,
     merge_conflicts,
     overwritten_paths,
     paths_differing_from,
-    staged_gitlinks,
     touched_paths,
     tracked_paths,
-    tree_entries,
     unmerged_paths,
 )
 

@@ -24,6 +24,12 @@ from functools import lru_cache
 from pathlib import Path
 
 TYPES = {1: b'commit', 2: b'tree', 3: b'blob', 4: b'tag'}
+FILE_MODES = (b'100644', b'100755')
+MAX_POINTER = 32768
+"""git-annex takes a file in git for a pointer to annexed content (an
+unlocked file) only below this size"""
+POINTER_MARK = b'annex/objects/'
+"""What every git-annex pointer holds, in its first line"""
 OFS_DELTA, REF_DELTA = 6, 7
 GITLINK = b'160000'
 TREE = b'40000'
@@ -102,6 +108,63 @@ def tree_entry(objects: Path, tree: str, path: str
     return mode, tree
 
 
+def may_hold_pointers(objects: Path, tree: str, files: int) -> bool:
+    """Whether the tree ``tree`` may hold a git-annex pointer file (an
+    unlocked annexed file) in any of its directories: False only where
+    all its files, at most ``files`` of them, were read here and none is
+    smaller than ``MAX_POINTER`` with ``POINTER_MARK`` in its first 1024
+    bytes"""
+    budget = [files]
+    try:
+        return _may_hold_pointers(objects, tree, budget)
+    except (OSError, ValueError, zlib.error, struct.error, IndexError,
+            RecursionError):
+        return True
+
+
+def _may_hold_pointers(objects: Path, tree: str, budget: list[int]) -> bool:
+    found = read_object(objects, tree)
+    if found is None or found[0] != b'tree':
+        return True
+    for mode, name in _entries(found[1]).values():
+        if mode == TREE and _may_hold_pointers(objects, name, budget):
+            return True
+        if mode not in FILE_MODES:
+            continue
+        budget[0] -= 1
+        size = _size(objects, name) if budget[0] >= 0 else None
+        if size is None:
+            return True
+        if size < MAX_POINTER:
+            blob = read_object(objects, name)
+            if blob is None or POINTER_MARK in blob[1][:1024]:
+                return True
+    return False
+
+
+def _size(objects: Path, name: str) -> int | None:
+    """The size of the object ``name``, read from the start of its loose
+    file or its pack entry only; None where it is not found"""
+    try:
+        with open(objects / name[:2] / name[2:], 'rb') as loose:
+            start = zlib.decompressobj().decompress(loose.read(CHUNK), 64)
+        return int(start.partition(b'\0')[0].split(b' ')[1])
+    except FileNotFoundError:
+        pass
+    found = _pack_entry(objects, name)
+    if found is None:
+        return None
+    pack_path, offset = found
+    with open(pack_path, 'rb') as pack:
+        pack.seek(offset)
+        kind, size, pos, _ = _entry_header(pack.read(32), offset)
+        if kind in TYPES:
+            return size
+        pack.seek(offset + pos)
+        delta = zlib.decompressobj().decompress(pack.read(64), 32)
+    return _varints(delta, 2)[0][1]
+
+
 def _entries(data: bytes) -> dict[bytes, tuple[bytes, str]]:
     """Name -> (mode, object name) of a tree object's content"""
     entries = {}
@@ -129,21 +192,30 @@ def _loose(objects: Path, name: str) -> tuple[bytes, bytes] | None:
 
 
 def _packed(objects: Path, name: str) -> tuple[bytes, bytes] | None:
+    found = _pack_entry(objects, name)
+    if found is None:
+        return None
+    with open(found[0], 'rb') as pack:
+        return _unpack(pack, found[1], objects)
+
+
+def _pack_entry(objects: Path, name: str) -> tuple[str, int] | None:
+    """The pack holding the object ``name``, and the offset of its entry
+    there; None where no pack of ``objects`` holds it"""
     if (objects / 'info' / 'alternates').exists():
         raise ValueError('alternates')
-    packs = objects / 'pack'
     try:
-        indexes = [p for p in os.scandir(packs) if p.name.endswith('.idx')]
+        indexes = [p for p in os.scandir(objects / 'pack')
+                   if p.name.endswith('.idx')]
     except FileNotFoundError:
         return None
     wanted = bytes.fromhex(name)
     for idx in indexes:
         stat = idx.stat()
-        offsets = _index(idx.path, stat.st_mtime_ns, stat.st_size)
-        offset = _find(offsets, wanted)
+        offset = _find(_index(idx.path, stat.st_mtime_ns, stat.st_size),
+                       wanted)
         if offset is not None:
-            with open(idx.path[:-4] + '.pack', 'rb') as pack:
-                return _unpack(pack, offset, objects)
+            return idx.path[:-4] + '.pack', offset
     return None
 
 
@@ -186,7 +258,25 @@ def _find(index: mmap.mmap, wanted: bytes) -> int | None:
 def _unpack(pack, offset: int, objects: Path) -> tuple[bytes, bytes]:
     """Type and content of the pack entry at ``offset``, deltas applied"""
     pack.seek(offset)
-    head = pack.read(32)
+    kind, size, pos, base_at = _entry_header(pack.read(32), offset)
+    if kind == OFS_DELTA:
+        base = _unpack(pack, base_at, objects)
+    elif kind == REF_DELTA:
+        base = read_object(objects, base_at)
+        if base is None:
+            raise ValueError('delta base not found')
+    else:
+        base = None
+    data = _inflate(pack, offset + pos, size)
+    if base is None:
+        return TYPES[kind], data
+    return base[0], _apply_delta(base[1], data)
+
+
+def _entry_header(head: bytes, offset: int) -> tuple[int, int, int, object]:
+    """Type, size (of the delta, for a delta) and header length of the
+    pack entry at ``offset`` that starts with ``head``, and for a delta,
+    its base: the offset of its entry, or its name"""
     byte = head[0]
     kind, size, shift, pos = (byte >> 4) & 7, byte & 15, 4, 1
     while byte & 0x80:
@@ -199,20 +289,12 @@ def _unpack(pack, offset: int, objects: Path) -> tuple[bytes, bytes]:
         while byte & 0x80:
             byte = head[pos]
             back, pos = ((back + 1) << 7) | (byte & 0x7f), pos + 1
-        base = _unpack(pack, offset - back, objects)
-    elif kind == REF_DELTA:
-        found = read_object(objects, head[pos:pos + 20].hex())
-        if found is None:
-            raise ValueError('delta base not found')
-        base, pos = found, pos + 20
-    elif kind in TYPES:
-        base = None
-    else:
+        return kind, size, pos, offset - back
+    if kind == REF_DELTA:
+        return kind, size, pos + 20, head[pos:pos + 20].hex()
+    if kind not in TYPES:
         raise ValueError(f'pack entry type {kind}')
-    data = _inflate(pack, offset + pos, size)
-    if base is None:
-        return TYPES[kind], data
-    return base[0], _apply_delta(base[1], data)
+    return kind, size, pos, None
 
 
 def _inflate(pack, start: int, size: int) -> bytes:
@@ -232,22 +314,9 @@ def _inflate(pack, start: int, size: int) -> bytes:
 
 def _apply_delta(base: bytes, delta: bytes) -> bytes:
     """The object that git's ``delta`` makes of ``base``"""
-    pos = 0
-
-    def varint() -> int:
-        nonlocal pos
-        value = shift = 0
-        while True:
-            byte = delta[pos]
-            pos += 1
-            value |= (byte & 0x7f) << shift
-            shift += 7
-            if not byte & 0x80:
-                return value
-
-    if varint() != len(base):
+    (base_size, size), pos = _varints(delta, 2)
+    if base_size != len(base):
         raise ValueError('delta base size mismatch')
-    size = varint()
     out = bytearray()
     while pos < len(delta):
         op = delta[pos]
@@ -271,3 +340,21 @@ def _apply_delta(base: bytes, delta: bytes) -> bytes:
     if len(out) != size:
         raise ValueError('delta result size mismatch')
     return bytes(out)
+
+
+def _varints(data: bytes, count: int) -> tuple[list[int], int]:
+    """The first ``count`` of the little-endian base-128 numbers that a
+    delta starts with (its base's size and its result's), and where they
+    end"""
+    values, pos = [], 0
+    for _ in range(count):
+        value = shift = 0
+        while True:
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7f) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        values.append(value)
+    return values, pos

@@ -12,6 +12,12 @@ from pathlib import (
     Path,
     PurePosixPath,
 )
+from typing import (
+    Callable,
+    TypeVar,
+)
+
+T = TypeVar('T')
 
 
 def absolute_path(path: Path, dataset) -> Path:
@@ -46,6 +52,20 @@ def is_within(path: Path, root: Path) -> bool:
     real = Path(os.path.realpath(path))
     root = Path(os.path.realpath(root))
     return real == root or root in real.parents
+
+
+def nested_within(items: list[T], location: Callable[[T], Path]
+                  ) -> dict[T, list[T]]:
+    """For each of ``items``, the others whose ``location`` is (really)
+    below its own: found through each location's parent directories, so
+    the cost grows with the number of items, not with its square"""
+    at = {Path(os.path.realpath(location(i))): i for i in items}
+    inside: dict[T, list[T]] = {i: [] for i in items}
+    for real, item in at.items():
+        for parent in real.parents:
+            if parent in at:
+                inside[at[parent]].append(item)
+    return inside
 
 
 def redirected(root: Path, relpath) -> bool:

@@ -40,10 +40,11 @@ from .registry import (
     list_worktrees,
     lock_message,
 )
+from .records import has_commit
 from .repo import (
+    branch_tip,
     has_annex_branch,
     is_ancestor,
-    object_ids,
     uses_annex,
 )
 from .scheduler import (
@@ -120,8 +121,8 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
             'mount point'))
     repo = node.path
     try:
-        commit, tip = object_ids(repo, [f'{node.commit}^{{commit}}',
-                                        f'refs/heads/{branch or "HEAD"}'])
+        commit = has_commit(repo, node.commit)
+        tip = branch_tip(repo, branch) if branch else None
         annex = has_annex_branch(repo)
         worktrees = list_worktrees(repo)
     except Exception as e:

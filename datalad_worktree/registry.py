@@ -17,7 +17,10 @@ from pathlib import Path
 from datalad_next.runners import CommandError
 
 from . import git
-from .gitfiles import git_dirs
+from .gitfiles import (
+    git_dirs,
+    read_worktrees,
+)
 from .paths import (
     is_within,
     same_path,
@@ -34,6 +37,7 @@ class Worktree:
     """One entry of ``git worktree list --porcelain``"""
     path: Path
     head: str | None
+    """The commit checked out, None where there is none yet"""
     branch: str | None
     """Full ref name of the checked-out branch, None when detached"""
     locked: str | None
@@ -50,7 +54,29 @@ class Worktree:
 def list_worktrees(repo: Path) -> list[Worktree]:
     """All worktrees of ``repo``'s repository, the main worktree first
     (where it is checked out, also for a git directory absorbed into a
-    superdataset, see ``repo.main_checkout``)"""
+    superdataset, see ``repo.main_checkout``), read from git's files
+    where it can be (see ``gitfiles.read_worktrees``), else from git"""
+    found = _from_files(repo)
+    if found is None:
+        found = _from_git(repo)
+    if found:
+        found[0] = replace(found[0], path=main_checkout(found[0].path))
+    return found
+
+
+def _from_files(repo: Path) -> list[Worktree] | None:
+    try:
+        registered = read_worktrees(git_dirs(repo)[1])
+    except OSError:
+        return None
+    if registered is None:
+        return None
+    return [Worktree(path=r.path, head=r.head.commit, branch=r.head.branch,
+                     locked=r.locked, prunable=r.prunable)
+            for r in registered]
+
+
+def _from_git(repo: Path) -> list[Worktree]:
     found = []
     fields: dict = {}
     for line in git.lines(repo, ['worktree', 'list', '--porcelain']) + ['']:
@@ -58,7 +84,7 @@ def list_worktrees(repo: Path) -> list[Worktree]:
             if fields:
                 found.append(Worktree(
                     path=Path(fields['worktree']),
-                    head=fields.get('HEAD'),
+                    head=_commit(fields.get('HEAD')),
                     branch=fields.get('branch'),
                     locked=fields.get('locked'),
                     prunable='prunable' in fields,
@@ -67,9 +93,13 @@ def list_worktrees(repo: Path) -> list[Worktree]:
             continue
         key, _, value = line.partition(' ')
         fields[key] = value
-    if found:
-        found[0] = replace(found[0], path=main_checkout(found[0].path))
     return found
+
+
+def _commit(listed: str | None) -> str | None:
+    """The commit ``git worktree list`` gives, None where it gives none or
+    zeros (a branch without commits yet)"""
+    return listed if listed and listed.strip('0') else None
 
 
 def find_worktree(worktrees: list[Worktree], path: Path) -> Worktree | None:

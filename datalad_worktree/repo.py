@@ -14,19 +14,14 @@ from pathlib import Path
 from datalad_next.runners import CommandError
 
 from . import git
-from .paths import same_path
 from .gitfiles import (
-    OBJECT_NAME,
     Head,
+    annex_version_in,
     branch_commit,
     git_dirs,
     read_head,
 )
-from .objects import (
-    GITLINK,
-    commit_tree,
-    tree_entry,
-)
+from .paths import same_path
 
 GITLINK_MODE = '160000'
 
@@ -266,92 +261,6 @@ def unmerged_paths(repo: Path) -> set[str]:
             for r in git.entries(repo, ['ls-files', '-u', '-z'])}
 
 
-def staged_gitlinks(repo: Path, paths: list[str]) -> dict[str, set[str]]:
-    """The commits the index stages for each of ``paths`` that is a
-    gitlink there: the commit, or '' for each conflicted stage"""
-    staged: dict[str, set[str]] = {}
-    for r in git.entries(repo, ['--literal-pathspecs', 'ls-files', '-s', '-z',
-                                '--', *paths]):
-        meta, path = r.split('\t', 1)
-        mode, sha, stage = meta.split(' ')
-        if mode == GITLINK_MODE:
-            staged.setdefault(path, set()).add(sha if stage == '0' else '')
-    return staged
-
-
-def gitlinks(repo: Path, commit: str, paths: list[str]) -> dict[str, str]:
-    """The commit recorded for each of ``paths`` that is a gitlink in
-    ``commit``"""
-    if not paths:
-        return {}
-    found = {}
-    located = _tree_from_files(repo, commit)
-    entries = [tree_entry(*located, p) for p in paths] if located else [None]
-    if None not in entries:
-        return {p: e[1] for p, e in zip(paths, entries)
-                if e and e[0] == GITLINK}
-    for entry in git.entries(repo, ['--literal-pathspecs', 'ls-tree', '-z',
-                                    commit, '--', *paths]):
-        meta, path = entry.split('\t', 1)
-        mode, _, sha = meta.split(' ')
-        if mode == GITLINK_MODE:
-            found[path] = sha
-    return found
-
-
-def submodule_paths(repo: Path, commit: str) -> list[str]:
-    """The subdataset paths that the ``.gitmodules`` of ``commit`` lists,
-    as written there (unchecked)"""
-    located = _tree_from_files(repo, commit)
-    if located and tree_entry(*located, '.gitmodules') is False:
-        return []
-    found = git.optional_text(repo, [
-        'config', '-z', '--blob', f'{commit}:.gitmodules',
-        '--get-regexp', r'^submodule\..*\.path$'])
-    if found is None:
-        # no .gitmodules, or no path in it
-        return []
-    return [r.split('\n', 1)[1] for r in found.split('\0')[:-1] if '\n' in r]
-
-
-def _tree_from_files(repo: Path, commit: str) -> tuple[Path, str] | None:
-    """The object directory of ``repo`` and the tree of ``commit`` (a
-    commit's name, or HEAD), where they can be read without git"""
-    if commit == 'HEAD':
-        commit = head_commit(repo)
-    if not commit or not OBJECT_NAME.fullmatch(commit):
-        return None
-    try:
-        objects = git_dirs(repo)[1] / 'objects'
-    except OSError:
-        return None
-    tree = commit_tree(objects, commit)
-    return None if tree is None else (objects, tree)
-
-
-def tree_entries(repo: Path, commit: str, paths: list[str]
-                 ) -> dict[str, tuple[str, str]]:
-    """Mode and blob of each of ``paths`` that is a file in ``commit``"""
-    if not paths:
-        return {}
-    found = {}
-    for entry in git.entries(repo, ['--literal-pathspecs', 'ls-tree', '-r',
-                                    '-z', commit, '--', *paths]):
-        meta, path = entry.split('\t', 1)
-        mode, _, blob = meta.split(' ')
-        found[path] = (mode, blob)
-    return found
-
-
-def object_ids(repo: Path, names: list[str]) -> list[str | None]:
-    """The object each of ``names`` (revisions) stands for, None where
-    there is none"""
-    return [None if line.endswith(' missing') else line
-            for line in git.text(repo, ['cat-file',
-                                        '--batch-check=%(objectname)'],
-                                 input='\n'.join(names) + '\n').splitlines()]
-
-
 def has_annex_branch(repo: Path) -> bool:
     """Whether ``repo`` has a git-annex branch, local or from a remote"""
     if _branch_from_files(repo, 'refs/heads/git-annex'):
@@ -371,7 +280,14 @@ def git_config(repo: Path, key: str, where: tuple = ()) -> str | None:
 
 
 def uses_annex(repo: Path) -> bool:
-    """Whether git-annex is initialized in ``repo``"""
+    """Whether git-annex is initialized in ``repo``: the repository's own
+    configuration file names an annex version (read without git where it
+    plainly does), or git says so"""
+    try:
+        if annex_version_in(git_dirs(repo)[1] / 'config'):
+            return True
+    except OSError:
+        pass
     return bool(git_config(repo, 'annex.version'))
 
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from datalad import cfg as datalad_config
 from datalad.config import ConfigManager
 from datalad.distribution.dataset import Dataset
 from datalad.support.parallel import ProducerConsumer
+
+from .gitfiles import git_dirs
 
 
 def dataset_config(path: Path) -> ConfigManager:
@@ -25,6 +28,35 @@ def dataset_config(path: Path) -> ConfigManager:
     config = Dataset(path).config
     config.reload()
     return config
+
+
+def may_be_configured(path: Path, key: str) -> bool:
+    """Whether ``key`` may be set for the dataset checked out at ``path``;
+    False only where it certainly is not: DataLad's own configuration
+    (overrides, environment, the user's and the system's files) lacks it,
+    and no configuration file of the dataset (its git configuration, its
+    worktree's, its ``.datalad/config``) mentions the key's last part or
+    includes other files. Read without starting git, so that a dataset
+    that configures nothing costs nothing."""
+    datalad_config.reload()
+    if datalad_config.get(key) is not None:
+        return True
+    name = key.rpartition('.')[2].lower()
+    try:
+        gitdir, common = git_dirs(path)
+    except OSError:
+        return True
+    for file in (common / 'config', gitdir / 'config.worktree',
+                 path / '.datalad' / 'config'):
+        try:
+            text = file.read_bytes().lower()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return True
+        if name.encode() in text or b'include' in text:
+            return True
+    return False
 
 
 def committed_config(path: Path) -> ConfigManager:

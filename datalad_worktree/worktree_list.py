@@ -208,7 +208,9 @@ def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
     """The result keys that describe one linked worktree"""
     stale = wt.prunable or not wt.path.is_dir()
     ahead = behind = None
-    if wt.head and main.head:
+    if wt.head and wt.head == main.head:
+        ahead = behind = 0
+    elif wt.head and main.head:
         try:
             ahead, behind = ahead_behind(main.path, main.head, wt.head)
         except CommandError:

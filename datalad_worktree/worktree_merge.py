@@ -357,7 +357,7 @@ def merge_dataset(node: Node, source: MergeSource,
     if where is not None and changed_paths(where):
         outcome.message += (f'; note: {where} has uncommitted changes, '
                             'which were not merged')
-    if mtimes:
+    if mtimes and outcome.keys['to_commit'] != outcome.keys['from_commit']:
         note = carry_from(
             where if source.branch is None
             else branch_worktree(repo, source.branch),

@@ -45,7 +45,7 @@ from .nested import (
 )
 from .paths import (
     absolute_path,
-    is_within,
+    nested_within,
     redirected,
     same_path,
 )
@@ -238,13 +238,11 @@ class WorktreeRemove(WorktreeInterface):
                                   planned(plan))
             return
 
-        def inside(plan):
-            return [p for p in plans if p is not plan
-                    and is_within(p.member.path, plan.member.path)]
-
+        inside = nested_within(plans, lambda p: p.member.path)
         with progress(ACTION, len(plans)) as done:
             for plan, outcome, blocker in run_ordered(
-                    plans, inside, remove, 1, failed=lambda o: o.failed):
+                    plans, inside.__getitem__, remove, 1,
+                    failed=lambda o: o.failed):
                 done()
                 if blocker:
                     outcome = Outcome('impossible', (
@@ -283,7 +281,7 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
     if delete:
         problems += filter(None, [branch_lock_problem(m)])
     lost = []
-    if m.head and m.main.head:
+    if m.head and m.main.head and m.head != m.main.head:
         lost = commits_only_in(m.main.path, m.head, [m.main.head],
                                None if keep_branch else m.branch)
     if lost and not force:

@@ -321,7 +321,8 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
     record_pointers(repo, children, POINTER_MESSAGE, outcome, 'new')
     if stale:
         outcome.status = 'ok'
-    if mtimes and outcome.keys['to_commit'] != outcome.keys['from_commit']:
+    if mtimes and (stale or
+                   outcome.keys['to_commit'] != outcome.keys['from_commit']):
         note = carry_from(source_wt.path, repo, outcome.keys['to_commit'])
         if note:
             outcome.message += f'; {note}'

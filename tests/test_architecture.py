@@ -13,6 +13,7 @@ LAYERS = [
     ['git'],
     ['outcome', 'paths', 'gitfiles', 'objects'],
     ['repo', 'settings'],
+    ['records'],
     ['sharedannex', 'clones'],
     ['registry', 'hierarchy', 'scheduler'],
     ['nested', 'integrate', 'mtimes', 'bindpaths', 'envsetup', 'stale'],

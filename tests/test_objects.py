@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from datalad_worktree.objects import (
+    _size,
     commit_tree,
+    may_hold_pointers,
     read_object,
     tree_entry,
 )
-from datalad_worktree.repo import (
+from datalad_worktree.records import (
     gitlinks,
     submodule_paths,
 )
@@ -69,6 +71,7 @@ def agrees_with_git(repo: Path) -> None:
         _, kind, size = header.split()
         content, batch = batch[:int(size)], batch[int(size) + 1:]
         assert read_object(objects, name) == (kind, content), name
+        assert _size(objects, name) == int(size), name
     head = git(repo, 'rev-parse', 'HEAD')
     tree = commit_tree(objects, head)
     assert tree == git(repo, 'rev-parse', 'HEAD^{tree}')
@@ -136,3 +139,24 @@ def test_what_cannot_be_read_is_left_to_git(repo):
     git(repo, 'repack', '-a', '-d', '-q')
     (objects / 'info' / 'alternates').write_text('/nonexistent\n')
     assert read_object(objects, head) is None
+
+
+def test_pointer_files_are_found_in_every_form(repo):
+    """A commit with an unlocked annexed file (a blob that is a git-annex
+    pointer) is told from one without, loose and packed, also when the
+    pointer is a delta; a tree with more files than allowed is not
+    vouched for"""
+    objects = repo / '.git' / 'objects'
+    clean = git(repo, 'rev-parse', 'HEAD^{tree}')
+    assert not may_hold_pointers(objects, clean, 1000)
+    assert may_hold_pointers(objects, clean, 1)
+    (repo / 'sub' / 'deeper' / 'unlocked.dat').write_text(
+        '/annex/objects/SHA256E-s5--' + 'a' * 64 + '.dat\n')
+    git(repo, 'add', 'sub/deeper/unlocked.dat')
+    git(repo, 'commit', '-q', '-m', 'an unlocked file')
+    pointer = git(repo, 'rev-parse', 'HEAD^{tree}')
+    assert may_hold_pointers(objects, pointer, 1000)
+    git(repo, 'repack', '-a', '-d', '-q', '--depth=50', '--window=50')
+    assert not may_hold_pointers(objects, clean, 1000)
+    assert may_hold_pointers(objects, pointer, 1000)
+    assert may_hold_pointers(objects, 'b' * 40, 1000)

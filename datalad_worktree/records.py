@@ -1,0 +1,129 @@
+"""What a commit records, and which objects a repository has
+
+The tree entries of a commit, its gitlinks and the subdataset paths of
+its ``.gitmodules``: read from the object store's files where they can be
+(see ``objects``; a dataset without subdatasets then costs no git
+process), else asked of git, with the same answer either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import git
+from .gitfiles import (
+    OBJECT_NAME,
+    git_dirs,
+)
+from .objects import (
+    GITLINK,
+    commit_tree,
+    read_object,
+    tree_entry,
+)
+from .repo import (
+    GITLINK_MODE,
+    head_commit,
+)
+
+
+def staged_gitlinks(repo: Path, paths: list[str]) -> dict[str, set[str]]:
+    """The commits the index stages for each of ``paths`` that is a
+    gitlink there: the commit, or '' for each conflicted stage"""
+    staged: dict[str, set[str]] = {}
+    for r in git.entries(repo, ['--literal-pathspecs', 'ls-files', '-s', '-z',
+                                '--', *paths]):
+        meta, path = r.split('\t', 1)
+        mode, sha, stage = meta.split(' ')
+        if mode == GITLINK_MODE:
+            staged.setdefault(path, set()).add(sha if stage == '0' else '')
+    return staged
+
+
+def gitlinks(repo: Path, commit: str, paths: list[str]) -> dict[str, str]:
+    """The commit recorded for each of ``paths`` that is a gitlink in
+    ``commit``"""
+    if not paths:
+        return {}
+    found = {}
+    located = _tree_from_files(repo, commit)
+    entries = [tree_entry(*located, p) for p in paths] if located else [None]
+    if None not in entries:
+        return {p: e[1] for p, e in zip(paths, entries)
+                if e and e[0] == GITLINK}
+    for entry in git.entries(repo, ['--literal-pathspecs', 'ls-tree', '-z',
+                                    commit, '--', *paths]):
+        meta, path = entry.split('\t', 1)
+        mode, _, sha = meta.split(' ')
+        if mode == GITLINK_MODE:
+            found[path] = sha
+    return found
+
+
+def submodule_paths(repo: Path, commit: str) -> list[str]:
+    """The subdataset paths that the ``.gitmodules`` of ``commit`` lists,
+    as written there (unchecked)"""
+    located = _tree_from_files(repo, commit)
+    if located and tree_entry(*located, '.gitmodules') is False:
+        return []
+    found = git.optional_text(repo, [
+        'config', '-z', '--blob', f'{commit}:.gitmodules',
+        '--get-regexp', r'^submodule\..*\.path$'])
+    if found is None:
+        # no .gitmodules, or no path in it
+        return []
+    return [r.split('\n', 1)[1] for r in found.split('\0')[:-1] if '\n' in r]
+
+
+def _tree_from_files(repo: Path, commit: str) -> tuple[Path, str] | None:
+    """The object directory of ``repo`` and the tree of ``commit`` (a
+    commit's name, or HEAD), where they can be read without git"""
+    if commit == 'HEAD':
+        commit = head_commit(repo)
+    if not commit or not OBJECT_NAME.fullmatch(commit):
+        return None
+    try:
+        objects = git_dirs(repo)[1] / 'objects'
+    except OSError:
+        return None
+    tree = commit_tree(objects, commit)
+    return None if tree is None else (objects, tree)
+
+
+def tree_entries(repo: Path, commit: str, paths: list[str]
+                 ) -> dict[str, tuple[str, str]]:
+    """Mode and blob of each of ``paths`` that is a file in ``commit``"""
+    if not paths:
+        return {}
+    found = {}
+    for entry in git.entries(repo, ['--literal-pathspecs', 'ls-tree', '-r',
+                                    '-z', commit, '--', *paths]):
+        meta, path = entry.split('\t', 1)
+        mode, _, blob = meta.split(' ')
+        found[path] = (mode, blob)
+    return found
+
+
+def object_ids(repo: Path, names: list[str]) -> list[str | None]:
+    """The object each of ``names`` (revisions) stands for, None where
+    there is none"""
+    return [None if line.endswith(' missing') else line
+            for line in git.text(repo, ['cat-file',
+                                        '--batch-check=%(objectname)'],
+                                 input='\n'.join(names) + '\n').splitlines()]
+
+
+def has_commit(repo: Path, commit: str) -> bool:
+    """Whether the commit ``commit`` (a full object name) is in ``repo``"""
+    found = _object_from_files(repo, commit)
+    if found is not None:
+        return found[0] == b'commit'
+    return object_ids(repo, [f'{commit}^{{commit}}'])[0] is not None
+
+
+def _object_from_files(repo: Path, name: str) -> tuple[bytes, bytes] | None:
+    """``objects.read_object`` for the repository of ``repo``"""
+    try:
+        return read_object(git_dirs(repo)[1] / 'objects', name)
+    except OSError:
+        return None
