@@ -69,12 +69,12 @@ read-tree``, and no git-annex process:
   so that neither git nor git-annex has first-time work left in the
   timed rounds.
 
-That takes about 0.1 s per subdataset (10 s for N=100 on a 2-core machine
-busy with other work), against about a second for ``git annex init`` and
-``git annex add`` in each. The subdatasets are registered as DataLad does,
-with a ``.gitmodules`` entry and a gitlink each, in one commit. With
-``--levels 3`` they sit below N/10 intermediate datasets, copies of a
-template with one annexed file.
+That takes about 0.1 s per subdataset (10 to 15 s for N=100 on a 2-core
+machine busy with other work), against about a second for ``git annex
+init`` and ``git annex add`` in each. The subdatasets are registered as
+DataLad does, with a ``.gitmodules`` entry and a gitlink each, in one
+commit. With ``--levels 3`` they sit below N/10 intermediate datasets,
+copies of a template with one annexed file.
 
 If ``git-annex`` on PATH is the launcher of PyPI's ``git-annex`` package (a
 Python process that starts the binary, about 45 ms per call), the script
