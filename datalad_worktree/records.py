@@ -18,6 +18,7 @@ from .gitfiles import (
 from .objects import (
     GITLINK,
     commit_tree,
+    may_hold_pointers,
     read_object,
     tree_entry,
 )
@@ -127,3 +128,12 @@ def _object_from_files(repo: Path, name: str) -> tuple[bytes, bytes] | None:
         return read_object(git_dirs(repo)[1] / 'objects', name)
     except OSError:
         return None
+
+
+def may_hold_unlocked_files(repo: Path, commit: str, files: int = 5000
+                            ) -> bool:
+    """Whether ``commit`` may hold an unlocked annexed file (a git-annex
+    pointer file): False only where all its files, at most ``files``,
+    were read from the object store and none is one"""
+    located = _tree_from_files(repo, commit)
+    return located is None or may_hold_pointers(*located, files)

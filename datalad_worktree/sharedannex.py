@@ -99,6 +99,45 @@ def repair_annex_link(worktree: Path, dry_run: bool = False) -> str | None:
     return annex_link_problem(worktree)
 
 
+ANNEX_HOOK = ('#!/bin/sh\n# automatically configured by git-annex\n'
+              'git annex smudge --update\n')
+"""The post-checkout hook that ``git annex init`` installs"""
+
+
+def annex_checkout_work_needless(repo: Path, hooks_configured: bool) -> bool:
+    """Whether checking out a new worktree of ``repo`` needs nothing of
+    git-annex but the links it makes on its first run there: the
+    repository's hooks directory (none configured elsewhere:
+    ``hooks_configured`` is False) runs no hook during a checkout but
+    git-annex's own ``post-checkout``, whose ``smudge --update``, like
+    git-annex's filter, only acts on unlocked files"""
+    if hooks_configured:
+        return False
+    hooks = git_dirs(repo)[1] / 'hooks'
+    try:
+        post_checkout = (hooks / 'post-checkout').read_text()
+    except FileNotFoundError:
+        post_checkout = ANNEX_HOOK
+    except (OSError, UnicodeDecodeError):
+        return False
+    return post_checkout == ANNEX_HOOK and \
+        not os.path.lexists(hooks / 'reference-transaction')
+
+
+def link_like_annex(worktree: Path) -> str | None:
+    """Do what git-annex does on its first run in the new linked worktree
+    ``worktree``: replace its ``.git`` file by a symbolic link to its git
+    directory, and link the git directory to the shared annex; why that
+    cannot be done, or None"""
+    gitdir, _ = git_dirs(worktree)
+    dotgit = worktree / '.git'
+    if not dotgit.is_symlink():
+        staged = worktree / '.git.worktree-link'
+        staged.symlink_to(os.path.relpath(gitdir, worktree))
+        os.replace(staged, dotgit)
+    return link_shared_annex(worktree)
+
+
 def repair_own_annex(worktree: Path, dry_run: bool = False) -> str | None:
     """Where the linked worktree ``worktree`` keeps an annex directory of
     its own (as git-annex made for an absorbed git directory, before this
