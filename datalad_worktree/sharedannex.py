@@ -109,15 +109,14 @@ def annex_checkout_work_needless(repo: Path, hooks_configured: bool) -> bool:
     git-annex but the links it makes on its first run there: the
     repository's hooks directory (none configured elsewhere:
     ``hooks_configured`` is False) runs no hook during a checkout but
-    git-annex's own ``post-checkout``, whose ``smudge --update``, like
-    git-annex's filter, only acts on unlocked files"""
+    git-annex's own ``post-checkout``, as ``git annex init`` installed it,
+    whose ``smudge --update``, like git-annex's filter, only acts on
+    unlocked files"""
     if hooks_configured:
         return False
     hooks = git_dirs(repo)[1] / 'hooks'
     try:
         post_checkout = (hooks / 'post-checkout').read_text()
-    except FileNotFoundError:
-        post_checkout = ANNEX_HOOK
     except (OSError, UnicodeDecodeError):
         return False
     return post_checkout == ANNEX_HOOK and \
