@@ -217,6 +217,8 @@ def bind_hierarchy(worktrees: dict[PurePosixPath, Path]
                  for up in worktrees if up == here or up in here.parents}
     for here, target in worktrees.items():
         names, unbound = declared[here]
+        if not names and not unbound and here not in runs_from:
+            continue
         binds = list(dict.fromkeys(
             b for rel, wt in worktrees.items()
             if rel == here or here in rel.parents
@@ -227,8 +229,6 @@ def bind_hierarchy(worktrees: dict[PurePosixPath, Path]
         keys.update({f'datalad.containers.{name}.cmdexec':
                      worktree_cmdexec(cmdexec)
                      for name, cmdexec in unbound.items()})
-        if not keys:
-            continue
         try:
             outcome = configure_binds(target, keys, binds, names,
                                       sorted(unbound))

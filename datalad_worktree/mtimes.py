@@ -42,6 +42,7 @@ from datalad_next.runners import CommandError
 from . import git
 from .git import NO_ANNEX_FILTER
 from .objects import blob_id
+from .records import files_of
 
 MARKERS = ('.snakemake_timestamp',)
 """Untracked files that make-style tools keep next to their outputs and
@@ -74,6 +75,17 @@ def differing_args(commit: str) -> list[str]:
     from ``commit`` (also files that are staged differently or missing)"""
     return [*NO_ANNEX_FILTER, 'diff', '--name-only', '-z', '--no-ext-diff',
             '--no-renames', '--ignore-submodules=all', commit, '--']
+
+
+def listed_files(repo: Path, commit: str) -> dict[str, Entry]:
+    """The carried kinds of files (regular files, symbolic links) of
+    ``commit``, by path: from the object store where it can be read,
+    else from ``git ls-tree``"""
+    found = files_of(repo, commit)
+    if found is None:
+        return parse_tree(git.run(repo, ls_tree_args(commit)))
+    return {path: Entry(mode, blob, size)
+            for path, mode, blob, size in found if mode in CARRIED_MODES}
 
 
 def parse_tree(out: bytes) -> dict[str, Entry]:
@@ -205,9 +217,8 @@ def into_new_worktree(origin: Path, worktree: Path, commit: str,
     time. Without ``annex`` (no git-annex in the dataset), files are not
     checked for annex pointers.
     """
-    listing, differing = git.run_all([(origin, ls_tree_args(commit)),
-                                      (origin, differing_args(commit))])
-    entries = parse_tree(listing)
+    entries = listed_files(origin, commit)
+    differing = git.run(origin, differing_args(commit))
     changed = copy_times(origin, worktree, entries, parse_names(differing),
                          check_pointers=annex)
     if changed:
@@ -221,10 +232,9 @@ def between_worktrees(source: Path, dest: Path, commit: str) -> int:
     worktree ``dest`` of the same repository, which has ``commit`` checked
     out, for the files of ``commit`` whose working content is that of
     ``commit`` on both sides; returns how many files got a time"""
-    listing, dest_diff, source_diff = git.run_all([
-        (dest, ls_tree_args(commit)), (dest, differing_args(commit)),
-        (source, differing_args(commit))])
-    changed = copy_times(source, dest, parse_tree(listing),
+    dest_diff, source_diff = git.run_all([
+        (dest, differing_args(commit)), (source, differing_args(commit))])
+    changed = copy_times(source, dest, listed_files(dest, commit),
                          parse_names(dest_diff) | parse_names(source_diff))
     if changed:
         refresh_index(dest)

@@ -15,6 +15,7 @@ from pathlib import (
     PurePosixPath,
 )
 
+from .gitfiles import git_dirs
 from .hierarchy import walk_hierarchy
 from .paths import (
     first_link,
@@ -69,6 +70,7 @@ def find_members(top: Path, target: Path
     it is refused"""
     found: dict[str, Member] = {}
     linked: dict[str, str] = {}
+    seen: set[Path] = set()
     roots = [top] + ([target] if target.is_dir() else [])
     for root in roots:
         for node in walk_hierarchy(root, head_commit(root), None):
@@ -78,6 +80,11 @@ def find_members(top: Path, target: Path
                     node.path, target, node.relpath))
             if not node.installed or node.problem:
                 continue
+            repository = git_dirs(node.path)[1]
+            if repository in seen:
+                # a worktree of a repository listed already
+                continue
+            seen.add(repository)
             worktrees = list_worktrees(node.path)
             for wt in worktrees:
                 place = placed_below(wt.path, target)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 TYPES = {1: b'commit', 2: b'tree', 3: b'blob', 4: b'tag'}
 FILE_MODES = (b'100644', b'100755')
+SYMLINK = b'120000'
 MAX_POINTER = 32768
 """git-annex takes a file in git for a pointer to annexed content (an
 unlocked file) only below this size"""
@@ -96,16 +97,54 @@ def tree_entry(objects: Path, tree: str, path: str
     if any(part in ('', '.', '..') for part in parts):
         return None
     for depth, part in enumerate(parts):
-        found = read_object(objects, tree)
-        if found is None or found[0] != b'tree':
+        entries = _tree(objects, tree)
+        if entries is None:
             return None
-        entry = _entries(found[1]).get(os.fsencode(part))
+        entry = entries.get(os.fsencode(part))
         if entry is None:
             return False
         mode, tree = entry
         if depth < len(parts) - 1 and mode != TREE:
             return False
     return mode, tree
+
+
+def tree_files(objects: Path, tree: str, files: int
+               ) -> list[tuple[str, str, str, int]] | None:
+    """Path, mode, object name and size of every file and symbolic link in
+    the tree ``tree`` and the trees below it, as ``git ls-tree -r -l``
+    lists them; None where more than ``files`` or any of them cannot be
+    read here"""
+    found: list[tuple[str, str, str, int]] = []
+    pending = [('', tree)]
+    try:
+        while pending:
+            prefix, name = pending.pop()
+            entries = _tree(objects, name)
+            if entries is None:
+                return None
+            for base, (mode, object_name) in entries.items():
+                path = prefix + os.fsdecode(base)
+                if mode == TREE:
+                    pending.append((path + '/', object_name))
+                elif mode in FILE_MODES or mode == SYMLINK:
+                    size = _size(objects, object_name)
+                    if size is None or len(found) >= files:
+                        return None
+                    found.append((path, mode.decode(), object_name, size))
+    except (OSError, ValueError, zlib.error, struct.error, IndexError):
+        return None
+    return found
+
+
+@lru_cache(maxsize=1024)
+def _tree(objects: Path, name: str) -> dict[bytes, tuple[bytes, str]] | None:
+    """The entries of the tree ``name``, None where it cannot be read here
+    (kept: an object's content never changes)"""
+    found = read_object(objects, name)
+    if found is None or found[0] != b'tree':
+        return None
+    return _entries(found[1])
 
 
 def may_hold_pointers(objects: Path, tree: str, files: int) -> bool:

@@ -21,6 +21,7 @@ from .objects import (
     may_hold_pointers,
     read_object,
     tree_entry,
+    tree_files,
 )
 from .repo import (
     GITLINK_MODE,
@@ -137,3 +138,12 @@ def may_hold_unlocked_files(repo: Path, commit: str, files: int = 5000
     were read from the object store and none is one"""
     located = _tree_from_files(repo, commit)
     return located is None or may_hold_pointers(*located, files)
+
+
+def files_of(repo: Path, commit: str, files: int = 20000
+             ) -> list[tuple[str, str, str, int]] | None:
+    """Path, mode, blob and size of each file and symbolic link of
+    ``commit``, read from the object store (see ``objects.tree_files``);
+    None where git has to be asked"""
+    located = _tree_from_files(repo, commit)
+    return None if located is None else tree_files(*located, files)

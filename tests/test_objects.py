@@ -15,6 +15,7 @@ from datalad_worktree.objects import (
     may_hold_pointers,
     read_object,
     tree_entry,
+    tree_files,
 )
 from datalad_worktree.records import (
     gitlinks,
@@ -80,6 +81,12 @@ def agrees_with_git(repo: Path) -> None:
             ' ')
         assert tree_entry(objects, tree, path) == (
             mode.encode(), rest.split()[1].split('\t')[0])
+    listed = [line.split('\t') for line in git(
+        repo, 'ls-tree', '-r', '-l', tree).splitlines()]
+    assert sorted(tree_files(objects, tree, 1000)) == sorted(
+        (path, *meta.split()[::2], int(meta.split()[3]))
+        for meta, path in listed if meta.split()[0] != '160000')
+    assert tree_files(objects, tree, 1) is None
     assert tree_entry(objects, tree, 'sub/missing') is False
     assert tree_entry(objects, tree, 'sub/deeper/notes.txt/x') is False
     assert tree_entry(objects, tree, '../x') is None
