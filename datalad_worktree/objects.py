@@ -162,10 +162,10 @@ def may_hold_pointers(objects: Path, tree: str, files: int) -> bool:
 
 
 def _may_hold_pointers(objects: Path, tree: str, budget: list[int]) -> bool:
-    found = read_object(objects, tree)
-    if found is None or found[0] != b'tree':
+    entries = _tree(objects, tree)
+    if entries is None:
         return True
-    for mode, name in _entries(found[1]).values():
+    for mode, name in entries.values():
         if mode == TREE and _may_hold_pointers(objects, name, budget):
             return True
         if mode not in FILE_MODES:
