@@ -121,13 +121,13 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
             'mount point'))
     repo = node.path
     try:
-        commit = has_commit(repo, node.commit)
+        present = has_commit(repo, node.commit)
         tip = branch_tip(repo, branch) if branch else None
         annex = has_annex_branch(repo)
         worktrees = list_worktrees(repo)
     except Exception as e:
         return refuse(plan, failure(repo, e, f'cannot inspect {repo}').message)
-    if not commit:
+    if not present:
         return refuse(plan, (
             f'commit {node.commit[:10]} recorded for {node.relpath} is not '
             f'present in {repo}; update that subdataset first '

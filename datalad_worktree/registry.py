@@ -31,7 +31,6 @@ from .repo import (
     toplevel,
 )
 from .records import may_hold_unlocked_files
-from .settings import may_be_configured
 from .sharedannex import (
     annex_checkout_work_needless,
     link_like_annex,
@@ -229,8 +228,7 @@ def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
     else:
         how = ['--', str(target), branch]
     quick = annex and not may_hold_unlocked_files(repo, commit) and \
-        annex_checkout_work_needless(
-            repo, may_be_configured(repo, 'core.hookspath'))
+        annex_checkout_work_needless(repo)
     without_annex = ['-c', f'core.hooksPath={os.devnull}',
                      *git.NO_ANNEX_FILTER] if quick else []
     try:

@@ -30,6 +30,7 @@ from .repo import (
     index_matches,
     main_checkout,
 )
+from .settings import may_be_configured
 
 lgr = logging.getLogger('datalad.worktree.sharedannex')
 
@@ -104,15 +105,14 @@ ANNEX_HOOK = ('#!/bin/sh\n# automatically configured by git-annex\n'
 """The post-checkout hook that ``git annex init`` installs"""
 
 
-def annex_checkout_work_needless(repo: Path, hooks_configured: bool) -> bool:
+def annex_checkout_work_needless(repo: Path) -> bool:
     """Whether checking out a new worktree of ``repo`` needs nothing of
     git-annex but the links it makes on its first run there: the
-    repository's hooks directory (none configured elsewhere:
-    ``hooks_configured`` is False) runs no hook during a checkout but
-    git-annex's own ``post-checkout``, as ``git annex init`` installed it,
-    whose ``smudge --update``, like git-annex's filter, only acts on
-    unlocked files"""
-    if hooks_configured:
+    repository's hooks directory (no ``core.hooksPath`` configured) runs
+    no hook during a checkout but git-annex's own ``post-checkout``, as
+    ``git annex init`` installed it, whose ``smudge --update``, like
+    git-annex's filter, only acts on unlocked files"""
+    if may_be_configured(repo, 'core.hookspath'):
         return False
     hooks = git_dirs(repo)[1] / 'hooks'
     try:
