@@ -11,7 +11,8 @@ where a command asks this of a thousand datasets.
 
 Whatever cannot be read with certainty (the ``reftable`` storage, a HEAD
 that names something other than a branch, a file that is not what git
-writes) gives None, and the caller asks git instead.
+writes) gives None, a file that cannot be read at all raises ``OSError``,
+and either way the caller asks git instead.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def read_head(gitdir: Path, common: Path) -> Head | None:
     repository with the common directory ``common``), or None where it
     cannot be read from files"""
     content = _read(gitdir / 'HEAD')
+    content = content and content.strip()
     if content is None or _uses_reftable(common):
         return None
     if OBJECT_NAME.fullmatch(content):
@@ -105,6 +107,7 @@ def branch_commit(common: Path, ref: str) -> str | None:
     if _uses_reftable(common) or '..' in ref:
         return None
     loose = _read(common / ref)
+    loose = loose and loose.strip()
     if loose is not None:
         return loose if OBJECT_NAME.fullmatch(loose) else None
     packed = _read(common / 'packed-refs')
@@ -163,7 +166,7 @@ def _linked_worktree(admin: Path, common: Path
     """The linked worktree that the directory ``admin`` records; False
     where git would not list it (its gitdir file is missing or empty),
     None where this cannot be read with certainty"""
-    dotgit = _raw(admin / 'gitdir')
+    dotgit = _read(admin / 'gitdir')
     if not dotgit:
         return False
     dotgit = dotgit.rstrip()
@@ -172,7 +175,7 @@ def _linked_worktree(admin: Path, common: Path
     head = read_head(admin, common)
     if head is None:
         return None
-    locked = _raw(admin / 'locked')
+    locked = _read(admin / 'locked')
     locked = None if locked is None else locked.rstrip('\n')
     return Registered(
         path=Path(dotgit.removesuffix('/.git')), head=head, locked=locked,
@@ -184,7 +187,7 @@ def annex_version_in(config: Path) -> bool:
     ``annex.version``, as ``git annex init`` writes it: a line
     ``version = N`` in an ``[annex]`` section. Anything else (no such
     line, includes) is no answer: ask git."""
-    text = _raw(config)
+    text = _read(config)
     if text is None or '[include' in text.lower():
         return False
     section = None
@@ -201,19 +204,11 @@ def _uses_reftable(common: Path) -> bool:
     return (common / 'reftable').exists()
 
 
-def _raw(path: Path) -> str | None:
+def _read(path: Path) -> str | None:
     """The text of the file at ``path``, decoded as file names are, None
-    where there is no such file"""
+    where there is no such file (other failures to read it raise
+    ``OSError``)"""
     try:
         return os.fsdecode(path.read_bytes())
     except FileNotFoundError:
-        return None
-
-
-def _read(path: Path) -> str | None:
-    """The stripped text of the file at ``path``, None where there is no
-    readable file"""
-    try:
-        return path.read_text(errors='strict').strip()
-    except (OSError, UnicodeDecodeError):
         return None

@@ -71,7 +71,7 @@ def _head_from_files(repo: Path) -> Head | None:
 
 
 def _branch_from_files(repo: Path, ref: str) -> str | None:
-    """``refs.branch_commit`` for the repository of ``repo``"""
+    """``gitfiles.branch_commit`` for the repository of ``repo``"""
     try:
         return branch_commit(git_dirs(repo)[1], ref)
     except OSError:
