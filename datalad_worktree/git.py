@@ -130,7 +130,7 @@ def tools_problem(annex: bool) -> str | None:
     """Why git (and with ``annex``, git-annex) as found on PATH cannot be
     used: missing or older than supported; or None. Asked once per
     process."""
-    found = _version(['git', '--version'], r'(\d+)\.(\d+)')
+    found = version()
     if found is None or found < MIN_GIT:
         return (f'git {".".join(map(str, MIN_GIT))} or newer is needed, '
                 f'but {"an older one" if found else "none"} was found on '
@@ -148,6 +148,13 @@ def tools_problem(annex: bool) -> str | None:
         return (f'git-annex {".".join(map(str, MIN_ANNEX))} or newer is '
                 f'needed, but {".".join(map(str, found))} was found on PATH')
     return None
+
+
+@lru_cache(maxsize=None)
+def version() -> tuple[int, ...] | None:
+    """The version of git on PATH (major, minor), None where it cannot
+    run; asked once per process"""
+    return _version(['git', '--version'], r'(\d+)\.(\d+)')
 
 
 def _version(cmd: list[str], pattern: str) -> tuple[int, ...] | None:

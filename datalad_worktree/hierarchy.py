@@ -83,6 +83,7 @@ def walk_hierarchy(
         commit: str,
         max_depth: int | None,
         descend: Callable[[Node], str] | None = None,
+        keep: Callable[[PurePosixPath], bool] | None = None,
 ) -> Iterator[Node]:
     """Yield the top dataset and its subdatasets, parents before children
 
@@ -90,7 +91,9 @@ def walk_hierarchy(
     called after the parent was yielded, or else the parent's own ``commit``.
     Each is looked for at the recorded location in the parent's working
     tree. ``max_depth`` limits the recursion (0: only the top, None:
-    unlimited).
+    unlimited); ``keep``, where given, is asked of each subdataset's
+    location relative to the top, and one it says no to is left out with
+    everything below it.
     """
     queue = [Node(path=top, relpath=TOP, commit=commit, depth=0)]
     while queue:
@@ -100,8 +103,9 @@ def walk_hierarchy(
             continue
         if max_depth is not None and node.depth >= max_depth:
             continue
-        queue.extend(_children(
-            node, descend(node) if descend else node.commit))
+        queue.extend(child for child in _children(
+            node, descend(node) if descend else node.commit)
+            if keep is None or keep(child.relpath))
 
 
 def _children(parent: Node, commit: str) -> Iterator[Node]:

@@ -147,27 +147,36 @@ def _tree(objects: Path, name: str) -> dict[bytes, tuple[bytes, str]] | None:
     return _entries(found[1])
 
 
-def may_hold_pointers(objects: Path, tree: str, files: int) -> bool:
+def may_hold_pointers(objects: Path, tree: str, files: int,
+                      cone: tuple[str, ...] | None = None) -> bool:
     """Whether the tree ``tree`` may hold a git-annex pointer file (an
     unlocked annexed file) in any of its directories: False only where
     all its files, at most ``files`` of them, were read here and none is
     smaller than ``MAX_POINTER`` with ``POINTER_MARK`` in its first 1024
-    bytes"""
+    bytes. With ``cone`` (directories, as git's cone mode of a sparse
+    checkout has them), only the files such a checkout has count: those
+    below a cone directory and those directly in a directory on the way
+    to one."""
     budget = [files]
+    wanted = None if cone is None else [c.split('/') for c in cone]
     try:
-        return _may_hold_pointers(objects, tree, budget)
+        return _may_hold_pointers(objects, tree, budget, wanted)
     except (OSError, ValueError, zlib.error, struct.error, IndexError,
             RecursionError):
         return True
 
 
-def _may_hold_pointers(objects: Path, tree: str, budget: list[int]) -> bool:
+def _may_hold_pointers(objects: Path, tree: str, budget: list[int],
+                       cone: list[list[str]] | None) -> bool:
     entries = _tree(objects, tree)
     if entries is None:
         return True
-    for mode, name in entries.values():
-        if mode == TREE and _may_hold_pointers(objects, name, budget):
-            return True
+    for base, (mode, name) in entries.items():
+        if mode == TREE:
+            below = _cone_below(cone, os.fsdecode(base))
+            if below != [] and _may_hold_pointers(objects, name, budget,
+                                                  below):
+                return True
         if mode not in FILE_MODES:
             continue
         budget[0] -= 1
@@ -179,6 +188,16 @@ def _may_hold_pointers(objects: Path, tree: str, budget: list[int]) -> bool:
             if blob is None or POINTER_MARK in blob[1][:1024]:
                 return True
     return False
+
+
+def _cone_below(cone: list[list[str]] | None, name: str
+                ) -> list[list[str]] | None:
+    """The part of ``cone`` (split directories) inside the directory
+    ``name``: None where all of it is in the cone, [] where none is"""
+    if cone is None:
+        return None
+    inside = [c[1:] for c in cone if c[0] == name]
+    return None if [] in inside else inside
 
 
 def _size(objects: Path, name: str) -> int | None:

@@ -8,7 +8,10 @@ the commit the linked worktree records, never a clone of its own.
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import (
+    Path,
+    PurePosixPath,
+)
 from typing import (
     Callable,
     Iterator,
@@ -35,6 +38,11 @@ from .registry import list_worktrees
 from .repo import (
     current_branch,
     is_repo_root,
+)
+from .sparse import (
+    cone_at,
+    cone_of,
+    in_cone,
 )
 
 ADD_ACTION = 'worktree-add'
@@ -71,8 +79,24 @@ class Provider:
         ``depth(node)`` levels below each (None: all), where the main
         worktree has them (with ``install``: after installing them there,
         from the source their parent records); their results (for the
-        others: that there is nothing to do)"""
+        others: that there is nothing to do). In a sparse worktree, those
+        outside their parent's cone are left out (with ``install``:
+        refused), and the others get their part of it (see ``sparse``)."""
+        cones: dict = {}
         for node in missing:
+            parent = self.top / node.parent
+            if parent not in cones:
+                cones[parent] = cone_of(parent)
+            if not in_cone(node.subpath, cones[parent]):
+                if install:
+                    yield make_result(self.action, node.path, self.top,
+                                      Outcome('impossible', (
+                                          f'{node.relpath} lies outside the '
+                                          f'sparse checkout of {parent} '
+                                          f'({", ".join(cones[parent])}); '
+                                          'make a worktree with --sparse '
+                                          'for it instead')))
+                continue
             if not is_repo_root(self.main_copy(node)):
                 if not install:
                     yield make_result(self.action, node.path, self.top,
@@ -86,7 +110,8 @@ class Provider:
                     continue
             yield from self._make(plan_hierarchy(
                 self.main_copy(node), node.commit, node.path, self.branch,
-                depth(node)))
+                depth(node), cone_at(PurePosixPath(node.subpath),
+                                     cones[parent])))
 
     def install_in_main(self, node: Node) -> Iterator[dict]:
         """Install the subdataset ``node`` in the main worktree, from the

@@ -52,6 +52,13 @@ from .scheduler import (
     run_ordered,
 )
 from .sharedannex import repair_own_annex
+from .sparse import (
+    Cone,
+    cone_at,
+    cone_of,
+    cone_problem,
+    in_cone,
+)
 
 
 class Todo(Enum):
@@ -83,6 +90,8 @@ class Plan:
     head: str = ''
     """Commit checked out in the new worktree, which its subdatasets follow:
     the node's commit, or what an existing worktree has checked out"""
+    cone: Cone | None = None
+    """The directories of a sparse checkout, None for a full one"""
 
     @property
     def target(self) -> Path:
@@ -92,29 +101,44 @@ class Plan:
     def outcome(self, status: str, message: str, **keys) -> Outcome:
         """The outcome for this dataset, with the keys of its result:
         ``source``, ``branch`` and ``commit``"""
+        if self.cone is not None:
+            keys['sparse'] = list(self.cone)
         return Outcome(status, message, dict(
             source=str(self.node.path), branch=self.branch,
             commit=self.head or None, **keys))
 
 
 def plan_hierarchy(top: Path, head: str, target: Path, branch: str | None,
-                   depth: int | None) -> list[Plan]:
+                   depth: int | None, cone: Cone | None = None
+                   ) -> list[Plan]:
     """The preflight of every dataset, parents first; a subdataset follows
-    the commit its parent's worktree will have checked out"""
+    the commit its parent's worktree will have checked out. With ``cone``
+    (of the top dataset), only the datasets that hold or lie in its
+    directories are planned (see ``sparse``)."""
     plans: dict = {}
     with progress('checking datasets', None) as done:
-        for node in walk_hierarchy(top, head, depth,
-                                   lambda n: plans[n.relpath].head):
-            plans[node.relpath] = preflight(node, target, branch)
+        for node in walk_hierarchy(
+                top, head, depth, lambda n: plans[n.relpath].head,
+                lambda relpath: in_cone(relpath.as_posix(), cone)):
+            plans[node.relpath] = preflight(
+                node, target, branch, cone_at(node.relpath, cone))
             done()
     return list(plans.values())
 
 
-def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
+def preflight(node: Node, target_root: Path, branch: str | None,
+              cone: Cone | None = None) -> Plan:
     """Check one dataset and decide what to do, changing nothing"""
-    plan = Plan(node=node, root=target_root, branch=branch, head=node.commit)
+    plan = Plan(node=node, root=target_root, branch=branch, head=node.commit,
+                cone=cone)
     if node.problem:
         return refuse(plan, node.problem)
+    if not node.installed and cone is not None:
+        return refuse(plan, (
+            f'--sparse: a directory asked for lies in the subdataset '
+            f'{node.relpath}, which is not installed in the dataset; '
+            f"install it first ('datalad get -n -d {node.top} "
+            f"{node.relpath}')"))
     if not node.installed:
         return replace(plan, todo=Todo.SKIP, reason=(
             'subdataset not installed in the dataset; left as an empty '
@@ -132,6 +156,9 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
             f'commit {node.commit[:10]} recorded for {node.relpath} is not '
             f'present in {repo}; update that subdataset first '
             f"(e.g. 'datalad update --how ff-only -d {repo}')"))
+    problem = cone and cone_problem(repo, node.commit, cone)
+    if problem:
+        return refuse(plan, problem)
     plan = replace(plan, annex=annex)
     if annex and not uses_annex(repo):
         return refuse(plan, (
@@ -145,7 +172,8 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
     existing = find_worktree(worktrees, target)
     if existing is not None:
         problem = existing_worktree_problem(existing, repo, target, branch,
-                                            node.top, target_root)
+                                            node.top, target_root) or \
+            other_cone_problem(target, cone)
         return refuse(plan, problem) if problem else replace(
             plan, todo=Todo.EXISTS, head=existing.head, reason=(
                 'a matching worktree exists already, at '
@@ -171,6 +199,18 @@ def preflight(node: Node, target_root: Path, branch: str | None) -> Plan:
     return replace(plan, moved_from=tip if tip != node.commit else '')
 
 
+def other_cone_problem(target: Path, cone: Cone | None) -> str | None:
+    """Why the existing worktree at ``target`` does not have the sparse
+    checkout of ``cone`` asked for (None: a full one), or None"""
+    found = cone_of(target)
+    if found == cone:
+        return None
+    have = f'sparse to {", ".join(found)}' if found is not None else 'full'
+    want = f'sparse to {", ".join(cone)}' if cone is not None else 'full'
+    return (f'{target} is a worktree already, but {have}, not {want} as '
+            'asked; remove it first, or ask for what it has')
+
+
 def refuse(plan: Plan, reason: str) -> Plan:
     return replace(plan, todo=Todo.REFUSE, reason=reason)
 
@@ -188,6 +228,8 @@ def checkout_phrase(plan: Plan, done: bool = False) -> str:
                 f'{plan.moved_from[:10]}')
     else:
         what = f'branch {plan.branch} at {commit}'
+    if plan.cone is not None:
+        what += f', sparse to {", ".join(plan.cone)}'
     return f'checked out {what}' if done else f'create worktree, {what}'
 
 
@@ -232,7 +274,8 @@ def create(plan: Plan, carry=None) -> str | None:
         return (f'refusing {target}: a symbolic link on its path leads '
                 'elsewhere')
     problem = add_worktree(node.path, target, node.commit, plan.branch,
-                           plan.new_branch, plan.annex, plan.moved_from)
+                           plan.new_branch, plan.annex, plan.moved_from,
+                           plan.cone)
     if problem is None and carry:
         carry(node.path, target, node.commit, plan.annex)
     return problem

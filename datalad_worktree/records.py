@@ -17,6 +17,7 @@ from .gitfiles import (
 )
 from .objects import (
     GITLINK,
+    TREE,
     commit_tree,
     may_hold_pointers,
     read_object,
@@ -131,13 +132,48 @@ def _object_from_files(repo: Path, name: str) -> tuple[bytes, bytes] | None:
         return None
 
 
-def may_hold_unlocked_files(repo: Path, commit: str, files: int = 5000
-                            ) -> bool:
+def may_hold_unlocked_files(repo: Path, commit: str, files: int = 5000,
+                            cone: tuple[str, ...] | None = None) -> bool:
     """Whether ``commit`` may hold an unlocked annexed file (a git-annex
     pointer file): False only where all its files, at most ``files``,
-    were read from the object store and none is one"""
+    were read from the object store and none is one. With ``cone``, only
+    the files of a sparse checkout of those directories count."""
     located = _tree_from_files(repo, commit)
-    return located is None or may_hold_pointers(*located, files)
+    return located is None or may_hold_pointers(*located, files, cone)
+
+
+def path_kind(repo: Path, commit: str, path: str) -> str | None:
+    """What ``path`` (slash-separated) is in ``commit``: 'tree', 'commit'
+    (a gitlink: a subdataset) or 'blob', or None where it is not there.
+    The first gitlink on the way answers for the path below it."""
+    located = _tree_from_files(repo, commit)
+    parts = path.split('/')
+    for depth in range(1, len(parts) + 1):
+        prefix = '/'.join(parts[:depth])
+        kind = _kind_from_files(located, prefix) if located else None
+        if kind is None:
+            kind = _kind_from_git(repo, commit, prefix) or False
+        if kind == 'commit' or not kind:
+            return kind or None
+        if kind == 'blob':
+            return kind if depth == len(parts) else None
+    return 'tree'
+
+
+def _kind_from_files(located: tuple[Path, str], path: str
+                     ) -> str | None | bool:
+    entry = tree_entry(*located, path)
+    if not entry:
+        return entry
+    return {TREE: 'tree', GITLINK: 'commit'}.get(entry[0], 'blob')
+
+
+def _kind_from_git(repo: Path, commit: str, path: str) -> str | None:
+    found = git.entries(repo, ['--literal-pathspecs', 'ls-tree', '-z',
+                               commit, '--', path])
+    kinds = [e.split(' ', 2)[1] for e in found
+             if e.split('\t', 1)[1] == path]
+    return kinds[0] if kinds else None
 
 
 def files_of(repo: Path, commit: str, files: int = 20000

@@ -36,6 +36,10 @@ from .sharedannex import (
     link_like_annex,
     repair_annex_link,
 )
+from .sparse import (
+    Cone,
+    check_out_cone,
+)
 
 
 @dataclass(frozen=True)
@@ -200,20 +204,21 @@ def location_problem(target: Path, top: Path) -> str | None:
 
 
 def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
-                 new_branch: bool, annex: bool, moved_from: str = ''
-                 ) -> str | None:
+                 new_branch: bool, annex: bool, moved_from: str = '',
+                 cone: Cone | None = None) -> str | None:
     """Make a linked worktree of ``repo`` at ``target``: ``branch`` (made
     at ``commit`` with ``new_branch``; moved from ``moved_from`` to
     ``commit`` first, where given, only if it is still there), or a
     detached HEAD at ``commit`` where ``branch`` is None; why that failed,
     or None. With ``annex`` (the repository uses git-annex), the worktree
-    must come out linked to the shared annex.
+    must come out linked to the shared annex. With ``cone``, it is a
+    sparse checkout of those directories (see ``sparse``).
 
-    Where the commit holds no unlocked annexed file and git-annex's are
-    the only hooks, git-annex has nothing to do in the checkout but make
-    its links (its filter and post-checkout hook act on unlocked files
-    only): the checkout then runs without them, and the links are made
-    here, which saves most of the time a worktree takes."""
+    Where the commit holds no unlocked annexed file (in the cone) and
+    git-annex's are the only hooks, git-annex has nothing to do in the
+    checkout but make its links (its filter and post-checkout hook act on
+    unlocked files only): the checkout then runs without them, and the
+    links are made here, which saves most of the time a worktree takes."""
     if branch is not None and moved_from:
         try:
             git.run(repo, ['update-ref', '-m', 'worktree-add: move forward',
@@ -227,15 +232,21 @@ def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
         how = ['-b', branch, '--', str(target), commit]
     else:
         how = ['--', str(target), branch]
-    quick = annex and not may_hold_unlocked_files(repo, commit) and \
-        annex_checkout_work_needless(repo)
+    quick = annex and not may_hold_unlocked_files(repo, commit, cone=cone) \
+        and annex_checkout_work_needless(repo)
     without_annex = ['-c', f'core.hooksPath={os.devnull}',
                      *git.NO_ANNEX_FILTER] if quick else []
+    later = ['--no-checkout'] if cone is not None else []
     try:
         git.run(repo, [*without_annex, '-c', 'submodule.recurse=false',
-                       'worktree', 'add', '--quiet', *how])
+                       'worktree', 'add', '--quiet', *later, *how])
     except CommandError as e:
         return f'git worktree add failed: {git.error_line(e)}'
+    if cone is not None:
+        try:
+            check_out_cone(target, cone, without_annex)
+        except CommandError as e:
+            return f'sparse checkout failed: {git.error_line(e)}'
     problem = link_like_annex(target) if quick else None
     return problem or (repair_annex_link(target) if annex else None)
 

@@ -15,6 +15,7 @@ from datalad_next.commands import (
 from datalad_next.constraints import (
     EnsureBool,
     EnsureDataset,
+    EnsureListOf,
     EnsurePath,
     EnsureStr,
 )
@@ -59,6 +60,7 @@ from .repo import (
     is_repo_root,
 )
 from .settings import worker_count
+from .sparse import sparse_paths
 
 ACTION = 'worktree-add'
 
@@ -116,6 +118,17 @@ class WorktreeAdd(WorktreeInterface):
     reported with ``action='worktree-bindpaths'``;
     [CMD: --no-bindpaths CMD][PY: bindpaths=False PY] turns this off.
 
+    For a job that needs only part of the hierarchy,
+    [CMD: --sparse PATH CMD][PY: sparse=[PATH, ...] PY] makes a sparse
+    worktree (git's cone mode of ``git sparse-checkout``): only the
+    directories given (relative to the dataset, across subdataset
+    boundaries) are checked out, with the files directly in each directory
+    on the way to them. A subdataset that holds a PATH gets a worktree that
+    is sparse to the part below it, one that lies in a PATH gets a full
+    one, and every other subdataset gets none. Each PATH must be a
+    directory or subdataset in the commit checked out, and a subdataset on
+    the way to it must be installed.
+
     One result is reported per dataset, with ``action='worktree-add'``,
     ``type='dataset'``, ``path`` (the new worktree), ``source`` (the
     dataset it is a worktree of), ``branch`` (None when detached) and
@@ -150,6 +163,14 @@ class WorktreeAdd(WorktreeInterface):
             action='store_true',
             doc="""check everything and report what would be created, but
             create nothing."""),
+        sparse=Parameter(
+            args=('--sparse',),
+            action='append',
+            metavar='PATH',
+            doc="""check out only this directory (relative to the dataset;
+            it may lie in a subdataset) and the files on the way to it, in
+            a sparse worktree. Give it once per directory. Subdatasets
+            that neither hold nor lie in one of them are left out."""),
         mtimes=MTIMES_PARAM,
         setup=SETUP_PARAM,
         bindpaths=BINDPATHS_PARAM,
@@ -164,6 +185,7 @@ class WorktreeAdd(WorktreeInterface):
             detach=EnsureBool(),
             **HIERARCHY_VALIDATORS,
             dry_run=EnsureBool(),
+            sparse=EnsureStr(min_len=1) | EnsureListOf(EnsureStr(min_len=1)),
             mtimes=EnsureBool(),
             setup=EnsureBool(),
             bindpaths=EnsureBool(),
@@ -180,6 +202,12 @@ class WorktreeAdd(WorktreeInterface):
              code_py="worktree_add('../wt', branch='batch1', recursive=True, "
                      "dry_run=True)",
              code_cmd="datalad worktree-add -r -b batch1 --dry-run ../wt"),
+        dict(text="Create a worktree for a cluster job that needs only "
+                  "the code and one subject's input data",
+             code_py="worktree_add('/scratch/job-01', branch='job-01', "
+                     "recursive=True, sparse=['code', 'inputs/sub-01'])",
+             code_cmd="datalad worktree-add -r -b job-01 --sparse code "
+                      "--sparse inputs/sub-01 /scratch/job-01"),
         dict(text="Use four parallel jobs for a large hierarchy",
              code_py="worktree_add('../runs', recursive=True, jobs=4)",
              code_cmd="datalad worktree-add -r -J 4 ../runs"),
@@ -199,6 +227,7 @@ class WorktreeAdd(WorktreeInterface):
             recursion_limit=None,
             jobs=None,
             dry_run=False,
+            sparse=None,
             mtimes=True,
             setup=None,
             bindpaths=True,
@@ -208,14 +237,16 @@ class WorktreeAdd(WorktreeInterface):
         if not detach:
             branch = branch or target.name
         head = head_commit(top)
-        problem = tools_problem(top) or \
+        cone, problems = (None, []) if sparse is None else sparse_paths(
+            [sparse] if isinstance(sparse, str) else sparse)
+        problem = tools_problem(top) or '; '.join(problems) or \
             request_problem(top, target, branch, detach, head)
         if problem:
             yield make_result(ACTION, target, top, Outcome(
                 'impossible', problem, dict(source=str(top))))
             return
         plans = plan_hierarchy(top, head, target, branch,
-                               max_depth(recursive, recursion_limit))
+                               max_depth(recursive, recursion_limit), cone)
         problem = any(p.annex for p in plans) and \
             git.tools_problem(annex=True)
         if problem:

@@ -51,6 +51,7 @@ from .repo import (
     worktree_changes,
 )
 from .scheduler import progress
+from .sparse import cone_of
 
 ACTION = 'worktree-list'
 
@@ -79,6 +80,8 @@ class WorktreeList(ValidatedInterface):
     ``own_annex`` (it keeps annexed content in an annex of its own, not in
     the shared one, as git-annex made it for an absorbed git directory;
     ``worktree-sync`` repairs it; None when the directory is gone),
+    ``sparse`` (the directories of a sparse checkout, as
+    ``worktree-add --sparse`` makes it; None for a full checkout),
     ``clone`` (False).
 
     A separate clone found where a linked worktree of a subdataset belongs
@@ -215,11 +218,12 @@ def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
             ahead, behind = ahead_behind(main.path, main.head, wt.head)
         except CommandError:
             pass
-    clean = own_annex = None
+    clean = own_annex = cone = None
     if not stale:
         changes, untracked = worktree_changes(wt.path)
         clean = not changes and not untracked
         own_annex = has_own_annex(wt.path)
+        cone = cone_of(wt.path)
     parts = Path(wt.path).parts
     rel = Path(*relpath.parts) if relpath.parts != ('.',) else None
     root = wt.path
@@ -233,6 +237,7 @@ def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
         branch=wt.short_branch,
         head=wt.head, clean=clean, ahead=ahead, behind=behind, stale=stale,
         locked=wt.locked, own_annex=own_annex, clone=False,
+        sparse=None if cone is None else list(cone),
     )
 
 
@@ -243,6 +248,8 @@ def _summary(r: dict) -> str:
         bits.append('STALE: directory gone')
     elif r['clean'] is False:
         bits.append('not clean')
+    if r.get('sparse') is not None:
+        bits.append(f"sparse: {', '.join(r['sparse'])}")
     if r['ahead']:
         bits.append(f"{r['ahead']} unmerged commit(s)")
     if r['behind']:

@@ -14,7 +14,7 @@ LAYERS = [
     ['outcome', 'paths', 'gitfiles', 'objects'],
     ['repo', 'settings'],
     ['records'],
-    ['sharedannex', 'clones'],
+    ['sharedannex', 'clones', 'sparse'],
     ['registry', 'hierarchy', 'scheduler'],
     ['nested', 'integrate', 'mtimes', 'bindpaths', 'envsetup', 'stale'],
     ['provision'],
