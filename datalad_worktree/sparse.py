@@ -130,5 +130,24 @@ def cone_of(worktree: Path) -> Cone | None:
     return tuple(git.lines(worktree, ['sparse-checkout', 'list']))
 
 
+def checked_out(path: str, cone: Cone) -> bool:
+    """Whether a sparse checkout of ``cone`` has the file ``path``: it is
+    below a directory of the cone, or directly in one on the way to it"""
+    parent = path.rpartition('/')[0]
+    return any(_inside(path, c) or not parent or _inside(c, parent)
+               for c in cone)
+
+
+def deleted_outside(repo: Path, base: str, commit: str, cone: Cone
+                    ) -> list[str]:
+    """The files that ``commit`` deletes since ``base`` in ``repo``
+    although a sparse checkout of ``cone`` never had them: what DataLad's
+    ``save`` records where it takes the files a sparse checkout leaves
+    out for deleted (datalad/datalad#7815)"""
+    return [path for path in git.entries(repo, [
+        'diff', '--no-renames', '--name-only', '--diff-filter=D', '-z',
+        base, commit, '--']) if not checked_out(path, cone)]
+
+
 def _inside(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory + '/')
