@@ -43,6 +43,11 @@ from . import git
 from .git import NO_ANNEX_FILTER
 from .objects import blob_id
 from .records import files_of
+from .sparse import (
+    Cone,
+    checked_out,
+    cone_pathspecs,
+)
 
 MARKERS = ('.snakemake_timestamp',)
 """Untracked files that make-style tools keep next to their outputs and
@@ -208,17 +213,24 @@ def directories(paths) -> set[str]:
 
 
 def into_new_worktree(origin: Path, worktree: Path, commit: str,
-                      annex: bool = True) -> int:
+                      annex: bool = True, cone: Cone | None = None) -> int:
     """Carry modification times from the working tree ``origin`` into the
-    worktree just made at ``worktree``, which has ``commit`` checked out,
-    and copy marker files there; returns how many files got a time
+    worktree just made at ``worktree``, which has ``commit`` checked out
+    (sparse to ``cone``, where given), and copy marker files there;
+    returns how many files got a time
 
     Files that differ from ``commit`` in ``origin`` keep their checkout
     time. Without ``annex`` (no git-annex in the dataset), files are not
-    checked for annex pointers.
+    checked for annex pointers. Of a sparse checkout, only the files it
+    has are looked at, in ``origin`` too.
     """
     entries = listed_files(origin, commit)
-    differing = git.run(origin, differing_args(commit))
+    pathspecs = []
+    if cone is not None:
+        entries = {path: entry for path, entry in entries.items()
+                   if checked_out(path, cone)}
+        pathspecs = cone_pathspecs(cone)
+    differing = git.run(origin, differing_args(commit) + pathspecs)
     changed = copy_times(origin, worktree, entries, parse_names(differing),
                          check_pointers=annex)
     if changed:
@@ -265,10 +277,10 @@ def carry_from(source: Path | None, dest: Path, commit: str) -> str | None:
 
 
 def carry_into_new_worktree(origin: Path, worktree: Path, commit: str,
-                            annex: bool) -> None:
+                            annex: bool, cone: Cone | None = None) -> None:
     """``into_new_worktree``, with a failure logged as a warning"""
     problem = carry_problem(into_new_worktree, origin, worktree, commit,
-                            annex=annex)
+                            annex=annex, cone=cone)
     if problem:
         lgr.warning('%s: %s', worktree, problem)
 

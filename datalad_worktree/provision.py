@@ -277,5 +277,5 @@ def create(plan: Plan, carry=None) -> str | None:
                            plan.new_branch, plan.annex, plan.moved_from,
                            plan.cone)
     if problem is None and carry:
-        carry(node.path, target, node.commit, plan.annex)
+        carry(node.path, target, node.commit, plan.annex, plan.cone)
     return problem

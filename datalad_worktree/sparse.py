@@ -138,6 +138,19 @@ def checked_out(path: str, cone: Cone) -> bool:
                for c in cone)
 
 
+def cone_pathspecs(cone: Cone) -> list[str]:
+    """git pathspecs of the files a sparse checkout of ``cone`` has (see
+    ``checked_out``)"""
+    above = {''}
+    for c in cone:
+        parts = c.split('/')
+        above.update('/'.join(parts[:i]) for i in range(1, len(parts)))
+    return [f':(literal){c}' for c in cone] + [
+        ':(glob)' + ''.join('\\' + ch if ch in '\\*?[' else ch
+                            for ch in (a + '/' if a else '')) + '*'
+        for a in sorted(above)]
+
+
 def deleted_outside(repo: Path, base: str, commit: str, cone: Cone
                     ) -> list[str]:
     """The files that ``commit`` deletes since ``base`` in ``repo``

@@ -4,6 +4,7 @@ how sync, list, merge and remove treat them"""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -64,6 +65,10 @@ def test_sparse_job_worktree_spans_datasets(origin, tmp_path):
     assert (wt / CODE / 'process.py').is_file()
     assert (wt / 'README.md').is_file()
     assert (wt / DERIVED / '.datalad' / 'config').is_file()
+    # modification times came along, also through the sparse datasets
+    for rel in (f'{DERIVED}/.gitmodules', f'{SUBJECT}/trials.tsv'):
+        assert os.lstat(wt / rel).st_mtime_ns == \
+            os.lstat(origin / rel).st_mtime_ns
     # nothing else is
     assert not (wt / f'{DERIVED}/inputs/bpod/sub-02').exists()
     assert not (wt / f'{DERIVED}/results').exists()
