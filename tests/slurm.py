@@ -39,7 +39,8 @@ def missing() -> str | None:
     """Why this machine cannot run the cluster at all (not root, programs
     missing), or None"""
     if os.geteuid() != 0:
-        return 'SLURM tests run only as root (slurmd starts jobs as root)'
+        return (f'the SLURM tests need root to start slurmd, which starts '
+                f'the jobs (running as uid {os.geteuid()})')
     absent = [p for p in DAEMONS + CLIENTS if shutil.which(p) is None
               and not Path('/usr/sbin', p).exists()]
     if absent:
