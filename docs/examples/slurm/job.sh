@@ -28,6 +28,5 @@ cd "$worktree/$analysis"
 datalad run -m "task $task" --output "results/task-$task.txt" \
     "mkdir -p results && echo 'result of task $task' > results/task-$task.txt"
 
-# Commit the new state of ANALYSIS in the datasets above it, so that the
-# task leaves a worktree without uncommitted changes
-datalad save -d "$worktree" -r -m "task $task: record the result in $analysis"
+# Nothing else to commit: the datasets above ANALYSIS need not record its
+# new state here, worktree-merge -r records it in DATASET when it merges.

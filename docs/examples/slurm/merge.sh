@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The merge job that submit.sh submits to run after every array task
-# succeeded: merge the results of every job-* worktree in SCRATCH into
-# DATASET, subdatasets first, then remove those worktrees and their
-# (merged) job-* branches.
+# succeeded: merge the results of every job-* worktree in SCRATCH (also
+# those an earlier submission left) into DATASET, subdatasets first, then
+# remove those worktrees and their (merged) job-* branches.
 #
 # Usage: merge.sh DATASET SCRATCH
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Many jobs on SLURM, each in a worktree of its own, merged home in one step.
+# Many jobs on SLURM, each in a worktree of its own, merged home by one job.
 #
 # Usage: submit.sh DATASET SCRATCH N
 #
