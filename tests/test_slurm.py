@@ -41,10 +41,10 @@ def unavailable(why: str):
     pytest.skip(why)
 
 
-@pytest.fixture(scope='session')
+@pytest.fixture(scope='module')
 def cluster():
-    """A running single-node SLURM, stopped with everything it runs at the
-    end of the session"""
+    """A running single-node SLURM (in each test process that runs tests
+    of this module), stopped with everything it runs after them"""
     reason = slurm.missing()
     if reason:
         unavailable(reason)
