@@ -108,9 +108,12 @@ PartitionName=tests Nodes={node} Default=YES MaxTime=INFINITE State=UP
 
 @dataclass
 class Cluster:
+    """The cluster's directory, its configuration, and the daemons it
+    started (name, process), in the order started"""
     root: Path
     conf: Path
-    processes: list = field(default_factory=list)
+    processes: list[tuple[str, subprocess.Popen]] = field(
+        default_factory=list)
 
     @property
     def env(self) -> dict:
@@ -142,12 +145,15 @@ class Cluster:
                 stdin=subprocess.DEVNULL, env=self.env)))
 
     def check_running(self) -> None:
+        """Raise Unavailable, with the logs, if a daemon has exited"""
         for name, proc in self.processes:
             if proc.poll() is not None:
                 raise Unavailable(f'{name} exited with status '
                                   f'{proc.returncode}\n{self.logs()}')
 
     def wait_for_idle_node(self, timeout: float = 60) -> None:
+        """Return once sinfo shows the node idle, ready for jobs; raise
+        Unavailable if a daemon exits or ``timeout`` seconds pass"""
         deadline = time.monotonic() + timeout
         state = ''
         while time.monotonic() < deadline:
