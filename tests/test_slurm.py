@@ -113,7 +113,8 @@ def submit(cluster, origin: Path, scratch: Path, tasks: int,
     """Run the recipe's submit.sh; returns the array and merge job ids"""
     out = subprocess.run(
         ['bash', str(RECIPE / 'submit.sh'), str(origin), str(scratch),
-         str(tasks)], env=job_env(cluster, ANALYSIS=analysis),
+         str(tasks)], env=job_env(cluster, ANALYSIS=analysis,
+                                  INPUTS=f'{DERIVED}/inputs/bpod/sub-01'),
         capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     array, merge = out.stdout.split()
@@ -163,14 +164,15 @@ def test_job_array_results_merged_home(cluster, origin, tmp_path):
     assert len(states(cluster, array)) == TASKS
 
     for task in range(1, TASKS + 1):
-        result = derived / 'results' / f'task-{task}.txt'
+        result = derived / 'results' / f'task-{task}' / 'result.txt'
         assert result.is_symlink(), f'{result} is not annexed'
         assert result.read_text() == f'result of task {task}\n'
 
     records = run_records(derived)[:-before or None]
     assert sorted((r['cmd'], r['outputs']) for _, r in records) == sorted(
-        (f"mkdir -p results && echo 'result of task {task}' > "
-         f'results/task-{task}.txt', [f'results/task-{task}.txt'])
+        (f"mkdir -p results/task-{task} && echo 'result of task {task}' "
+         f'> results/task-{task}/result.txt',
+         [f'results/task-{task}/result.txt'])
         for task in range(1, TASKS + 1))
 
     assert not list(scratch.glob('job-*'))
@@ -188,7 +190,7 @@ def test_job_array_results_merged_home(cluster, origin, tmp_path):
     rerun = datalad_cli('rerun', records[0][0], cwd=derived)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     rerun_out = records[0][1]['outputs'][0]
-    task = rerun_out.split('-')[1].split('.')[0]
+    task = rerun_out.split('-')[1].split('/')[0]
     assert (derived / rerun_out).read_text() == f'result of task {task}\n'
     assert clean(origin)
 

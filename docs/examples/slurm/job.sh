@@ -5,7 +5,8 @@
 #
 # Usage (as an array task): job.sh DATASET SCRATCH
 # Environment: ANALYSIS, the dataset to run in, relative to DATASET
-# (default: DATASET itself).
+# (default: DATASET itself); INPUTS, the directories the task reads,
+# relative to DATASET, separated by spaces (default: none).
 set -euo pipefail
 
 dataset=$1
@@ -14,19 +15,27 @@ task=${SLURM_ARRAY_TASK_ID:?job.sh runs as a task of a SLURM job array}
 analysis=${ANALYSIS:-.}
 worktree=$scratch/job-$task
 
-# A worktree of every installed dataset of the hierarchy, on a new branch
-# job-I in each. It shares history and annexed content with DATASET:
+# A sparse worktree, on a new branch job-I in each dataset it spans: only
+# ANALYSIS's code, the task's output directory, the directories named in
+# INPUTS (relative to DATASET; e.g. "inputs/data/sub-01") and the files on
+# the way to them are checked out, and only the datasets on the way to
+# them get a worktree. It shares history and annexed content with DATASET:
 # inputs are readable at once, nothing is copied.
-# (sparse, only the datasets on the way to ANALYSIS, replace the line with:
-#  datalad worktree-add -d "$dataset" --sparse "$analysis" --branch "job-$task" "$worktree")
-datalad worktree-add -d "$dataset" -r --branch "job-$task" "$worktree"
+out=results/task-$task
+sparse=(--sparse "$analysis/code" --sparse "$analysis/$out")
+for input in ${INPUTS:-}; do sparse+=(--sparse "$input"); done
+datalad worktree-add -d "$dataset" -r --branch "job-$task" "${sparse[@]}" \
+    "$worktree"
 
 # The task's work, recorded by `datalad run` with its output, which is
 # annexed where the dataset annexes files. Put your command here (or use
 # `datalad containers-run`); this one writes a result that depends on I.
+# --explicit saves the outputs only: in a sparse worktree, a save of the
+# whole dataset would record the files left out as deleted (DataLad does
+# not know sparse checkouts yet), which worktree-merge refuses.
 cd "$worktree/$analysis"
-datalad run -m "task $task" --output "results/task-$task.txt" \
-    "mkdir -p results && echo 'result of task $task' > results/task-$task.txt"
+datalad run --explicit -m "task $task" --output "$out/result.txt" \
+    "mkdir -p $out && echo 'result of task $task' > $out/result.txt"
 
 # Nothing else to commit: the datasets above ANALYSIS need not record its
 # new state here, worktree-merge -r records it in DATASET when it merges.
