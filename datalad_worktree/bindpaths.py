@@ -50,7 +50,10 @@ from . import git
 from .gitfiles import common_dir
 from .outcome import Outcome
 from .repo import git_config
-from .settings import committed_config
+from .settings import (
+    committed_config,
+    lock_wait,
+)
 
 ACTION = 'worktree-bindpaths'
 PREFIX = 'datalad.run.substitutions.'
@@ -158,10 +161,16 @@ def configure_binds(worktree: Path, keys: dict[str, str],
     repo_problem = _worktree_config_problem(worktree)
     if repo_problem:
         return Outcome('impossible', repo_problem)
+    # 'git config --worktree' reads the registration of every worktree of
+    # the repository: tried again while another git is making one (reading
+    # changes nothing, and setting one value again does no more)
+    wait = lock_wait()
     changed = [key for key, value in keys.items()
-               if git_config(worktree, key, ('--worktree',)) != value]
+               if git.retry_on_lock(lambda: git_config(
+                   worktree, key, ('--worktree',)), wait) != value]
     for key in changed:
-        git.run(worktree, ['config', '--worktree', key, keys[key]])
+        git.retry_on_lock(lambda: git.run(
+            worktree, ['config', '--worktree', key, keys[key]]), wait)
     if not changed:
         return None
     dests = [dest for _, dest in binds]
@@ -185,7 +194,11 @@ def _worktree_config_problem(worktree: Path) -> str | None:
     (``extensions.worktreeConfig``) where that is safe; why not, or None
 
     It is not safe where the shared configuration sets ``core.bare`` or
-    ``core.worktree``: once enabled, every worktree would read them.
+    ``core.worktree``: once enabled, every worktree would read them. It is
+    set once, where it is not set yet; worktrees of the repository that
+    are made at the same time may all find it unset, and each set it to
+    the same value, waiting while another holds the lock of the shared
+    configuration (``git.retry_on_lock``).
     """
     if git_config(worktree, 'extensions.worktreeConfig',
                   ('--local', '--bool')) == 'true':
@@ -197,8 +210,9 @@ def _worktree_config_problem(worktree: Path) -> str | None:
         return (f'cannot give {worktree} a configuration of its own: the '
                 f'repository sets {", ".join(blocking)}; container bind '
                 'paths were not configured')
-    git.run(worktree, ['config', '--local', 'extensions.worktreeConfig',
-                       'true'])
+    git.retry_on_lock(lambda: git.run(
+        worktree, ['config', '--local', 'extensions.worktreeConfig', 'true']),
+        lock_wait())
     return None
 
 

@@ -15,10 +15,16 @@ this layer is the small bytes-safe equivalent of ``subprocess.run``.
 from __future__ import annotations
 
 import os
+import random
 import re
 import subprocess
+import time
 from functools import lru_cache
 from pathlib import Path
+from typing import (
+    Callable,
+    TypeVar,
+)
 
 from datalad_next.runners import CommandError
 
@@ -114,6 +120,62 @@ def run_all(calls: list[tuple[Path, list[str]]]) -> list[bytes]:
     if failed:
         raise failed
     return outputs
+
+
+LOCK_WAIT = 60.0
+"""How long, in seconds, ``retry_on_lock`` keeps trying in all"""
+
+BUSY = re.compile(
+    # index.lock, HEAD.lock, a ref's lock, packed-refs.lock
+    r"Unable to create '[^']*\.lock': File exists"
+    # config.lock, also of a worktree's config.worktree
+    r"|could not lock config file .*: File exists"
+    # a worktree that another git is registering, read half written
+    r"|failed to read .*/worktrees/[^/]+/commondir")
+"""What git says when it failed only because another git process was in
+the middle of changing the same repository"""
+
+T = TypeVar('T')
+
+
+def busy(exc: CommandError) -> bool:
+    """Whether git failed only because another git process was busy in the
+    same repository: it held a lock file that git needed (git gives up
+    before it changes what the lock guards), or it was registering a
+    worktree whose files git read half written (``git worktree add`` and
+    ``git branch`` read every registered worktree before they change
+    anything)"""
+    stderr = exc.stderr or ''
+    if isinstance(stderr, bytes):
+        stderr = os.fsdecode(stderr)
+    return BUSY.search(stderr) is not None
+
+
+def retry_on_lock(call: Callable[[], T], timeout: float = LOCK_WAIT) -> T:
+    """What ``call()`` returns, calling it again while it fails (raises
+    ``CommandError``) only because another git process was busy (see
+    ``busy``): after waits that double from 0.05 s up to 2 s, each
+    jittered by up to half of it either way so that processes that
+    collided once do not collide again, until ``timeout`` seconds have
+    passed in all; then the last failure is raised. Any other failure is
+    raised at once.
+
+    Only for calls that a failure of that kind leaves having changed
+    nothing, or that do no more than the same again when repeated (such as
+    setting a configuration item to one value): a ``call`` that ran two git
+    commands where the first succeeded must not be repeated whole.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            return call()
+        except CommandError as e:
+            left = deadline - time.monotonic()
+            if not busy(e) or left <= 0:
+                raise
+        time.sleep(min(left, delay * random.uniform(0.5, 1.5)))
+        delay = min(2.0, delay * 2)
 
 
 def error_line(exc: CommandError) -> str:

@@ -3,12 +3,17 @@
 ``git worktree list`` is the one source of truth about which worktrees a
 repository has; this module reads it, tells main from linked worktrees,
 makes one worktree and links it to the shared annex, and reports the lock
-files that an interrupted git leaves behind.
+files that an interrupted git leaves behind. Lock files that other git
+processes hold for a moment (jobs of a cluster that make their worktrees
+of the same repository at the same time) are waited for, for a bounded
+time (``settings.lock_wait``), before they are reported.
 """
 
 from __future__ import annotations
 
 import os
+import random
+import time
 from dataclasses import (
     dataclass,
     replace,
@@ -31,6 +36,7 @@ from .repo import (
     toplevel,
 )
 from .records import may_hold_unlocked_files
+from .settings import lock_wait
 from .sharedannex import (
     annex_checkout_work_needless,
     link_like_annex,
@@ -87,9 +93,12 @@ def _from_files(repo: Path) -> list[Worktree] | None:
 
 
 def _from_git(repo: Path) -> list[Worktree]:
+    # only reads: tried again while another git is making a worktree
+    listed = git.retry_on_lock(lambda: git.lines(
+        repo, ['worktree', 'list', '--porcelain']), lock_wait())
     found = []
     fields: dict = {}
-    for line in git.lines(repo, ['worktree', 'list', '--porcelain']) + ['']:
+    for line in listed + ['']:
         if not line:
             if fields:
                 found.append(Worktree(
@@ -139,31 +148,62 @@ def linked_worktree_problem(path: Path,
 
 
 def lock_problem(repo: Path) -> str | None:
-    """Why lock files that git left in ``repo`` block changing it, or None
+    """Why lock files that git holds in ``repo`` block changing it, or None
 
     git holds ``index.lock``, ``HEAD.lock`` and the lock of the branch
     checked out while it changes them, and a killed git leaves them.
-    Whether a git command still runs cannot be known, so they are reported,
-    never removed.
+    Whether a git command still runs cannot be known: they are waited for
+    (see ``lingering``), never removed.
     """
     gitdir, _ = git_dirs(repo)
-    locks = [p for p in (gitdir / 'index.lock', gitdir / 'HEAD.lock')
-             if p.exists()]
+    locks = [gitdir / 'index.lock', gitdir / 'HEAD.lock']
     head = (gitdir / 'HEAD').read_text().strip()
     if head.startswith('ref: refs/heads/'):
-        locks += branch_locks(repo, head[len('ref: refs/heads/'):])
-    return lock_message(repo, locks)
+        locks += _branch_lock_files(repo, head[len('ref: refs/heads/'):])
+    return lock_message(repo, lingering(locks))
 
 
 def branch_locks(repo: Path, branch: str, packed: bool = False
                  ) -> list[Path]:
     """The lock files of ``branch`` (with ``packed``: also of the packed
-    refs, which deleting a branch needs) that git left in ``repo``"""
+    refs, which deleting a branch needs) that git holds in ``repo`` and
+    still holds after waiting for them (see ``lingering``)"""
+    return lingering(_branch_lock_files(repo, branch, packed))
+
+
+def _branch_lock_files(repo: Path, branch: str, packed: bool = False
+                       ) -> list[Path]:
     _, common = git_dirs(repo)
-    candidates = [common / 'refs' / 'heads' / f'{branch}.lock']
-    if packed:
-        candidates.append(common / 'packed-refs.lock')
-    return [c for c in candidates if c.exists()]
+    found = [common / 'refs' / 'heads' / f'{branch}.lock']
+    return found + [common / 'packed-refs.lock'] if packed else found
+
+
+def lingering(locks: list[Path]) -> list[Path]:
+    """Those of the lock files ``locks`` that are there after waiting for
+    them to go away, as they do when the git process that holds one ends
+
+    A lock file is waited for until it is gone or has been there for
+    ``settings.lock_wait()`` seconds (by its modification time: one that a
+    git killed long ago left is reported at once), and never for longer
+    than that in all; checked again after waits that grow from 0.05 s to
+    1 s, jittered.
+    """
+    bound = lock_wait()
+    deadline = time.monotonic() + bound
+    delay = 0.05
+    while True:
+        present, young = [], False
+        for lock in locks:
+            try:
+                age = time.time() - lock.lstat().st_mtime
+            except FileNotFoundError:
+                continue
+            present.append(lock)
+            young = young or age < bound
+        if not young or time.monotonic() >= deadline:
+            return present
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(1.0, delay * 2)
 
 
 def lock_message(repo: Path, locks: list[Path]) -> str | None:
@@ -214,41 +254,111 @@ def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
     must come out linked to the shared annex. With ``cone``, it is a
     sparse checkout of those directories (see ``sparse``).
 
+    Each git command is tried again while another git process is busy in
+    the same repository (``git.retry_on_lock``), as when many jobs make
+    worktrees of it at the same time. Where the worktree cannot be made,
+    nothing of it is left: not a branch made for it, nor what git left of
+    the worktree (see ``discard_half_made``).
+
     Where the commit holds no unlocked annexed file (in the cone) and
     git-annex's are the only hooks, git-annex has nothing to do in the
     checkout but make its links (its filter and post-checkout hook act on
     unlocked files only): the checkout then runs without them, and the
     links are made here, which saves most of the time a worktree takes."""
-    if branch is not None and moved_from:
-        try:
-            git.run(repo, ['update-ref', '-m', 'worktree-add: move forward',
-                           f'refs/heads/{branch}', commit, moved_from])
-        except CommandError as e:
-            return f'moving branch {branch} failed: {git.error_line(e)}'
-
-    if branch is None:
-        how = ['--detach', '--', str(target), commit]
-    elif new_branch:
-        how = ['-b', branch, '--', str(target), commit]
-    else:
-        how = ['--', str(target), branch]
+    wait = lock_wait()
+    if branch is not None and (new_branch or moved_from):
+        problem = place_branch(repo, branch, commit, moved_from, wait)
+        if problem:
+            return problem
+    how = ['--detach', '--', str(target), commit] if branch is None else \
+        ['--', str(target), branch]
     quick = annex and not may_hold_unlocked_files(repo, commit, cone=cone) \
         and annex_checkout_work_needless(repo)
     without_annex = ['-c', f'core.hooksPath={os.devnull}',
                      *git.NO_ANNEX_FILTER] if quick else []
     later = ['--no-checkout'] if cone is not None else []
+    mount_point = target.is_dir()
+    failed = 'git worktree add'
     try:
-        git.run(repo, [*without_annex, '-c', 'submodule.recurse=false',
-                       'worktree', 'add', '--quiet', *later, *how])
+        # fails before it makes anything where another git is busy
+        git.retry_on_lock(lambda: git.run(
+            repo, [*without_annex, '-c', 'submodule.recurse=false',
+                   'worktree', 'add', '--quiet', *later, *how]), wait)
+        if cone is not None:
+            failed = 'sparse checkout'
+            # each of its git commands does no more when run again
+            git.retry_on_lock(
+                lambda: check_out_cone(target, cone, without_annex), wait)
     except CommandError as e:
-        return f'git worktree add failed: {git.error_line(e)}'
-    if cone is not None:
-        try:
-            check_out_cone(target, cone, without_annex)
-        except CommandError as e:
-            return f'sparse checkout failed: {git.error_line(e)}'
+        left = discard_half_made(repo, target, mount_point)
+        if new_branch:
+            left += discard_branch(repo, branch, commit, wait)
+        return f'{failed} failed: {git.error_line(e)}{left}'
     problem = link_like_annex(target) if quick else None
     return problem or (repair_annex_link(target) if annex else None)
+
+
+def place_branch(repo: Path, branch: str, commit: str, moved_from: str,
+                 wait: float) -> str | None:
+    """Create ``branch`` at ``commit`` where it does not exist, or, with
+    ``moved_from``, move it from there to ``commit``, only if it is still
+    there; why that failed, or None. One ``git update-ref`` with the
+    value expected before, which changes nothing when it fails, and so is
+    tried again while another git process holds a lock it needs"""
+    what = 'moving' if moved_from else 'creating'
+    try:
+        git.retry_on_lock(lambda: git.run(repo, [
+            'update-ref', '-m', f'worktree-add: {what} branch',
+            f'refs/heads/{branch}', commit, moved_from]), wait)
+    except CommandError as e:
+        return f'{what} branch {branch} failed: {git.error_line(e)}'
+    return None
+
+
+def discard_branch(repo: Path, branch: str, commit: str, wait: float
+                   ) -> str:
+    """Delete ``branch``, made at ``commit`` for a worktree that could not
+    be made, only where it is still there (``git update-ref -d`` with the
+    value expected, which changes nothing when it fails, and so is tried
+    again while another git holds a lock); a note where it was left, or
+    ''"""
+    try:
+        git.retry_on_lock(lambda: git.run(repo, [
+            'update-ref', '-d', f'refs/heads/{branch}', commit]), wait)
+    except CommandError as e:
+        return (f'; the branch {branch} made for it was left: '
+                f'{git.error_line(e)}')
+    return ''
+
+
+def discard_half_made(repo: Path, target: Path, mount_point: bool) -> str:
+    """Remove what a ``git worktree add`` that failed left at ``target``:
+    its registration and directory, where the directory holds no file that
+    git did not check out (git removes both itself when its checkout
+    fails, but not where it was killed or a hook failed after the
+    checkout); the empty directory ``target`` is put back where it was one
+    before (``mount_point``). A note where something was left, or ''"""
+    note = ''
+    if find_worktree(list_worktrees(repo), target) is not None:
+        note = _remove_unused(repo, target)
+    if mount_point and not note:
+        target.mkdir(exist_ok=True)
+    return note
+
+
+def _remove_unused(repo: Path, target: Path) -> str:
+    try:
+        status = git.entries(target, [
+            *git.NO_ANNEX_FILTER, 'status', '--porcelain', '-z', '--ignored',
+            '--untracked-files=all', '--ignore-submodules=all'])
+        if any(e.startswith(('??', '!!')) for e in status):
+            return (f'; it left {target} registered, with files that it '
+                    'did not check out, which were kept')
+        git.run(repo, ['worktree', 'remove', '--force', '--force', '--',
+                       str(target)])
+    except CommandError as e:
+        return f'; what it left at {target} stays: {git.error_line(e)}'
+    return ''
 
 
 def existing_worktree_problem(wt: Worktree, repo: Path, target: Path,

@@ -18,6 +18,7 @@ from datalad.config import ConfigManager
 from datalad.distribution.dataset import Dataset
 from datalad.support.parallel import ProducerConsumer
 
+from .git import LOCK_WAIT
 from .gitfiles import git_dirs
 
 
@@ -70,3 +71,16 @@ def worker_count(jobs: int | str | None) -> int:
     given, or for 'auto' and by default DataLad's configured
     ``datalad.runtime.max-jobs``; at least one"""
     return max(1, ProducerConsumer.get_effective_jobs(jobs) or 1)
+
+
+def lock_wait() -> float:
+    """How long, in seconds, to wait for lock files that other git
+    processes hold: ``datalad.worktree.lock-wait`` where it is set to a
+    number of seconds (0 or more), else ``git.LOCK_WAIT``"""
+    datalad_config.reload()
+    try:
+        value = float(datalad_config.get('datalad.worktree.lock-wait',
+                                         LOCK_WAIT))
+    except (TypeError, ValueError):
+        return LOCK_WAIT
+    return value if value >= 0 else LOCK_WAIT

@@ -65,6 +65,7 @@ from .scheduler import (
     progress,
     run_ordered,
 )
+from .settings import lock_wait
 from .sharedannex import (
     link_shared_annex,
     own_annex_problem,
@@ -385,9 +386,11 @@ def remove(plan: Plan) -> Outcome:
         if plan.how is Removal.REMOVE:
             delete_directory(m.path)
         if plan.delete_branch and m.head:
-            # by full ref name and expected tip: exact, never an option
-            git.run(repo, ['update-ref', '-d', f'refs/heads/{m.branch}',
-                           m.head])
+            # by full ref name and expected tip: exact, never an option;
+            # changes nothing where another git holds packed-refs.lock
+            git.retry_on_lock(lambda: git.run(repo, [
+                'update-ref', '-d', f'refs/heads/{m.branch}', m.head]),
+                lock_wait())
         git.run(repo, ['worktree', 'prune'])
     except Exception as e:
         return failure(m.path, e, f'removing {m.path} failed', keys)

@@ -344,15 +344,29 @@ def rerun_to_convergence(run) -> list:
     """Call ``run`` (the Python API call of the interrupted command) until
     it neither refuses nor fails. Only a refusal that says how to recover
     from what git left behind (a worktree locked while it was being made,
-    an index.lock) is accepted, and its advice is followed"""
+    an index.lock) is accepted, and its advice is followed. The lock files
+    a killed git left are waited for only a second (see
+    ``settings.lock_wait``)"""
     for _ in range(3):
-        res = run()
+        with short_lock_wait():
+            res = run()
         failed = [r for r in res if r['status'] in FAILED]
         if not failed:
             return res
         for r in failed:
             follow_advice(r)
     pytest.fail(f'no convergence after 3 runs: {failed}')
+
+
+@contextmanager
+def short_lock_wait():
+    """DataLad's configuration in this process, and in the processes it
+    starts, waits only a second for git's lock files"""
+    os.environ['DATALAD_WORKTREE_LOCK__WAIT'] = '1'
+    try:
+        yield
+    finally:
+        del os.environ['DATALAD_WORKTREE_LOCK__WAIT']
 
 
 def count_made(wt: Path) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -386,8 +388,12 @@ def test_lock_left_by_a_killed_git_is_named(origin, runs, lock):
     gitdir = Path(git(runs / CODE, 'rev-parse', '--path-format=absolute',
                       '--git-dir'))
     (gitdir / lock).write_text('')
+    an_hour_ago = time.time() - 3600
+    os.utime(gitdir / lock, (an_hour_ago, an_hour_ago))
     before = snapshot(runs / CODE)
+    started = time.monotonic()
     res = sync(runs, recursive=True)
+    assert time.monotonic() - started < 30, 'waited for an old lock file'
     assert res[CODE]['status'] == 'impossible'
     assert f'git left {gitdir / lock}' in res[CODE]['message']
     assert 'delete the lock file' in res[CODE]['message']
