@@ -1,7 +1,8 @@
 """Settings, read through DataLad's configuration manager
 
 What a user or a dataset configures for this package (setup commands,
-container configuration, DataLad's job limit) is read with DataLad's
+container configuration, DataLad's job limit, how long to wait for git's
+lock files) is read with DataLad's
 ``ConfigManager``, so that ``datalad -c NAME=VALUE`` and ``DATALAD_*``
 environment variables apply as they do to every DataLad command.
 Repository state that git keeps in its configuration files (such as
