@@ -347,6 +347,11 @@ def discard_half_made(repo: Path, target: Path, mount_point: bool) -> str:
 
 
 def _remove_unused(repo: Path, target: Path) -> str:
+    """Remove the linked worktree ``target`` of ``repo`` with ``git
+    worktree remove``, where it holds no untracked or ignored file; a note
+    where it was left, or ''. Where git-annex made its ``.git`` a link to
+    the git directory, which ``git worktree remove`` refuses, the file git
+    wrote there is put back first."""
     try:
         status = git.entries(target, [
             *git.NO_ANNEX_FILTER, 'status', '--porcelain', '-z', '--ignored',
@@ -354,6 +359,11 @@ def _remove_unused(repo: Path, target: Path) -> str:
         if any(e.startswith(('??', '!!')) for e in status):
             return (f'; it left {target} registered, with files that it '
                     'did not check out, which were kept')
+        dotgit = target / '.git'
+        if dotgit.is_symlink():
+            gitdir = git_dirs(target)[0]
+            dotgit.unlink()
+            dotgit.write_text(f'gitdir: {gitdir}\n')
         git.run(repo, ['worktree', 'remove', '--force', '--force', '--',
                        str(target)])
     except CommandError as e:

@@ -182,6 +182,14 @@ def test_many_jobs_add_worktrees_and_run_at_the_same_moment(origin,
         assert after[ds]['head'] == state['head']
         assert after[ds]['symbolic'] == state['symbolic']
         assert after[ds]['status'] == state['status'] == ''
+        assert branches_but_jobs(after[ds]) == branches_but_jobs(state)
+
+
+def branches_but_jobs(state: dict) -> list[str]:
+    """The branches of a snapshot, but the jobs' and git-annex's"""
+    return [ref for ref in state['refs'].splitlines()
+            if ref.startswith('refs/heads/') and not ref.startswith((
+                'refs/heads/job-', 'refs/heads/git-annex '))]
 
 
 # --------------------------------------------------------------------------
@@ -274,21 +282,27 @@ def test_a_lock_that_stays_is_reported(origin, tmp_path, monkeypatch, age):
     assert not (tmp_path / 'wt').exists()
 
 
-def test_a_failed_checkout_leaves_no_half_made_worktree(origin, tmp_path):
-    """A hook that fails after git checked out code's worktree: what git
-    made (the worktree, its registration, its new branch) is removed
-    again and the mount point is left empty, as it was"""
-    hook = origin / CODE / '.git' / 'hooks' / 'post-checkout'
+@pytest.mark.parametrize('where', [CODE, '.'])
+def test_a_failed_checkout_leaves_no_half_made_worktree(origin, tmp_path,
+                                                        where):
+    """A hook that fails after git checked out a worktree (of the plain
+    git subdataset code, or of the top): what git made (the worktree, its
+    registration, its new branch) is removed again; a subdataset's mount
+    point is left empty, as it was"""
+    hook = origin / where / '.git' / 'hooks' / 'post-checkout'
     hook.write_text('#!/bin/sh\necho no >&2\nexit 1\n')
     hook.chmod(0o755)
     wt = tmp_path / 'wt'
     res = {os.path.relpath(r['path'], wt): r for r in add(
         origin, wt, branch='job', recursive=True)}
-    assert res[CODE]['status'] == 'error'
-    assert res[CODE]['message'].startswith('git worktree add failed')
+    assert res[where]['status'] == 'error'
+    assert res[where]['message'].startswith('git worktree add failed')
+    assert git(origin / where, 'worktree', 'list', '--porcelain').count(
+        'worktree ') == 1
+    assert git(origin / where, 'branch', '--list', 'job') == ''
+    if where == '.':
+        assert not wt.exists()
+        return
     assert {r['status'] for rel, r in res.items() if rel != CODE} == \
         {'ok', 'notneeded'}
-    assert git(origin / CODE, 'worktree', 'list', '--porcelain').count(
-        'worktree ') == 1
-    assert git(origin / CODE, 'branch', '--list', 'job') == ''
     assert (wt / CODE).is_dir() and not any((wt / CODE).iterdir())
