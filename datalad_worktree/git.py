@@ -14,6 +14,7 @@ this layer is the small bytes-safe equivalent of ``subprocess.run``.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -27,6 +28,8 @@ from typing import (
 )
 
 from datalad_next.runners import CommandError
+
+lgr = logging.getLogger('datalad.worktree.git')
 
 MIN_GIT = (2, 31)
 """Oldest git supported: its ``worktree list --porcelain`` marks worktrees
@@ -174,7 +177,10 @@ def retry_on_lock(call: Callable[[], T], timeout: float = LOCK_WAIT) -> T:
             left = deadline - time.monotonic()
             if not busy(e) or left <= 0:
                 raise
-        time.sleep(min(left, delay * random.uniform(0.5, 1.5)))
+            pause = min(left, delay * random.uniform(0.5, 1.5))
+            lgr.debug('another git is busy in %s (%s); trying again in '
+                      '%.2f s', e.cwd, error_line(e), pause)
+        time.sleep(pause)
         delay = min(2.0, delay * 2)
 
 
