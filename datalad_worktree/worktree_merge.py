@@ -108,6 +108,37 @@ class WorktreeMerge(WorktreeInterface):
     branch merged), ``from_commit`` and ``to_commit``, ``how``
     ('fast-forward' or 'merge'), ``detached`` (True when merged onto a
     detached HEAD), and ``conflicts`` (paths) for refused merges.
+
+    Several SOURCEs, or a pattern, merge many sources in one step, such as
+    the branches of hundreds of cluster jobs: ``'job-*'`` (quoted, so that
+    the shell leaves it alone). A SOURCE that is an existing path is a
+    worktree; else a SOURCE with ``*``, ``?`` or ``[`` is a pattern
+    (``fnmatch``; ``*`` also matches '/'), matched in each dataset against
+    its branch names, leaving out the branch that dataset has checked out,
+    and, if it contains a '/', against the paths of DATASET's linked
+    worktrees; anything else is a branch name. A SOURCE that names nothing
+    (a pattern or branch that no dataset has, a path that is not a linked
+    worktree, DATASET itself, a name that looks like an option) refuses the
+    whole command before anything is merged. In each dataset, all sources
+    with new commits there become one merge commit, with HEAD and each of
+    them as parents (a fast-forward where only one source has new commits
+    and HEAD has none of its own); its tree is built without touching the
+    working tree, which is then brought up to it in one step, with all the
+    checks above. A source that conflicts, with HEAD or with a source
+    merged before it (in the order given; a pattern's branches in name
+    order), is left out and reported with the conflicting paths; so is a
+    source refused in a subdataset, in every dataset above it. The other
+    sources are merged. With [CMD: --ff-only CMD][PY: ff_only=True PY], a
+    dataset where more than one source has new commits refuses them all.
+    Running the same command again merges nothing more.
+
+    With several sources, each dataset reports one result per refused
+    source (status 'impossible', its ``source``, and ``conflicts`` where
+    it conflicts), and then one result of its own: 'ok' with ``sources``
+    (the names merged, all of them; the message names the first few),
+    ``how``, ``from_commit``, ``to_commit``, ``detached`` and, where
+    parents recorded merged subdatasets, ``recorded``; or 'notneeded'.
+    ``already`` lists the sources it contained already.
     """
 
     _params_ = dict(
@@ -160,6 +191,10 @@ class WorktreeMerge(WorktreeInterface):
                   "current dataset and all its subdatasets",
              code_py="worktree_merge('../runs', recursive=True)",
              code_cmd="datalad worktree-merge -r ../runs"),
+        dict(text="Merge the branches of all cluster jobs, one merge "
+                  "commit per dataset",
+             code_py="worktree_merge('job-*', recursive=True)",
+             code_cmd="datalad worktree-merge -r 'job-*'"),
         dict(text="Merge the branch 'runs' wherever it exists, "
                   "fast-forwards only",
              code_py="worktree_merge('runs', recursive=True, ff_only=True)",

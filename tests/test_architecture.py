@@ -18,7 +18,7 @@ LAYERS = [
     ['registry', 'hierarchy', 'scheduler'],
     ['nested', 'integrate', 'mtimes', 'bindpaths', 'envsetup', 'stale',
      'octopus', 'mergesources'],
-    ['mergemany'],
+    ['mergemany', 'removal'],
     ['provision'],
     ['interface'],
     ['provider'],
