@@ -148,7 +148,7 @@ class WorktreeMerge(WorktreeInterface):
             nargs='+',
             doc="""one or more sources: a linked worktree of DATASET (each
             dataset in it contributes its checked-out commit), a branch
-            name, or a pattern ('job-*') of branch names and, with a '/',
+            name, or a pattern (``'job-*'``) of branch names and, with a '/',
             of linked worktree paths.[PY:  A string or a list. PY]"""),
         dataset=Parameter(
             args=('-d', '--dataset'),

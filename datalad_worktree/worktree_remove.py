@@ -127,7 +127,7 @@ class WorktreeRemove(WorktreeInterface):
             metavar='PATH',
             nargs='+',
             doc="""the linked worktree to remove, with everything nested in
-            it; several, or a pattern ('../jobs/job-*') matched against the
+            it; several, or a pattern (``'../jobs/job-*'``) matched against the
             paths of DATASET's linked worktrees.[PY:  A path or a list.
             PY]"""),
         dataset=Parameter(
