@@ -190,6 +190,11 @@ def merge_several(repo: Path, todo: list[tuple[str, MergeSource]],
                 f'{", ".join(conflicts)}, with {head[:10]} or a source '
                 'merged before it; it was left out'),
                 dict(source=s.name, conflicts=conflicts))
+    for commit, why in built.unmergeable.items():
+        for key, s in by_commit[commit]:
+            report.refused[key] = Outcome('impossible', (
+                f'{s.name} ({commit[:10]}) was left out: {why}'),
+                dict(source=s.name))
     merged = [s for c in built.merged for _, s in by_commit[c]]
     if not merged:
         return

@@ -3,8 +3,9 @@
 A SOURCE is the path of a linked worktree (an existing path wins), a
 branch name, or a glob pattern (``*``, ``?``, ``[...]``, as ``fnmatch``
 reads them). A pattern is matched against the branch names of each
-dataset merged into, leaving out the branch that dataset has checked out,
-and, where it contains a '/', against the paths of the top dataset's
+dataset merged into, leaving out the branch that dataset has checked out
+and git-annex's own branches (``git-annex``, ``synced/*``,
+``adjusted/*``), and, where it contains a '/', against the paths of the top dataset's
 linked worktrees. Everything here reads and nothing changes.
 """
 
@@ -33,6 +34,8 @@ from .repo import (
 )
 
 PATTERN_CHARS = frozenset('*?[')
+ANNEX_BRANCHES = ('git-annex', 'synced/*', 'adjusted/*')
+"""git-annex's own branches, which no pattern matches: never results"""
 
 
 @dataclass(frozen=True)
@@ -117,12 +120,14 @@ def worktree_source_problem(top: Path, source_root: Path) -> str | None:
 
 
 def branches_matching(repo: Path, pattern: str) -> list[str]:
-    """The branches of ``repo`` whose names match ``pattern``, but not the
-    one checked out in ``repo``, in git's order"""
+    """The branches of ``repo`` whose names match ``pattern``, in git's
+    order, but not the one checked out in ``repo``, nor git-annex's own
+    (``ANNEX_BRANCHES``)"""
     own = current_branch(repo)
     names = git.lines(repo, ['for-each-ref', '--format=%(refname:lstrip=2)',
                              'refs/heads/'])
-    return [n for n in names if n != own and fnmatchcase(n, pattern)]
+    return [n for n in names if n != own and fnmatchcase(n, pattern) and
+            not any(fnmatchcase(n, a) for a in ANNEX_BRANCHES)]
 
 
 def node_sources(node: Node, specs: list[Spec]

@@ -40,7 +40,7 @@ from .repo import GITLINK_MODE
 
 INDEX_NAME = 'worktree-merge-index'
 """The index file, in the git directory of the checkout, that the merged
-tree is built in (removed when done)"""
+tree is built in (with the process id appended; removed when done)"""
 
 
 @dataclass
@@ -52,8 +52,14 @@ class Built:
     """The commits merged, in order: the merge commit's other parents"""
     refused: dict[str, list[str]] = field(default_factory=dict)
     """The commits left out, with the paths they conflict in"""
+    unmergeable: dict[str, str] = field(default_factory=dict)
+    """The commits left out that this git cannot merge here, with why"""
     brought: dict[str, dict[str, str]] = field(default_factory=dict)
     """Of each merged commit whose changes are known: path -> blob"""
+
+
+class Unmergeable(Exception):
+    """git cannot merge a commit into the tree: why, for a message"""
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,11 @@ def build_merge(repo: Path, head: str, commits: list[str],
         state.prefetch(list(changes.values()))
         for commit in commits:
             mine = changes.get(commit)
-            conflicts = state.add(commit, mine)
+            try:
+                conflicts = state.add(commit, mine)
+            except Unmergeable as e:
+                built.unmergeable[commit] = str(e)
+                continue
             if conflicts:
                 built.refused[commit] = conflicts
                 continue
@@ -185,7 +195,7 @@ class MergeState:
     def __init__(self, repo: Path, head: str, head_side: dict[str, Changes],
                  subheads: dict[str, str], contained: Contained):
         self.repo, self.subheads, self.contained = repo, subheads, contained
-        self.index = git_dirs(repo)[0] / INDEX_NAME
+        self.index = git_dirs(repo)[0] / f'{INDEX_NAME}.{os.getpid()}'
         self.env = {'GIT_INDEX_FILE': str(self.index)}
         self.changed: Changes = {}
         """Paths where the tree so far differs from the merge bases"""
@@ -285,7 +295,7 @@ class MergeState:
             conflicts: list[str] = []
         except CommandError as e:
             if e.returncode != 1:
-                raise
+                raise Unmergeable(unmergeable_reason(e)) from e
             out = e.stdout
             conflicts = sorted({p for p in out.split('\0')[1:] if p})
         if [p for p in conflicts if not self.resolvable(
@@ -301,6 +311,15 @@ class MergeState:
         git.run(self.repo, ['read-tree', tree], env=self.env)
         self.parents.append(commit)
         return []
+
+
+def unmergeable_reason(e: CommandError) -> str:
+    """Why ``git merge-tree`` failed (``e``), for a message"""
+    if e.returncode == 129:
+        return ('it changes files that HEAD or another source changes too, '
+                'and merging it together with others needs git 2.38 or '
+                f'newer ({git.error_line(e)}); merge it on its own')
+    return f'git cannot merge it: {git.error_line(e)}'
 
 
 def same(change: Change) -> tuple[str, str]:

@@ -114,8 +114,9 @@ class WorktreeMerge(WorktreeInterface):
     the shell leaves it alone). A SOURCE that is an existing path is a
     worktree; else a SOURCE with ``*``, ``?`` or ``[`` is a pattern
     (``fnmatch``; ``*`` also matches '/'), matched in each dataset against
-    its branch names, leaving out the branch that dataset has checked out,
-    and, if it contains a '/', against the paths of DATASET's linked
+    its branch names, leaving out the branch that dataset has checked out
+    and git-annex's own branches (``git-annex``, ``synced/*``,
+    ``adjusted/*``), and, if it contains a '/', against the paths of DATASET's linked
     worktrees; anything else is a branch name. A SOURCE that names nothing
     (a pattern or branch that no dataset has, a path that is not a linked
     worktree, DATASET itself, a name that looks like an option) refuses the

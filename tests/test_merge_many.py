@@ -20,6 +20,7 @@ from .conftest import (
     recorded,
     snapshot,
 )
+from .test_old_git import old_git  # noqa: F401 (a fixture)
 
 
 def merge(origin, sources, **kw):
@@ -121,6 +122,29 @@ def test_branch_names_and_patterns(origin, tmp_path):
     again, by = merge(origin, 'job-*', recursive=True)
     assert {r['status'] for r in again} == {'notneeded'}
     assert 'branch job-main-copy' not in by[CODE]['already']
+    # nor git-annex's own branch
+    before = snapshot(origin)
+    again, by = merge(origin, '*', recursive=True)
+    assert {r['status'] for r in again} == {'notneeded'}, again
+    assert not [r for r in again if 'git-annex' in str(r.get('already'))]
+    assert snapshot(origin) == before
+
+
+def test_local_work_refuses_the_sources_of_that_dataset(origin, tmp_path):
+    job(origin, tmp_path, 'job-a')
+    job(origin, tmp_path, 'job-b')
+    (origin / CODE / 'job-b.txt').write_text('my own notes\n')
+    before = snapshot(origin)
+    res, by = merge(origin, 'job-*', recursive=True)
+    for name in ('job-a', 'job-b'):
+        refused = by[(CODE, f'branch {name}')]
+        assert 'would overwrite files' in refused['message']
+        assert 'job-b.txt' in refused['message']
+        for rel in (DERIVED, '.'):
+            assert 'refused in the subdataset' in \
+                by[(rel, f'branch {name}')]['message']
+    assert snapshot(origin) == before
+    assert (origin / CODE / 'job-b.txt').read_text() == 'my own notes\n'
 
 
 def test_a_conflicting_source_is_refused_and_the_others_merged(
@@ -224,3 +248,40 @@ def test_cli_several_sources(origin, tmp_path):
     assert bad.returncode != 0
     assert "refusing the pattern '-x*'" in bad.stdout + bad.stderr
     assert 'Traceback' not in bad.stdout + bad.stderr
+
+
+def edited_jobs(origin, tmp_path):
+    """job-a and job-c edit different lines of code/process.py, job-b adds
+    a file: job-c needs git's own merge"""
+    script = (origin / CODE / 'process.py').read_text()
+    lines = script.splitlines(keepends=True)
+    job(origin, tmp_path, 'job-a', {'process.py': '# a\n' + script})
+    job(origin, tmp_path, 'job-b')
+    job(origin, tmp_path, 'job-c', {'process.py': ''.join(
+        lines[:-1]) + lines[-1].rstrip('\n') + '  # c\n'})
+    return script
+
+
+def test_sources_changing_the_same_file_merge_with_git(origin, tmp_path):
+    script = edited_jobs(origin, tmp_path)
+    res, by = merge(origin, 'job-*', recursive=True)
+    assert by[CODE]['sources'] == ['branch job-a', 'branch job-b',
+                                   'branch job-c']
+    merged = (origin / CODE / 'process.py').read_text()
+    assert merged.startswith('# a\n') and merged.endswith('  # c\n')
+    assert merged.count('\n') == script.count('\n') + 1
+    assert len(parents(origin / CODE)) == 4
+    assert clean(origin)
+
+
+def test_with_git_older_than_2_38(origin, tmp_path, old_git):
+    """Sources that change different files merge as ever; one that needs
+    git's own merge is left out, with why"""
+    edited_jobs(origin, tmp_path)
+    res, by = merge(origin, 'job-*', recursive=True)
+    refused = by[(CODE, 'branch job-c')]
+    assert refused['status'] == 'impossible'
+    assert 'needs git 2.38 or newer' in refused['message']
+    assert by[CODE]['sources'] == ['branch job-a', 'branch job-b']
+    assert by['.']['sources'] == ['branch job-a', 'branch job-b']
+    assert clean(origin)
