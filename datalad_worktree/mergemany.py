@@ -85,6 +85,11 @@ def merge_many(node: Node, sources: list[tuple[str, MergeSource]],
     ``children`` are its installed subdatasets, ``merged_children`` those
     merged in this run"""
     repo = node.path
+    if not node.installed:
+        # a separate clone in a source, of a subdataset not installed here
+        return Report(Outcome('notneeded', 'not installed here'), {
+            key: Outcome(*s.nothing, dict(source=s.name))
+            for key, s in sources if s.nothing and s.nothing[0] != 'ok'})
     problem = lock_problem(repo) or adjusted_problem(repo)
     if problem:
         return Report(Outcome('impossible', problem))
@@ -114,6 +119,8 @@ def merge_many(node: Node, sources: list[tuple[str, MergeSource]],
     if not opts.dry_run and not report.outcome.failed:
         record_pointers(repo, settled, POINTER_MESSAGE, report.outcome,
                         'merged')
+    if keys['detached'] and report.outcome.status == 'ok':
+        report.outcome.message += ' (on a detached HEAD)'
     return report
 
 
@@ -178,11 +185,10 @@ def merge_several(repo: Path, todo: list[tuple[str, MergeSource]],
     by_commit: dict[str, list[tuple[str, MergeSource]]] = {}
     for key, s in todo:
         by_commit.setdefault(s.commit, []).append((key, s))
-    built = build_merge(repo, head, list(by_commit),
-                        subheads(repo, head, children, settled),
+    heads = subheads(repo, head, children, settled)
+    built = build_merge(repo, head, list(by_commit), heads,
                         lambda path, commits: contained_in(
-                            repo / path, sorted(commits),
-                            head_commit(repo / path) or ''))
+                            repo / path, sorted(commits), heads[path]))
     for commit, conflicts in built.refused.items():
         for key, s in by_commit[commit]:
             report.refused[key] = Outcome('impossible', (

@@ -203,6 +203,8 @@ class MergeState:
         self.dirs: set[str] = set()
         self.deleted = False
         """Whether a deletion is among the changes: then git merges"""
+        self.sourced: set[str] = set()
+        """Paths that the sources merged so far changed"""
         self.parents = [head]
         self.pending: list[str] = []
         self.settled: dict[str, set[str]] = {}
@@ -243,6 +245,7 @@ class MergeState:
             return self.merge_with_git(commit)
         for p, c in mine.items():
             self.note(p, c)
+        self.sourced.update(mine)
         self.pending += [f'{c.mode} {c.sha}\t{p}' for p, c in mine.items()]
         self.parents.append(commit)
         return []
@@ -272,11 +275,11 @@ class MergeState:
             self.pending = []
 
     def write_tree(self) -> str:
-        """The merged tree, each changed pointer of a subdataset that
-        contains it set to the subdataset's checked-out commit"""
+        """The merged tree, each pointer that a source changed set to the
+        checked-out commit of its subdataset, where that contains it"""
         self.pending += [
             f'{GITLINK_MODE} {head}\t{p}' for p, head in self.subheads.items()
-            if p in self.changed and self.changed[p].mode == GITLINK_MODE
+            if p in self.sourced and self.changed[p].mode == GITLINK_MODE
             and self.resolvable(p, {self.changed[p].sha})]
         self.flush()
         return git.text(self.repo, ['write-tree'], env=self.env).strip()
@@ -302,12 +305,13 @@ class MergeState:
                 p, pointers(self.repo, [ours, commit], p))]:
             return conflicts
         tree = out.split('\0')[0].strip()
-        for p, c in parse_entries(git.text(self.repo, [
-                'diff-tree', '-r', '-z', '--no-renames', before, tree])
-                                  ).items():
+        brought = parse_entries(git.text(self.repo, [
+            'diff-tree', '-r', '-z', '--no-renames', before, tree]))
+        brought.update({p: Change(GITLINK_MODE, self.subheads[p], 'M')
+                        for p in conflicts})
+        for p, c in brought.items():
             self.note(p, c)
-        for p in conflicts:
-            self.note(p, Change(GITLINK_MODE, self.subheads[p], 'M'))
+        self.sourced.update(brought)
         git.run(self.repo, ['read-tree', tree], env=self.env)
         self.parents.append(commit)
         return []
