@@ -285,3 +285,22 @@ def test_with_git_older_than_2_38(origin, tmp_path, old_git):
     assert by[CODE]['sources'] == ['branch job-a', 'branch job-b']
     assert by['.']['sources'] == ['branch job-a', 'branch job-b']
     assert clean(origin)
+
+
+def test_modification_times_come_from_each_source(origin, tmp_path):
+    a = job(origin, tmp_path, 'job-a')
+    b = job(origin, tmp_path, 'job-b')
+    for wt, when in ((a, 1_600_000_000), (b, 1_500_000_000)):
+        os.utime(wt / CODE / f'{wt.name}.txt', (when, when))
+        git(wt / CODE, 'update-index', '--refresh')
+    merge(origin, 'job-*', recursive=True)
+    assert os.stat(origin / CODE / 'job-a.txt').st_mtime == 1_600_000_000
+    assert os.stat(origin / CODE / 'job-b.txt').st_mtime == 1_500_000_000
+    assert clean(origin)
+    # without: the time of the checkout
+    c = job(origin, tmp_path, 'job-c')
+    d = job(origin, tmp_path, 'job-d')
+    for wt in (c, d):
+        os.utime(wt / CODE / f'{wt.name}.txt', (1_400_000_000,) * 2)
+    merge(origin, ['job-c', 'job-d'], recursive=True, mtimes=False)
+    assert os.stat(origin / CODE / 'job-c.txt').st_mtime > 1_400_000_000
