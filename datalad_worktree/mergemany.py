@@ -1,6 +1,7 @@
-"""Merge several sources into one dataset: one merge commit for all
+"""Merge into one dataset: one source, or several in one merge commit
 
-``worktree-merge`` with several sources (or a pattern) merges, in each
+``merge_dataset`` merges the one SOURCE of ``worktree-merge`` into a
+dataset. With several sources (or a pattern), ``merge_many`` merges, in each
 dataset, every source that has new commits there in one step: a
 fast-forward where one source alone has any, else one merge commit with
 all of them as parents, built with ``octopus.build_merge`` and brought into
@@ -64,6 +65,7 @@ class Report:
 
 @dataclass(frozen=True)
 class Options:
+    """The command's switches that each dataset's merge follows"""
     ff_only: bool
     message: str | None
     dry_run: bool

@@ -301,17 +301,17 @@ def merge_sources(top: Path, given: list[str], place, depth: int | None,
     yield from skipped_results(top, skipped)
     children = children_of(active)
     merged: set[Node] = set()
-    refused: dict[Node, dict[str, str]] = {}
+    refused: dict[Node, set[str]] = {}
     reports: dict[Node, Report] = {}
 
     def merge(node):
         mine = children[node.relpath]
         blocked = {key: f'it was refused in the subdataset {c.path}'
-                   for c in mine for key in refused.get(c, {})}
+                   for c in mine for key in refused.get(c, ())}
         report = merge_many(node, sources[node], blocked,
                             [c for c in mine if c.installed], merged, opts)
         reports[node] = report
-        refused[node] = dict.fromkeys(report.refused)
+        refused[node] = set(report.refused)
         if report.outcome.status == 'ok':
             merged.add(node)
         return report.outcome
