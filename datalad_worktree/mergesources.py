@@ -5,8 +5,8 @@ branch name, or a glob pattern (``*``, ``?``, ``[...]``, as ``fnmatch``
 reads them). A pattern is matched against the branch names of each
 dataset merged into, leaving out the branch that dataset has checked out
 and git-annex's own branches (``git-annex``, ``synced/*``,
-``adjusted/*``), and, where it contains a '/', against the paths of the top dataset's
-linked worktrees. Everything here reads and nothing changes.
+``adjusted/*``), and, where it contains a '/', against the paths of the
+top dataset's linked worktrees. Everything here reads and nothing changes.
 """
 
 from __future__ import annotations

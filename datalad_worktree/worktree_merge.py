@@ -116,13 +116,13 @@ class WorktreeMerge(WorktreeInterface):
     (``fnmatch``; ``*`` also matches '/'), matched in each dataset against
     its branch names, leaving out the branch that dataset has checked out
     and git-annex's own branches (``git-annex``, ``synced/*``,
-    ``adjusted/*``), and, if it contains a '/', against the paths of DATASET's linked
-    worktrees; anything else is a branch name. A SOURCE that names nothing
-    (a pattern or branch that no dataset has, a path that is not a linked
-    worktree, DATASET itself, a name that looks like an option) refuses the
-    whole command before anything is merged. In each dataset, all sources
-    with new commits there become one merge commit, with HEAD and each of
-    them as parents (a fast-forward where only one source has new commits
+    ``adjusted/*``), and, if it contains a '/', against the paths of
+    DATASET's linked worktrees; anything else is a branch name. A SOURCE
+    that names nothing (a pattern or branch that no dataset has, a path that
+    is not a linked worktree, DATASET itself, a name that looks like an
+    option) refuses the whole command before anything is merged. In each
+    dataset, all sources with new commits there become one merge commit,
+    with HEAD and each of them as parents (a fast-forward where only one source has new commits
     and HEAD has none of its own); its tree is built without touching the
     working tree, which is then brought up to it in one step, with all the
     checks above. A source that conflicts, with HEAD or with a source

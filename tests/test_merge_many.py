@@ -27,8 +27,9 @@ def merge(origin, sources, **kw):
     """worktree_merge of ``sources``; its results, and by (path relative to
     origin, source) for the refused ones and by path for the others"""
     kw.setdefault('on_failure', 'ignore')
-    res = dl.worktree_merge(sources, dataset=origin, result_renderer='disabled',
-                            return_type='list', **kw)
+    res = dl.worktree_merge(sources, dataset=origin,
+                            result_renderer='disabled', return_type='list',
+                            **kw)
     return res, by_dataset(res, origin)
 
 
