@@ -122,16 +122,16 @@ class WorktreeMerge(WorktreeInterface):
     is not a linked worktree, DATASET itself, a name that looks like an
     option) refuses the whole command before anything is merged. In each
     dataset, all sources with new commits there become one merge commit,
-    with HEAD and each of them as parents (a fast-forward where only one source has new commits
-    and HEAD has none of its own); its tree is built without touching the
-    working tree, which is then brought up to it in one step, with all the
-    checks above. A source that conflicts, with HEAD or with a source
-    merged before it (in the order given; a pattern's branches in name
-    order), is left out and reported with the conflicting paths; so is a
-    source refused in a subdataset, in every dataset above it. The other
-    sources are merged. With [CMD: --ff-only CMD][PY: ff_only=True PY], a
-    dataset where more than one source has new commits refuses them all.
-    Running the same command again merges nothing more.
+    with HEAD and each of them as parents (a fast-forward where only one
+    source has new commits and HEAD has none of its own); its tree is built
+    without touching the working tree, which is then brought up to it in one
+    step, with all the checks above. A source that conflicts, with HEAD or
+    with a source merged before it (in the order given; a pattern's branches
+    in name order), is left out and reported with the conflicting paths; so
+    is a source refused in a subdataset, in every dataset above it. The
+    other sources are merged. With [CMD: --ff-only CMD][PY: ff_only=True
+    PY], a dataset where more than one source has new commits refuses them
+    all. Running the same command again merges nothing more.
 
     With several sources, each dataset reports one result per refused
     source (status 'impossible', its ``source``, and ``conflicts`` where
