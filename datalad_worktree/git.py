@@ -63,9 +63,10 @@ def run(repo: Path, args: list[str], input: str | None = None,
     return res.stdout
 
 
-def text(repo: Path, args: list[str], input: str | None = None) -> str:
+def text(repo: Path, args: list[str], input: str | None = None,
+         env: dict[str, str] | None = None) -> str:
     """Run git in ``repo``; its standard output, exactly, as a string"""
-    return os.fsdecode(run(repo, args, input))
+    return os.fsdecode(run(repo, args, input, env))
 
 
 def lines(repo: Path, args: list[str]) -> list[str]:

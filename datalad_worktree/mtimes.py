@@ -41,7 +41,10 @@ from datalad_next.runners import CommandError
 
 from . import git
 from .git import NO_ANNEX_FILTER
-from .objects import blob_id
+from .objects import (
+    blob_id,
+    blob_of,
+)
 from .records import files_of
 from .sparse import (
     Cone,
@@ -310,3 +313,30 @@ def carrying(enabled: bool, workers: int = 1
             raise
         for future in futures:
             future.result()
+
+
+def carry_brought(dest: Path, commit: str,
+                  sources: list[tuple[Path, dict[str, str]]]) -> str | None:
+    """Carry modification times into ``dest``, which has ``commit`` checked
+    out, from several source worktrees, each only for the files it brought
+    (path: blob): where the source's file holds that blob, ``commit`` has
+    it too, and ``dest``'s file does not differ from ``commit``. Costs no
+    git process per source. A message if it failed, else None"""
+    return carry_problem(_carry_brought, dest, commit, sources)
+
+
+def _carry_brought(dest: Path, commit: str,
+                   sources: list[tuple[Path, dict[str, str]]]) -> int:
+    if not sources:
+        return 0
+    entries = listed_files(dest, commit)
+    skip = parse_names(git.run(dest, differing_args(commit)))
+    changed = 0
+    for source, brought in sources:
+        same = {p: entries[p] for p, blob in brought.items()
+                if p in entries and entries[p].blob == blob and
+                blob_of(source / p, len(blob)) == blob}
+        changed += copy_times(source, dest, same, skip)
+    if changed:
+        refresh_index(dest)
+    return changed

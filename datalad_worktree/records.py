@@ -183,3 +183,17 @@ def files_of(repo: Path, commit: str, files: int = 20000
     None where git has to be asked"""
     located = _tree_from_files(repo, commit)
     return None if located is None else tree_files(*located, files)
+
+
+def contained_in(repo: Path, commits: list[str], head: str) -> set[str]:
+    """Those of ``commits`` (full object names) that ``head`` contains: it
+    is one of them or has them as ancestors (commits that ``repo`` lacks
+    are not contained); asked of git once for all"""
+    present = [c for c, found in zip(commits, object_ids(
+        repo, [f'{c}^{{commit}}' for c in commits])) if found] \
+        if commits else []
+    if not present:
+        return set()
+    outside = set(git.text(repo, ['rev-list', '--stdin'], input='\n'.join(
+        [*present, f'^{head}']) + '\n').split())
+    return set(present) - outside

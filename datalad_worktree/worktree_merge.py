@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 from datalad_next.commands import (
@@ -15,25 +15,17 @@ from datalad_next.commands import (
 from datalad_next.constraints import (
     EnsureBool,
     EnsureDataset,
+    EnsureListOf,
     EnsureStr,
 )
 
-from .clones import (
-    clone_refusal,
-    is_separate_clone,
-    unique_holdings,
-)
 from .hierarchy import (
     Node,
     children_of,
     max_depth,
     walk_hierarchy,
 )
-from .integrate import (
-    integrate,
-    record_pointers,
-    settled_subdatasets,
-)
+from .integrate import settled_subdatasets
 from .interface import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
@@ -45,31 +37,30 @@ from .interface import (
     split_hierarchy,
     tools_problem,
 )
-from .mtimes import carry_from
+from .mergemany import (
+    Options,
+    Report,
+    merge_dataset,
+    merge_many,
+)
+from .mergesources import (
+    MergeSource,
+    Spec,
+    is_pattern,
+    node_sources,
+    read_specs,
+    worktree_source_problem,
+)
 from .outcome import Outcome
-from .paths import (
-    absolute_path,
-    same_path,
-)
-from .registry import (
-    adjusted_problem,
-    list_worktrees,
-    lock_problem,
-)
+from .paths import absolute_path
 from .repo import (
     branch_name_problem,
-    branch_tip,
-    changed_paths,
-    current_branch,
     head_commit,
     is_repo_root,
-    same_repository,
 )
 from .settings import worker_count
-from .sharedannex import repair_own_annex
 
 ACTION = 'worktree-merge'
-POINTER_MESSAGE = 'Record the subdatasets merged by worktree-merge'
 
 
 @build_doc
@@ -117,14 +108,49 @@ class WorktreeMerge(WorktreeInterface):
     branch merged), ``from_commit`` and ``to_commit``, ``how``
     ('fast-forward' or 'merge'), ``detached`` (True when merged onto a
     detached HEAD), and ``conflicts`` (paths) for refused merges.
+
+    Several SOURCEs, or a pattern, merge many sources in one step, such as
+    the branches of hundreds of cluster jobs: ``'job-*'`` (quoted, so that
+    the shell leaves it alone). A SOURCE that is an existing path is a
+    worktree; else a SOURCE with ``*``, ``?`` or ``[`` is a pattern
+    (``fnmatch``; ``*`` also matches '/'), matched in each dataset against
+    its branch names, leaving out the branch that dataset has checked out
+    and git-annex's own branches (``git-annex``, ``synced/*``,
+    ``adjusted/*``), and, if it contains a '/', against the paths of
+    DATASET's linked worktrees; anything else is a branch name. A SOURCE
+    that names nothing (a pattern or branch that no dataset has, a path that
+    is not a linked worktree, DATASET itself, a name that looks like an
+    option) refuses the whole command before anything is merged. In each
+    dataset, all sources with new commits there become one merge commit,
+    with HEAD and each of them as parents (a fast-forward where only one
+    source has new commits and HEAD has none of its own); its tree is built
+    without touching the working tree, which is then brought up to it in one
+    step, with all the checks above. A source that conflicts, with HEAD or
+    with a source merged before it (in the order given; a pattern's branches
+    in name order), is left out and reported with the conflicting paths; so
+    is a source refused in a subdataset, in every dataset above it. The
+    other sources are merged. With [CMD: --ff-only CMD][PY: ff_only=True
+    PY], a dataset where more than one source has new commits refuses them
+    all. Running the same command again merges nothing more.
+
+    With several sources, each dataset reports one result per refused
+    source (status 'impossible', its ``source``, and ``conflicts`` where
+    it conflicts), and then one result of its own: 'ok' with ``sources``
+    (the names merged, all of them; the message names the first few),
+    ``how``, ``from_commit``, ``to_commit``, ``detached`` and, where
+    parents recorded merged subdatasets, ``recorded``; or 'notneeded'.
+    ``already`` lists the sources it contained already.
     """
 
     _params_ = dict(
         source=Parameter(
             args=('source',),
             metavar='SOURCE',
-            doc="""a linked worktree of DATASET (each dataset in it
-            contributes its checked-out commit) or a branch name."""),
+            nargs='+',
+            doc="""one or more sources: a linked worktree of DATASET (each
+            dataset in it contributes its checked-out commit), a branch
+            name, or a pattern (``'job-*'``) of branch names and, with a '/',
+            of linked worktree paths.[PY:  A string or a list. PY]"""),
         dataset=Parameter(
             args=('-d', '--dataset'),
             metavar='DATASET',
@@ -149,7 +175,8 @@ class WorktreeMerge(WorktreeInterface):
 
     _validator_ = EnsureCommandParameterization(
         dict(
-            source=EnsureStr(min_len=1),
+            source=EnsureStr(min_len=1) |
+            EnsureListOf(EnsureStr(min_len=1), min_len=1),
             dataset=EnsureDataset(installed=True, purpose='merge into it'),
             **HIERARCHY_VALIDATORS,
             ff_only=EnsureBool(),
@@ -165,6 +192,10 @@ class WorktreeMerge(WorktreeInterface):
                   "current dataset and all its subdatasets",
              code_py="worktree_merge('../runs', recursive=True)",
              code_cmd="datalad worktree-merge -r ../runs"),
+        dict(text="Merge the branches of all cluster jobs, one merge "
+                  "commit per dataset",
+             code_py="worktree_merge('job-*', recursive=True)",
+             code_cmd="datalad worktree-merge -r 'job-*'"),
         dict(text="Merge the branch 'runs' wherever it exists, "
                   "fast-forwards only",
              code_py="worktree_merge('runs', recursive=True, ff_only=True)",
@@ -188,52 +219,146 @@ class WorktreeMerge(WorktreeInterface):
             mtimes=True,
     ):
         top = dataset.ds.pathobj
-        source_root = absolute_path(Path(source), dataset)
-        branch = None if source_root.exists() else source
-        problem = tools_problem(top) or \
-            source_problem(top, source_root, branch)
+        source = [source] if isinstance(source, str) else list(source)
+        opts = Options(ff_only, message, dry_run, mtimes)
+        depth = max_depth(recursive, recursion_limit)
+        problem = tools_problem(top)
         if problem:
             yield make_result(ACTION, top, top, Outcome('impossible', problem))
             return
-        skipped, active = split_hierarchy(walk_hierarchy(
-            top, head_commit(top), max_depth(recursive, recursion_limit)))
-        for node in skipped:
-            if node.problem:
-                yield make_result(ACTION, node.path, top,
-                                  Outcome('impossible', node.problem))
-        if branch is None:
-            # a clone where the source has a subdataset this dataset has
-            # not installed: refused, so that no parent records its commit
-            active += [n for n in skipped if not n.problem and
-                       is_repo_root(n.at(source_root))]
-        sources = {n: MergeSource.find(n, source_root, branch)
-                   for n in active}
-        if branch is not None and \
-                not any(s.commit for s in sources.values()):
-            yield make_result(ACTION, top, top, Outcome('impossible', (
-                f'no dataset here has a branch {branch!r}, and no worktree '
-                f'exists at {source_root}; give the path of a worktree or '
-                'the name of a branch')))
-            return
-        children = children_of(active)
-        merged: set[Node] = set()
+        place = lambda text: absolute_path(Path(text), dataset)  # noqa: E731
+        if len(source) == 1 and (not is_pattern(source[0]) or
+                                 place(source[0]).exists()):
+            yield from merge_one_source(top, source[0], place(source[0]),
+                                        depth, worker_count(jobs), opts)
+        else:
+            yield from merge_sources(top, source, place, depth,
+                                     worker_count(jobs), opts)
 
-        def merge(node):
-            outcome = merge_dataset(
-                node, sources[node], settled_subdatasets(
-                    node.path, sources[node].commit, children[node.relpath],
-                    merged),
-                ff_only, message, dry_run, mtimes)
-            if outcome.status == 'ok':
-                merged.add(node)
-            return outcome
 
-        for node, outcome in bottom_up(
-                active, merge, worker_count(jobs),
-                lambda blocker: (f'not merged, because the merge into its '
-                                 f'subdataset {blocker.path} was refused or '
-                                 'failed'), ACTION):
-            yield make_result(ACTION, node.path, top, outcome)
+def merge_one_source(top: Path, source: str, source_root: Path,
+                     depth: int | None, workers: int, opts: Options):
+    """The results of merging the one SOURCE ``source`` into ``top``"""
+    branch = None if source_root.exists() else source
+    problem = source_problem(top, source_root, branch)
+    if problem:
+        yield make_result(ACTION, top, top, Outcome('impossible', problem))
+        return
+    skipped, active = split_hierarchy(walk_hierarchy(
+        top, head_commit(top), depth))
+    yield from skipped_results(top, skipped)
+    if branch is None:
+        # a clone where the source has a subdataset this dataset has
+        # not installed: refused, so that no parent records its commit
+        active += [n for n in skipped if not n.problem and
+                   is_repo_root(n.at(source_root))]
+    sources = {n: MergeSource.find(n, source_root, branch)
+               for n in active}
+    if branch is not None and \
+            not any(s.commit for s in sources.values()):
+        yield make_result(ACTION, top, top, Outcome('impossible', (
+            f'no dataset here has a branch {branch!r}, and no worktree '
+            f'exists at {source_root}; give the path of a worktree or '
+            'the name of a branch')))
+        return
+    children = children_of(active)
+    merged: set[Node] = set()
+
+    def merge(node):
+        outcome = merge_dataset(
+            node, sources[node], settled_subdatasets(
+                node.path, sources[node].commit, children[node.relpath],
+                merged), opts)
+        if outcome.status == 'ok':
+            merged.add(node)
+        return outcome
+
+    for node, outcome in bottom_up(active, merge, workers, blocked_by,
+                                   ACTION):
+        yield make_result(ACTION, node.path, top, outcome)
+
+
+def merge_sources(top: Path, given: list[str], place, depth: int | None,
+                  workers: int, opts: Options):
+    """The results of merging several SOURCEs ``given`` (or a pattern)
+    into ``top``: per dataset, one record per refused source, then one for
+    the dataset (see the command's documentation)"""
+    specs, problems = read_specs(top, given, place)
+    skipped, active = split_hierarchy(walk_hierarchy(
+        top, head_commit(top), depth)) if not problems else ([], [])
+    if any(s.root for s in specs):
+        # clones where a source has a subdataset not installed here
+        active += [n for n in skipped if not n.problem and any(
+            is_repo_root(n.at(s.root)) for s in specs if s.root)]
+    sources = {n: node_sources(n, specs) for n in active}
+    problems = problems or unmatched(specs, sources, place)
+    if problems:
+        for text, problem in problems:
+            yield make_result(ACTION, top, top, Outcome(
+                'impossible', problem + '; nothing was merged',
+                dict(source=text)))
+        return
+    yield from skipped_results(top, skipped)
+    children = children_of(active)
+    merged: set[Node] = set()
+    refused: dict[Node, set[str]] = {}
+    reports: dict[Node, Report] = {}
+
+    def merge(node):
+        mine = children[node.relpath]
+        blocked = {key: f'it was refused in the subdataset {c.path}'
+                   for c in mine for key in refused.get(c, ())}
+        report = merge_many(node, sources[node], blocked,
+                            [c for c in mine if c.installed], merged, opts)
+        reports[node] = report
+        refused[node] = set(report.refused)
+        if report.outcome.status == 'ok':
+            merged.add(node)
+        return report.outcome
+
+    for node, outcome in bottom_up(active, merge, workers, blocked_by,
+                                   ACTION):
+        report = reports.pop(node, None)
+        for rejected in (report.refused.values() if report else ()):
+            yield make_result(ACTION, node.path, top, rejected)
+        yield make_result(ACTION, node.path, top, outcome)
+
+
+def unmatched(specs: list[Spec], sources: dict, place
+              ) -> list[tuple[str, str]]:
+    """The branch names and patterns among ``specs`` that name nothing in
+    any dataset, each with why"""
+    found = {key for pairs in sources.values() for key, s in pairs
+             if s.commit or (s.nothing and s.nothing[0] != 'notneeded')}
+    roots = {s.given for s in specs if s.root}
+    problems = []
+    for spec in specs:
+        if spec.branch and spec.key not in found:
+            problems.append((spec.given, (
+                f'no dataset here has a branch {spec.branch!r}, and no '
+                f'worktree exists at {place(spec.given)}')))
+        elif spec.pattern and spec.given not in roots and not any(
+                key.startswith('branch ') and
+                fnmatchcase(key[len('branch '):], spec.pattern)
+                for key in found):
+            problems.append((spec.given, (
+                f'the pattern {spec.pattern!r} matches no branch of any '
+                'dataset here' + (' and no linked worktree'
+                                  if '/' in spec.pattern else ''))))
+    return problems
+
+
+def skipped_results(top: Path, skipped: list[Node]):
+    """The results of the datasets that cannot be merged into"""
+    for node in skipped:
+        if node.problem:
+            yield make_result(ACTION, node.path, top,
+                              Outcome('impossible', node.problem))
+
+
+def blocked_by(blocker: Node) -> str:
+    return (f'not merged, because the merge into its subdataset '
+            f'{blocker.path} was refused or failed')
 
 
 def source_problem(top: Path, source_root: Path, branch: str | None
@@ -247,129 +372,3 @@ def source_problem(top: Path, source_root: Path, branch: str | None
         return (problem.split(';')[0] + '; and no worktree exists '
                 f'at {source_root}')
     return None
-
-
-def worktree_source_problem(top: Path, source_root: Path) -> str | None:
-    """Why ``source_root`` is not a linked worktree of ``top``, or None"""
-    if same_path(source_root, top):
-        return f'{source_root} is the dataset itself; give another worktree'
-    if not is_repo_root(source_root) or not same_repository(top, source_root):
-        return (f'{source_root} is not a worktree of {top}; give the path of '
-                'a worktree made by worktree-add, or a branch name')
-    if same_path(list_worktrees(top)[0].path, source_root):
-        return (f'{source_root} is the main worktree and {top} a linked '
-                'worktree of it: this would merge the wrong way round. To '
-                "bring the worktree's results home, run 'datalad "
-                f"worktree-merge -d {source_root} {top}'; to bring the "
-                "development state into the worktree, run 'datalad "
-                f"worktree-sync -d {top}'")
-    return None
-
-
-@dataclass(frozen=True)
-class MergeSource:
-    """What one dataset merges, found before anything is merged"""
-    name: str
-    """How results name it: 'branch NAME', or the worktree's path"""
-    branch: str | None = None
-    """The branch merged, when SOURCE is a branch name"""
-    commit: str | None = None
-    """The commit to merge; None when there is nothing to merge"""
-    worktree: Path | None = None
-    """The dataset's place in the source worktree, when SOURCE is one"""
-    nothing: tuple[str, str] | None = None
-    """Status and message of the result when nothing is merged"""
-
-    @classmethod
-    def find(cls, node: Node, source_root: Path, branch: str | None
-             ) -> MergeSource:
-        """The source of ``node``: its ``branch``, or else its place in
-        the worktree ``source_root``"""
-        repo = node.path
-        if branch is not None:
-            tip = branch_tip(repo, branch)
-            return cls(f'branch {branch}', branch, tip, nothing=(
-                None if tip else ('notneeded', f'no branch {branch!r} here')))
-        where = node.at(source_root)
-        name = str(where)
-        if not is_repo_root(where):
-            return cls(name, worktree=where, nothing=(
-                'notneeded', f'no worktree of it at {where}'))
-        if node.depth and is_separate_clone(where, repo):
-            return cls.clone(node, where)
-        if not same_repository(repo, where):
-            return cls(name, worktree=where, nothing=(
-                'impossible',
-                f'{where} is not a worktree of {repo}; nothing was merged'))
-        commit = head_commit(where)
-        return cls(name, commit=commit, worktree=where, nothing=(
-            None if commit else ('notneeded', f'{where} has no commit')))
-
-    @classmethod
-    def clone(cls, node: Node, where: Path) -> MergeSource:
-        """The source of ``node`` where the source worktree has a separate
-        clone of it: its checked-out commit, if this dataset has all the
-        clone's commits and annexed content already; else nothing, refused
-        with what brings them here"""
-        holdings = unique_holdings(where, node.path, files=False)
-        if holdings:
-            return cls(str(where), nothing=('impossible', clone_refusal(
-                where, node.path, holdings, 'run this again')
-                + '; nothing was merged'))
-        return cls(f'{where} (a separate clone)', commit=head_commit(where))
-
-
-def merge_dataset(node: Node, source: MergeSource,
-                  settled: list[Node], ff_only: bool,
-                  message: str | None, dry_run: bool,
-                  mtimes: bool) -> Outcome:
-    """Merge one dataset's source into it, then record merged subdatasets
-    and (with ``mtimes``) carry modification times from the source's
-    worktree"""
-    repo = node.path
-    if not node.installed:
-        return Outcome(*source.nothing)
-    problem = lock_problem(repo) or adjusted_problem(repo)
-    if problem:
-        return Outcome('impossible', problem)
-    if source.nothing:
-        return Outcome(*source.nothing)
-    problem = adjusted_problem(source.worktree) if source.worktree \
-        else None
-    problem = problem or (source.worktree and
-                          repair_own_annex(source.worktree, dry_run))
-    if problem:
-        # its annexed results would not be readable here
-        return Outcome('impossible', problem)
-    commit, what = source.commit, source.name
-    keys = dict(source=what, detached=current_branch(repo) is None)
-    outcome = integrate(
-        repo, commit, what=f'{what} ({commit[:10]})', ff_only=ff_only,
-        message=message or f'Merge results from {what} (worktree-merge)',
-        subdatasets=settled, dry_run=dry_run,
-        keep_untouched=True, keys=keys)
-    if outcome.failed or dry_run:
-        return outcome
-    record_pointers(repo, settled, POINTER_MESSAGE, outcome, 'merged')
-    if keys['detached'] and outcome.status == 'ok':
-        outcome.message += ' (on a detached HEAD)'
-    where = source.worktree
-    if where is not None and changed_paths(where):
-        outcome.message += (f'; note: {where} has uncommitted changes, '
-                            'which were not merged')
-    if mtimes and outcome.keys['to_commit'] != outcome.keys['from_commit']:
-        note = carry_from(
-            where if source.branch is None
-            else branch_worktree(repo, source.branch),
-            repo, outcome.keys['to_commit'])
-        if note:
-            outcome.message += f'; {note}'
-    return outcome
-
-
-def branch_worktree(repo: Path, branch: str) -> Path | None:
-    """Where ``branch`` is checked out in a worktree of ``repo``, or None"""
-    ref = f'refs/heads/{branch}'
-    return next((w.path for w in list_worktrees(repo)
-                 if w.branch == ref and not w.prunable and
-                 is_repo_root(w.path)), None)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 from datalad_next.commands import (
@@ -19,15 +17,12 @@ from datalad_next.commands import (
 from datalad_next.constraints import (
     EnsureBool,
     EnsureDataset,
+    EnsureListOf,
     EnsurePath,
 )
 
 from . import git
-from .clones import (
-    clone_refusal,
-    delete_clone,
-    unique_holdings,
-)
+from .clones import delete_clone
 from .gitfiles import git_dirs
 from .interface import (
     WorktreeInterface,
@@ -47,67 +42,32 @@ from .paths import (
     absolute_path,
     nested_within,
     redirected,
-    same_path,
 )
 from .registry import (
-    branch_locks,
     find_worktree,
     list_worktrees,
-    lock_message,
+)
+from .removal import (
+    Plan,
+    Removal,
+    check,
+    read_targets,
 )
 from .repo import (
-    commits_only_in,
-    short_log,
     has_own_annex,
-    worktree_changes,
+    short_log,
 )
 from .scheduler import (
     progress,
     run_ordered,
 )
 from .settings import lock_wait
-from .sharedannex import (
-    link_shared_annex,
-    own_annex_problem,
-)
+from .sharedannex import link_shared_annex
 
 ACTION = 'worktree-remove'
 TRASH = 'worktree-remove-trash'
 """Where, in its own git directory, a worktree directory is moved to be
 deleted (``git worktree prune`` deletes what an interruption left there)"""
-
-
-class Removal(Enum):
-    """How a member's worktree goes"""
-    REMOVE = 'remove'
-    """Delete its directory, then prune its registration"""
-    DELETE_CLONE = 'delete the separate clone'
-    """A separate clone holding nothing the main worktree lacks: delete it"""
-    PRUNE = 'prune the registration of'
-    """Its directory is gone already: only prune its registration"""
-    REFUSE = 'refuse'
-    """It must stay: nothing is removed"""
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What removing one member does, decided before anything is removed"""
-    member: Member
-    how: Removal
-    delete_branch: bool = False
-    given_up: tuple[str, ...] = ()
-    """Commits given up with --force"""
-    reason: str = ''
-    """Why it is refused"""
-
-    @property
-    def keys(self) -> dict:
-        """The result keys of this member"""
-        keys = dict(branch=self.member.branch,
-                    branch_deleted=self.delete_branch)
-        if self.given_up:
-            keys['given_up'] = list(self.given_up)
-        return keys
 
 
 @build_doc
@@ -148,6 +108,15 @@ class WorktreeRemove(WorktreeInterface):
     registration, so running the command again after an interruption
     finishes the removal.
 
+    Several PATHs, or a pattern (``fnmatch``, matched against the paths of
+    DATASET's linked worktrees, such as ``'../jobs/job-*'``; an existing
+    path wins), remove several worktrees: all of them are checked before
+    any is removed. A PATH that names no linked worktree (or the main
+    worktree) refuses the whole command. Each worktree is then decided on
+    its own: one that is refused is named, with nothing of it removed,
+    and the others are removed, so that one job's unmerged work does not
+    hold up the cleanup of all the others.
+
     One result is reported per dataset with ``action='worktree-remove'``,
     ``path`` (the worktree), ``branch``, ``branch_deleted``, and
     ``given_up`` (commits given up with --force).
@@ -157,8 +126,11 @@ class WorktreeRemove(WorktreeInterface):
         path=Parameter(
             args=('path',),
             metavar='PATH',
+            nargs='+',
             doc="""the linked worktree to remove, with everything nested in
-            it."""),
+            it; several, or a pattern (``'../jobs/job-*'``) matched against the
+            paths of DATASET's linked worktrees.[PY:  A path or a list.
+            PY]"""),
         dataset=Parameter(
             args=('-d', '--dataset'),
             metavar='DATASET',
@@ -182,7 +154,7 @@ class WorktreeRemove(WorktreeInterface):
 
     _validator_ = EnsureCommandParameterization(
         dict(
-            path=EnsurePath(),
+            path=EnsurePath() | EnsureListOf(EnsurePath(), min_len=1),
             dataset=EnsureDataset(installed=True,
                                   purpose='remove a worktree of it'),
             force=EnsureBool(),
@@ -196,6 +168,9 @@ class WorktreeRemove(WorktreeInterface):
         dict(text="Remove the nested worktree '../runs' after merging it",
              code_py="worktree_remove('../runs')",
              code_cmd="datalad worktree-remove ../runs"),
+        dict(text="Remove all job worktrees below '../jobs'",
+             code_py="worktree_remove('../jobs/job-*')",
+             code_cmd="datalad worktree-remove '../jobs/job-*'"),
         dict(text="Remove it but keep its branches",
              code_py="worktree_remove('../runs', keep_branch=True)",
              code_cmd="datalad worktree-remove --keep-branch ../runs"),
@@ -208,105 +183,67 @@ class WorktreeRemove(WorktreeInterface):
     def __call__(path, *, dataset=None, force=False, keep_branch=False,
                  dry_run=False):
         top = dataset.ds.pathobj
-        target = absolute_path(path, dataset)
-        problem = git.tools_problem(annex=False) or \
-            target_problem(top, target)
+        given = [path] if isinstance(path, (str, Path)) else list(path)
+        place = lambda text: absolute_path(Path(text), dataset)  # noqa: E731
+        problem = git.tools_problem(annex=False)
         if problem:
-            yield make_result(ACTION, target, top,
+            yield make_result(ACTION, place(str(given[0])), top,
                               Outcome('impossible', problem))
             return
-        try:
-            members, linked = find_members(top, target)
-            plans = [check(m, force, keep_branch, top) for m in members]
-        except Exception as e:
-            outcome = failure(target, e, 'cannot inspect the worktrees below '
-                                         f'{target}')
-            outcome.message += '; nothing was removed'
-            yield make_result(ACTION, target, top, outcome)
+        targets, problems = read_targets(top, [str(p) for p in given], place)
+        if problems:
+            for where, problem in problems:
+                yield make_result(ACTION, where, top,
+                                  Outcome('impossible', problem))
             return
-        refused = [(Path(p), Outcome('impossible', why))
-                   for p, why in linked.items()]
-        refused += [(p.member.path, Outcome('impossible', p.reason, p.keys))
-                    for p in plans if p.how is Removal.REFUSE]
-        if refused:
-            for where, outcome in refused:
-                outcome.message += '; nothing was removed'
-                yield make_result(ACTION, where, top, outcome)
-            return
-        if dry_run:
-            for plan in plans:
-                yield make_result(ACTION, plan.member.path, top,
-                                  planned(plan))
-            return
-
-        inside = nested_within(plans, lambda p: p.member.path)
-        with progress(ACTION, len(plans)) as done:
-            for plan, outcome, blocker in run_ordered(
-                    plans, inside.__getitem__, remove, 1,
-                    failed=lambda o: o.failed):
-                done()
-                if blocker:
-                    outcome = Outcome('impossible', (
-                        f'not removed, because {blocker.member.path} inside '
-                        'it could not be removed'))
-                yield make_result(ACTION, plan.member.path, top, outcome)
+        checked = [inspect(top, t, force, keep_branch) for t in targets]
+        for refused, plans in checked:
+            yield from refused
+            if refused:
+                continue
+            if dry_run:
+                for plan in plans:
+                    yield make_result(ACTION, plan.member.path, top,
+                                      planned(plan))
+                continue
+            yield from remove_all(top, plans)
 
 
-def target_problem(top: Path, target: Path) -> str | None:
-    """Why ``target`` is not a linked worktree of ``top`` to remove"""
-    worktrees = list_worktrees(top)
-    if same_path(worktrees[0].path, target):
-        return f'{target} is the main worktree of {top}; it is never removed'
-    if not find_worktree(worktrees[1:], target):
-        linked = ', '.join(str(w.path) for w in worktrees[1:]) or 'none'
-        return (f'{target} is not a linked worktree of {top} (its linked '
-                f'worktrees: {linked}); nothing was removed')
-    return None
+def inspect(top: Path, target: Path, force: bool, keep_branch: bool
+            ) -> tuple[list[dict], list[Plan]]:
+    """The plans of removing the worktree ``target`` of ``top``, or the
+    results that refuse it (then nothing of it is removed)"""
+    try:
+        members, linked = find_members(top, target)
+        plans = [check(m, force, keep_branch, top) for m in members]
+    except Exception as e:
+        outcome = failure(target, e, 'cannot inspect the worktrees below '
+                                     f'{target}')
+        outcome.message += '; nothing was removed'
+        return [make_result(ACTION, target, top, outcome)], []
+    refused = [(Path(p), Outcome('impossible', why))
+               for p, why in linked.items()]
+    refused += [(p.member.path, Outcome('impossible', p.reason, p.keys))
+                for p in plans if p.how is Removal.REFUSE]
+    for _, outcome in refused:
+        outcome.message += '; nothing was removed'
+    return [make_result(ACTION, where, top, outcome)
+            for where, outcome in refused], plans
 
 
-def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
-    """What removing one member (of a worktree of ``top``) would do, or
-    why it must not happen: every reason at once"""
-    if same_path(m.main.path, m.path):
-        return check_clone(m, top / m.relpath)
-    problems = []
-    if m.entry.locked is not None:
-        reason = f' ({m.entry.locked})' if m.entry.locked else ''
-        problems.append(f'{m.path} is locked{reason}; unlock it with '
-                        f"'git -C {m.main.path} worktree unlock {m.path}' "
-                        'first')
-    stale = m.entry.prunable or not m.path.is_dir()
-    if not stale:
-        problems += local_files_problems(m.path)
-    delete = bool(m.branch) and not keep_branch
-    if delete:
-        problems += filter(None, [branch_lock_problem(m)])
-    lost = []
-    if m.head and m.main.head and m.head != m.main.head:
-        lost = commits_only_in(m.main.path, m.head, [m.main.head],
-                               None if keep_branch else m.branch)
-    if lost and not force:
-        problems.append(
-            f'{m.path} has {len(lost)} commit(s) that neither the main '
-            'worktree nor another branch contains '
-            f'({short_log(m.main.path, lost)}); merge them first '
-            '(datalad worktree-merge), keep the branch (--keep-branch), or '
-            'give --force to give them up')
-    if problems:
-        return Plan(m, Removal.REFUSE, reason='; '.join(problems))
-    return Plan(m, Removal.PRUNE if stale else Removal.REMOVE, delete,
-                tuple(lost))
-
-
-def check_clone(m: Member, main_copy: Path) -> Plan:
-    """What removing a member that is a separate clone would do: delete
-    it, where it holds nothing that ``main_copy`` lacks, else refuse"""
-    holdings = unique_holdings(m.path, main_copy)
-    if holdings:
-        return Plan(m, Removal.REFUSE, reason=clone_refusal(
-            m.path, main_copy, holdings,
-            'run this again'))
-    return Plan(m, Removal.DELETE_CLONE)
+def remove_all(top: Path, plans: list[Plan]):
+    """Remove what ``plans`` plan, inner worktrees first; their results"""
+    inside = nested_within(plans, lambda p: p.member.path)
+    with progress(ACTION, len(plans)) as done:
+        for plan, outcome, blocker in run_ordered(
+                plans, inside.__getitem__, remove, 1,
+                failed=lambda o: o.failed):
+            done()
+            if blocker:
+                outcome = Outcome('impossible', (
+                    f'not removed, because {blocker.member.path} inside '
+                    'it could not be removed'))
+            yield make_result(ACTION, plan.member.path, top, outcome)
 
 
 def planned(plan: Plan) -> Outcome:
@@ -336,28 +273,6 @@ def given_up_note(plan: Plan, done: bool) -> str:
         return ''
     return (f', {"gave" if done else "give"} up {len(plan.given_up)} '
             f'commit(s): {short_log(plan.member.main.path, plan.given_up)}')
-
-
-def branch_lock_problem(m: Member) -> str | None:
-    """Why lock files that a killed git left keep the member's branch from
-    being deleted, or None"""
-    return lock_message(m.main.path,
-                        branch_locks(m.main.path, m.branch, packed=True))
-
-
-def local_files_problems(path: Path) -> list[str]:
-    """Why files in the worktree at ``path`` would be lost by removing it"""
-    changed, untracked = worktree_changes(path)
-    problems = []
-    if changed:
-        problems.append(f'uncommitted changes in {path}: '
-                        f'{", ".join(changed)}; commit or discard them by '
-                        'hand first')
-    if untracked:
-        problems.append(f'untracked files in {path}: {", ".join(untracked)}'
-                        '; save, move or delete them first (ignored files '
-                        'do not block)')
-    return problems + list(filter(None, [own_annex_problem(path)]))
 
 
 def remove(plan: Plan) -> Outcome:

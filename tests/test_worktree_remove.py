@@ -234,3 +234,67 @@ def test_dry_run_and_cli(origin, runs):
     assert again.returncode != 0
     assert 'is not a linked worktree of' in again.stdout
     assert 'Traceback' not in again.stderr
+
+
+def jobs(origin, tmp_path, *names):
+    """Worktrees of the whole hierarchy at tmp_path/jobs/NAME, on branch
+    NAME"""
+    made = []
+    for name in names:
+        wt = tmp_path / 'jobs' / name
+        res = add(origin, wt, branch=name, recursive=True)
+        assert {r['status'] for r in res} <= {'ok', 'notneeded'}, res
+        made.append(wt)
+    return made
+
+
+def test_several_paths_and_a_pattern(origin, runs, tmp_path):
+    a, b = jobs(origin, tmp_path, 'job-a', 'job-b')
+    res = remove(origin, [str(runs), str(tmp_path / 'jobs' / 'job-*')])
+    assert sorted(r['path'] for r in res) == sorted(
+        str(wt / rel) if rel != '.' else str(wt)
+        for wt in (runs, a, b) for rel in ALL)
+    assert all(r['status'] == 'ok' for r in res), res
+    for wt in (runs, a, b):
+        assert not wt.exists()
+    for rel in ALL:
+        assert not {'runs', 'job-a', 'job-b'} & set(
+            branches(origin, rel).split())
+    assert git(origin, 'worktree', 'list', '--porcelain').count(
+        'worktree ') == 1
+
+
+def test_a_refused_worktree_is_named_and_the_others_removed(origin, tmp_path):
+    a, b = jobs(origin, tmp_path, 'job-a', 'job-b')
+    lost = commit_file(a / CODE, 'result.txt', 'r\n', 'unmerged result')
+    res = by_path(remove(origin, str(tmp_path / 'jobs' / 'job-?')),
+                  tmp_path / 'jobs')
+    refused = res[f'job-a/{CODE}']
+    assert refused['status'] == 'impossible'
+    assert lost[:10] in refused['message']
+    assert 'nothing was removed' in refused['message']
+    assert all(r['status'] == 'ok' for k, r in res.items()
+               if k.startswith('job-b'))
+    assert not b.exists()
+    assert all((a / rel / '.git').exists() for rel in ALL)
+    assert git(origin / CODE, 'rev-parse', 'job-a') == lost
+
+
+@pytest.mark.parametrize('paths, says', [
+    (['JOBS/nope-*'], "the pattern '"),
+    (['JOBS/job-a', 'ELSEWHERE'], 'is not a linked worktree of'),
+    (['JOBS/job-*', 'MAIN'], 'is the main worktree'),
+])
+def test_bad_paths_among_several_remove_nothing(origin, tmp_path, paths,
+                                                 says):
+    a, = jobs(origin, tmp_path, 'job-a')
+    (tmp_path / 'elsewhere').mkdir()
+    paths = [p.replace('JOBS', str(tmp_path / 'jobs')).replace(
+        'ELSEWHERE', str(tmp_path / 'elsewhere')).replace('MAIN', str(origin))
+        for p in paths]
+    before = snapshot(origin)
+    res = remove(origin, paths)
+    assert [r['status'] for r in res] == ['impossible']
+    assert says in res[0]['message']
+    assert snapshot(origin) == before
+    assert all((a / rel / '.git').exists() for rel in ALL)

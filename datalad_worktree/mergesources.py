@@ -1,0 +1,206 @@
+"""What ``worktree-merge`` merges: its SOURCE arguments, per dataset
+
+A SOURCE is the path of a linked worktree (an existing path wins), a
+branch name, or a glob pattern (``*``, ``?``, ``[...]``, as ``fnmatch``
+reads them). A pattern is matched against the branch names of each
+dataset merged into, leaving out the branch that dataset has checked out
+and git-annex's own branches (``git-annex``, ``synced/*``,
+``adjusted/*``), and, where it contains a '/', against the paths of the
+top dataset's linked worktrees. Everything here reads and nothing changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from . import git
+from .clones import (
+    clone_refusal,
+    is_separate_clone,
+    unique_holdings,
+)
+from .hierarchy import Node
+from .paths import same_path
+from .registry import list_worktrees
+from .repo import (
+    branch_name_problem,
+    branch_tip,
+    current_branch,
+    head_commit,
+    is_repo_root,
+    same_repository,
+)
+
+PATTERN_CHARS = frozenset('*?[')
+ANNEX_BRANCHES = ('git-annex', 'synced/*', 'adjusted/*')
+"""git-annex's own branches, which no pattern matches: never results"""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One source as given, resolved to what it names"""
+    given: str
+    root: Path | None = None
+    """The linked worktree, for a path"""
+    branch: str | None = None
+    """The branch name, for a branch"""
+    pattern: str | None = None
+    """The pattern, for a pattern that names branches"""
+
+    @property
+    def key(self) -> str:
+        """How the source is named across datasets"""
+        return str(self.root) if self.root else \
+            f'branch {self.branch or self.pattern}'
+
+
+def is_pattern(text: str) -> bool:
+    return bool(PATTERN_CHARS & set(text))
+
+
+def read_specs(top: Path, given: list[str], place
+               ) -> tuple[list[Spec], list[tuple[str, str]]]:
+    """The sources ``given`` as specs (``place(text)``: the absolute path
+    a text names), and each given source that cannot be one, with why"""
+    specs: dict[str, Spec] = {}
+    problems = []
+    for text in given:
+        root = place(text)
+        if root.exists():
+            problem = worktree_source_problem(top, root)
+            found = [Spec(text, root=root)]
+        elif is_pattern(text):
+            problem, found = pattern_specs(top, text, root)
+        else:
+            problem = branch_name_problem(top, text)
+            problem = problem and (problem.split(';')[0] +
+                                   f'; and no worktree exists at {root}')
+            found = [Spec(text, branch=text)]
+        if problem:
+            problems.append((text, problem))
+            continue
+        for spec in found:
+            specs.setdefault(spec.key, spec)
+    return list(specs.values()), problems
+
+
+def pattern_specs(top: Path, pattern: str, place: Path
+                  ) -> tuple[str | None, list[Spec]]:
+    """Why ``pattern`` cannot be used, or None, and the specs it makes:
+    itself, for branches, and each linked worktree of ``top`` whose path
+    it matches (with a '/' in it)"""
+    if pattern.startswith('-'):
+        return (f'refusing the pattern {pattern!r}: it looks like an '
+                'option'), []
+    found = [Spec(pattern, pattern=pattern)]
+    if '/' in pattern:
+        found += [Spec(pattern, root=w.path)
+                  for w in list_worktrees(top)[1:]
+                  if fnmatchcase(str(w.path), str(place))]
+    return None, found
+
+
+def worktree_source_problem(top: Path, source_root: Path) -> str | None:
+    """Why ``source_root`` is not a linked worktree of ``top``, or None"""
+    if same_path(source_root, top):
+        return f'{source_root} is the dataset itself; give another worktree'
+    if not is_repo_root(source_root) or not same_repository(top, source_root):
+        return (f'{source_root} is not a worktree of {top}; give the path of '
+                'a worktree made by worktree-add, or a branch name')
+    if same_path(list_worktrees(top)[0].path, source_root):
+        return (f'{source_root} is the main worktree and {top} a linked '
+                'worktree of it: this would merge the wrong way round. To '
+                "bring the worktree's results home, run 'datalad "
+                f"worktree-merge -d {source_root} {top}'; to bring the "
+                "development state into the worktree, run 'datalad "
+                f"worktree-sync -d {top}'")
+    return None
+
+
+def branches_matching(repo: Path, pattern: str) -> list[str]:
+    """The branches of ``repo`` whose names match ``pattern``, in git's
+    order, but not the one checked out in ``repo``, nor git-annex's own
+    (``ANNEX_BRANCHES``)"""
+    own = current_branch(repo)
+    names = git.lines(repo, ['for-each-ref', '--format=%(refname:lstrip=2)',
+                             'refs/heads/'])
+    return [n for n in names if n != own and fnmatchcase(n, pattern) and
+            not any(fnmatchcase(n, a) for a in ANNEX_BRANCHES)]
+
+
+def node_sources(node: Node, specs: list[Spec]
+                 ) -> list[tuple[str, MergeSource]]:
+    """What ``node`` merges of ``specs``: (key, source) pairs, a pattern
+    expanded to the branches it matches here, each source once"""
+    found: dict[str, MergeSource] = {}
+    for spec in specs:
+        if spec.pattern is None:
+            found.setdefault(spec.key, MergeSource.find(
+                node, spec.root, spec.branch))
+            continue
+        for name in branches_matching(node.path, spec.pattern):
+            found.setdefault(f'branch {name}',
+                             MergeSource.find(node, None, name))
+    return list(found.items())
+
+
+@dataclass(frozen=True)
+class MergeSource:
+    """What one dataset merges, found before anything is merged"""
+    name: str
+    """How results name it: 'branch NAME', or the worktree's path"""
+    branch: str | None = None
+    """The branch merged, when SOURCE is a branch name"""
+    commit: str | None = None
+    """The commit to merge; None when there is nothing to merge"""
+    worktree: Path | None = None
+    """The dataset's place in the source worktree, when SOURCE is one"""
+    nothing: tuple[str, str] | None = None
+    """Status and message of the result when nothing is merged"""
+
+    @classmethod
+    def find(cls, node: Node, source_root: Path | None, branch: str | None
+             ) -> MergeSource:
+        """The source of ``node``: its ``branch``, or else its place in
+        the worktree ``source_root``"""
+        repo = node.path
+        if branch is not None:
+            tip = branch_tip(repo, branch) if node.installed else None
+            return cls(f'branch {branch}', branch, tip, nothing=(
+                None if tip else ('notneeded', f'no branch {branch!r} here')))
+        where = node.at(source_root)
+        name = str(where)
+        if not is_repo_root(where):
+            return cls(name, worktree=where, nothing=(
+                'notneeded', f'no worktree of it at {where}'))
+        if node.depth and is_separate_clone(where, repo):
+            return cls.clone(node, where)
+        if not same_repository(repo, where):
+            return cls(name, worktree=where, nothing=(
+                'impossible',
+                f'{where} is not a worktree of {repo}; nothing was merged'))
+        commit = head_commit(where)
+        return cls(name, commit=commit, worktree=where, nothing=(
+            None if commit else ('notneeded', f'{where} has no commit')))
+
+    @classmethod
+    def clone(cls, node: Node, where: Path) -> MergeSource:
+        """The source of ``node`` where the source worktree has a separate
+        clone of it: its checked-out commit, if this dataset has all the
+        clone's commits and annexed content already; else nothing, refused
+        with what brings them here"""
+        holdings = unique_holdings(where, node.path, files=False)
+        if holdings:
+            return cls(str(where), nothing=('impossible', clone_refusal(
+                where, node.path, holdings, 'run this again')
+                + '; nothing was merged'))
+        return cls(f'{where} (a separate clone)', commit=head_commit(where))
+
+
+def branch_worktrees(repo: Path) -> dict[str, Path]:
+    """Where each branch of ``repo`` is checked out in one of its
+    worktrees that exists, by short branch name"""
+    return {w.short_branch: w.path for w in list_worktrees(repo)
+            if w.branch and not w.prunable and is_repo_root(w.path)}
