@@ -48,6 +48,7 @@ from .repo import (
     head_commit,
 )
 from .sharedannex import repair_own_annex
+from .sparse import sparse_deletion_problem
 
 POINTER_MESSAGE = 'Record the subdatasets merged by worktree-merge'
 SHOWN = 3
@@ -107,6 +108,7 @@ def merge_many(node: Node, sources: list[tuple[str, MergeSource]],
         f'already contains {names(already)}' if already
         else 'nothing to merge here'), dict(keys, already=[
             s.name for s in already]))
+    todo = kept_whole(repo, head, todo, report)
     settled = [c for c in children if c in merged_children]
     if len(todo) == 1:
         merge_one(repo, *todo[0], settled, opts, report, keys)
@@ -148,6 +150,24 @@ def usable(sources: list[tuple[str, MergeSource]], blocked: dict[str, str],
                                           dict(source=s.name))
             continue
         found.append((key, s))
+    return found
+
+
+def kept_whole(repo: Path, head: str, todo: list[tuple[str, MergeSource]],
+               report: Report) -> list[tuple[str, MergeSource]]:
+    """Those of ``todo`` that delete no file their sparse worktree left
+    out; the others are refused in ``report`` (see ``sparse``)"""
+    places = branch_worktrees(repo)
+    found = []
+    for key, s in todo:
+        where = s.worktree if s.branch is None else places.get(s.branch)
+        problem = sparse_deletion_problem(repo, head, s.commit, s.name,
+                                          where)
+        if problem:
+            report.refused[key] = Outcome('impossible', problem,
+                                          dict(source=s.name))
+        else:
+            found.append((key, s))
     return found
 
 
@@ -298,6 +318,12 @@ def merge_dataset(node: Node, source: MergeSource,
         # its annexed results would not be readable here
         return Outcome('impossible', problem)
     commit, what = source.commit, source.name
+    problem = sparse_deletion_problem(
+        repo, head_commit(repo), commit, what, source.worktree
+        if source.branch is None else
+        branch_worktrees(repo).get(source.branch))
+    if problem:
+        return Outcome('impossible', problem)
     keys = dict(source=what, detached=current_branch(repo) is None)
     outcome = integrate(
         repo, commit, what=f'{what} ({commit[:10]})', ff_only=opts.ff_only,

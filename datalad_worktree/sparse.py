@@ -151,15 +151,35 @@ def cone_pathspecs(cone: Cone) -> list[str]:
         for a in sorted(above)]
 
 
-def deleted_outside(repo: Path, base: str, commit: str, cone: Cone
+def deleted_outside(repo: Path, head: str, commit: str, cone: Cone
                     ) -> list[str]:
-    """The files that ``commit`` deletes since ``base`` in ``repo``
-    although a sparse checkout of ``cone`` never had them: what DataLad's
-    ``save`` records where it takes the files a sparse checkout leaves
-    out for deleted (datalad/datalad#7815)"""
+    """The files that ``commit`` deletes in ``repo`` since its merge base
+    with ``head``, although a sparse checkout of ``cone`` never had them:
+    what DataLad's ``save`` commits where it takes the files a sparse
+    checkout leaves out for deleted (datalad/datalad#7815)"""
     return [path for path in git.entries(repo, [
         'diff', '--no-renames', '--name-only', '--diff-filter=D', '-z',
-        base, commit, '--']) if not checked_out(path, cone)]
+        f'{head}...{commit}', '--']) if not checked_out(path, cone)]
+
+
+def sparse_deletion_problem(repo: Path, head: str, commit: str, name: str,
+                            worktree: Path | None) -> str | None:
+    """Why ``commit`` (of the source ``name``, checked out at ``worktree``)
+    must not be merged into ``repo`` at ``head``: the worktree is sparse,
+    and the commit deletes files that it never had; or None"""
+    cone = cone_of(worktree) if worktree is not None else None
+    deleted = cone and deleted_outside(repo, head, commit, cone)
+    if not deleted:
+        return None
+    shown = ', '.join(deleted[:3]) + (', ...' if len(deleted) > 3 else '')
+    return (f'{name} ({commit[:10]}) deletes {len(deleted)} file(s) that '
+            f'its sparse worktree never checked out ({shown}): DataLad '
+            'records the files a sparse checkout leaves out as deleted '
+            'when it saves the whole dataset (datalad/datalad#7815). '
+            'Nothing was merged from it. Undo those deletions there (find '
+            f"them with 'git -C {worktree} log --diff-filter=D --stat'), "
+            "use 'datalad run --explicit' in sparse worktrees, and run "
+            'this again')
 
 
 def _inside(path: str, directory: str) -> bool:

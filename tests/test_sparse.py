@@ -200,3 +200,49 @@ def test_pointer_check_covers_only_the_cone(tmp_path):
     commit_file(repo, 'code/sub/x.txt', 'x\n', 'deeper')
     commit_file(repo, 'code/ptr', '/annex/objects/SHA256E-s1--ab\n', 'ptr')
     assert may_hold_unlocked_files(repo, 'HEAD', cone=('code/sub',))
+
+
+def save_whole_dataset(worktree):
+    """What a ``datalad save`` without paths does in a sparse worktree:
+    it commits the files left out as deleted (datalad/datalad#7815)"""
+    (worktree / 'results').mkdir(exist_ok=True)
+    (worktree / 'results' / 'mine.txt').write_text('mine\n')
+    dl.save(dataset=worktree, message='save everything',
+            result_renderer='disabled')
+    deleted = git(worktree, 'show', '--diff-filter=D', '--name-only',
+                  '--format=', 'HEAD')
+    assert 'results/summary.txt' in deleted
+
+
+def test_merge_refuses_deletions_a_sparse_save_made(origin, tmp_path):
+    wt, _ = job_worktree(origin, tmp_path, CODE)
+    save_whole_dataset(wt / DERIVED)
+    before = snapshot(origin)
+    res = dl.worktree_merge(str(wt), dataset=origin, recursive=True,
+                            **quiet())
+    refused = [r for r in res if r['status'] == 'impossible']
+    assert refused and refused[0]['path'] == str(origin / DERIVED), res
+    assert 'never checked out' in refused[0]['message']
+    assert 'results/summary.txt' in refused[0]['message']
+    assert 'datalad run --explicit' in refused[0]['message']
+    assert snapshot(origin) == before
+    assert (origin / DERIVED / 'results' / 'summary.txt').is_symlink()
+
+
+def test_among_many_sources_only_the_deleting_one_is_refused(origin,
+                                                             tmp_path):
+    bad, _ = job_worktree(origin, tmp_path, CODE, name='job-bad')
+    save_whole_dataset(bad / DERIVED)
+    good, _ = job_worktree(origin, tmp_path, CODE, f'{DERIVED}/results',
+                           name='job-good')
+    commit_file(good / DERIVED, 'results/good.txt', 'good\n', 'good job')
+    res = dl.worktree_merge(['job-*'], dataset=origin, recursive=True,
+                            **quiet())
+    mine = [r for r in res if r['path'] == str(origin / DERIVED)]
+    refused = [r for r in mine if r['status'] == 'impossible']
+    assert [r['source'] for r in refused] == ['branch job-bad'], mine
+    assert 'never checked out' in refused[0]['message']
+    assert (origin / DERIVED / 'results' / 'good.txt').read_text() == \
+        'good\n'
+    assert not (origin / DERIVED / 'results' / 'mine.txt').exists()
+    assert (origin / DERIVED / 'results' / 'summary.txt').is_symlink()

@@ -16,14 +16,12 @@ if [ ${#worktrees[@]} -eq 0 ]; then
     exit 1
 fi
 
-# Run records and annexed outputs into every dataset of DATASET, bottom-up.
-# Annexed content needs no copying: the annex is shared.
-# (all at once, one merge per dataset, replace the line with:
-#  datalad worktree-merge -d "$dataset" -r "${worktrees[@]}")
-for wt in "${worktrees[@]}"; do datalad worktree-merge -d "$dataset" -r "$wt"; done
+# Run records and annexed outputs into every dataset of DATASET, bottom-up,
+# all worktrees in one merge commit per dataset. Annexed content needs no
+# copying: the annex is shared.
+datalad worktree-merge -d "$dataset" -r "${worktrees[@]}"
 
-# Every worktree is merged: remove them. This refuses (and the job fails)
-# if any holds something that was not merged.
-# (all at once, replace the line with:
-#  datalad worktree-remove -d "$dataset" "${worktrees[@]}")
-for wt in "${worktrees[@]}"; do datalad worktree-remove -d "$dataset" "$wt"; done
+# Every worktree is merged: remove them and their merged job-* branches.
+# A worktree that holds something not merged is refused and named (and
+# the job fails); the others are removed.
+datalad worktree-remove -d "$dataset" "${worktrees[@]}"
