@@ -114,7 +114,8 @@ def clone_sparse(top: Path, dest: Path) -> None:
 
 def remove(top: Path, dest: Path) -> None:
     """Undo a job's start, so the next round starts as the first did"""
-    if (top / '.git' / 'worktrees').is_dir():
+    if not (dest / '.git').is_dir() or (dest / '.git').is_symlink():
+        # a linked worktree: its .git is a file, or git-annex's link
         datalad('worktree-remove', '-d', str(top), '--force', str(dest))
     else:
         subprocess.run(['chmod', '-R', 'u+w', str(dest)], check=True)

@@ -12,6 +12,7 @@ time (``settings.lock_wait``), before they are reported.
 from __future__ import annotations
 
 import os
+import shutil
 import random
 import time
 from dataclasses import (
@@ -119,6 +120,22 @@ def _commit(listed: str | None) -> str | None:
     """The commit ``git worktree list`` gives, None where it gives none or
     zeros (a branch without commits yet)"""
     return listed if listed and listed.strip('0') else None
+
+
+def forget_worktree(admin: Path, repo: Path) -> None:
+    """Delete ``admin``, the registration of a linked worktree of ``repo``
+    whose directory is gone, as ``git worktree prune`` would, but of this
+    one worktree only: a prune of all would also take the registration of
+    a worktree that another process is making at that moment. Where
+    ``admin`` is not one that prune would delete, prune decides."""
+    dotgit = (admin / 'gitdir').read_text().rstrip('\n') \
+        if (admin / 'gitdir').is_file() else ''
+    if admin.parent == git_dirs(repo)[1] / 'worktrees' and \
+            os.path.isabs(dotgit) and not os.path.lexists(dotgit) and \
+            not (admin / 'locked').exists():
+        shutil.rmtree(admin)
+    else:
+        git.run(repo, ['worktree', 'prune'])
 
 
 def find_worktree(worktrees: list[Worktree], path: Path) -> Worktree | None:

@@ -45,6 +45,7 @@ from .paths import (
 )
 from .registry import (
     find_worktree,
+    forget_worktree,
     list_worktrees,
 )
 from .removal import (
@@ -298,7 +299,9 @@ def remove(plan: Plan) -> Outcome:
             problem = link_shared_annex(m.path)
             if problem:
                 return Outcome('error', problem, keys)
+        admin = None
         if plan.how is Removal.REMOVE:
+            admin = git_dirs(m.path)[0]
             delete_directory(m.path)
         if plan.delete_branch and m.head:
             # by full ref name and expected tip: exact, never an option;
@@ -306,7 +309,10 @@ def remove(plan: Plan) -> Outcome:
             git.retry_on_lock(lambda: git.run(repo, [
                 'update-ref', '-d', f'refs/heads/{m.branch}', m.head]),
                 lock_wait())
-        git.run(repo, ['worktree', 'prune'])
+        if admin is None:
+            git.run(repo, ['worktree', 'prune'])
+        else:
+            forget_worktree(admin, repo)
     except Exception as e:
         return failure(m.path, e, f'removing {m.path} failed', keys)
     done = ('removed' if plan.how is Removal.REMOVE else

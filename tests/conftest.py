@@ -29,6 +29,7 @@ their own (with a user identity), and no system config.
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
 import re
 import shutil
@@ -398,3 +399,15 @@ def commit_file(repo: Path, name: str, text: str, message: str) -> str:
     git(repo, 'add', '--', name)
     git(repo, 'commit', '-q', '-m', message)
     return git(repo, 'rev-parse', 'HEAD')
+
+
+BENCHMARKS = Path(__file__).parent.parent / 'benchmarks'
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/NAME.py``, imported as a module"""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS /
+                                                  f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

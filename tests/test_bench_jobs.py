@@ -1,21 +1,23 @@
-"""benchmarks/bench_jobs.py works: its start state, and one quick run end
-to end (a smoke test; no timing is checked)"""
+"""benchmarks/bench_jobs.py and bench_job_setup.py work: the start state
+of the first, and a small run of each end to end (smoke tests; no timing
+is checked)"""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).parent.parent / 'benchmarks' / 'bench_jobs.py'
+from .conftest import (
+    BENCHMARKS,
+    load_benchmark,
+)
+
+SCRIPT = BENCHMARKS / 'bench_jobs.py'
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location('bench_jobs', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark('bench_jobs')
 
 
 def git(repo: Path, *args: str) -> str:
@@ -48,3 +50,17 @@ def test_a_quick_run_end_to_end():
                  'loop: git merge per branch', 'ratio ours / BABS',
                  'super records the merged results: True'):
         assert text in out.stdout
+
+
+def test_a_small_job_setup_run_end_to_end():
+    out = subprocess.run([sys.executable, str(BENCHMARKS /
+                                              'bench_job_setup.py'),
+                          '--sizes', '5', '--rounds', '1'],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()
+            if line.startswith('       5  ')]
+    assert [' '.join(r[1:-4]) for r in rows] == [
+        'sparse worktree', 'full worktree', 'clone + sparse (BABS)']
+    # the sparse job checks out fewer files than the full worktree
+    assert int(rows[0][-1]) < int(rows[1][-1])

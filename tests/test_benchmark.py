@@ -3,20 +3,21 @@ end (a smoke test; no timing is checked)"""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = Path(__file__).parent.parent / 'benchmarks' / 'bench_nested.py'
+from .conftest import (
+    BENCHMARKS,
+    load_benchmark,
+)
+
+SCRIPT = BENCHMARKS / 'bench_nested.py'
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location('bench_nested', SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark('bench_nested')
 
 
 def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
