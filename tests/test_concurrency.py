@@ -1,8 +1,8 @@
 """Scale-out: many jobs of a cluster start at the same second, each making
 its worktree of the same hierarchy and running in it
 
-24 ``datalad worktree-add -r`` processes on different branches start at
-one moment (a start barrier releases them once DataLad is imported), then
+24 ``datalad worktree-add -r`` processes on different branches (every other
+one with ``--sparse``) start at one moment (a start barrier releases them once DataLad is imported), then
 24 ``datalad run`` processes, one in each new worktree. Every one must
 succeed, and nothing may be left half made or locked.
 """
@@ -37,6 +37,11 @@ from .conftest import (
 pytestmark = pytest.mark.reliability
 
 JOBS = 24
+SPARSE = ['--sparse', CODE, '--sparse', f'{DERIVED}/inputs/bpod/sub-01',
+          '--sparse', f'{DERIVED}/results']
+"""What every other job checks out: a sparse worktree"""
+IN_CONE = ['.', DERIVED, CODE, f'{DERIVED}/inputs/bpod']
+"""The datasets that a sparse job has worktrees of"""
 
 LAUNCHER = """\
 import os, sys, time
@@ -121,8 +126,8 @@ def output_of(i: int) -> str:
 
 def test_many_jobs_add_worktrees_and_run_at_the_same_moment(origin,
                                                              tmp_path):
-    """24 ``worktree-add -r`` of different branches at one moment all
-    succeed, then 24 ``datalad run`` with annexed outputs, one in each,
+    """24 ``worktree-add -r`` of different branches at one moment (every
+    other one sparse) all succeed, then 24 ``datalad run`` with annexed outputs, one in each,
     at one moment: every run record is where it belongs with its output
     readable, ``git annex fsck`` passes, no lock is left, every
     repository lists all 24 worktrees, and the main worktrees are as
@@ -133,8 +138,9 @@ def test_many_jobs_add_worktrees_and_run_at_the_same_moment(origin,
     jobs[0].parent.mkdir()
     started = time.monotonic()
     added = all_at_once(
-        [(origin, ['worktree-add', '-r', '--branch', wt.name, str(wt)])
-         for wt in jobs], tmp_path / 'add-logs')
+        [(origin, ['worktree-add', '-r', '--branch', wt.name,
+                   *(SPARSE if i % 2 else []), str(wt)])
+         for i, wt in enumerate(jobs)], tmp_path / 'add-logs')
     add_time = time.monotonic() - started
     assert [code for code, _ in added] == [0] * JOBS, \
         [out for code, out in added if code]
@@ -142,7 +148,8 @@ def test_many_jobs_add_worktrees_and_run_at_the_same_moment(origin,
     started = time.monotonic()
     runs = all_at_once(
         [(wt / DERIVED, [
-            'run', '-m', f'job {i}', '-i', 'inputs/bpod/sub-01/trials.tsv',
+            'run', *(['--explicit'] if i % 2 else []), '-m', f'job {i}',
+            '-i', 'inputs/bpod/sub-01/trials.tsv',
             '-o', f'results/job-{i}.txt',
             f'{sys.executable} code/process.py inputs/bpod/sub-01/trials.tsv'
             f' results/job-{i}.txt && echo job {i} >> results/job-{i}.txt'])
@@ -166,7 +173,9 @@ def test_many_jobs_add_worktrees_and_run_at_the_same_moment(origin,
     for rel in INSTALLED:
         ds = origin / rel
         listed = git(ds, 'worktree', 'list', '--porcelain').split('\n\n')
-        assert len(listed) == JOBS + 1, listed
+        # the sparse jobs have no worktree of datasets outside their cone
+        assert len(listed) == 1 + (JOBS if rel in IN_CONE else JOBS // 2), \
+            listed
         assert not [w for w in listed if '\nlocked' in w or
                     '\nprunable' in w], listed
         assert lock_files(ds) == []
