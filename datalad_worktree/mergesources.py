@@ -119,30 +119,36 @@ def worktree_source_problem(top: Path, source_root: Path) -> str | None:
     return None
 
 
-def branches_matching(repo: Path, pattern: str) -> list[str]:
-    """The branches of ``repo`` whose names match ``pattern``, in git's
-    order, but not the one checked out in ``repo``, nor git-annex's own
-    (``ANNEX_BRANCHES``)"""
+def branches_matching(repo: Path, pattern: str) -> list[tuple[str, str]]:
+    """The branches of ``repo`` whose names match ``pattern``, with their
+    commits, in git's order, but not the one checked out in ``repo``, nor
+    git-annex's own (``ANNEX_BRANCHES``): from one ``git for-each-ref``,
+    for any number of branches"""
     own = current_branch(repo)
-    names = git.lines(repo, ['for-each-ref', '--format=%(refname:lstrip=2)',
-                             'refs/heads/'])
-    return [n for n in names if n != own and fnmatchcase(n, pattern) and
-            not any(fnmatchcase(n, a) for a in ANNEX_BRANCHES)]
+    listed = git.lines(repo, ['for-each-ref', '--format=%(objectname) '
+                              '%(refname:lstrip=2)', 'refs/heads/'])
+    return [(name, commit) for commit, _, name in
+            (line.partition(' ') for line in listed)
+            if name != own and fnmatchcase(name, pattern) and
+            not any(fnmatchcase(name, a) for a in ANNEX_BRANCHES)]
 
 
 def node_sources(node: Node, specs: list[Spec]
                  ) -> list[tuple[str, MergeSource]]:
     """What ``node`` merges of ``specs``: (key, source) pairs, a pattern
-    expanded to the branches it matches here, each source once"""
+    expanded to the branches it matches here (none where the dataset is
+    not installed here), each source once"""
     found: dict[str, MergeSource] = {}
     for spec in specs:
         if spec.pattern is None:
             found.setdefault(spec.key, MergeSource.find(
                 node, spec.root, spec.branch))
             continue
-        for name in branches_matching(node.path, spec.pattern):
+        matching = branches_matching(node.path, spec.pattern) \
+            if node.installed else []
+        for name, commit in matching:
             found.setdefault(f'branch {name}',
-                             MergeSource.find(node, None, name))
+                             MergeSource.of_branch(name, commit))
     return list(found.items())
 
 
@@ -167,9 +173,8 @@ class MergeSource:
         the worktree ``source_root``"""
         repo = node.path
         if branch is not None:
-            tip = branch_tip(repo, branch) if node.installed else None
-            return cls(f'branch {branch}', branch, tip, nothing=(
-                None if tip else ('notneeded', f'no branch {branch!r} here')))
+            return cls.of_branch(branch, branch_tip(repo, branch)
+                                 if node.installed else None)
         where = node.at(source_root)
         name = str(where)
         if not is_repo_root(where):
@@ -184,6 +189,13 @@ class MergeSource:
         commit = head_commit(where)
         return cls(name, commit=commit, worktree=where, nothing=(
             None if commit else ('notneeded', f'{where} has no commit')))
+
+    @classmethod
+    def of_branch(cls, branch: str, tip: str | None) -> MergeSource:
+        """The source of a dataset whose branch ``branch`` is at ``tip``
+        (None where it has no such branch)"""
+        return cls(f'branch {branch}', branch, tip, nothing=(
+            None if tip else ('notneeded', f'no branch {branch!r} here')))
 
     @classmethod
     def clone(cls, node: Node, where: Path) -> MergeSource:
