@@ -74,9 +74,7 @@ def read_specs(top: Path, given: list[str], place
         elif is_pattern(text):
             problem, found = pattern_specs(top, text, root)
         else:
-            problem = branch_name_problem(top, text)
-            problem = problem and (problem.split(';')[0] +
-                                   f'; and no worktree exists at {root}')
+            problem = source_problem(top, root, text)
             found = [Spec(text, branch=text)]
         if problem:
             problems.append((text, problem))
@@ -100,6 +98,19 @@ def pattern_specs(top: Path, pattern: str, place: Path
                   for w in list_worktrees(top)[1:]
                   if fnmatchcase(str(w.path), str(place))]
     return None, found
+
+
+def source_problem(top: Path, source_root: Path, branch: str | None
+                   ) -> str | None:
+    """Why SOURCE (the worktree ``source_root``, or ``branch`` where no
+    such path exists) cannot be merged into ``top``, or None"""
+    if branch is None:
+        return worktree_source_problem(top, source_root)
+    problem = branch_name_problem(top, branch)
+    if problem:
+        return (problem.split(';')[0] + '; and no worktree exists '
+                f'at {source_root}')
+    return None
 
 
 def worktree_source_problem(top: Path, source_root: Path) -> str | None:

@@ -49,12 +49,11 @@ from .mergesources import (
     is_pattern,
     node_sources,
     read_specs,
-    worktree_source_problem,
+    source_problem,
 )
 from .outcome import Outcome
 from .paths import absolute_path
 from .repo import (
-    branch_name_problem,
     head_commit,
     is_repo_root,
 )
@@ -359,16 +358,3 @@ def skipped_results(top: Path, skipped: list[Node]):
 def blocked_by(blocker: Node) -> str:
     return (f'not merged, because the merge into its subdataset '
             f'{blocker.path} was refused or failed')
-
-
-def source_problem(top: Path, source_root: Path, branch: str | None
-                   ) -> str | None:
-    """Why SOURCE (the worktree ``source_root``, or ``branch`` where no
-    such path exists) cannot be merged into ``top``, or None"""
-    if branch is None:
-        return worktree_source_problem(top, source_root)
-    problem = branch_name_problem(top, branch)
-    if problem:
-        return (problem.split(';')[0] + '; and no worktree exists '
-                f'at {source_root}')
-    return None
