@@ -97,6 +97,7 @@ def merge_many(node: Node, sources: list[tuple[str, MergeSource]],
     if problem:
         return Report(Outcome('impossible', problem))
     report = Report(Outcome('notneeded', None))
+    places = branch_worktrees(repo)
     todo = usable(sources, blocked, opts.dry_run, report)
     head = head_commit(repo)
     keys = dict(sources=[], detached=current_branch(repo) is None,
@@ -108,10 +109,10 @@ def merge_many(node: Node, sources: list[tuple[str, MergeSource]],
         f'already contains {names(already)}' if already
         else 'nothing to merge here'), dict(keys, already=[
             s.name for s in already]))
-    todo = kept_whole(repo, head, todo, report)
+    todo = kept_whole(repo, head, todo, places, report)
     settled = [c for c in children if c in merged_children]
     if len(todo) == 1:
-        merge_one(repo, *todo[0], settled, opts, report, keys)
+        merge_one(repo, *todo[0], settled, opts, report, keys, places)
     elif todo and opts.ff_only:
         for key, s in todo:
             report.refused[key] = Outcome('impossible', (
@@ -119,7 +120,8 @@ def merge_many(node: Node, sources: list[tuple[str, MergeSource]],
                 'commits cannot be merged: a merge commit would be needed'),
                 dict(source=s.name))
     elif todo:
-        merge_several(repo, todo, children, settled, opts, report, keys)
+        merge_several(repo, todo, children, settled, opts, report, keys,
+                      places)
     if not opts.dry_run and not report.outcome.failed:
         record_pointers(repo, settled, POINTER_MESSAGE, report.outcome,
                         'merged')
@@ -154,15 +156,14 @@ def usable(sources: list[tuple[str, MergeSource]], blocked: dict[str, str],
 
 
 def kept_whole(repo: Path, head: str, todo: list[tuple[str, MergeSource]],
-               report: Report) -> list[tuple[str, MergeSource]]:
+               places: dict[str, Path], report: Report
+               ) -> list[tuple[str, MergeSource]]:
     """Those of ``todo`` that delete no file their sparse worktree left
     out; the others are refused in ``report`` (see ``sparse``)"""
-    places = branch_worktrees(repo)
     found = []
     for key, s in todo:
-        where = s.worktree if s.branch is None else places.get(s.branch)
         problem = sparse_deletion_problem(repo, head, s.commit, s.name,
-                                          where)
+                                          s.checked_out_at(places))
         if problem:
             report.refused[key] = Outcome('impossible', problem,
                                           dict(source=s.name))
@@ -173,7 +174,7 @@ def kept_whole(repo: Path, head: str, todo: list[tuple[str, MergeSource]],
 
 def merge_one(repo: Path, key: str, source: MergeSource,
               settled: list[Node], opts: Options, report: Report,
-              keys: dict) -> None:
+              keys: dict, places: dict[str, Path]) -> None:
     """Merge the one source with new commits, as a single source is"""
     outcome = integrate(
         repo, source.commit, what=f'{source.name} ({source.commit[:10]})',
@@ -191,16 +192,16 @@ def merge_one(repo: Path, key: str, source: MergeSource,
         return
     note_uncommitted(outcome, [source])
     if opts.mtimes:
-        where = source.worktree if source.branch is None else \
-            branch_worktrees(repo).get(source.branch)
-        note = carry_from(where, repo, outcome.keys['to_commit'])
+        note = carry_from(source.checked_out_at(places), repo,
+                          outcome.keys['to_commit'])
         if note:
             outcome.message += f'; {note}'
 
 
 def merge_several(repo: Path, todo: list[tuple[str, MergeSource]],
                   children: list[Node], settled: list[Node], opts: Options,
-                  report: Report, keys: dict) -> None:
+                  report: Report, keys: dict, places: dict[str, Path]
+                  ) -> None:
     """Merge the sources ``todo``, each with new commits, in one merge
     commit; those that conflict are refused"""
     head = keys['from_commit']
@@ -251,7 +252,7 @@ def merge_several(repo: Path, todo: list[tuple[str, MergeSource]],
     note_uncommitted(outcome, merged)
     if opts.mtimes:
         note = carry_brought(repo, commit, brought_from(
-            repo, merged, built.brought))
+            merged, built.brought, places))
         if note:
             outcome.message += f'; {note}'
 
@@ -272,14 +273,13 @@ def subheads(repo: Path, head: str, children: list[Node],
     return found
 
 
-def brought_from(repo: Path, merged: list[MergeSource],
-                 brought: dict[str, dict[str, str]]
+def brought_from(merged: list[MergeSource],
+                 brought: dict[str, dict[str, str]], places: dict[str, Path]
                  ) -> list[tuple[Path, dict[str, str]]]:
     """Each merged source's worktree with the files it brought"""
-    places = branch_worktrees(repo)
     found = []
     for s in merged:
-        where = s.worktree if s.branch is None else places.get(s.branch)
+        where = s.checked_out_at(places)
         if where is not None and s.commit in brought:
             found.append((where, brought[s.commit]))
     return found
@@ -318,10 +318,9 @@ def merge_dataset(node: Node, source: MergeSource,
         # its annexed results would not be readable here
         return Outcome('impossible', problem)
     commit, what = source.commit, source.name
-    problem = sparse_deletion_problem(
-        repo, head_commit(repo), commit, what, source.worktree
-        if source.branch is None else
-        branch_worktrees(repo).get(source.branch))
+    checkout = source.checked_out_at(branch_worktrees(repo))
+    problem = sparse_deletion_problem(repo, head_commit(repo), commit, what,
+                                      checkout)
     if problem:
         return Outcome('impossible', problem)
     keys = dict(source=what, detached=current_branch(repo) is None)
@@ -335,16 +334,10 @@ def merge_dataset(node: Node, source: MergeSource,
     record_pointers(repo, settled, POINTER_MESSAGE, outcome, 'merged')
     if keys['detached'] and outcome.status == 'ok':
         outcome.message += ' (on a detached HEAD)'
-    where = source.worktree
-    if where is not None and changed_paths(where):
-        outcome.message += (f'; note: {where} has uncommitted changes, '
-                            'which were not merged')
+    note_uncommitted(outcome, [source])
     if opts.mtimes and \
             outcome.keys['to_commit'] != outcome.keys['from_commit']:
-        note = carry_from(
-            where if source.branch is None
-            else branch_worktrees(repo).get(source.branch),
-            repo, outcome.keys['to_commit'])
+        note = carry_from(checkout, repo, outcome.keys['to_commit'])
         if note:
             outcome.message += f'; {note}'
     return outcome

@@ -201,6 +201,12 @@ class MergeSource:
         return cls(name, commit=commit, worktree=where, nothing=(
             None if commit else ('notneeded', f'{where} has no commit')))
 
+    def checked_out_at(self, places: dict[str, Path]) -> Path | None:
+        """Where this source is checked out: its worktree, or for a branch
+        the one that ``places`` (see ``branch_worktrees``) gives, if any"""
+        return self.worktree if self.branch is None else \
+            places.get(self.branch)
+
     @classmethod
     def of_branch(cls, branch: str, tip: str | None) -> MergeSource:
         """The source of a dataset whose branch ``branch`` is at ``tip``
