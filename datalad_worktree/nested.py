@@ -18,10 +18,11 @@ from pathlib import (
 from .gitfiles import git_dirs
 from .hierarchy import walk_hierarchy
 from .paths import (
+    at_or_below,
     first_link,
-    is_within,
     placed_below,
     redirected,
+    spellings,
     unsafe_relpath,
 )
 from .registry import (
@@ -62,17 +63,22 @@ class Member:
         return self.entry.short_branch
 
 
-def find_members(top: Path, target: Path
+def find_members(top: Path, target: Path,
+                 listed: dict[Path, list[tuple[Worktree, str]]] | None = None
                  ) -> tuple[list[Member], dict[str, str]]:
     """The linked worktrees at and below ``target`` of every dataset in
     ``top``'s hierarchy and in the worktree's own hierarchy, deepest first,
     and the places that a symbolic link makes lead elsewhere, each with why
-    it is refused"""
+    it is refused. ``listed`` keeps each repository's worktrees (by its
+    common git directory), each with its real location, for the next
+    call, where nothing changes in between: several targets then cost one
+    listing per repository and no file system lookup per worktree."""
+    listed = {} if listed is None else listed
+    roots = spellings(target)
     found: dict[str, Member] = {}
     linked: dict[str, str] = {}
     seen: set[Path] = set()
-    roots = [top] + ([target] if target.is_dir() else [])
-    for root in roots:
+    for root in [top] + ([target] if target.is_dir() else []):
         for node in walk_hierarchy(root, head_commit(root), None):
             if node.problem and root is target and \
                     not unsafe_relpath(str(node.relpath)):
@@ -85,29 +91,34 @@ def find_members(top: Path, target: Path
                 # a worktree of a repository listed already
                 continue
             seen.add(repository)
-            worktrees = list_worktrees(node.path)
-            for wt in worktrees:
-                place = placed_below(wt.path, target)
-                problem = registration_problem(wt.path, place, node.path,
-                                               target)
+            if repository not in listed:
+                listed[repository] = [(wt, os.path.realpath(wt.path))
+                                      for wt in list_worktrees(node.path)]
+            worktrees = listed[repository]
+            for wt, real in worktrees:
+                place = placed_below(wt.path, roots)
+                problem = registration_problem(
+                    wt.path, place, node.path, target,
+                    at_or_below(real, roots[1]))
                 if problem:
                     linked.setdefault(os.path.normpath(wt.path), problem)
                 elif place:
                     found.setdefault(str(wt.path),
-                                     Member(wt, worktrees[0], place[0]))
+                                     Member(wt, worktrees[0][0], place[0]))
     members = sorted(found.values(), key=lambda m: -len(m.path.parts))
     return members, linked
 
 
-def registration_problem(path: Path, place, repo: Path,
-                         target: Path) -> str | None:
+def registration_problem(path: Path, place, repo: Path, target: Path,
+                         really_inside: bool) -> str | None:
     """Why the worktree of ``repo`` registered at ``path`` (``place``, see
-    :func:`placed_below`) blocks removing ``target``: a symbolic link on
-    its way from ``target`` leads elsewhere, or one puts it, registered
+    :func:`placed_below`; ``really_inside``: whether its real location is
+    in ``target``'s) blocks removing ``target``: a symbolic link on its
+    way from ``target`` leads elsewhere, or one puts it, registered
     outside, inside ``target``"""
     if place:
         return link_refusal(path, *place) if redirected(*place) else None
-    if is_within(path, target):
+    if really_inside:
         return linked_in_refusal(path, repo, target)
     return None
 

@@ -49,9 +49,19 @@ def unsafe_relpath(value: str) -> str | None:
 
 def is_within(path: Path, root: Path) -> bool:
     """Whether the real location of ``path`` is ``root`` or below it"""
-    real = Path(os.path.realpath(path))
-    root = Path(os.path.realpath(root))
-    return real == root or root in real.parents
+    return at_or_below(os.path.realpath(path), os.path.realpath(root))
+
+
+def at_or_below(path: str, root: str) -> bool:
+    """Whether the normalized path ``path`` is the normalized ``root`` or
+    below it, compared as spelled"""
+    return path == root or path.startswith(os.path.join(root, ''))
+
+
+def spellings(target: Path) -> tuple[str, str]:
+    """``target`` normalized as given, and resolved: the two ways in which
+    a path that git recorded can start with it"""
+    return os.path.normpath(target), os.path.realpath(target)
 
 
 def nested_within(items: list[T], location: Callable[[T], Path]
@@ -80,16 +90,16 @@ def same_path(a: Path, b: Path) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def placed_below(path: Path, target: Path
+def placed_below(path: Path, roots: tuple[str, str]
                  ) -> tuple[Path, PurePosixPath] | None:
-    """Where ``path``, as git records it, is at or below ``target``,
-    without following symbolic links: the spelling of ``target`` it starts
-    with (as given, or resolved) and the rest; None when it is not"""
-    path = Path(os.path.normpath(path))
-    for root in (Path(os.path.normpath(target)),
-                 Path(os.path.realpath(target))):
-        if path == root or root in path.parents:
-            return root, PurePosixPath(path.relative_to(root).as_posix())
+    """Where ``path``, as git records it, is at or below a target, without
+    following symbolic links: the spelling of the target it starts with
+    (of its ``spellings``) and the rest; None when it is not"""
+    path = os.path.normpath(path)
+    for root in roots:
+        if at_or_below(path, root):
+            return Path(root), PurePosixPath(
+                os.path.relpath(path, root).replace(os.sep, '/'))
     return None
 
 

@@ -42,6 +42,7 @@ from .paths import (
     absolute_path,
     nested_within,
     redirected,
+    same_path,
 )
 from .registry import (
     find_worktree,
@@ -197,7 +198,9 @@ class WorktreeRemove(WorktreeInterface):
                 yield make_result(ACTION, where, top,
                                   Outcome('impossible', problem))
             return
-        checked = [inspect(top, t, force, keep_branch) for t in targets]
+        listed: dict = {}
+        checked = [inspect(top, t, force, keep_branch, listed)
+                   for t in targets]
         for refused, plans in checked:
             yield from refused
             if refused:
@@ -210,12 +213,13 @@ class WorktreeRemove(WorktreeInterface):
             yield from remove_all(top, plans)
 
 
-def inspect(top: Path, target: Path, force: bool, keep_branch: bool
-            ) -> tuple[list[dict], list[Plan]]:
+def inspect(top: Path, target: Path, force: bool, keep_branch: bool,
+            listed: dict) -> tuple[list[dict], list[Plan]]:
     """The plans of removing the worktree ``target`` of ``top``, or the
-    results that refuse it (then nothing of it is removed)"""
+    results that refuse it (then nothing of it is removed); ``listed``:
+    see ``nested.find_members``"""
     try:
-        members, linked = find_members(top, target)
+        members, linked = find_members(top, target, listed)
         plans = [check(m, force, keep_branch, top) for m in members]
     except Exception as e:
         outcome = failure(target, e, 'cannot inspect the worktrees below '
@@ -340,13 +344,29 @@ def no_longer_removable(m: Member) -> str | None:
     is removed: it is no longer registered, or a symbolic link now leads
     elsewhere on its path"""
     repo = m.main.path
-    if not find_worktree(list_worktrees(repo)[1:], m.path):
+    if not still_registered(repo, m.path):
         return (f'{m.path} is no longer listed as a worktree of {repo}; it '
                 'was left alone')
     if redirected(m.root, m.relpath):
         return link_refusal(m.path, m.root, m.relpath) + \
             '; it was left alone'
     return None
+
+
+def still_registered(repo: Path, path: Path) -> bool:
+    """Whether a linked worktree of ``repo`` is registered at ``path``:
+    read from the one registration that ``path/.git`` names, where that is
+    one of ``repo``'s, else from the list of all of its worktrees (which
+    costs a look at each of them)"""
+    try:
+        admin, common = git_dirs(path)
+        recorded = (admin / 'gitdir').read_text().rstrip('\n')
+    except OSError:
+        recorded = None
+    if recorded is not None and admin.parent == git_dirs(repo)[1] / \
+            'worktrees':
+        return same_path(Path(recorded).parent, path)
+    return find_worktree(list_worktrees(repo)[1:], path) is not None
 
 
 def delete_directory(path: Path) -> None:
