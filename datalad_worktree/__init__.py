@@ -9,37 +9,37 @@ command_suite = (
     "Nested git worktrees for whole dataset hierarchies",
     [
         (
-            'datalad_worktree.worktree_add',
+            'datalad_worktree.commands.worktree_add',
             'WorktreeAdd',
             'worktree-add',
             'worktree_add',
         ),
         (
-            'datalad_worktree.worktree_sync',
+            'datalad_worktree.commands.worktree_sync',
             'WorktreeSync',
             'worktree-sync',
             'worktree_sync',
         ),
         (
-            'datalad_worktree.worktree_get',
+            'datalad_worktree.commands.worktree_get',
             'WorktreeGet',
             'worktree-get',
             'worktree_get',
         ),
         (
-            'datalad_worktree.worktree_merge',
+            'datalad_worktree.commands.worktree_merge',
             'WorktreeMerge',
             'worktree-merge',
             'worktree_merge',
         ),
         (
-            'datalad_worktree.worktree_list',
+            'datalad_worktree.commands.worktree_list',
             'WorktreeList',
             'worktree-list',
             'worktree_list',
         ),
         (
-            'datalad_worktree.worktree_remove',
+            'datalad_worktree.commands.worktree_remove',
             'WorktreeRemove',
             'worktree-remove',
             'worktree_remove',

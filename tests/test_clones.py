@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from datalad import api as dl
 
-from datalad_worktree.repo import same_repository
+from datalad_worktree.repo.worktrees import same_repository
 
 from .conftest import (
     DATALAD,

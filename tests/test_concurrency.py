@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 from datalad_next.runners import CommandError
 
-from datalad_worktree import git as gitlayer
+from datalad_worktree.runners import git as gitlayer
+from datalad_worktree.runners.locks import retry_on_lock
 
 from .conftest import (
     CODE,
@@ -48,7 +49,7 @@ import os, sys, time
 go = sys.argv[1]
 sys.argv = sys.argv[2:]
 from datalad.cli.main import main
-import datalad_worktree.worktree_add
+import datalad_worktree.commands.worktree_add
 while not os.path.exists(go):
     time.sleep(0.005)
 main()
@@ -223,7 +224,7 @@ def repo(tmp_path) -> Path:
 def test_retry_on_lock_waits_until_the_lock_is_gone(repo):
     released_after(repo / '.git' / 'config.lock', 0.5).join(0)
     started = time.monotonic()
-    gitlayer.retry_on_lock(lambda: gitlayer.run(
+    retry_on_lock(lambda: gitlayer.run(
         repo, ['config', '--local', 'extensions.worktreeConfig', 'true']))
     assert time.monotonic() - started >= 0.4
     assert git(repo, 'config', '--local', 'extensions.worktreeConfig') == \
@@ -234,7 +235,7 @@ def test_retry_on_lock_gives_up_after_its_bound(repo):
     (repo / '.git' / 'config.lock').write_text('')
     started = time.monotonic()
     with pytest.raises(CommandError) as failed:
-        gitlayer.retry_on_lock(lambda: gitlayer.run(
+        retry_on_lock(lambda: gitlayer.run(
             repo, ['config', '--local', 'x.y', 'true']), timeout=1)
     assert 1 <= time.monotonic() - started < 10
     assert 'could not lock config file' in failed.value.stderr
@@ -249,7 +250,7 @@ def test_retry_on_lock_tries_other_failures_once(repo):
         gitlayer.run(repo, ['update-ref', 'refs/heads/b', '1' * 40,
                             '2' * 40])
     with pytest.raises(CommandError):
-        gitlayer.retry_on_lock(wrong_old_value)
+        retry_on_lock(wrong_old_value)
     assert calls == [1]
 
 

@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from datalad_worktree.paths import unsafe_relpath
-from datalad_worktree.scheduler import run_ordered
+from datalad_worktree.base.paths import unsafe_relpath
+from datalad_worktree.engine.scheduler import run_ordered
 
 
 @pytest.mark.parametrize('path, unsafe', [
@@ -74,7 +74,7 @@ def test_run_ordered_reports_a_blocked_item_once():
 
 def test_messages_show_paths_relative_to_the_current_directory(
         tmp_path, monkeypatch):
-    from datalad_worktree.interface import relative_paths
+    from datalad_worktree.commands._common import relative_paths
     monkeypatch.chdir(tmp_path)
     message = (f"{tmp_path}/runs/code has 1 commit(s); run 'datalad "
                f"worktree-merge -d {tmp_path}/project {tmp_path}/runs', or "

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from datalad_worktree.gitfiles import (
+from datalad_worktree.repo.store.refs import (
     Head,
     branch_commit,
     git_dirs,
     read_head,
 )
-from datalad_worktree.repo import (
+from datalad_worktree.repo.annex import has_annex_branch
+from datalad_worktree.repo.queries import (
     branch_tip,
     current_branch,
-    has_annex_branch,
     head_commit,
 )
 

@@ -69,7 +69,7 @@ def test_too_old_git_and_git_annex_are_refused_up_front(origin, runs,
     every command refuses before it changes anything, naming both"""
     from datalad import api as dl
 
-    from datalad_worktree import git as gitlayer
+    from datalad_worktree.runners import tools as gitlayer
 
     from .conftest import (
         quiet,

@@ -12,11 +12,9 @@ from pathlib import Path, PurePosixPath
 import pytest
 from datalad import api as dl
 
-from datalad_worktree.hierarchy import Node
-from datalad_worktree.interface import (
-    bottom_up,
-    make_result,
-)
+from datalad_worktree.hierarchy.walk import Node
+from datalad_worktree.commands.results import make_result
+from datalad_worktree.engine.scheduler import bottom_up
 
 from .conftest import (
     add,
@@ -295,7 +293,7 @@ def test_any_exception_is_an_error_record_for_its_dataset_only():
     def work(node):
         if node.relpath == PurePosixPath('a'):
             raise ValueError('unexpected')
-        from datalad_worktree.outcome import Outcome
+        from datalad_worktree.base.outcome import Outcome
         return Outcome('ok', 'done')
 
     out = {str(n.relpath): o for n, o in bottom_up(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from datalad_worktree.objects import (
+from datalad_worktree.repo.store.objects import (
     _size,
     commit_tree,
     may_hold_pointers,
@@ -17,7 +17,7 @@ from datalad_worktree.objects import (
     tree_entry,
     tree_files,
 )
-from datalad_worktree.records import (
+from datalad_worktree.repo.records import (
     gitlinks,
     submodule_paths,
 )

@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from datalad_worktree.repo import uses_annex
+from datalad_worktree.repo.annex import uses_annex
 
 from .conftest import (
     add,

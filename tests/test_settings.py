@@ -12,7 +12,7 @@ from datalad import api as dl
 from datalad import cfg
 from datalad_next.constraints.exceptions import CommandParametrizationError
 
-from datalad_worktree.settings import worker_count
+from datalad_worktree.commands._common import worker_count
 
 from .conftest import (
     add,

@@ -21,7 +21,7 @@ from .conftest import (
     quiet,
     snapshot,
 )
-from datalad_worktree.records import may_hold_unlocked_files
+from datalad_worktree.repo.records import may_hold_unlocked_files
 
 SUBJECT = f'{DERIVED}/inputs/bpod/sub-01'
 CODE = f'{DERIVED}/code'

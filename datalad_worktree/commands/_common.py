@@ -1,0 +1,217 @@
+"""What the worktree commands share
+
+Their common parameters and validators, the depth of ``-r``/``-R``, the
+number of workers of ``-J``, the check of the tools, and the renderers
+that print one readable line per result and DataLad's summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from functools import wraps
+from inspect import isgenerator
+from pathlib import (
+    Path,
+)
+from typing import (
+    Callable,
+    Iterator,
+)
+
+from datalad.interface.common_opts import (
+    jobs_opt,
+    recursion_flag,
+    recursion_limit,
+)
+from datalad.interface.utils import (
+    generic_result_renderer,
+    render_action_summary,
+)
+from datalad.support import ansi_colors as ac
+from datalad.support.parallel import ProducerConsumer
+from datalad.ui import ui
+from datalad_next.commands import (
+    Parameter,
+    ValidatedInterface,
+)
+from datalad_next.constraints import (
+    EnsureBool,
+    EnsureChoice,
+    EnsureInt,
+    EnsureRange,
+)
+
+from datalad_worktree.engine.progress import no_progress_bars
+from datalad_worktree.repo.annex import uses_annex
+from datalad_worktree.runners import tools
+
+
+def max_depth(recursive: bool, recursion_limit: int | None) -> int | None:
+    """How deep to walk: -R wins, -r alone is unlimited, neither is 0"""
+    if recursion_limit is not None:
+        return recursion_limit
+    return None if recursive else 0
+
+
+HIERARCHY_PARAMS = dict(
+    recursive=recursion_flag,
+    recursion_limit=Parameter(
+        args=recursion_limit.cmd_args,
+        metavar='LEVELS',
+        doc="""limit recursion into subdatasets to the given number of
+        levels (implies [CMD: --recursive CMD][PY: recursive=True PY])."""),
+    jobs=Parameter(
+        args=jobs_opt.cmd_args,
+        metavar='NJOBS',
+        doc="""how many datasets to handle in parallel. 'auto' and the
+        default use DataLad's configured 'datalad.runtime.max-jobs' (one,
+        unless configured). A dataset and its subdatasets are never handled
+        at the same time."""),
+)
+"""The -r/-R/-J parameters of every command that walks a hierarchy"""
+
+
+HIERARCHY_VALIDATORS = dict(
+    recursive=EnsureBool(),
+    recursion_limit=EnsureInt() & EnsureRange(min=0),
+    jobs=(EnsureInt() & EnsureRange(min=1)) | EnsureChoice('auto'),
+)
+
+
+MTIMES_PARAM = Parameter(
+    args=('--no-mtimes',),
+    dest='mtimes',
+    action='store_false',
+    doc="""[CMD: do not carry CMD][PY: whether to carry PY] file
+    modification times over. By default, each file with the same content
+    on both sides gets the modification time of the source's file, so that
+    make-style tools (make, Snakemake) find up to date what was up to date
+    there.""")
+
+
+SETUP_PARAM = Parameter(
+    args=('--setup',),
+    action=argparse.BooleanOptionalAction,
+    doc="""run the setup command that a dataset declares for new worktrees
+    (configuration item 'datalad.worktree.setup'). By default, only
+    commands from the user's own configuration run; give [CMD: --setup
+    CMD][PY: setup=True PY] to also run commands that come with the dataset
+    in '.datalad/config' (review them first), and [CMD: --no-setup CMD][PY:
+    setup=False PY] to run none.""")
+
+
+BINDPATHS_PARAM = Parameter(
+    args=('--no-bindpaths',),
+    dest='bindpaths',
+    action='store_false',
+    doc="""do not configure container bind paths in the new worktrees. By
+    default, datasets with containers get them in their new worktrees' own
+    configuration (a worktree-only cmdexec, or the run substitution
+    'worktree-binds-bwrap' or 'worktree-binds-apptainer' where a dataset
+    uses it), so that 'datalad containers-run' there can read annexed
+    files.""")
+
+
+def tools_problem(top: Path) -> str | None:
+    """Why git, or git-annex where the dataset ``top`` uses it, cannot be
+    used (missing, or too old); checked once, before anything else"""
+    return tools.tools_problem(annex=uses_annex(top))
+
+
+def render_result(res: dict) -> None:
+    """One line per result, in DataLad's form: ``action(status): path
+    (type) [message]``, with paths relative to the current directory (also
+    in the message); results that had nothing to do are left to the
+    summary"""
+    if res.get('status') == 'notneeded':
+        return
+    message = res.get('message')
+    if isinstance(message, tuple):
+        # DataLad's (format, args) form, from results of other commands
+        generic_result_renderer(res)
+        return
+    ui.message('{action}({status}): {path}{type}{msg}'.format(
+        action=ac.color_word(res.get('action'), ac.BOLD),
+        status=ac.color_status(res['status']),
+        path=shown(res['path']),
+        type=(f" ({ac.color_word(res['type'], ac.MAGENTA)})"
+              if 'type' in res else ''),
+        msg=f' [{relative_paths(message)}]' if message else '',
+    ))
+
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w/.:~-])/[^\s'\",;:()\[\]]*")
+
+
+def shown(path: str) -> str:
+    """``path`` as a person reads it: relative to the current directory,
+    where that is shorter"""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return rel if len(rel) < len(path) else path
+
+
+def relative_paths(message: str) -> str:
+    """``message`` with its absolute paths shown relative to the current
+    directory, where that is shorter"""
+    def one(match):
+        path = match.group(0)
+        end = len(path.rstrip('.'))
+        return shown(path[:end]) + path[end:]
+    return ABSOLUTE_PATH.sub(one, message)
+
+
+def render_summary(results: list, action_summary: dict) -> None:
+    """DataLad's summary of the results per action and status, where there
+    was more than one"""
+    if sum(sum(s.values()) for s in action_summary.values()) > 1:
+        render_action_summary(action_summary)
+
+
+MACHINE_RENDERERS = ('json', 'json_pp')
+"""Result renderers whose output is for programs, not people"""
+
+
+def bars_for_people(command: Callable) -> Callable:
+    """Wrap a command's ``@eval_results`` call so that it draws no progress
+    bars when its results are rendered for programs (``-f json``), also on
+    an interactive terminal"""
+    @wraps(command)
+    def call(*args, **kwargs):
+        if kwargs.get('result_renderer') not in MACHINE_RENDERERS:
+            return command(*args, **kwargs)
+        with no_progress_bars():
+            results = command(*args, **kwargs)
+        return _without_bars(results) if isgenerator(results) else results
+    return call
+
+
+def _without_bars(results: Iterator[dict]) -> Iterator[dict]:
+    with no_progress_bars():
+        yield from results
+
+
+class WorktreeInterface(ValidatedInterface):
+    """What the worktree commands share: DataLad's rendering of results,
+    with paths relative to the current directory, and its summary"""
+    result_renderer = 'tailored'
+    custom_result_summary_renderer_pass_summary = True
+
+    @staticmethod
+    def custom_result_renderer(res, **kwargs):
+        render_result(res)
+
+    @staticmethod
+    def custom_result_summary_renderer(results, action_summary):
+        render_summary(results, action_summary)
+
+
+def worker_count(jobs: int | str | None) -> int:
+    """How many datasets to handle at the same time for ``-J``: the number
+    given, or for 'auto' and by default DataLad's configured
+    ``datalad.runtime.max-jobs``; at least one"""
+    return max(1, ProducerConsumer.get_effective_jobs(jobs) or 1)

@@ -1,0 +1,310 @@
+"""Create a linked worktree of a dataset and of its installed subdatasets"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from datalad_next.commands import (
+    EnsureCommandParameterization,
+    Parameter,
+    build_doc,
+    datasetmethod,
+    eval_results,
+)
+from datalad_next.constraints import (
+    EnsureBool,
+    EnsureDataset,
+    EnsureListOf,
+    EnsurePath,
+    EnsureStr,
+)
+
+from datalad_worktree.base.outcome import Outcome
+from datalad_worktree.base.paths import absolute_path
+from datalad_worktree.commands._common import (
+    BINDPATHS_PARAM,
+    HIERARCHY_PARAMS,
+    HIERARCHY_VALIDATORS,
+    MTIMES_PARAM,
+    SETUP_PARAM,
+    WorktreeInterface,
+    bars_for_people,
+    max_depth,
+    tools_problem,
+    worker_count,
+)
+from datalad_worktree.commands.results import make_result
+from datalad_worktree.engine.add.make import create_worktrees
+from datalad_worktree.engine.add.plan import (
+    Plan,
+    Todo,
+    checkout_phrase,
+    location_problem,
+    plan_hierarchy,
+)
+from datalad_worktree.environment.bindpaths import ACTION as BINDPATHS_ACTION
+from datalad_worktree.environment.bindpaths import bind_hierarchy
+from datalad_worktree.environment.setup_command import ACTION as SETUP_ACTION
+from datalad_worktree.environment.setup_command import setup_outcome
+from datalad_worktree.hierarchy.cones import sparse_paths
+from datalad_worktree.hierarchy.walk import subdataset_pointers
+from datalad_worktree.repo.queries import branch_name_problem, head_commit, is_repo_root
+from datalad_worktree.runners import tools
+
+ACTION = 'worktree-add'
+
+
+@build_doc
+class WorktreeAdd(WorktreeInterface):
+    """Create a linked worktree of a dataset and of its subdatasets
+
+    A linked git worktree is a second working tree of the same repository:
+    it shares all history and, for git-annex datasets, all annexed content
+    with the dataset, but has a checkout, branch and index of its own.
+    ``git worktree add`` makes one for a single repository and leaves any
+    subdataset in it an empty directory. This command makes one for the
+    dataset at PATH and, with [CMD: --recursive CMD][PY: recursive=True PY],
+    one for every installed subdataset at the same relative location inside
+    PATH, so the whole hierarchy can be used there at once: ``datalad run``,
+    ``save`` and ``rerun`` work in it, and annexed files are readable without
+    any ``datalad get``, because their content is shared.
+
+    Each subdataset's worktree checks out the commit that its parent's new
+    worktree records for it, exactly as a fresh ``datalad get`` would, not
+    whatever the subdataset has checked out right now. Subdatasets that are
+    not installed in the dataset are reported and left as empty mount points,
+    as they are in the dataset itself.
+
+    Every dataset's worktree is on the same branch: the one given with
+    [CMD: --branch CMD][PY: branch PY], or, like git does, a branch named
+    after PATH's last component. A missing branch is created at the commit
+    to be checked out. An existing branch is used if it points at that
+    commit or at an ancestor of it (a fully merged branch is moved forward
+    to it, which loses nothing); a branch with commits of its own may hold
+    results that are not merged anywhere, so it is never moved. [CMD: --detach CMD][PY: detach=True PY] checks out
+    detached HEADs instead.
+
+    Before anything is created, every dataset is checked: PATH must not
+    exist or be an empty directory, and must not lie inside a dataset's or
+    any git working tree; the branch name must be valid and not be checked
+    out in another worktree; an existing branch must have no commits that
+    the commit to be checked out lacks; the commit must be present; git-annex must be
+    initialized where a dataset uses it. If any check fails, nothing is
+    created and every problem is reported. Running the same command again
+    after an interruption creates only what is missing and reports matching
+    worktrees that exist already as 'notneeded'.
+
+    So that ``datalad containers-run`` works in the new worktrees, they
+    get, in their own git configuration, read-only bind mounts of the
+    repository locations that the annexed files of each dataset and its
+    subdatasets link to. Containers whose ``cmdexec`` is as it came
+    (``singularity exec``, a wrapper script, ``bwrap``) get a ``cmdexec``
+    of the worktree's own that adds them (through SINGULARITY_BIND and
+    APPTAINER_BIND, or bwrap's options); a dataset that uses the bind
+    substitution '{{worktree-binds-bwrap}}' or
+    '{{worktree-binds-apptainer}}' in its ``cmdexec`` gets that set. Run
+    records keep no paths and stay rerunnable anywhere. These are
+    reported with ``action='worktree-bindpaths'``;
+    [CMD: --no-bindpaths CMD][PY: bindpaths=False PY] turns this off.
+
+    For a job that needs only part of the hierarchy,
+    [CMD: --sparse PATH CMD][PY: sparse=[PATH, ...] PY] makes a sparse
+    worktree (git's cone mode of ``git sparse-checkout``): only the
+    directories given (relative to the dataset, across subdataset
+    boundaries) are checked out, with the files directly in each directory
+    on the way to them. A subdataset that holds a PATH gets a worktree that
+    is sparse to the part below it, one that lies in a PATH gets a full
+    one, and every other subdataset gets none. Each PATH must be a
+    directory or subdataset in the commit checked out, and a subdataset on
+    the way to it must be installed.
+
+    One result is reported per dataset, with ``action='worktree-add'``,
+    ``type='dataset'``, ``path`` (the new worktree), ``source`` (the
+    dataset it is a worktree of), ``branch`` (None when detached) and
+    ``commit`` (the commit checked out).
+    """
+
+    _params_ = dict(
+        **HIERARCHY_PARAMS,
+        path=Parameter(
+            args=('path',),
+            metavar='PATH',
+            doc="""where to create the worktree of the dataset: a location
+            outside of any dataset that either does not exist or is an empty
+            directory."""),
+        dataset=Parameter(
+            args=('-d', '--dataset'),
+            metavar='DATASET',
+            doc="""dataset to create a worktree of. If not given, the
+            dataset that contains the current directory."""),
+        branch=Parameter(
+            args=('-b', '--branch'),
+            metavar='BRANCH',
+            doc="""branch to check out in every dataset's worktree. It is
+            created where it does not exist, at the commit to be checked
+            out. Default: the last component of PATH."""),
+        detach=Parameter(
+            args=('--detach',),
+            action='store_true',
+            doc="""check out detached HEADs instead of a branch."""),
+        dry_run=Parameter(
+            args=('--dry-run',),
+            action='store_true',
+            doc="""check everything and report what would be created, but
+            create nothing."""),
+        sparse=Parameter(
+            args=('--sparse',),
+            action='append',
+            metavar='PATH',
+            doc="""check out only this directory (relative to the dataset;
+            it may lie in a subdataset) and the files on the way to it, in
+            a sparse worktree. Give it once per directory. Subdatasets
+            that neither hold nor lie in one of them are left out."""),
+        mtimes=MTIMES_PARAM,
+        setup=SETUP_PARAM,
+        bindpaths=BINDPATHS_PARAM,
+    )
+
+    _validator_ = EnsureCommandParameterization(
+        dict(
+            path=EnsurePath(),
+            dataset=EnsureDataset(installed=True,
+                                  purpose='create a worktree of it'),
+            branch=EnsureStr(min_len=1),
+            detach=EnsureBool(),
+            **HIERARCHY_VALIDATORS,
+            dry_run=EnsureBool(),
+            sparse=EnsureStr(min_len=1) | EnsureListOf(EnsureStr(min_len=1)),
+            mtimes=EnsureBool(),
+            setup=EnsureBool(),
+            bindpaths=EnsureBool(),
+        ),
+        validate_defaults=('dataset',),
+    )
+
+    _examples_ = [
+        dict(text="Create a worktree of the current dataset and all its "
+                  "installed subdatasets on a new branch 'runs'",
+             code_py="worktree_add('../runs', recursive=True)",
+             code_cmd="datalad worktree-add -r ../runs"),
+        dict(text="Check what would be created, on a branch named 'batch1'",
+             code_py="worktree_add('../wt', branch='batch1', recursive=True, "
+                     "dry_run=True)",
+             code_cmd="datalad worktree-add -r -b batch1 --dry-run ../wt"),
+        dict(text="Create a worktree for a cluster job that needs only "
+                  "the code and one subject's input data",
+             code_py="worktree_add('/scratch/job-01', branch='job-01', "
+                     "recursive=True, sparse=['code', 'inputs/sub-01'])",
+             code_cmd="datalad worktree-add -r -b job-01 --sparse code "
+                      "--sparse inputs/sub-01 /scratch/job-01"),
+        dict(text="Use four parallel jobs for a large hierarchy",
+             code_py="worktree_add('../runs', recursive=True, jobs=4)",
+             code_cmd="datalad worktree-add -r -J 4 ../runs"),
+    ]
+
+    @staticmethod
+    @datasetmethod(name='worktree_add')
+    @bars_for_people
+    @eval_results
+    def __call__(
+            path,
+            *,
+            dataset=None,
+            branch=None,
+            detach=False,
+            recursive=False,
+            recursion_limit=None,
+            jobs=None,
+            dry_run=False,
+            sparse=None,
+            mtimes=True,
+            setup=None,
+            bindpaths=True,
+    ):
+        top = dataset.ds.pathobj
+        target = absolute_path(path, dataset)
+        if not detach:
+            branch = branch or target.name
+        head = head_commit(top)
+        cone, problems = (None, []) if sparse is None else sparse_paths(
+            [sparse] if isinstance(sparse, str) else sparse)
+        problem = tools_problem(top) or '; '.join(problems) or \
+            request_problem(top, target, branch, detach, head)
+        if problem:
+            yield make_result(ACTION, target, top, Outcome(
+                'impossible', problem, dict(source=str(top))))
+            return
+        plans = plan_hierarchy(top, head, target, branch,
+                               max_depth(recursive, recursion_limit), cone)
+        problem = any(p.annex for p in plans) and \
+            tools.tools_problem(annex=True)
+        if problem:
+            yield make_result(ACTION, target, top, Outcome(
+                'impossible', problem, dict(source=str(top))))
+            return
+        refused = [p for p in plans if p.todo is Todo.REFUSE]
+        for p in refused or plans:
+            if p.todo is not Todo.CREATE:
+                yield make_result(ACTION, p.target, top, p.outcome(
+                    'impossible' if refused else 'notneeded', p.reason))
+            elif dry_run:
+                yield make_result(ACTION, p.target, top, p.outcome(
+                    'ok', f'would {checkout_phrase(p)}', dry_run=True))
+        if refused or dry_run:
+            return
+        created = []
+        left_out = '' if recursive or recursion_limit is not None \
+            else left_out_note(top, head)
+        for plan, error in create_worktrees(plans, worker_count(jobs),
+                                            mtimes):
+            if not error:
+                created.append(plan)
+            yield make_result(ACTION, plan.target, top, plan.outcome(
+                'error', error) if error else plan.outcome(
+                'ok', checkout_phrase(plan, done=True) + left_out))
+        if bindpaths:
+            for plan, outcome in bind_outcomes(plans, created):
+                yield make_result(BINDPATHS_ACTION, plan.target, top, outcome)
+        # set up environments once the whole hierarchy is there
+        for plan in sorted(created, key=plans.index):
+            outcome = setup_outcome(plan.target, setup, lambda s: True)
+            if outcome:
+                yield make_result(SETUP_ACTION, plan.target, top, outcome)
+
+
+def request_problem(top: Path, target: Path, branch: str | None,
+                    detach: bool, head: str | None) -> str | None:
+    """Why the request as given cannot be carried out, or None"""
+    if branch is not None and detach:
+        return 'give either --branch or --detach, not both'
+    problem = (branch is not None and branch_name_problem(top, branch)) or \
+        location_problem(target, top)
+    if problem or head:
+        return problem
+    return f'{top} has no commit yet; save something first'
+
+
+def left_out_note(top: Path, head: str) -> str:
+    """A note naming the installed subdatasets of ``top`` that a worktree
+    without --recursive leaves as empty directories, or ''"""
+    installed = [p for p, sha in subdataset_pointers(top, head)
+                 if sha and is_repo_root(top / p)]
+    if not installed:
+        return ''
+    shown = ', '.join(installed[:3]) + (', ...' if len(installed) > 3
+                                        else '')
+    return (f'; its {len(installed)} installed subdataset(s) ({shown}) are '
+            'left out as empty directories: give -r (--recursive) to '
+            'include them (running it again adds only what is missing)')
+
+
+def bind_outcomes(plans: list[Plan], created: list[Plan]
+                  ) -> Iterator[tuple[Plan, Outcome]]:
+    """Configure container bind paths in the worktrees that are there now
+    (see ``bindpaths.bind_hierarchy``)"""
+    present = {p.node.relpath: p for p in plans
+               if p in created or p.todo is Todo.EXISTS}
+    for relpath, outcome in bind_hierarchy(
+            {rel: p.target for rel, p in present.items()}):
+        yield present[relpath], outcome

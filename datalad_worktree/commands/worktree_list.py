@@ -1,0 +1,171 @@
+"""List the linked worktrees of a dataset hierarchy"""
+
+from __future__ import annotations
+
+from datalad.ui import ui
+from datalad_next.commands import (
+    EnsureCommandParameterization,
+    Parameter,
+    ValidatedInterface,
+    build_doc,
+    datasetmethod,
+    eval_results,
+)
+from datalad_next.constraints import EnsureDataset
+
+from datalad_worktree.base.outcome import Outcome
+from datalad_worktree.commands._common import (
+    HIERARCHY_PARAMS,
+    HIERARCHY_VALIDATORS,
+    bars_for_people,
+    max_depth,
+    render_result,
+    shown,
+)
+from datalad_worktree.commands.results import make_result, records
+from datalad_worktree.engine.listing import listing
+from datalad_worktree.engine.progress import progress
+from datalad_worktree.engine.scheduler import split_hierarchy
+from datalad_worktree.hierarchy.walk import children_of, walk_hierarchy
+from datalad_worktree.repo.queries import head_commit
+
+ACTION = 'worktree-list'
+
+
+@build_doc
+class WorktreeList(ValidatedInterface):
+    """List the linked worktrees of a dataset and its subdatasets
+
+    One result is reported for each linked worktree of each dataset in the
+    hierarchy, so the nested worktrees made by ``worktree-add`` show up
+    once per dataset. The command's own rendering groups them by the
+    worktree of the top dataset they belong to and marks those that hold
+    commits the main worktree does not have (unmerged results), those that
+    are not clean, and those whose directory is gone.
+
+    Each result has ``action='worktree-list'``, ``status='ok'``,
+    ``type='dataset'``, ``path`` (the worktree), ``dataset`` (the dataset
+    in the hierarchy it is a worktree of), ``worktree_root`` (the worktree
+    of the top dataset that contains it, or the worktree itself),
+    ``relpath`` (its place below that root), ``branch`` (None when
+    detached), ``head``, ``clean`` (no uncommitted changes and no untracked
+    files; None when the directory is gone), ``ahead`` and ``behind``
+    (commits it has that the main worktree's HEAD has not, and the other
+    way round), ``stale`` (its directory is gone) and ``locked`` (the lock
+    reason, '' for a lock without one, None when not locked) and
+    ``own_annex`` (it keeps annexed content in an annex of its own, not in
+    the shared one, as git-annex made it for an absorbed git directory;
+    ``worktree-sync`` repairs it; None when the directory is gone),
+    ``sparse`` (the directories of a sparse checkout, as
+    ``worktree-add --sparse`` makes it; None for a full checkout),
+    ``clone`` (False).
+
+    A separate clone found where a linked worktree of a subdataset belongs
+    (made by ``datalad get -n`` inside the worktree, or by hand) is listed
+    too, with ``clone=True``, ``dataset`` (the main worktree's copy of
+    that subdataset, installed or not) and ``holds`` (what it holds that
+    this copy lacks: commits, annexed content). ``worktree-merge`` refuses
+    it while it holds any, and ``worktree-get`` replaces it with a linked
+    worktree once it holds nothing.
+
+    A subdataset that cannot be looked at, such as one reached through a
+    symbolic link that leads elsewhere, is reported with
+    ``status='impossible'`` and why; its worktrees are not listed.
+    """
+
+    result_renderer = 'tailored'
+
+    _params_ = dict(
+        dataset=Parameter(
+            args=('-d', '--dataset'),
+            metavar='DATASET',
+            doc="""dataset whose worktrees to list. If not given, the
+            dataset that contains the current directory."""),
+        recursive=HIERARCHY_PARAMS['recursive'],
+        recursion_limit=HIERARCHY_PARAMS['recursion_limit'],
+    )
+
+    _validator_ = EnsureCommandParameterization(
+        dict(
+            dataset=EnsureDataset(installed=True, purpose='list its worktrees'),
+            recursive=HIERARCHY_VALIDATORS['recursive'],
+            recursion_limit=HIERARCHY_VALIDATORS['recursion_limit'],
+        ),
+        validate_defaults=('dataset',),
+    )
+
+    _examples_ = [
+        dict(text="Show all nested worktrees of the current dataset",
+             code_py="worktree_list(recursive=True)",
+             code_cmd="datalad worktree-list -r"),
+        dict(text="The same as JSON records, for scripts",
+             code_py="worktree_list(recursive=True, return_type='list')",
+             code_cmd="datalad -f json worktree-list -r"),
+    ]
+
+    @staticmethod
+    @datasetmethod(name='worktree_list')
+    @bars_for_people
+    @eval_results
+    def __call__(*, dataset=None, recursive=False, recursion_limit=None):
+        top = dataset.ds.pathobj
+        skipped, active = split_hierarchy(walk_hierarchy(
+            top, head_commit(top), max_depth(recursive, recursion_limit)))
+        for node in skipped:
+            if node.problem:
+                yield make_result(ACTION, node.path, top, Outcome(
+                    'impossible',
+                    f'{node.problem}; its worktrees are not listed'))
+        children = children_of(skipped + active)
+        with progress(ACTION, len(active)) as done:
+            for node in active:
+                yield from records(ACTION, top, listing(
+                    node, children[node.relpath]))
+                done()
+
+    @staticmethod
+    def custom_result_renderer(res, **kwargs):
+        if res.get('action') != ACTION or res['status'] != 'ok':
+            render_result(res)
+
+    @staticmethod
+    def custom_result_summary_renderer(results):
+        listed = [r for r in results
+                  if r.get('action') == ACTION and r['status'] == 'ok']
+        if not listed:
+            ui.message('no linked worktrees')
+            return
+        roots: dict[str, list] = {}
+        for r in listed:
+            roots.setdefault(r['worktree_root'], []).append(r)
+        for root, members in roots.items():
+            unmerged = sum(1 for r in members if r['ahead'])
+            ui.message(f'{shown(root)}'
+                       + (f'  [{unmerged} with unmerged results]'
+                          if unmerged else ''))
+            for r in sorted(members, key=lambda r: r['relpath']):
+                ui.message(f"  {r['relpath']:<30} {_summary(r)}")
+
+
+def _summary(r: dict) -> str:
+    """One line about a listed worktree, for people"""
+    bits = [r['branch'] or 'detached', (r['head'] or '?')[:10]]
+    if r['stale']:
+        bits.append('STALE: directory gone')
+    elif r['clean'] is False:
+        bits.append('not clean')
+    if r.get('sparse') is not None:
+        bits.append(f"sparse: {', '.join(r['sparse'])}")
+    if r['ahead']:
+        bits.append(f"{r['ahead']} unmerged commit(s)")
+    if r['behind']:
+        bits.append(f"{r['behind']} behind")
+    if r.get('clone'):
+        bits.append('SEPARATE CLONE, not a worktree' + (
+            f": holds {'; '.join(r['holds'])}" if r['holds'] else
+            ': holds nothing the main worktree lacks'))
+    if r.get('own_annex'):
+        bits.append('OWN ANNEX: not the shared one (worktree-sync repairs)')
+    if r['locked'] is not None:
+        bits.append(f"locked{': ' + r['locked'] if r['locked'] else ''}")
+    return '  '.join(bits)

@@ -1,0 +1,2 @@
+"""The per-dataset work that changes things; returns outcomes, never
+result records"""

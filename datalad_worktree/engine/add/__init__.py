@@ -1,0 +1,1 @@
+"""worktree-add: plan every dataset, then make the worktrees"""

@@ -1,0 +1,210 @@
+"""Make the planned linked worktrees (the second half of ``worktree-add``)
+
+Each worktree is made by ``git worktree add`` (sparse where planned), on a
+branch placed for it or detached, and linked to the shared annex; parents
+are made before their subdatasets. Where making one fails, nothing of it
+is left: not its registration, its directory or a branch made for it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+from datalad_next.runners import CommandError
+
+from datalad_worktree.base.outcome import error_line, failure
+from datalad_worktree.base.paths import redirected
+from datalad_worktree.engine.add.plan import Plan, Todo
+from datalad_worktree.engine.progress import progress
+from datalad_worktree.engine.scheduler import run_ordered
+from datalad_worktree.environment.mtimes import carrying
+from datalad_worktree.repo.annex import (
+    annex_checkout_work_needless,
+    link_like_annex,
+    repair_annex_link,
+    repair_own_annex,
+)
+from datalad_worktree.repo.records import may_hold_unlocked_files
+from datalad_worktree.repo.sparse_checkout import Cone, check_out_cone
+from datalad_worktree.repo.store.refs import git_dirs
+from datalad_worktree.repo.worktrees import find_worktree, list_worktrees
+from datalad_worktree.runners import git
+from datalad_worktree.runners.locks import lock_wait, retry_on_lock
+
+
+def create_worktrees(plans: list[Plan], workers: int, mtimes: bool = True
+                     ) -> Iterator[tuple[Plan, str | None]]:
+    """Create the planned worktrees, each parent before its children, up
+    to ``workers`` at the same time; yields each plan to create, and each
+    existing worktree whose annex link failed to be repaired, with an error
+    or None. When a parent fails, its subdatasets are not attempted. With
+    ``mtimes``, modification times are carried into each new worktree."""
+    wanted = [p for p in plans if p.todo in (Todo.CREATE, Todo.EXISTS)]
+    by_path = {p.node.relpath: p for p in wanted}
+
+    def parent(plan):
+        return [by_path[plan.node.parent]] if plan.node.depth else []
+
+    def guarded_create(plan):
+        try:
+            return create(plan, carry)
+        except Exception as e:
+            return failure(plan.target, e).message
+
+    with carrying(mtimes, workers) as carry, progress(
+            'creating worktrees', len(wanted)) as done:
+        for plan, error, blocker in run_ordered(
+                wanted, parent, guarded_create, workers):
+            done()
+            if blocker:
+                error = (f'not created: the worktree of {blocker.target} '
+                         'could not be created')
+            if plan.todo is Todo.CREATE or (error and not blocker):
+                yield plan, error
+
+
+def create(plan: Plan, carry=None) -> str | None:
+    """Make one planned worktree and hand it to ``carry`` (see
+    ``mtimes.carrying``), or repair an existing one's annex; error or None"""
+    if plan.todo is Todo.EXISTS:
+        return repair_own_annex(plan.target) if plan.annex else None
+    node, target = plan.node, plan.target
+    if redirected(plan.root, node.relpath):
+        return (f'refusing {target}: a symbolic link on its path leads '
+                'elsewhere')
+    problem = add_worktree(node.path, target, node.commit, plan.branch,
+                           plan.new_branch, plan.annex, plan.moved_from,
+                           plan.cone)
+    if problem is None and carry:
+        carry(node.path, target, node.commit, plan.annex, plan.cone)
+    return problem
+
+
+def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
+                 new_branch: bool, annex: bool, moved_from: str = '',
+                 cone: Cone | None = None) -> str | None:
+    """Make a linked worktree of ``repo`` at ``target``: ``branch`` (made
+    at ``commit`` with ``new_branch``; moved from ``moved_from`` to
+    ``commit`` first, where given, only if it is still there), or a
+    detached HEAD at ``commit`` where ``branch`` is None; why that failed,
+    or None. With ``annex`` (the repository uses git-annex), the worktree
+    must come out linked to the shared annex. With ``cone``, it is a
+    sparse checkout of those directories (see ``sparse``).
+
+    Each git command is tried again while another git process is busy in
+    the same repository (``retry_on_lock``), as when many jobs make
+    worktrees of it at the same time. Where the worktree cannot be made,
+    nothing of it is left: not a branch made for it, nor what git left of
+    the worktree (see ``discard_half_made``).
+
+    Where the commit holds no unlocked annexed file (in the cone) and
+    git-annex's are the only hooks, git-annex has nothing to do in the
+    checkout but make its links (its filter and post-checkout hook act on
+    unlocked files only): the checkout then runs without them, and the
+    links are made here, which saves most of the time a worktree takes."""
+    wait = lock_wait()
+    if branch is not None and (new_branch or moved_from):
+        problem = place_branch(repo, branch, commit, moved_from, wait)
+        if problem:
+            return problem
+    how = ['--detach', '--', str(target), commit] if branch is None else \
+        ['--', str(target), branch]
+    quick = annex and not may_hold_unlocked_files(repo, commit, cone=cone) \
+        and annex_checkout_work_needless(repo)
+    without_annex = ['-c', f'core.hooksPath={os.devnull}',
+                     *git.NO_ANNEX_FILTER] if quick else []
+    later = ['--no-checkout'] if cone is not None else []
+    mount_point = target.is_dir()
+    failed = 'git worktree add'
+    try:
+        # fails before it makes anything where another git is busy
+        retry_on_lock(lambda: git.run(
+            repo, [*without_annex, '-c', 'submodule.recurse=false',
+                   'worktree', 'add', '--quiet', *later, *how]), wait)
+        if cone is not None:
+            failed = 'sparse checkout'
+            # each of its git commands does no more when run again
+            retry_on_lock(
+                lambda: check_out_cone(target, cone, without_annex), wait)
+    except CommandError as e:
+        left = discard_half_made(repo, target, mount_point)
+        if new_branch:
+            left += discard_branch(repo, branch, commit, wait)
+        return f'{failed} failed: {error_line(e)}{left}'
+    problem = link_like_annex(target) if quick else None
+    return problem or (repair_annex_link(target) if annex else None)
+
+
+def place_branch(repo: Path, branch: str, commit: str, moved_from: str,
+                 wait: float) -> str | None:
+    """Create ``branch`` at ``commit`` where it does not exist, or, with
+    ``moved_from``, move it from there to ``commit``, only if it is still
+    there; why that failed, or None. One ``git update-ref`` with the
+    value expected before, which changes nothing when it fails, and so is
+    tried again while another git process holds a lock it needs"""
+    what = 'moving' if moved_from else 'creating'
+    try:
+        retry_on_lock(lambda: git.run(repo, [
+            'update-ref', '-m', f'worktree-add: {what} branch',
+            f'refs/heads/{branch}', commit, moved_from]), wait)
+    except CommandError as e:
+        return f'{what} branch {branch} failed: {error_line(e)}'
+    return None
+
+
+def discard_branch(repo: Path, branch: str, commit: str, wait: float
+                   ) -> str:
+    """Delete ``branch``, made at ``commit`` for a worktree that could not
+    be made, only where it is still there (``git update-ref -d`` with the
+    value expected, which changes nothing when it fails, and so is tried
+    again while another git holds a lock); a note where it was left, or
+    ''"""
+    try:
+        retry_on_lock(lambda: git.run(repo, [
+            'update-ref', '-d', f'refs/heads/{branch}', commit]), wait)
+    except CommandError as e:
+        return (f'; the branch {branch} made for it was left: '
+                f'{error_line(e)}')
+    return ''
+
+
+def discard_half_made(repo: Path, target: Path, mount_point: bool) -> str:
+    """Remove what a ``git worktree add`` that failed left at ``target``:
+    its registration and directory, where the directory holds no file that
+    git did not check out (git removes both itself when its checkout
+    fails, but not where it was killed or a hook failed after the
+    checkout); the empty directory ``target`` is put back where it was one
+    before (``mount_point``). A note where something was left, or ''"""
+    note = ''
+    if find_worktree(list_worktrees(repo), target) is not None:
+        note = _remove_unused(repo, target)
+    if mount_point and not note:
+        target.mkdir(exist_ok=True)
+    return note
+
+
+def _remove_unused(repo: Path, target: Path) -> str:
+    """Remove the linked worktree ``target`` of ``repo`` with ``git
+    worktree remove``, where it holds no untracked or ignored file; a note
+    where it was left, or ''. Where git-annex made its ``.git`` a link to
+    the git directory, which ``git worktree remove`` refuses, the file git
+    wrote there is put back first."""
+    try:
+        status = git.entries(target, [
+            *git.NO_ANNEX_FILTER, 'status', '--porcelain', '-z', '--ignored',
+            '--untracked-files=all', '--ignore-submodules=all'])
+        if any(e.startswith(('??', '!!')) for e in status):
+            return (f'; it left {target} registered, with files that it '
+                    'did not check out, which were kept')
+        dotgit = target / '.git'
+        if dotgit.is_symlink():
+            gitdir = git_dirs(target)[0]
+            dotgit.unlink()
+            dotgit.write_text(f'gitdir: {gitdir}\n')
+        git.run(repo, ['worktree', 'remove', '--force', '--force', '--',
+                       str(target)])
+    except CommandError as e:
+        return f'; what it left at {target} stays: {error_line(e)}'
+    return ''

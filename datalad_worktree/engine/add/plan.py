@@ -1,0 +1,274 @@
+"""Plan the linked worktrees of a hierarchy (the first half of ``worktree-add``)
+
+Every dataset is checked first (``preflight``), changing nothing, and
+what to do for it is decided: create, exists already (a rerun), skip, or
+refuse, with why. ``worktree-sync`` and ``worktree-get`` plan the
+worktrees of subdatasets a linked worktree lacks in the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import (
+    dataclass,
+    replace,
+)
+from enum import Enum
+from pathlib import Path
+
+from datalad_worktree.base.outcome import Outcome, failure
+from datalad_worktree.base.paths import is_within
+from datalad_worktree.engine.progress import progress
+from datalad_worktree.hierarchy.clones import is_separate_clone, replace_advice
+from datalad_worktree.hierarchy.cones import cone_at, cone_problem, in_cone
+from datalad_worktree.hierarchy.walk import Node, walk_hierarchy
+from datalad_worktree.repo.annex import has_annex_branch, uses_annex
+from datalad_worktree.repo.queries import (
+    adjusted_problem,
+    branch_tip,
+    is_ancestor,
+    toplevel,
+)
+from datalad_worktree.repo.records import has_commit
+from datalad_worktree.repo.sparse_checkout import Cone, cone_of
+from datalad_worktree.repo.store.refs import git_dirs
+from datalad_worktree.repo.worktrees import (
+    Worktree,
+    checked_out_at,
+    find_worktree,
+    list_worktrees,
+)
+from datalad_worktree.runners.locks import branch_locks, lock_message
+
+
+class Todo(Enum):
+    """What worktree-add does for one dataset"""
+    CREATE = 'create'
+    EXISTS = 'exists'
+    """A matching worktree is there already (a rerun)"""
+    SKIP = 'skip'
+    """The subdataset is not installed"""
+    REFUSE = 'refuse'
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do for one dataset: the outcome of the preflight"""
+    node: Node
+    root: Path
+    """The new worktree of the top dataset"""
+    branch: str | None
+    """Branch to check out in the new worktree; None for a detached HEAD"""
+    todo: Todo = Todo.CREATE
+    new_branch: bool = False
+    annex: bool = False
+    """Whether the dataset uses git-annex (it has an initialized annex)"""
+    reason: str = ''
+    moved_from: str = ''
+    """Where an existing branch that the commit to check out contains is
+    (a fully merged one): it is moved forward to that commit"""
+    head: str = ''
+    """Commit checked out in the new worktree, which its subdatasets follow:
+    the node's commit, or what an existing worktree has checked out"""
+    cone: Cone | None = None
+    """The directories of a sparse checkout, None for a full one"""
+
+    @property
+    def target(self) -> Path:
+        """Where this dataset's new worktree goes"""
+        return self.node.at(self.root)
+
+    def outcome(self, status: str, message: str, **keys) -> Outcome:
+        """The outcome for this dataset, with the keys of its result:
+        ``source``, ``branch`` and ``commit``"""
+        if self.cone is not None:
+            keys['sparse'] = list(self.cone)
+        return Outcome(status, message, dict(
+            source=str(self.node.path), branch=self.branch,
+            commit=self.head or None, **keys))
+
+
+def plan_hierarchy(top: Path, head: str, target: Path, branch: str | None,
+                   depth: int | None, cone: Cone | None = None
+                   ) -> list[Plan]:
+    """The preflight of every dataset, parents first; a subdataset follows
+    the commit its parent's worktree will have checked out. With ``cone``
+    (of the top dataset), only the datasets that hold or lie in its
+    directories are planned (see ``sparse``)."""
+    plans: dict = {}
+    with progress('checking datasets', None) as done:
+        for node in walk_hierarchy(
+                top, head, depth, lambda n: plans[n.relpath].head,
+                lambda relpath: in_cone(relpath.as_posix(), cone)):
+            plans[node.relpath] = preflight(
+                node, target, branch, cone_at(node.relpath, cone))
+            done()
+    return list(plans.values())
+
+
+def preflight(node: Node, target_root: Path, branch: str | None,
+              cone: Cone | None = None) -> Plan:
+    """Check one dataset and decide what to do, changing nothing"""
+    plan = Plan(node=node, root=target_root, branch=branch, head=node.commit,
+                cone=cone)
+    if node.problem:
+        return refuse(plan, node.problem)
+    if not node.installed and cone is not None:
+        return refuse(plan, (
+            f'--sparse: a directory asked for lies in the subdataset '
+            f'{node.relpath}, which is not installed in the dataset; '
+            f"install it first ('datalad get -n -d {node.top} "
+            f"{node.relpath}')"))
+    if not node.installed:
+        return replace(plan, todo=Todo.SKIP, reason=(
+            'subdataset not installed in the dataset; left as an empty '
+            'mount point'))
+    repo = node.path
+    try:
+        present = has_commit(repo, node.commit)
+        tip = branch_tip(repo, branch) if branch else None
+        annex = has_annex_branch(repo)
+        worktrees = list_worktrees(repo)
+    except Exception as e:
+        return refuse(plan, failure(repo, e, f'cannot inspect {repo}').message)
+    if not present:
+        return refuse(plan, (
+            f'commit {node.commit[:10]} recorded for {node.relpath} is not '
+            f'present in {repo}; update that subdataset first '
+            f"(e.g. 'datalad update --how ff-only -d {repo}')"))
+    problem = cone and cone_problem(repo, node.commit, cone)
+    if problem:
+        return refuse(plan, problem)
+    plan = replace(plan, annex=annex)
+    if annex and not uses_annex(repo):
+        return refuse(plan, (
+            f'{repo} has a git-annex branch but git-annex is not '
+            f"initialized there; run 'git -C {repo} annex init' first"))
+    locks = branch_locks(git_dirs(repo)[1], branch) if branch else []
+    problem = lock_message(repo, locks) or adjusted_problem(repo)
+    if problem:
+        return refuse(plan, problem)
+    target = plan.target
+    existing = find_worktree(worktrees, target)
+    if existing is not None:
+        problem = existing_worktree_problem(existing, repo, target, branch,
+                                            node.top, target_root) or \
+            other_cone_problem(target, cone)
+        return refuse(plan, problem) if problem else replace(
+            plan, todo=Todo.EXISTS, head=existing.head, reason=(
+                'a matching worktree exists already, at '
+                f'{existing.head[:10]}'))
+    if node.depth and is_separate_clone(target, repo):
+        return refuse(plan, replace_advice(target, repo, target_root))
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        return refuse(plan, f'{target} exists and is not an empty directory')
+    if branch is None:
+        return plan
+    if tip is None:
+        return replace(plan, new_branch=True)
+    if tip != node.commit and not is_ancestor(repo, tip, node.commit):
+        return refuse(plan, (
+            f'branch {branch!r} exists in {repo} at {tip[:10]}, with commits '
+            f'that the commit to check out, {node.commit[:10]}, does not '
+            'contain; it is left untouched because it may hold unmerged '
+            'work: choose another --branch, or merge or delete it first'))
+    elsewhere = checked_out_at(worktrees, branch)
+    if elsewhere:
+        return refuse(plan, (f'branch {branch!r} of {repo} is already '
+                             f'checked out at {elsewhere}'))
+    return replace(plan, moved_from=tip if tip != node.commit else '')
+
+
+def other_cone_problem(target: Path, cone: Cone | None) -> str | None:
+    """Why the existing worktree at ``target`` does not have the sparse
+    checkout of ``cone`` asked for (None: a full one), or None"""
+    found = cone_of(target)
+    if found == cone:
+        return None
+    have = f'sparse to {", ".join(found)}' if found is not None else 'full'
+    want = f'sparse to {", ".join(cone)}' if cone is not None else 'full'
+    return (f'{target} is a worktree already, but {have}, not {want} as '
+            'asked; remove it first, or ask for what it has')
+
+
+def refuse(plan: Plan, reason: str) -> Plan:
+    return replace(plan, todo=Todo.REFUSE, reason=reason)
+
+
+def checkout_phrase(plan: Plan, done: bool = False) -> str:
+    """One phrase saying what is (or would be) checked out"""
+    commit = plan.node.commit[:10]
+    if plan.branch is None:
+        what = f'detached HEAD at {commit}'
+    elif plan.new_branch:
+        what = f'new branch {plan.branch} at {commit}'
+    elif plan.moved_from:
+        what = (f'branch {plan.branch} at {commit}, '
+                f'{"moved" if done else "moving"} it forward from '
+                f'{plan.moved_from[:10]}')
+    else:
+        what = f'branch {plan.branch} at {commit}'
+    if plan.cone is not None:
+        what += f', sparse to {", ".join(plan.cone)}'
+    return f'checked out {what}' if done else f'create worktree, {what}'
+
+
+def location_problem(target: Path, top: Path) -> str | None:
+    """Why the top worktree cannot be made at ``target``, or None
+
+    ``target`` must not be inside the dataset, nor inside any other git
+    working tree, nor be a non-empty directory unless it is a worktree of
+    ``top`` already (a rerun, checked per dataset later).
+    """
+    if is_within(target, top):
+        return (f'{target} is inside the dataset {top}; choose a location '
+                'outside of it, e.g. next to it')
+    if '.git' in target.parts:
+        return ('refusing to create a worktree inside a .git directory: '
+                f'{target}')
+    ancestor = target.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f'{ancestor} is not a directory'
+    repo = toplevel(ancestor)
+    if repo:
+        return (f'{target} is inside the git working tree {repo}; '
+                'choose a location outside of any dataset')
+    if target.exists() and not target.is_dir():
+        return f'{target} exists and is not a directory'
+    return None
+
+
+def existing_worktree_problem(wt: Worktree, repo: Path, target: Path,
+                              branch: str | None, top: Path, root: Path
+                              ) -> str | None:
+    """Why the worktree ``wt`` of ``repo``, registered at ``target`` where
+    a new one is asked for, is not the one asked for (on ``branch``, or
+    detached where that is None, at whatever commit it has moved on to),
+    or None; ``root`` is the worktree of the hierarchy's ``top`` dataset
+    that ``target`` is part of"""
+    if wt.prunable:
+        missing = (f'a worktree of {repo} is registered at {target} but its '
+                   'directory is missing')
+        if root.exists():
+            return f"{missing}; run 'git -C {repo} worktree prune'"
+        return (f"{missing}: {root} was deleted. Run 'datalad worktree-remove "
+                f"-d {top} {root}' to prune what is left of it (it deletes "
+                'its branches where that loses no commit; --keep-branch '
+                'keeps them), then run this again')
+    if wt.locked is not None:
+        # git locks a worktree while creating it ('initializing'): a lock
+        # left behind can mean an interrupted, incomplete checkout
+        return (
+            f'the worktree of {repo} at {target} is locked '
+            f'({wt.locked or "no reason given"}): another run may still be '
+            'creating it. If an interrupted run left it half made, check '
+            'that it holds nothing of yours, then: '
+            f"'git -C {repo} worktree unlock {target}', delete the "
+            f"directory, 'git -C {repo} worktree prune', and run this again")
+    if wt.short_branch == branch and wt.head:
+        return None
+    return (f'{target} is already a worktree of {repo}, on '
+            f'{wt.short_branch or "a detached HEAD"} at '
+            f'{(wt.head or "?")[:10]}, not on {branch or "a detached HEAD"} '
+            'as asked')

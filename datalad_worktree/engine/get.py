@@ -1,0 +1,128 @@
+"""Subdatasets into a linked worktree, as worktrees, never as clones
+
+The engine of ``worktree-get``: which datasets a call asks for, the
+separate clones that a linked worktree replaces, and the worktrees made
+for the rest (see ``missing_subdatasets``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import (
+    Path,
+    PurePosixPath,
+)
+from typing import Iterator
+
+from datalad_worktree.base.outcome import Outcome, Result
+from datalad_worktree.engine.missing_subdatasets import Provider
+from datalad_worktree.engine.scheduler import guarded
+from datalad_worktree.hierarchy.clones import (
+    clone_refusal,
+    delete_clone,
+    is_separate_clone,
+    unique_holdings,
+)
+from datalad_worktree.hierarchy.walk import Node, walk_hierarchy
+from datalad_worktree.repo.queries import head_commit
+from datalad_worktree.repo.store.refs import git_dirs
+
+TRASH = 'worktree-get-trash'
+"""Where, in the git directory of its parent's worktree, a separate clone
+is moved to be deleted before a linked worktree replaces it"""
+
+
+class Wanted:
+    """Which datasets of the worktree a call asks for, and how many levels
+    of subdatasets below each the worktrees it gets go"""
+
+    def __init__(self, top: Path, targets: list[Path], limit: int | None):
+        self.targets = [PurePosixPath(t.relative_to(top).as_posix())
+                        for t in targets]
+        self.limit = limit
+
+    def depth(self, node: Node, nodes: dict[PurePosixPath, Node]
+              ) -> int | None | bool:
+        """How many levels below ``node`` to provide with it (None: all);
+        False where ``node`` is not asked for. ``nodes`` are the datasets
+        of the worktree by location, ``node`` and those above it included"""
+        found: int | None | bool = False
+        for t in self.targets:
+            if node.relpath == t or t in node.relpath.parents:
+                if self.limit is None:
+                    return None
+                base = max(n.depth for p, n in nodes.items()
+                           if p == t or p in t.parents)
+                if node.depth - base <= self.limit:
+                    found = max(found or 0,
+                                self.limit - (node.depth - base))
+            elif node.relpath in t.parents and found is False:
+                found = 0
+        return found
+
+
+def get_subdatasets(top: Path, wanted: Wanted, provider: Provider,
+                    dry_run: bool) -> Iterator[dict]:
+    """Provide the wanted subdatasets that the worktree ``top`` lacks, a
+    level at a time (those below become visible once their parents are
+    there), until none is left or nothing more can be made"""
+    reported: set[PurePosixPath] = set()
+    while True:
+        missing: list[Node] = []
+        clones: set[PurePosixPath] = set()
+        nodes = {n.relpath: n for n in walk_hierarchy(
+            top, head_commit(top), None)}
+
+        def depth(node):
+            return wanted.depth(node, nodes)
+
+        for node in nodes.values():
+            if not node.depth or depth(node) is False or \
+                    clones & set(node.relpath.parents):
+                # inside a separate clone: never touched from here
+                continue
+            if node.installed and not node.problem and \
+                    not is_separate_clone(node.path, provider.main_copy(node)):
+                continue
+            if node.installed and not node.problem:
+                clones.add(node.relpath)
+            if node.relpath in reported:
+                continue
+            reported.add(node.relpath)
+            if node.problem:
+                yield Result(node.path,
+                                  Outcome('impossible', node.problem))
+            elif not node.installed:
+                missing.append(node)
+            else:
+                outcome = guarded(lambda n: replace_clone(
+                    n, provider.main_copy(n), top / n.parent, dry_run))(node)
+                yield Result(node.path, outcome)
+                if outcome.status == 'ok' and not dry_run:
+                    missing.append(replace(node, installed=False))
+        if not missing:
+            return
+        provider.created = False
+        yield from provider.add(missing, depth, install=True)
+        if not provider.created:
+            return
+
+
+def replace_clone(node: Node, main_copy: Path, parent: Path,
+                  dry_run: bool) -> Outcome:
+    """Delete the separate clone at ``node``'s place in its ``parent``
+    dataset, so that a linked worktree of ``main_copy`` takes it, if it
+    holds nothing that ``main_copy`` lacks; else why not, and what to do"""
+    clone = node.path
+    holdings = unique_holdings(clone, main_copy, ignored=True)
+    if holdings:
+        return Outcome('impossible', clone_refusal(
+            clone, main_copy, holdings, 'run this again'))
+    if dry_run:
+        return Outcome('ok', 'would replace the separate clone, which holds '
+                       f'nothing that {main_copy} lacks, with a linked '
+                       'worktree', dict(dry_run=True))
+    delete_clone(clone, git_dirs(parent)[0] / TRASH)
+    return Outcome('ok', 'deleted the separate clone, which held nothing '
+                   f'that {main_copy} lacks, to replace it with a linked '
+                   'worktree')

@@ -1,0 +1,95 @@
+"""What ``worktree-list`` reports about each linked worktree of a dataset
+
+Read only: the worktrees git registers for one dataset, and the separate
+clones found where a linked worktree of a subdataset belongs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datalad_next.runners import CommandError
+
+from datalad_worktree.base.outcome import Outcome, Result, failure
+from datalad_worktree.hierarchy.clones import is_separate_clone, unique_holdings
+from datalad_worktree.hierarchy.walk import Node
+from datalad_worktree.repo.annex import has_own_annex
+from datalad_worktree.repo.queries import (
+    ahead_behind,
+    current_branch,
+    head_commit,
+    worktree_changes,
+)
+from datalad_worktree.repo.sparse_checkout import cone_of
+from datalad_worktree.repo.worktrees import Worktree, list_worktrees
+
+
+def listing(node: Node, children: list[Node]):
+    """The results for the linked worktrees of one dataset, and for the
+    separate clones in them where its subdatasets belong"""
+    try:
+        worktrees = list_worktrees(node.path)
+        main = worktrees[0]
+        for wt in worktrees[1:]:
+            keys = listing_keys(wt, main, node.relpath)
+            yield Result(wt.path, Outcome(
+                'ok', None, dict(dataset=str(node.path), **keys)))
+            if not keys['stale']:
+                for child in children:
+                    if child.problem:
+                        continue
+                    place = wt.path / child.subpath
+                    if is_separate_clone(place, child.path):
+                        yield Result(place, Outcome(
+                            'ok', None, clone_keys(place, child, keys)))
+    except Exception as e:
+        yield Result(node.path, failure(
+            node.path, e, f'cannot list the worktrees of {node.path}'))
+
+
+def clone_keys(place: Path, child: Node, parent_keys: dict) -> dict:
+    """The result keys that describe the separate clone at ``place``, the
+    place of the subdataset ``child`` in the worktree that
+    ``parent_keys`` describes"""
+    changes, untracked = worktree_changes(place)
+    relpath = Path(parent_keys['relpath']) / child.subpath
+    return dict(
+        dataset=str(child.path), worktree_root=parent_keys['worktree_root'],
+        relpath=str(relpath), branch=current_branch(place),
+        head=head_commit(place), clean=not changes and not untracked,
+        ahead=None, behind=None, stale=False, locked=None, own_annex=None,
+        clone=True, holds=unique_holdings(place, child.path, files=False))
+
+
+def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
+    """The result keys that describe one linked worktree"""
+    stale = wt.prunable or not wt.path.is_dir()
+    ahead = behind = None
+    if wt.head and wt.head == main.head:
+        ahead = behind = 0
+    elif wt.head and main.head:
+        try:
+            ahead, behind = ahead_behind(main.path, main.head, wt.head)
+        except CommandError:
+            pass
+    clean = own_annex = cone = None
+    if not stale:
+        changes, untracked = worktree_changes(wt.path)
+        clean = not changes and not untracked
+        own_annex = has_own_annex(wt.path)
+        cone = cone_of(wt.path)
+    parts = Path(wt.path).parts
+    rel = Path(*relpath.parts) if relpath.parts != ('.',) else None
+    root = wt.path
+    if rel and parts[-len(rel.parts):] == rel.parts:
+        root = Path(*parts[:-len(rel.parts)])
+        shown = str(rel)
+    else:
+        shown = '.'
+    return dict(
+        worktree_root=str(root), relpath=shown,
+        branch=wt.short_branch,
+        head=wt.head, clean=clean, ahead=ahead, behind=behind, stale=stale,
+        locked=wt.locked, own_annex=own_annex, clone=False,
+        sparse=None if cone is None else list(cone),
+    )

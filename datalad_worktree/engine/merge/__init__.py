@@ -1,0 +1,1 @@
+"""worktree-merge: sources, the merged tree, the merge of one dataset"""

@@ -1,0 +1,135 @@
+"""Worktrees for the subdatasets a linked worktree lacks
+
+``worktree-sync`` gives a linked worktree the subdatasets that the main
+worktree installed after it was made, and ``worktree-get`` gets the ones
+asked for: each becomes a linked worktree of the main worktree's copy, at
+the commit the linked worktree records, never a clone of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import (
+    Path,
+    PurePosixPath,
+)
+from typing import (
+    Callable,
+    Iterator,
+)
+
+from datalad_worktree.base.outcome import Outcome, Result, failure
+from datalad_worktree.engine.add.make import create_worktrees
+from datalad_worktree.engine.add.plan import Plan, Todo, checkout_phrase, plan_hierarchy
+from datalad_worktree.environment.setup_command import ACTION as SETUP_ACTION
+from datalad_worktree.environment.setup_command import setup_outcome
+from datalad_worktree.hierarchy.cones import cone_at, in_cone
+from datalad_worktree.hierarchy.walk import Node
+from datalad_worktree.repo.queries import current_branch, is_repo_root
+from datalad_worktree.repo.sparse_checkout import cone_of
+from datalad_worktree.repo.worktrees import list_worktrees
+
+ADD_ACTION = 'worktree-add'
+
+
+class Provider:
+    """Makes the worktrees of subdatasets that a linked worktree (``top``)
+    has not installed, of the main worktree's copies: at the commits the
+    linked worktree records, on the branch its top dataset has checked out
+    (detached where that is detached). Results are reported with
+    ``action='worktree-add'``."""
+
+    def __init__(self, top: Path, dry_run: bool, mtimes: bool,
+                 setup: bool | None):
+        self.top = top
+        self.main_top = list_worktrees(top)[0].path
+        self.branch = current_branch(top)
+        self.dry_run = dry_run
+        self.mtimes = mtimes
+        self.setup = setup
+        self.created = False
+
+    def main_copy(self, node: Node) -> Path:
+        """Where the main worktree has the subdataset ``node``"""
+        return self.main_top / node.relpath
+
+    def add(self, missing: list[Node],
+            depth: Callable[[Node], int | None], install: bool = False
+            ) -> Iterator[dict]:
+        """Make the worktrees of ``missing`` (subdatasets without a
+        worktree here) and of their installed subdatasets down to
+        ``depth(node)`` levels below each (None: all), where the main
+        worktree has them (with ``install``: after installing them there,
+        from the source their parent records); their results (for the
+        others: that there is nothing to do). In a sparse worktree, those
+        outside their parent's cone are left out (with ``install``:
+        refused), and the others get their part of it (see ``sparse``)."""
+        cones: dict = {}
+        for node in missing:
+            parent = self.top / node.parent
+            if parent not in cones:
+                cones[parent] = cone_of(parent)
+            if not in_cone(node.subpath, cones[parent]):
+                if install:
+                    yield Result(node.path,
+                                      Outcome('impossible', (
+                                          f'{node.relpath} lies outside the '
+                                          f'sparse checkout of {parent} '
+                                          f'({", ".join(cones[parent])}); '
+                                          'make a worktree with --sparse '
+                                          'for it instead')))
+                continue
+            if not is_repo_root(self.main_copy(node)):
+                if not install:
+                    yield Result(node.path,
+                                      Outcome('notneeded', (
+                                          'subdataset not installed in the '
+                                          'main worktree either; nothing to '
+                                          'update')))
+                    continue
+                installed = yield from self.install_in_main(node)
+                if not installed:
+                    continue
+            yield from self._make(plan_hierarchy(
+                self.main_copy(node), node.commit, node.path, self.branch,
+                depth(node), cone_at(PurePosixPath(node.subpath),
+                                     cones[parent])))
+
+    def install_in_main(self, node: Node) -> Iterator[dict]:
+        """Install the subdataset ``node`` in the main worktree, from the
+        source its parent there records, with DataLad's ``get -n``; yields
+        its results and returns whether it is installed"""
+        where = self.main_copy(node)
+        if self.dry_run:
+            yield Result(where, Outcome(
+                'ok', 'would install it in the main worktree first',
+                dict(dry_run=True)))
+            return False
+        # datalad.api loads this package's commands: import it only here
+        from datalad.api import get
+        try:
+            yield from get(str(where), dataset=str(self.main_top),
+                           get_data=False, result_renderer='disabled',
+                           on_failure='ignore', return_type='generator')
+        except Exception as e:
+            yield Result(where, failure(
+                where, e, f'installing {where} failed'))
+        return is_repo_root(where)
+
+    def _make(self, plans: list[Plan]) -> Iterator[dict]:
+        refused = [p for p in plans if p.todo is Todo.REFUSE]
+        todo = [p for p in plans if p.todo is Todo.CREATE]
+        if refused or self.dry_run:
+            for p in refused or todo:
+                yield Result(p.target, p.outcome(
+                    'impossible', p.reason) if refused else p.outcome(
+                    'ok', f'would {checkout_phrase(p)}', dry_run=True), ADD_ACTION)
+            return
+        for plan, error in create_worktrees(plans, 1, self.mtimes):
+            self.created = self.created or not error
+            yield Result(plan.target, plan.outcome(
+                'error', error) if error else plan.outcome(
+                'ok', checkout_phrase(plan, done=True)), ADD_ACTION)
+            done = None if error else setup_outcome(
+                plan.target, self.setup, lambda s: True)
+            if done:
+                yield Result(plan.target, done, SETUP_ACTION)

@@ -1,0 +1,1 @@
+"""worktree-remove: plan every dataset, then execute"""

@@ -1,0 +1,183 @@
+"""Carry out the planned removal of nested worktrees (see ``plan``)
+
+Each dataset's worktree goes in an order that running the command again
+after an interruption can finish: its directory (moved aside in one step),
+then its branch, then its registration; inner worktrees before outer ones.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from pathlib import Path
+
+from datalad_worktree.base.outcome import Outcome, Result, failure
+from datalad_worktree.base.paths import nested_within, redirected, same_path
+from datalad_worktree.engine.progress import progress
+from datalad_worktree.engine.remove.plan import Plan, Removal
+from datalad_worktree.engine.scheduler import run_ordered
+from datalad_worktree.hierarchy.clones import delete_clone
+from datalad_worktree.hierarchy.nested import Member, link_refusal
+from datalad_worktree.repo.annex import has_own_annex, link_shared_annex
+from datalad_worktree.repo.queries import short_log
+from datalad_worktree.repo.store.refs import git_dirs
+from datalad_worktree.repo.worktrees import (
+    find_worktree,
+    forget_worktree,
+    list_worktrees,
+)
+from datalad_worktree.runners import git
+from datalad_worktree.runners.locks import lock_wait, retry_on_lock
+
+TRASH = 'worktree-remove-trash'
+"""Where, in its own git directory, a worktree directory is moved to be
+deleted (``git worktree prune`` deletes what an interruption left there)"""
+
+
+def remove_all(plans: list[Plan]):
+    """Remove what ``plans`` plan, inner worktrees first; their results"""
+    inside = nested_within(plans, lambda p: p.member.path)
+    with progress('removing worktrees', len(plans)) as done:
+        for plan, outcome, blocker in run_ordered(
+                plans, inside.__getitem__, remove, 1,
+                failed=lambda o: o.failed):
+            done()
+            if blocker:
+                outcome = Outcome('impossible', (
+                    f'not removed, because {blocker.member.path} inside '
+                    'it could not be removed'))
+            yield Result(plan.member.path, outcome)
+
+
+def planned(plan: Plan) -> Outcome:
+    """The dry-run outcome of ``plan``"""
+    return Outcome('ok', f'would {plan.how.value} {plan.member.path}'
+                         f'{branch_note(plan, False)}'
+                         f'{given_up_note(plan, False)}',
+                   dict(plan.keys, dry_run=True,
+                        stale=plan.how is Removal.PRUNE))
+
+
+def branch_note(plan: Plan, done: bool) -> str:
+    """What happens to the member's branch, as the end of a message"""
+    m = plan.member
+    if not m.branch or plan.how is Removal.DELETE_CLONE:
+        return ''
+    if not m.head:
+        return f', branch {m.branch} was already gone'
+    if plan.delete_branch:
+        return f', {"deleted" if done else "delete"} branch {m.branch}'
+    return f', {"kept" if done else "keep"} branch {m.branch}'
+
+
+def given_up_note(plan: Plan, done: bool) -> str:
+    """Which commits are given up with --force, as the end of a message"""
+    if not plan.given_up:
+        return ''
+    return (f', {"gave" if done else "give"} up {len(plan.given_up)} '
+            f'commit(s): {short_log(plan.member.main.path, plan.given_up)}')
+
+
+def remove(plan: Plan) -> Outcome:
+    """Remove one member: its directory, then its branch, then its
+    registration
+
+    In this order, a run that was interrupted at any point leaves the
+    member registered (with its directory gone) until all else is done, so
+    that running the command again finds it and finishes: the directory
+    goes in one step, and a branch that is gone already is skipped.
+    """
+    m, keys = plan.member, plan.keys
+    if plan.how is Removal.DELETE_CLONE:
+        return remove_clone(m, keys)
+    repo = m.main.path
+    try:
+        problem = no_longer_removable(m)
+        if problem:
+            return Outcome('error', problem, keys)
+        if plan.how is Removal.REMOVE and has_own_annex(m.path):
+            # nothing unique in it (see check): link it, so that nothing
+            # git-annex made read-only is left for git to delete
+            problem = link_shared_annex(m.path)
+            if problem:
+                return Outcome('error', problem, keys)
+        admin = None
+        if plan.how is Removal.REMOVE:
+            admin = git_dirs(m.path)[0]
+            delete_directory(m.path)
+        if plan.delete_branch and m.head:
+            # by full ref name and expected tip: exact, never an option;
+            # changes nothing where another git holds packed-refs.lock
+            retry_on_lock(lambda: git.run(repo, [
+                'update-ref', '-d', f'refs/heads/{m.branch}', m.head]),
+                lock_wait())
+        if admin is None:
+            git.run(repo, ['worktree', 'prune'])
+        else:
+            forget_worktree(admin, repo)
+    except Exception as e:
+        return failure(m.path, e, f'removing {m.path} failed', keys)
+    done = ('removed' if plan.how is Removal.REMOVE else
+            'directory was already gone; pruned its registration')
+    done += branch_note(plan, True) + given_up_note(plan, True)
+    return Outcome('ok', done, keys)
+
+
+def remove_clone(m: Member, keys: dict) -> Outcome:
+    """Delete the member ``m``, a separate clone found to hold nothing
+    that the main worktree lacks"""
+    if redirected(m.root, m.relpath):
+        return Outcome('error', link_refusal(m.path, m.root, m.relpath) +
+                       '; it was left alone', keys)
+    try:
+        delete_clone(m.path, git_dirs(m.root)[0] / f'{TRASH}-clone')
+    except Exception as e:
+        return failure(m.path, e, f'deleting {m.path} failed', keys)
+    return Outcome('ok', 'deleted this separate clone, which held nothing '
+                   'that the main worktree lacks', keys)
+
+
+def no_longer_removable(m: Member) -> str | None:
+    """Why the member must be left alone after all, checked right before it
+    is removed: it is no longer registered, or a symbolic link now leads
+    elsewhere on its path"""
+    repo = m.main.path
+    if not still_registered(repo, m.path):
+        return (f'{m.path} is no longer listed as a worktree of {repo}; it '
+                'was left alone')
+    if redirected(m.root, m.relpath):
+        return link_refusal(m.path, m.root, m.relpath) + \
+            '; it was left alone'
+    return None
+
+
+def still_registered(repo: Path, path: Path) -> bool:
+    """Whether a linked worktree of ``repo`` is registered at ``path``:
+    read from the one registration that ``path/.git`` names, where that is
+    one of ``repo``'s, else from the list of all of its worktrees (which
+    costs a look at each of them)"""
+    try:
+        admin, common = git_dirs(path)
+        recorded = (admin / 'gitdir').read_text().rstrip('\n')
+    except OSError:
+        recorded = None
+    if recorded is not None and admin.parent == git_dirs(repo)[1] / \
+            'worktrees':
+        return same_path(Path(recorded).parent, path)
+    return find_worktree(list_worktrees(repo)[1:], path) is not None
+
+
+def delete_directory(path: Path) -> None:
+    """Delete the worktree directory ``path`` so that an interruption
+    leaves it complete or gone: it is first moved, in one step, into its
+    own git directory, which ``git worktree prune`` deletes with whatever
+    is left there (on another file system, it is deleted where it is)"""
+    trash = git_dirs(path)[0] / TRASH
+    try:
+        os.rename(path, trash)
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        trash = path
+    shutil.rmtree(trash)

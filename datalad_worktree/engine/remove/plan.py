@@ -1,0 +1,191 @@
+"""What removing a nested worktree would do, decided before anything goes
+
+``worktree-remove`` plans every dataset of every worktree it is given
+before it removes anything: which worktrees PATH names (paths, patterns),
+and per dataset whether its worktree is removed, only pruned, deleted as
+a separate clone holding nothing of its own, or refused, and why.
+Everything here reads and nothing changes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import Enum
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from datalad_worktree.base.outcome import Outcome, Result, failure
+from datalad_worktree.base.paths import same_path
+from datalad_worktree.hierarchy.clones import clone_refusal, unique_holdings
+from datalad_worktree.hierarchy.nested import Member, find_members
+from datalad_worktree.repo.annex import own_annex_problem
+from datalad_worktree.repo.queries import commits_only_in, short_log, worktree_changes
+from datalad_worktree.repo.store.refs import git_dirs
+from datalad_worktree.repo.worktrees import find_worktree, list_worktrees
+from datalad_worktree.runners.locks import branch_locks, lock_message
+
+PATTERN_CHARS = frozenset('*?[')
+
+
+class Removal(Enum):
+    """How a member's worktree goes"""
+    REMOVE = 'remove'
+    """Delete its directory, then prune its registration"""
+    DELETE_CLONE = 'delete the separate clone'
+    """A separate clone holding nothing the main worktree lacks: delete it"""
+    PRUNE = 'prune the registration of'
+    """Its directory is gone already: only prune its registration"""
+    REFUSE = 'refuse'
+    """It must stay: nothing is removed"""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What removing one member does, decided before anything is removed"""
+    member: Member
+    how: Removal
+    delete_branch: bool = False
+    given_up: tuple[str, ...] = ()
+    """Commits given up with --force"""
+    reason: str = ''
+    """Why it is refused"""
+
+    @property
+    def keys(self) -> dict:
+        """The result keys of this member"""
+        keys = dict(branch=self.member.branch,
+                    branch_deleted=self.delete_branch)
+        if self.given_up:
+            keys['given_up'] = list(self.given_up)
+        return keys
+
+
+def target_problem(top: Path, target: Path) -> str | None:
+    """Why ``target`` is not a linked worktree of ``top`` to remove"""
+    worktrees = list_worktrees(top)
+    if same_path(worktrees[0].path, target):
+        return f'{target} is the main worktree of {top}; it is never removed'
+    if not find_worktree(worktrees[1:], target):
+        linked = ', '.join(str(w.path) for w in worktrees[1:]) or 'none'
+        return (f'{target} is not a linked worktree of {top} (its linked '
+                f'worktrees: {linked}); nothing was removed')
+    return None
+
+
+def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
+    """What removing one member (of a worktree of ``top``) would do, or
+    why it must not happen: every reason at once"""
+    if same_path(m.main.path, m.path):
+        return check_clone(m, top / m.relpath)
+    problems = []
+    if m.entry.locked is not None:
+        reason = f' ({m.entry.locked})' if m.entry.locked else ''
+        problems.append(f'{m.path} is locked{reason}; unlock it with '
+                        f"'git -C {m.main.path} worktree unlock {m.path}' "
+                        'first')
+    stale = m.entry.prunable or not m.path.is_dir()
+    if not stale:
+        problems += local_files_problems(m.path)
+    delete = bool(m.branch) and not keep_branch
+    if delete:
+        problems += filter(None, [branch_lock_problem(m)])
+    lost = []
+    if m.head and m.main.head and m.head != m.main.head:
+        lost = commits_only_in(m.main.path, m.head, [m.main.head],
+                               None if keep_branch else m.branch)
+    if lost and not force:
+        problems.append(
+            f'{m.path} has {len(lost)} commit(s) that neither the main '
+            'worktree nor another branch contains '
+            f'({short_log(m.main.path, lost)}); merge them first '
+            '(datalad worktree-merge), keep the branch (--keep-branch), or '
+            'give --force to give them up')
+    if problems:
+        return Plan(m, Removal.REFUSE, reason='; '.join(problems))
+    return Plan(m, Removal.PRUNE if stale else Removal.REMOVE, delete,
+                tuple(lost))
+
+
+def check_clone(m: Member, main_copy: Path) -> Plan:
+    """What removing a member that is a separate clone would do: delete
+    it, where it holds nothing that ``main_copy`` lacks, else refuse"""
+    holdings = unique_holdings(m.path, main_copy)
+    if holdings:
+        return Plan(m, Removal.REFUSE, reason=clone_refusal(
+            m.path, main_copy, holdings,
+            'run this again'))
+    return Plan(m, Removal.DELETE_CLONE)
+
+
+def branch_lock_problem(m: Member) -> str | None:
+    """Why lock files that a killed git left keep the member's branch from
+    being deleted, or None"""
+    return lock_message(m.main.path,
+                        branch_locks(git_dirs(m.main.path)[1], m.branch,
+                                     packed=True))
+
+
+def local_files_problems(path: Path) -> list[str]:
+    """Why files in the worktree at ``path`` would be lost by removing it"""
+    changed, untracked = worktree_changes(path)
+    problems = []
+    if changed:
+        problems.append(f'uncommitted changes in {path}: '
+                        f'{", ".join(changed)}; commit or discard them by '
+                        'hand first')
+    if untracked:
+        problems.append(f'untracked files in {path}: {", ".join(untracked)}'
+                        '; save, move or delete them first (ignored files '
+                        'do not block)')
+    return problems + list(filter(None, [own_annex_problem(path)]))
+
+
+def read_targets(top: Path, given: list[str], place
+                 ) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The linked worktrees of ``top`` that ``given`` names, each once
+    (``place(text)``: the absolute path a text names; an existing path
+    wins over a pattern, which is matched with ``fnmatch`` against the
+    paths of ``top``'s linked worktrees), and each given path that names
+    none, with why"""
+    targets: dict[str, Path] = {}
+    problems = []
+    for text in given:
+        where = place(text)
+        if os.path.lexists(where) or not PATTERN_CHARS & set(text):
+            problem = target_problem(top, where)
+            found = [where]
+        else:
+            found = [w.path for w in list_worktrees(top)[1:]
+                     if fnmatchcase(str(w.path), str(where))]
+            problem = None if found else (
+                f'the pattern {text!r} matches no linked worktree of {top} '
+                f'(matched as {where}); nothing was removed')
+        if problem:
+            problems.append((where, problem))
+        for target in found:
+            targets.setdefault(os.path.normpath(target), target)
+    return list(targets.values()), problems
+
+
+def inspect(top: Path, target: Path, force: bool, keep_branch: bool,
+            listed: dict) -> tuple[list[Result], list[Plan]]:
+    """The plans of removing the worktree ``target`` of ``top``, or the
+    results that refuse it (then nothing of it is removed); ``listed``:
+    see ``nested.find_members``"""
+    try:
+        members, linked = find_members(top, target, listed)
+        plans = [check(m, force, keep_branch, top) for m in members]
+    except Exception as e:
+        outcome = failure(target, e, 'cannot inspect the worktrees below '
+                                     f'{target}')
+        outcome.message += '; nothing was removed'
+        return [Result(target, outcome)], []
+    refused = [(Path(p), Outcome('impossible', why))
+               for p, why in linked.items()]
+    refused += [(p.member.path, Outcome('impossible', p.reason, p.keys))
+                for p in plans if p.how is Removal.REFUSE]
+    for _, outcome in refused:
+        outcome.message += '; nothing was removed'
+    return [Result(where, outcome)
+            for where, outcome in refused], plans

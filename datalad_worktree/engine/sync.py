@@ -1,0 +1,167 @@
+"""Bring one dataset of a linked worktree to its development state
+
+The engine of ``worktree-sync``: a dataset's checkout is moved to what its
+main worktree has checked out (see ``integrate``, or a reset), a stale
+checkout is repaired first (see ``stale``), the subdatasets' new commits
+are recorded, modification times are carried, and setup commands whose
+inputs changed run again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datalad_worktree.base.outcome import Outcome, Result
+from datalad_worktree.engine.integrate import (
+    integrate,
+    local_work_problem,
+    record_pointers,
+)
+from datalad_worktree.engine.stale import inspect_checkout, update_stale_checkout
+from datalad_worktree.environment.mtimes import carry_from
+from datalad_worktree.environment.setup_command import ACTION as SETUP_ACTION
+from datalad_worktree.environment.setup_command import inputs_changed, setup_outcome
+from datalad_worktree.hierarchy.clones import is_separate_clone, replace_advice
+from datalad_worktree.hierarchy.walk import Node, subdataset_pointers
+from datalad_worktree.repo.annex import repair_own_annex
+from datalad_worktree.repo.queries import (
+    adjusted_problem,
+    commits_only_in,
+    current_branch,
+    is_ancestor,
+    is_repo_root,
+)
+from datalad_worktree.repo.store.refs import git_dirs
+from datalad_worktree.repo.worktrees import linked_worktree_problem, list_worktrees
+from datalad_worktree.runners import git
+from datalad_worktree.runners.locks import lock_problem
+
+POINTER_MESSAGE = 'Record the subdatasets updated by worktree-sync'
+
+
+def setups(synced: list[tuple[Node, Outcome]], wanted: bool | None):
+    """Rerun the environment setups whose inputs changed, parents first"""
+    for node, outcome in sorted(synced, key=lambda x: x[0].depth):
+        before = outcome.keys.get('repaired_from') or \
+            outcome.keys.get('from_commit')
+        after = outcome.keys.get('to_commit')
+        if wanted is None and before == after:
+            continue
+        done = setup_outcome(
+            node.path, wanted,
+            lambda s: inputs_changed(node.path, s, before, after))
+        if done:
+            yield Result(node.path, done, SETUP_ACTION)
+
+
+def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
+                 dry_run: bool, mtimes: bool, main_copy: Path,
+                 top: Path) -> Outcome:
+    """Update one dataset of the worktree ``top`` (whose main worktree's
+    copy is ``main_copy``), then record its subdatasets and (with
+    ``mtimes``) carry modification times from the main worktree"""
+    repo = node.path
+    if node.depth and is_separate_clone(repo, main_copy):
+        return Outcome('impossible', replace_advice(repo, main_copy, top))
+    worktrees = list_worktrees(repo)
+    problem = linked_worktree_problem(repo, worktrees) or \
+        lock_problem(repo, *git_dirs(repo)) or adjusted_problem(repo) or \
+        repair_own_annex(repo, dry_run)
+    if problem:
+        return Outcome('impossible', problem)
+    source_wt = worktrees[0]
+    problem = adjusted_problem(source_wt.path)
+    if problem:
+        return Outcome('impossible', problem)
+    keys = dict(source=str(source_wt.path))
+    if not source_wt.head:
+        return Outcome('impossible', f'{source_wt.path} has no commit yet',
+                       keys)
+    checkout = inspect_checkout(repo, source_wt.head)
+    if checkout.problem:
+        return Outcome('impossible', checkout.problem, keys)
+    stale = checkout.stale
+    if stale:
+        keys['repaired_from'] = stale
+        if dry_run:
+            return Outcome('ok', (
+                f'would update a stale checkout from {stale[:10]} to '
+                'its branch tip, then bring it to the development state'),
+                dict(keys, dry_run=True))
+        update_stale_checkout(repo, stale, checkout.head)
+    outcome = move_to(repo, checkout.head, source_wt.head, how, force,
+                      dry_run, keys, children)
+    if stale:
+        outcome.message = (f'updated a stale checkout from {stale[:10]}'
+                           f'; {outcome.message}')
+    if outcome.failed or dry_run:
+        return outcome
+    record_pointers(repo, children, POINTER_MESSAGE, outcome, 'new')
+    if stale:
+        outcome.status = 'ok'
+    if mtimes and (stale or
+                   outcome.keys['to_commit'] != outcome.keys['from_commit']):
+        note = carry_from(source_wt.path, repo, outcome.keys['to_commit'])
+        if note:
+            outcome.message += f'; {note}'
+    return outcome
+
+
+def move_to(repo: Path, head: str, source: str, how: str, force: bool,
+            dry_run: bool, keys: dict, children: list[Node]) -> Outcome:
+    """Bring the checkout in ``repo``, at ``head``, to ``source`` as ``how``
+    says"""
+    if how == 'reset' and head != source \
+            and not is_ancestor(repo, head, source) \
+            and not is_ancestor(repo, source, head):
+        return reset_to(repo, head, source, force, dry_run, keys)
+    return integrate(
+        repo, source, what=f'the development state {source[:10]}',
+        ff_only=how == 'ff-only',
+        message=f'Merge the development state {source[:10]} (worktree-sync)',
+        subdatasets=children, dry_run=dry_run, keep_untouched=False,
+        keys=keys, head=head)
+
+
+def reset_to(repo: Path, head: str, source: str, force: bool, dry_run: bool,
+             keys: dict) -> Outcome:
+    """Move a diverged checkout to ``source``, unless that loses commits"""
+    keys.update(from_commit=head, to_commit=head, how=None)
+    problem = local_work_problem(repo, head, source, keep_untouched=False)
+    if problem:
+        return Outcome('impossible', problem, keys)
+    orphans = commits_only_in(repo, 'HEAD', [source], current_branch(repo))
+    if orphans and not force:
+        return Outcome('impossible', (
+            f'resetting {repo} to {source[:10]} would leave '
+            f'{len(orphans)} commit(s) that no other branch contains '
+            f'({", ".join(c[:10] for c in orphans[:5])}); merge them '
+            'elsewhere first, or give --force to give them up'), keys)
+    if orphans:
+        keys['orphaned'] = orphans
+    keys['how'] = 'reset'
+    if dry_run:
+        return Outcome('ok', f'would reset from {head[:10]} to {source[:10]}',
+                       dict(keys, dry_run=True))
+    git.run(repo, ['reset', '--quiet', '--keep', source])
+    keys['to_commit'] = source
+    return Outcome('ok', f'reset from {head[:10]} to {source[:10]}', keys)
+
+
+def new_subdatasets(node: Node, outcome: Outcome) -> list[Node]:
+    """Subdatasets that the checkout updated as ``outcome`` says records,
+    but the commit it was updated from did not, and that have no worktree
+    here"""
+    before, after = outcome.keys['from_commit'], outcome.keys['to_commit']
+    if after == before:
+        return []
+    known = {path for path, _ in subdataset_pointers(node.path, before)}
+    found = []
+    for path, sha in subdataset_pointers(node.path, 'HEAD'):
+        relpath = node.relpath / path
+        where = node.path / path
+        if sha and path not in known and not is_repo_root(where):
+            found.append(Node(path=where, relpath=relpath, commit=sha,
+                              depth=node.depth + 1, parent=node.relpath,
+                              installed=False))
+    return found

@@ -1,0 +1,286 @@
+"""Questions about one repository and its checkout, answered by git
+
+Each function asks git one thing about the repository (or the working
+tree) at ``repo`` and changes nothing. Paths and commits that come from
+users or from the repository are always placed after ``--`` or given as
+full ref names, so git never takes them for options.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from datalad_next.runners import CommandError
+
+from datalad_worktree.repo.store.refs import Head, branch_commit, git_dirs, read_head
+from datalad_worktree.runners import git
+
+
+def adjusted_problem(repo: Path) -> str | None:
+    """Why the checkout in ``repo`` cannot take part: it is on an adjusted
+    branch of git-annex (``git annex adjust``), whose commits are not the
+    ones a parent dataset records; or None"""
+    head = (git_dirs(repo)[0] / 'HEAD').read_text().strip()
+    if not head.startswith('ref: refs/heads/adjusted/'):
+        return None
+    adjusted = head[len('ref: refs/heads/'):]
+    original = adjusted[len('adjusted/'):].split('(', 1)[0]
+    return (f'{repo} has the adjusted branch {adjusted} checked out (git '
+            'annex adjust), which the worktree commands do not support: its '
+            'commits are not the ones datasets record. Carry its commits to '
+            f"{original} ('git annex sync --no-content --no-push "
+            f"--no-pull'), check that out ('git checkout {original}'), then "
+            'run this again')
+
+
+GITLINK_MODE = '160000'
+
+
+def head_commit(repo: Path) -> str | None:
+    """The commit checked out in ``repo``, None when there is none yet"""
+    head = _head_from_files(repo)
+    if head is not None:
+        return head.commit
+    try:
+        return git.lines(repo, ['rev-parse', '--verify', '-q',
+                                'HEAD^{commit}'])[0]
+    except CommandError:
+        return None
+
+
+def current_branch(repo: Path) -> str | None:
+    """The short name of the branch checked out in ``repo``, None if detached"""
+    head = _head_from_files(repo)
+    if head is not None:
+        return head.branch and head.branch.removeprefix('refs/heads/')
+    try:
+        return git.lines(repo, ['symbolic-ref', '-q', '--short', 'HEAD'])[0]
+    except CommandError:
+        return None
+
+
+def branch_tip(repo: Path, branch: str) -> str | None:
+    """The commit of branch ``branch`` in ``repo``, or None if it has none"""
+    found = _branch_from_files(repo, f'refs/heads/{branch}')
+    if found is not None:
+        return found or None
+    try:
+        return git.lines(repo, ['rev-parse', '--verify', '-q',
+                                f'refs/heads/{branch}^{{commit}}'])[0]
+    except CommandError:
+        return None
+
+
+def _head_from_files(repo: Path) -> Head | None:
+    """HEAD of the working tree ``repo`` as its files say (see ``refs``),
+    None where git has to be asked"""
+    try:
+        return read_head(*git_dirs(repo))
+    except OSError:
+        return None
+
+
+def _branch_from_files(repo: Path, ref: str) -> str | None:
+    """``gitfiles.branch_commit`` for the repository of ``repo``"""
+    try:
+        return branch_commit(git_dirs(repo)[1], ref)
+    except OSError:
+        return None
+
+
+def branch_name_problem(repo: Path, name: str) -> str | None:
+    """Why ``name`` cannot be used as a branch name, or None"""
+    if name.startswith('-'):
+        return f'refusing branch name {name!r}: it looks like an option'
+    try:
+        normalized = git.lines(repo, ['check-ref-format', '--branch', name])
+    except CommandError:
+        return (f'{name!r} is not a valid branch name; choose another with '
+                '--branch, or use --detach')
+    if normalized != [name]:
+        return f'refusing branch name {name!r}: give a plain branch name'
+    return None
+
+
+def toplevel(path: Path) -> str | None:
+    """The top of the git working tree that contains the directory
+    ``path``, or None when there is none"""
+    try:
+        found = git.lines(path, ['rev-parse', '--show-toplevel'])
+    except CommandError:
+        return None
+    return found[0] if found and found[0] else None
+
+
+def is_ancestor(repo: Path, commit: str, of: str) -> bool:
+    """Whether ``commit`` is ``of`` or one of its ancestors"""
+    return git.answers(repo, ['merge-base', '--is-ancestor', commit, of])
+
+
+def merge_base(repo: Path, a: str, b: str) -> str:
+    return git.lines(repo, ['merge-base', a, b])[0]
+
+
+def commits_only_in(repo: Path, commit: str, others: list[str],
+                    own_branch: str | None) -> list[str]:
+    """Commits of ``commit`` that none of ``others`` and no branch but
+    ``own_branch`` (a short name) contains: what is lost without them"""
+    # --exclude patterns for --branches are given without refs/heads/
+    exclude = [f'--exclude={own_branch}'] if own_branch else []
+    return git.lines(repo, ['rev-list', commit, '--not', *others, *exclude,
+                            '--branches', '--'])
+
+
+def short_log(repo: Path, commits: list[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``commits``, each as its short hash and
+    subject, and how many more there are: for a message"""
+    described = git.lines(repo, ['log', '--no-walk=unsorted', '--abbrev=10',
+                                 '--format=%h %s', *commits[:shown], '--'])
+    more = len(commits) - shown
+    return ', '.join(f"'{d}'" for d in described) + (
+        f' and {more} more' if more > 0 else '')
+
+
+def ahead_behind(repo: Path, base: str, commit: str) -> tuple[int, int]:
+    """How many commits ``commit`` has that ``base`` has not, and the other
+    way round"""
+    behind, ahead = map(int, git.lines(repo, [
+        'rev-list', '--left-right', '--count', f'{base}...{commit}',
+        '--'])[0].split())
+    return ahead, behind
+
+
+def reflog(repo: Path, ref: str, count: int) -> list[str]:
+    """The newest ``count`` positions of ``ref`` in its reflog, newest
+    first; empty where it has no reflog"""
+    try:
+        return git.lines(repo, ['log', '-g', '-n', str(count), '--format=%H',
+                                ref, '--'])
+    except CommandError:
+        return []
+
+
+def changed_paths(repo: Path, cached: bool = False) -> list[str]:
+    """Tracked files with changes in ``repo``, staged or not (with
+    ``cached``: only staged changes)
+
+    Subdatasets are left out: their new commits are recorded, not lost.
+    """
+    return git.entries(repo, ['diff-index', '-z', '--name-only',
+                              *(['--cached'] if cached else []),
+                              '--ignore-submodules=all', 'HEAD', '--'])
+
+
+def unstaged_paths(repo: Path) -> list[str]:
+    """Tracked files whose working copy differs from the index"""
+    return git.entries(repo, ['diff-files', '-z', '--name-only',
+                              '--ignore-submodules=all'])
+
+
+def worktree_changes(repo: Path) -> tuple[list[str], list[str]]:
+    """Tracked files with uncommitted changes, and untracked files that are
+    not ignored, in ``repo`` (subdatasets' new commits are not counted)"""
+    changed, untracked = [], []
+    for entry in git.entries(repo, ['status', '--porcelain', '-z',
+                                    '--no-renames', '--ignore-submodules=all',
+                                    '--untracked-files=normal']):
+        (untracked if entry[:2] == '??' else changed).append(entry[3:])
+    return changed, untracked
+
+
+def index_matches(repo: Path, commit: str, index: Path | None = None
+                  ) -> bool:
+    """Whether the index of ``repo`` (or the index file ``index``, such as
+    git-annex's index of its branch) holds exactly the tree of ``commit``"""
+    return git.answers(repo, ['diff-index', '--cached', '--quiet', commit,
+                              '--'],
+                       env=None if index is None
+                       else {'GIT_INDEX_FILE': str(index)})
+
+
+def differ_between(repo: Path, a: str, b: str, paths: list[str]) -> bool:
+    """Whether any of ``paths`` differs between the commits ``a`` and ``b``"""
+    return not git.answers(repo, ['diff', '--quiet', a, b, '--', *paths])
+
+
+def overwritten_paths(repo: Path, old: str, new: str) -> list[str]:
+    """Files on disk that git does not track (untracked or ignored) and
+    that the change from ``old`` to ``new`` would overwrite: paths it adds
+    that exist already (an empty directory where a subdataset appears is
+    fine)"""
+    found_entries = git.entries(repo, ['diff-tree', '-r', '-z', '--no-renames',
+                                       '--diff-filter=A', old, new])
+    found = []
+    for meta, path in zip(found_entries[::2], found_entries[1::2]):
+        where = repo / path
+        if not os.path.lexists(where):
+            continue
+        new_mode = meta.split(' ')[1]
+        if new_mode == GITLINK_MODE and where.is_dir() and \
+                not any(where.iterdir()):
+            continue
+        found.append(path)
+    if found:
+        tracked = set(tracked_paths(repo, found))
+        found = [p for p in found if p not in tracked]
+    return found
+
+
+def tracked_paths(repo: Path, paths: list[str]) -> list[str]:
+    """Those of ``paths`` that the index of ``repo`` tracks"""
+    return git.entries(repo, ['--literal-pathspecs', 'ls-files', '-z', '--',
+                              *paths])
+
+
+def touched_paths(repo: Path, base: str, source: str) -> set[str]:
+    """Paths that bringing in ``source`` can change in a checkout that
+    contains ``base``: those changed between the two"""
+    return set(git.entries(repo, ['diff-tree', '-r', '-z', '--name-only',
+                                  '--no-renames', base, source]))
+
+
+def paths_differing_from(repo: Path, commit: str, paths: list[str]
+                         ) -> set[str]:
+    """Those of ``paths`` whose working copy in ``repo`` differs from
+    ``commit``"""
+    return set(git.entries(repo, [
+        '--literal-pathspecs', 'diff', '-z', '--name-only', '--no-renames',
+        '--ignore-submodules=all', commit, '--', *paths]))
+
+
+def merge_conflicts(repo: Path, ours: str, theirs: str) -> list[str] | None:
+    """Paths that merging ``theirs`` into ``ours`` would leave conflicted
+
+    Computed without touching the working tree or index (``git merge-tree
+    --write-tree``, git 2.38 or later). Returns None when this git cannot
+    tell without merging.
+    """
+    try:
+        git.run(repo, ['merge-tree', '--write-tree', '--name-only', '-z',
+                       '--no-messages', ours, theirs])
+    except CommandError as e:
+        if e.returncode != 1:
+            return None
+        return [p for p in e.stdout.split('\0')[1:] if p]
+    return []
+
+
+def unmerged_paths(repo: Path) -> set[str]:
+    """Paths left conflicted by a merge in progress"""
+    return {r.split('\t', 1)[1]
+            for r in git.entries(repo, ['ls-files', '-u', '-z'])}
+
+
+def git_config(repo: Path, key: str, where: tuple = ()) -> str | None:
+    """The value git keeps for ``key`` in the configuration of ``repo``
+    (from the files ``where`` selects, such as ``('--local',)``), None if
+    unset: for repository state (``annex.version``), not for settings of
+    this package, which ``settings`` reads"""
+    value = git.optional_text(repo, ['config', *where, '--get', key])
+    return None if value is None else value.rstrip('\n')
+
+
+def is_repo_root(path: Path) -> bool:
+    """Whether ``path`` holds an installed repository (has its own .git)"""
+    return os.path.lexists(path / '.git')

@@ -1,0 +1,193 @@
+"""What a commit records, and which objects a repository has
+
+The tree entries of a commit, its gitlinks and the subdataset paths of
+its ``.gitmodules``: read from the object store's files where they can be
+(see ``objects``; a dataset without subdatasets then costs no git
+process), else asked of git, with the same answer either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datalad_worktree.repo.queries import GITLINK_MODE, head_commit
+from datalad_worktree.repo.store.objects import (
+    GITLINK,
+    TREE,
+    commit_tree,
+    may_hold_pointers,
+    read_object,
+    tree_entry,
+    tree_files,
+)
+from datalad_worktree.repo.store.refs import OBJECT_NAME, git_dirs
+from datalad_worktree.runners import git
+
+
+def staged_gitlinks(repo: Path, paths: list[str]) -> dict[str, set[str]]:
+    """The commits the index stages for each of ``paths`` that is a
+    gitlink there: the commit, or '' for each conflicted stage"""
+    staged: dict[str, set[str]] = {}
+    for r in git.entries(repo, ['--literal-pathspecs', 'ls-files', '-s', '-z',
+                                '--', *paths]):
+        meta, path = r.split('\t', 1)
+        mode, sha, stage = meta.split(' ')
+        if mode == GITLINK_MODE:
+            staged.setdefault(path, set()).add(sha if stage == '0' else '')
+    return staged
+
+
+def gitlinks(repo: Path, commit: str, paths: list[str]) -> dict[str, str]:
+    """The commit recorded for each of ``paths`` that is a gitlink in
+    ``commit``"""
+    if not paths:
+        return {}
+    found = {}
+    located = _tree_from_files(repo, commit)
+    entries = [tree_entry(*located, p) for p in paths] if located else [None]
+    if None not in entries:
+        return {p: e[1] for p, e in zip(paths, entries)
+                if e and e[0] == GITLINK}
+    for entry in git.entries(repo, ['--literal-pathspecs', 'ls-tree', '-z',
+                                    commit, '--', *paths]):
+        meta, path = entry.split('\t', 1)
+        mode, _, sha = meta.split(' ')
+        if mode == GITLINK_MODE:
+            found[path] = sha
+    return found
+
+
+def submodule_paths(repo: Path, commit: str) -> list[str]:
+    """The subdataset paths that the ``.gitmodules`` of ``commit`` lists,
+    as written there (unchecked)"""
+    located = _tree_from_files(repo, commit)
+    if located and tree_entry(*located, '.gitmodules') is False:
+        return []
+    found = git.optional_text(repo, [
+        'config', '-z', '--blob', f'{commit}:.gitmodules',
+        '--get-regexp', r'^submodule\..*\.path$'])
+    if found is None:
+        # no .gitmodules, or no path in it
+        return []
+    return [r.split('\n', 1)[1] for r in found.split('\0')[:-1] if '\n' in r]
+
+
+def _tree_from_files(repo: Path, commit: str) -> tuple[Path, str] | None:
+    """The object directory of ``repo`` and the tree of ``commit`` (a
+    commit's name, or HEAD), where they can be read without git"""
+    if commit == 'HEAD':
+        commit = head_commit(repo)
+    if not commit or not OBJECT_NAME.fullmatch(commit):
+        return None
+    try:
+        objects = git_dirs(repo)[1] / 'objects'
+    except OSError:
+        return None
+    tree = commit_tree(objects, commit)
+    return None if tree is None else (objects, tree)
+
+
+def tree_entries(repo: Path, commit: str, paths: list[str]
+                 ) -> dict[str, tuple[str, str]]:
+    """Mode and blob of each of ``paths`` that is a file in ``commit``"""
+    if not paths:
+        return {}
+    found = {}
+    for entry in git.entries(repo, ['--literal-pathspecs', 'ls-tree', '-r',
+                                    '-z', commit, '--', *paths]):
+        meta, path = entry.split('\t', 1)
+        mode, _, blob = meta.split(' ')
+        found[path] = (mode, blob)
+    return found
+
+
+def object_ids(repo: Path, names: list[str]) -> list[str | None]:
+    """The object each of ``names`` (revisions) stands for, None where
+    there is none"""
+    return [None if line.endswith(' missing') else line
+            for line in git.text(repo, ['cat-file',
+                                        '--batch-check=%(objectname)'],
+                                 input='\n'.join(names) + '\n').splitlines()]
+
+
+def has_commit(repo: Path, commit: str) -> bool:
+    """Whether the commit ``commit`` (a full object name) is in ``repo``"""
+    found = _object_from_files(repo, commit)
+    if found is not None:
+        return found[0] == b'commit'
+    return object_ids(repo, [f'{commit}^{{commit}}'])[0] is not None
+
+
+def _object_from_files(repo: Path, name: str) -> tuple[bytes, bytes] | None:
+    """``objects.read_object`` for the repository of ``repo``"""
+    try:
+        return read_object(git_dirs(repo)[1] / 'objects', name)
+    except OSError:
+        return None
+
+
+def may_hold_unlocked_files(repo: Path, commit: str, files: int = 5000,
+                            cone: tuple[str, ...] | None = None) -> bool:
+    """Whether ``commit`` may hold an unlocked annexed file (a git-annex
+    pointer file): False only where all its files, at most ``files``,
+    were read from the object store and none is one. With ``cone``, only
+    the files of a sparse checkout of those directories count."""
+    located = _tree_from_files(repo, commit)
+    return located is None or may_hold_pointers(*located, files, cone)
+
+
+def path_kind(repo: Path, commit: str, path: str) -> str | None:
+    """What ``path`` (slash-separated) is in ``commit``: 'tree', 'commit'
+    (a gitlink: a subdataset) or 'blob', or None where it is not there.
+    The first gitlink on the way answers for the path below it."""
+    located = _tree_from_files(repo, commit)
+    parts = path.split('/')
+    for depth in range(1, len(parts) + 1):
+        prefix = '/'.join(parts[:depth])
+        kind = _kind_from_files(located, prefix) if located else None
+        if kind is None:
+            kind = _kind_from_git(repo, commit, prefix) or False
+        if kind == 'commit' or not kind:
+            return kind or None
+        if kind == 'blob':
+            return kind if depth == len(parts) else None
+    return 'tree'
+
+
+def _kind_from_files(located: tuple[Path, str], path: str
+                     ) -> str | None | bool:
+    entry = tree_entry(*located, path)
+    if not entry:
+        return entry
+    return {TREE: 'tree', GITLINK: 'commit'}.get(entry[0], 'blob')
+
+
+def _kind_from_git(repo: Path, commit: str, path: str) -> str | None:
+    found = git.entries(repo, ['--literal-pathspecs', 'ls-tree', '-z',
+                               commit, '--', path])
+    kinds = [e.split(' ', 2)[1] for e in found
+             if e.split('\t', 1)[1] == path]
+    return kinds[0] if kinds else None
+
+
+def files_of(repo: Path, commit: str, files: int = 20000
+             ) -> list[tuple[str, str, str, int]] | None:
+    """Path, mode, blob and size of each file and symbolic link of
+    ``commit``, read from the object store (see ``objects.tree_files``);
+    None where git has to be asked"""
+    located = _tree_from_files(repo, commit)
+    return None if located is None else tree_files(*located, files)
+
+
+def contained_in(repo: Path, commits: list[str], head: str) -> set[str]:
+    """Those of ``commits`` (full object names) that ``head`` contains: it
+    is one of them or has them as ancestors (commits that ``repo`` lacks
+    are not contained); asked of git once for all"""
+    present = [c for c, found in zip(commits, object_ids(
+        repo, [f'{c}^{{commit}}' for c in commits])) if found] \
+        if commits else []
+    if not present:
+        return set()
+    outside = set(git.text(repo, ['rev-list', '--stdin'], input='\n'.join(
+        [*present, f'^{head}']) + '\n').split())
+    return set(present) - outside

@@ -1,0 +1,1 @@
+"""Processes: the one place that starts git, its lock files, tool versions"""

@@ -1,0 +1,172 @@
+"""git's lock files: waiting while another git holds them, and reporting
+the ones an interrupted git left
+
+Jobs of a cluster that make worktrees of one repository at the same time
+meet each other's locks. A git command that failed only because another
+git was busy (which git reports before it changes anything) is tried again
+(``retry_on_lock``); lock files found before a command starts are waited
+for, for a bounded time (``lock_wait``), and then reported, never removed
+(``lingering``, ``lock_problem``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import re
+import time
+from pathlib import Path
+from typing import (
+    Callable,
+    TypeVar,
+)
+
+from datalad import cfg as datalad_config
+from datalad_next.runners import CommandError
+
+from datalad_worktree.base.outcome import error_line
+
+T = TypeVar('T')
+lgr = logging.getLogger('datalad.worktree.git')
+
+
+LOCK_WAIT = 60.0
+"""How long, in seconds, ``retry_on_lock`` keeps trying in all"""
+
+
+BUSY = re.compile(
+    # index.lock, HEAD.lock, a ref's lock, packed-refs.lock
+    r"Unable to create '[^']*\.lock': File exists"
+    # config.lock, also of a worktree's config.worktree
+    r"|could not lock config file .*: File exists"
+    # a worktree that another git is registering, read half written
+    r"|failed to read .*/worktrees/[^/]+/commondir")
+"""What git says when it failed only because another git process was in
+the middle of changing the same repository"""
+
+
+def busy(exc: CommandError) -> bool:
+    """Whether git failed only because another git process was busy in the
+    same repository: it held a lock file that git needed (git gives up
+    before it changes what the lock guards), or it was registering a
+    worktree whose files git read half written (``git worktree add`` and
+    ``git branch`` read every registered worktree before they change
+    anything)"""
+    stderr = exc.stderr or ''
+    if isinstance(stderr, bytes):
+        stderr = os.fsdecode(stderr)
+    return BUSY.search(stderr) is not None
+
+
+def retry_on_lock(call: Callable[[], T], timeout: float = LOCK_WAIT) -> T:
+    """What ``call()`` returns, calling it again while it fails (raises
+    ``CommandError``) only because another git process was busy (see
+    ``busy``): after waits that double from 0.05 s up to 2 s, each
+    jittered by up to half of it either way so that processes that
+    collided once do not collide again, until ``timeout`` seconds have
+    passed in all; then the last failure is raised. Any other failure is
+    raised at once.
+
+    Only for calls that a failure of that kind leaves having changed
+    nothing, or that do no more than the same again when repeated (such as
+    setting a configuration item to one value): a ``call`` that ran two git
+    commands where the first succeeded must not be repeated whole.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            return call()
+        except CommandError as e:
+            left = deadline - time.monotonic()
+            if not busy(e) or left <= 0:
+                raise
+            pause = min(left, delay * random.uniform(0.5, 1.5))
+            lgr.debug('another git is busy in %s (%s); trying again in '
+                      '%.2f s', e.cwd, error_line(e), pause)
+        time.sleep(pause)
+        delay = min(2.0, delay * 2)
+
+
+def lock_problem(repo: Path, gitdir: Path, common: Path) -> str | None:
+    """Why lock files that git holds in the working tree ``repo`` (with the
+    git directory ``gitdir`` and the common one ``common``) block changing
+    it, or None
+
+    git holds ``index.lock``, ``HEAD.lock`` and the lock of the branch
+    checked out while it changes them, and a killed git leaves them.
+    Whether a git command still runs cannot be known: they are waited for
+    (see ``lingering``), never removed.
+    """
+    locks = [gitdir / 'index.lock', gitdir / 'HEAD.lock']
+    head = (gitdir / 'HEAD').read_text().strip()
+    if head.startswith('ref: refs/heads/'):
+        locks += _branch_lock_files(common, head[len('ref: refs/heads/'):])
+    return lock_message(repo, lingering(locks))
+
+
+def branch_locks(common: Path, branch: str, packed: bool = False
+                 ) -> list[Path]:
+    """The lock files of ``branch`` (with ``packed``: also of the packed
+    refs, which deleting a branch needs) that git holds in the repository
+    with the common git directory ``common`` and still holds after waiting
+    for them (see ``lingering``)"""
+    return lingering(_branch_lock_files(common, branch, packed))
+
+
+def _branch_lock_files(common: Path, branch: str, packed: bool = False
+                       ) -> list[Path]:
+    found = [common / 'refs' / 'heads' / f'{branch}.lock']
+    return found + [common / 'packed-refs.lock'] if packed else found
+
+
+def lingering(locks: list[Path]) -> list[Path]:
+    """Those of the lock files ``locks`` that are there after waiting for
+    them to go away, as they do when the git process that holds one ends
+
+    A lock file is waited for until it is gone or has been there for
+    ``settings.lock_wait()`` seconds (by its modification time: one that a
+    git killed long ago left is reported at once), and never for longer
+    than that in all; checked again after waits that grow from 0.05 s to
+    1 s, jittered.
+    """
+    bound = lock_wait()
+    deadline = time.monotonic() + bound
+    delay = 0.05
+    while True:
+        present, young = [], False
+        for lock in locks:
+            try:
+                age = time.time() - lock.lstat().st_mtime
+            except FileNotFoundError:
+                continue
+            present.append(lock)
+            young = young or age < bound
+        if not young or time.monotonic() >= deadline:
+            return present
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(1.0, delay * 2)
+
+
+def lock_message(repo: Path, locks: list[Path]) -> str | None:
+    """What to do about lock files a git command left in ``repo``, or None
+    if there are none"""
+    if not locks:
+        return None
+    return (f'git left {" and ".join(map(str, locks))} in {repo}: a git '
+            'command there is still running, or was interrupted. If none '
+            'is running, delete the lock file and run the command again')
+
+
+def lock_wait() -> float:
+    """How long, in seconds, to wait for lock files that other git
+    processes hold: ``datalad.worktree.lock-wait`` where it is set to a
+    number of seconds (0 or more), else ``LOCK_WAIT``"""
+    datalad_config.reload()
+    try:
+        value = float(datalad_config.get('datalad.worktree.lock-wait',
+                                         LOCK_WAIT))
+    except (TypeError, ValueError):
+        return LOCK_WAIT
+    return value if value >= 0 else LOCK_WAIT
