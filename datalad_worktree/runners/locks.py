@@ -43,7 +43,8 @@ BUSY = re.compile(
     # a worktree that another git is registering, read half written
     r"|failed to read .*/worktrees/[^/]+/commondir")
 """What git says when it failed only because another git process was in
-the middle of changing the same repository"""
+the middle of changing the same repository: in English, which every git
+started by ``runners.git`` speaks, whatever the user's locale"""
 
 
 def busy(exc: CommandError) -> bool:
