@@ -1,10 +1,15 @@
-"""The versions of git and git-annex found on PATH, checked once per process"""
+"""The versions of git and git-annex found on PATH, checked once per process
+
+They are DataLad's ``external_versions`` (``cmd:git``, ``cmd:annex``),
+which asks each tool once per process and remembers the answer, so that
+DataLad and this package agree on what they found.
+"""
 
 from __future__ import annotations
 
-import re
-import subprocess
 from functools import lru_cache
+
+from datalad.support.external_versions import external_versions
 
 MIN_GIT = (2, 31)
 """Oldest git supported: its ``worktree list --porcelain`` marks worktrees
@@ -28,7 +33,7 @@ def tools_problem(annex: bool) -> str | None:
                 'PATH')
     if not annex:
         return None
-    found = _version(['git', 'annex', 'version', '--raw'], r'(\d+)\.(\d+)')
+    found = annex_version()
     if found is None:
         return ('no working git-annex was found on PATH, and the dataset '
                 'uses it: install git-annex (for example '
@@ -41,19 +46,23 @@ def tools_problem(annex: bool) -> str | None:
     return None
 
 
-@lru_cache(maxsize=None)
 def version() -> tuple[int, ...] | None:
-    """The version of git on PATH (major, minor), None where it cannot
-    run; asked once per process"""
-    return _version(['git', '--version'], r'(\d+)\.(\d+)')
+    """The version of git (major, minor), as DataLad found it; None where
+    it cannot run"""
+    return _numbers(external_versions['cmd:git'])
 
 
-def _version(cmd: list[str], pattern: str) -> tuple[int, ...] | None:
-    """The version numbers that ``cmd`` prints first, or None where it
-    cannot run"""
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True)
-    except OSError:
+def annex_version() -> tuple[int, ...] | None:
+    """The version of git-annex (major, date), as DataLad found it; None
+    where it cannot run"""
+    return _numbers(external_versions['cmd:annex'])
+
+
+def _numbers(found) -> tuple[int, ...] | None:
+    """The first two numbers of a version that ``external_versions`` gave
+    (a ``LooseVersion``, whose parts are numbers and words; None or
+    ``UNKNOWN`` where the tool did not answer), or None"""
+    first = list(getattr(found, 'version', None) or [])[:2]
+    if len(first) < 2 or not all(isinstance(n, int) for n in first):
         return None
-    match = re.search(pattern, res.stdout) if not res.returncode else None
-    return tuple(map(int, match.groups())) if match else None
+    return tuple(first)
