@@ -26,6 +26,7 @@ from datalad_worktree.base.outcome import error_line
 from datalad_worktree.base.paths import same_path
 from datalad_worktree.repo.config import may_be_configured
 from datalad_worktree.repo.queries import _branch_from_files, git_config, index_matches
+from datalad_worktree.repo.store.guard import CONFIG, readable
 from datalad_worktree.repo.store.refs import annex_version_in, git_dirs
 from datalad_worktree.repo.worktrees import list_worktrees
 from datalad_worktree.runners import git
@@ -47,7 +48,9 @@ def uses_annex(repo: Path) -> bool:
     configuration file names an annex version (read without git where it
     plainly does), or git says so"""
     try:
-        if annex_version_in(git_dirs(repo)[1] / 'config'):
+        gitdir, common = git_dirs(repo)
+        if readable(common, gitdir, CONFIG) and \
+                annex_version_in(common / 'config'):
             return True
     except OSError:
         pass

@@ -17,6 +17,7 @@ from datalad import cfg as datalad_config
 from datalad.config import ConfigManager
 from datalad.distribution.dataset import Dataset
 
+from datalad_worktree.repo.store.guard import CONFIG, readable
 from datalad_worktree.repo.store.refs import git_dirs
 
 
@@ -36,7 +37,8 @@ def may_be_configured(path: Path, key: str) -> bool:
     and no configuration file of the dataset (its git configuration, its
     worktree's, its ``.datalad/config``) mentions the key's last part or
     includes other files. Read without starting git, so that a dataset
-    that configures nothing costs nothing."""
+    that configures nothing costs nothing; where ``store.guard`` does not
+    let the repository's files be read, the key may be set."""
     datalad_config.reload()
     if datalad_config.get(key) is not None:
         return True
@@ -44,6 +46,8 @@ def may_be_configured(path: Path, key: str) -> bool:
     try:
         gitdir, common = git_dirs(path)
     except OSError:
+        return True
+    if not readable(common, gitdir, CONFIG):
         return True
     for file in (common / 'config', gitdir / 'config.worktree',
                  path / '.datalad' / 'config'):

@@ -21,10 +21,12 @@ def adjusted_problem(repo: Path) -> str | None:
     """Why the checkout in ``repo`` cannot take part: it is on an adjusted
     branch of git-annex (``git annex adjust``), whose commits are not the
     ones a parent dataset records; or None"""
-    head = (git_dirs(repo)[0] / 'HEAD').read_text().strip()
-    if not head.startswith('ref: refs/heads/adjusted/'):
+    head = _head_from_files(repo)
+    ref = head.branch if head is not None else git.optional_text(
+        repo, ['symbolic-ref', '-q', 'HEAD'])
+    if not ref or not ref.startswith('refs/heads/adjusted/'):
         return None
-    adjusted = head[len('ref: refs/heads/'):]
+    adjusted = ref.strip()[len('refs/heads/'):]
     original = adjusted[len('adjusted/'):].split('(', 1)[0]
     return (f'{repo} has the adjusted branch {adjusted} checked out (git '
             'annex adjust), which the worktree commands do not support: its '
@@ -73,8 +75,9 @@ def branch_tip(repo: Path, branch: str) -> str | None:
 
 
 def _head_from_files(repo: Path) -> Head | None:
-    """HEAD of the working tree ``repo`` as its files say (see ``refs``),
-    None where git has to be asked"""
+    """HEAD of the working tree ``repo`` as its files say (see ``refs``;
+    ``store.guard`` decides whether they may be read), None where git has
+    to be asked"""
     try:
         return read_head(*git_dirs(repo))
     except OSError:
@@ -82,7 +85,8 @@ def _head_from_files(repo: Path) -> Head | None:
 
 
 def _branch_from_files(repo: Path, ref: str) -> str | None:
-    """``gitfiles.branch_commit`` for the repository of ``repo``"""
+    """``refs.branch_commit`` for the repository of ``repo`` (None where
+    git has to be asked, see ``store.guard``)"""
     try:
         return branch_commit(git_dirs(repo)[1], ref)
     except OSError:

@@ -3,7 +3,11 @@
 The tree entries of a commit, its gitlinks and the subdataset paths of
 its ``.gitmodules``: read from the object store's files where they can be
 (see ``objects``; a dataset without subdatasets then costs no git
-process), else asked of git, with the same answer either way.
+process), else asked of git, with the same answer either way. Whether the
+object store may be read at all is ``store.guard``'s to say, for each
+repository once per question: where git would read a replacement (``git
+replace``) or another object store, every question goes to git, so that
+no answer mixes git's view of a commit with the raw one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from datalad_worktree.repo.store.objects import (
     tree_entry,
     tree_files,
 )
+from datalad_worktree.repo.store.guard import OBJECTS, readable
 from datalad_worktree.repo.store.refs import OBJECT_NAME, git_dirs
 from datalad_worktree.runners import git
 
@@ -79,9 +84,8 @@ def _tree_from_files(repo: Path, commit: str) -> tuple[Path, str] | None:
         commit = head_commit(repo)
     if not commit or not OBJECT_NAME.fullmatch(commit):
         return None
-    try:
-        objects = git_dirs(repo)[1] / 'objects'
-    except OSError:
+    objects = _objects(repo)
+    if objects is None:
         return None
     tree = commit_tree(objects, commit)
     return None if tree is None else (objects, tree)
@@ -120,10 +124,20 @@ def has_commit(repo: Path, commit: str) -> bool:
 
 def _object_from_files(repo: Path, name: str) -> tuple[bytes, bytes] | None:
     """``objects.read_object`` for the repository of ``repo``"""
+    objects = _objects(repo)
+    return None if objects is None else read_object(objects, name)
+
+
+def _objects(repo: Path) -> Path | None:
+    """The object directory of the repository of ``repo``, where its files
+    may be read for objects (see ``store.guard``: no replacement refs, a
+    repository format and an environment that leave the objects where
+    they are); None where git has to be asked"""
     try:
-        return read_object(git_dirs(repo)[1] / 'objects', name)
+        gitdir, common = git_dirs(repo)
     except OSError:
         return None
+    return common / 'objects' if readable(common, gitdir, OBJECTS) else None
 
 
 def may_hold_unlocked_files(repo: Path, commit: str, files: int = 5000,

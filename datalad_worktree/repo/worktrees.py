@@ -18,9 +18,19 @@ from dataclasses import (
 from pathlib import Path
 
 from datalad_worktree.base.paths import same_path
-from datalad_worktree.repo.store.refs import git_dirs, read_worktrees
+from datalad_worktree.repo.store.refs import (
+    git_dirs,
+    read_worktrees,
+    worktree_path,
+)
 from datalad_worktree.runners import git
 from datalad_worktree.runners.locks import lock_wait, retry_on_lock
+from datalad_worktree.runners.tools import version
+
+NUL_LIST_GIT = (2, 36)
+"""The first git whose ``worktree list --porcelain`` takes ``-z``: each
+field ends with a NUL, so that paths (and lock reasons) with newlines come
+through"""
 
 
 @dataclass(frozen=True)
@@ -68,9 +78,12 @@ def _from_files(repo: Path) -> list[Worktree] | None:
 
 
 def _from_git(repo: Path) -> list[Worktree]:
+    """``git worktree list --porcelain``, NUL-separated where git can"""
+    nul = (version() or (0,)) >= NUL_LIST_GIT
+    args = ['worktree', 'list', '--porcelain', *(['-z'] if nul else [])]
     # only reads: tried again while another git is making a worktree
-    listed = retry_on_lock(lambda: git.lines(
-        repo, ['worktree', 'list', '--porcelain']), lock_wait())
+    listed = retry_on_lock(lambda: (git.entries if nul else git.lines)(
+        repo, args), lock_wait())
     found = []
     fields: dict = {}
     for line in listed + ['']:
@@ -102,10 +115,9 @@ def forget_worktree(admin: Path, repo: Path) -> None:
     one worktree only: a prune of all would also take the registration of
     a worktree that another process is making at that moment. Where
     ``admin`` is not one that prune would delete, prune decides."""
-    dotgit = (admin / 'gitdir').read_text().rstrip('\n') \
-        if (admin / 'gitdir').is_file() else ''
-    if admin.parent == git_dirs(repo)[1] / 'worktrees' and \
-            os.path.isabs(dotgit) and not os.path.lexists(dotgit) and \
+    path = worktree_path(admin) if (admin / 'gitdir').is_file() else None
+    if admin.parent == git_dirs(repo)[1] / 'worktrees' and path and \
+            not os.path.lexists(path / '.git') and \
             not (admin / 'locked').exists():
         shutil.rmtree(admin)
     else:

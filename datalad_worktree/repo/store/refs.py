@@ -9,10 +9,17 @@ in its git directory, and a branch is a file below the common directory's
 Reading them is what git itself does, and costs no process, which matters
 where a command asks this of a thousand datasets.
 
-Whatever cannot be read with certainty (the ``reftable`` storage, a HEAD
-that names something other than a branch, a file that is not what git
-writes) gives None, a file that cannot be read at all raises ``OSError``,
-and either way the caller asks git instead.
+Whatever cannot be read with certainty gives None: a repository whose
+files ``guard`` does not let be read (a newer repository format, the
+``reftable`` storage, an environment that points git elsewhere), a HEAD
+that names something other than a branch, a ref name git would not take,
+a file that is not what git writes. A file that cannot be read at all
+raises ``OSError``. Either way the caller asks git instead.
+
+Relative paths are resolved as git (2.48 and later, which writes them with
+``worktree.useRelativePaths``) resolves them: in a ``.git`` file against
+the working tree's directory, in a worktree's ``gitdir`` file against the
+directory of that file.
 """
 
 from __future__ import annotations
@@ -23,8 +30,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from datalad_worktree.repo.store.guard import REFS, WORKTREES, readable
+
 OBJECT_NAME = re.compile(r'[0-9a-f]{40}(?:[0-9a-f]{24})?')
 """A full SHA-1 or SHA-256 object name"""
+
+
+REF_PART = re.compile(r'[^\x00-\x20~^:?*\[\\\x7f]+')
+"""One part of a ref name as git takes it (between slashes), before the
+rules about dots (see ``plain_ref``)"""
 
 
 ANNEX_VERSION = re.compile(r'version\s*=\s*\d+', re.IGNORECASE)
@@ -87,16 +101,23 @@ def read_head(gitdir: Path, common: Path) -> Head | None:
     """The HEAD of the worktree whose git directory is ``gitdir`` (in the
     repository with the common directory ``common``), or None where it
     cannot be read from files"""
+    if not readable(common, gitdir, REFS):
+        return None
+    return _read_head(gitdir, common)
+
+
+def _read_head(gitdir: Path, common: Path) -> Head | None:
+    """``read_head``, where the guard has let the files be read"""
     content = _read(gitdir / 'HEAD')
     content = content and content.strip()
-    if content is None or _uses_reftable(common):
+    if content is None:
         return None
     if OBJECT_NAME.fullmatch(content):
         return Head(branch=None, commit=content)
     ref = content.removeprefix('ref: ')
     if ref == content or not ref.startswith('refs/heads/'):
         return None
-    found = branch_commit(common, ref)
+    found = _branch_commit(common, ref)
     if found is None:
         return None
     return Head(branch=ref, commit=found or None)
@@ -106,7 +127,14 @@ def branch_commit(common: Path, ref: str) -> str | None:
     """The commit of the branch ``ref`` (a full ref name) in the repository
     with the common directory ``common``: '' where the branch does not
     exist, None where this cannot be read from files"""
-    if _uses_reftable(common) or '..' in ref:
+    if not readable(common, None, REFS):
+        return None
+    return _branch_commit(common, ref)
+
+
+def _branch_commit(common: Path, ref: str) -> str | None:
+    """``branch_commit``, where the guard has let the files be read"""
+    if not plain_ref(ref):
         return None
     loose = _read(common / ref)
     loose = loose and loose.strip()
@@ -120,6 +148,19 @@ def branch_commit(common: Path, ref: str) -> str | None:
         if name == ref:
             return commit if OBJECT_NAME.fullmatch(commit) else None
     return ''
+
+
+def plain_ref(ref: str) -> bool:
+    """Whether ``ref`` is a full ref name that git takes as it is (see
+    ``git check-ref-format``), so that its file is where this module looks:
+    no part empty, starting with a dot or ending with ``.lock``, no ``..``
+    or ``@{``, none of the characters git refuses. Not one: the dummy
+    ``refs/heads/.invalid`` that the reftable storage leaves in HEAD."""
+    parts = ref.split('/')
+    return len(parts) > 2 and '..' not in ref and '@{' not in ref and \
+        not ref.endswith('.') and all(
+            REF_PART.fullmatch(p) and not p.startswith('.') and
+            not p.endswith('.lock') for p in parts)
 
 
 @dataclass(frozen=True)
@@ -139,9 +180,9 @@ def read_worktrees(common: Path) -> list[Registered] | None:
     keeps for them; None where git has to be asked (a common directory
     not named ``.git``, such as one absorbed into a superdataset, or a
     file that is not what git writes)"""
-    if common.name != '.git':
+    if common.name != '.git' or not readable(common, common, WORKTREES):
         return None
-    main = read_head(common, common)
+    main = _read_head(common, common)
     if main is None:
         return None
     real = os.path.realpath(common)
@@ -168,20 +209,37 @@ def _linked_worktree(admin: Path, common: Path
     """The linked worktree that the directory ``admin`` records; False
     where git would not list it (its gitdir file is missing or empty),
     None where this cannot be read with certainty"""
-    dotgit = _read(admin / 'gitdir')
-    if not dotgit:
-        return False
-    dotgit = dotgit.rstrip()
-    if not os.path.isabs(dotgit):
+    path = worktree_path(admin)
+    if not path:
+        return path
+    if os.path.lexists(admin / 'reftable'):
         return None
-    head = read_head(admin, common)
+    head = _read_head(admin, common)
     if head is None:
         return None
     locked = _read(admin / 'locked')
     locked = None if locked is None else locked.rstrip('\n')
     return Registered(
-        path=Path(dotgit.removesuffix('/.git')), head=head, locked=locked,
-        prunable=locked is None and not os.path.exists(dotgit))
+        path=path, head=head, locked=locked,
+        prunable=locked is None and not os.path.exists(path / '.git'))
+
+
+def worktree_path(admin: Path) -> Path | None | bool:
+    """Where the linked worktree is that the directory ``admin`` (below
+    ``worktrees``) registers, as its ``gitdir`` file records it, a relative
+    path resolved against ``admin`` (and real, as git resolves it); False
+    where the file is missing or empty, None where it does not name a
+    ``.git``"""
+    dotgit = _read(admin / 'gitdir')
+    dotgit = dotgit and dotgit.rstrip()
+    if not dotgit:
+        return False
+    path = dotgit.removesuffix('/.git')
+    if path == dotgit or not path:
+        return None
+    if not os.path.isabs(path):
+        path = os.path.realpath(admin / path)
+    return Path(path)
 
 
 def annex_version_in(config: Path) -> bool:
@@ -200,10 +258,6 @@ def annex_version_in(config: Path) -> bool:
         elif section == '[annex]' and ANNEX_VERSION.fullmatch(line):
             return True
     return False
-
-
-def _uses_reftable(common: Path) -> bool:
-    return (common / 'reftable').exists()
 
 
 def _read(path: Path) -> str | None:
