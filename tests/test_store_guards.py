@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from datalad_next.runners import CommandError
 
 from datalad_worktree.repo import records
 from datalad_worktree.repo.config import may_be_configured
@@ -402,3 +403,83 @@ def test_an_adjusted_branch_is_found_where_head_is_not_read(repo,
     monkeypatch.setenv('GIT_NO_REPLACE_OBJECTS', '1')
     assert read_head(*git_dirs(repo)) is None
     assert 'adjusted branch adjusted/main(unlocked)' in adjusted_problem(repo)
+
+
+def test_no_commit_is_not_the_same_as_no_answer(repo):
+    """Where git refuses the repository, the HEAD, branch and branch tip
+    are not given as none: git's failure is raised"""
+    set_config(repo, *TO_GIT['version 2'])
+    for ask in (head_commit, current_branch,
+                lambda r: branch_tip(r, 'other')):
+        with pytest.raises(CommandError) as refused:
+            ask(repo)
+        assert 'repo version' in refused.value.stderr
+
+
+# --------------------------------------------------------------------------
+# the commands, on a hierarchy with a repository that git 2.39 refuses
+
+
+REFUSED = {
+    'reftable': (TO_GIT['reftable'], 'refstorage'),
+    'relative worktrees': (TO_GIT['relative worktrees'],
+                           'relativeworktrees'),
+}
+"""Markers that git 2.39 refuses a repository for, and the word of its
+refusal that a failure's message is to carry"""
+
+
+def command(name: str, origin: Path, runs: Path, tmp_path: Path) -> list:
+    from datalad import api as dl
+
+    from .conftest import quiet
+    if name == 'add':
+        return dl.worktree_add(str(tmp_path / 'new'), dataset=origin,
+                               recursive=True, branch='new', **quiet())
+    if name == 'list':
+        return dl.worktree_list(dataset=origin, recursive=True, **quiet())
+    if name == 'sync':
+        return dl.worktree_sync(dataset=runs, recursive=True, **quiet())
+    if name == 'merge':
+        return dl.worktree_merge(str(runs), dataset=origin, recursive=True,
+                                 **quiet())
+    return dl.worktree_remove(str(runs), dataset=origin, **quiet())
+
+
+RAISES = pytest.mark.xfail(
+    raises=CommandError, strict=True,
+    reason="git's refusal of the repository is raised out of the command "
+           "(the hierarchy walk, list_worktrees or head_commit of the top) "
+           'instead of becoming a result record')
+
+
+@pytest.mark.parametrize('name,where', [
+    pytest.param(name, where, id=f'{name} in {where}',
+                 marks=[] if (name, where) == ('remove', 'raw/bpod')
+                 else [RAISES])
+    for where in ('.', 'raw/bpod')
+    for name in ('add', 'list', 'sync', 'merge', 'remove')])
+@pytest.mark.parametrize('marker', sorted(REFUSED))
+def test_a_command_reports_a_repository_git_refuses(origin, runs, tmp_path,
+                                                    marker, name, where):
+    """Each command on a hierarchy where the top dataset or a subdataset
+    carries a marker git 2.39 refuses: a failure record that says why,
+    nothing done, never a traceback or an answer read from files"""
+    from .conftest import snapshot
+    entries, says = REFUSED[marker]
+    before = snapshot(runs)
+    config = origin / where / '.git' / 'config'
+    kept = config.read_bytes()
+    for key, value in entries:
+        git(origin / where, 'config', '-f', '.git/config', key, value)
+    try:
+        res = command(name, origin, runs, tmp_path)
+    finally:
+        marked = config.read_bytes()
+        config.write_bytes(kept)
+    assert marked != kept
+    failed = [r for r in res if r['status'] in ('impossible', 'error')]
+    assert failed, res
+    assert any(says in (r.get('message') or '') for r in failed), failed
+    assert not (tmp_path / 'new').exists()
+    assert snapshot(runs) == before

@@ -22,11 +22,11 @@ def adjusted_problem(repo: Path) -> str | None:
     branch of git-annex (``git annex adjust``), whose commits are not the
     ones a parent dataset records; or None"""
     head = _head_from_files(repo)
-    ref = head.branch if head is not None else git.optional_text(
-        repo, ['symbolic-ref', '-q', 'HEAD'])
+    ref = head.branch if head is not None else _first_line(
+        git.optional_text(repo, ['symbolic-ref', '-q', 'HEAD']))
     if not ref or not ref.startswith('refs/heads/adjusted/'):
         return None
-    adjusted = ref.strip()[len('refs/heads/'):]
+    adjusted = ref[len('refs/heads/'):]
     original = adjusted[len('adjusted/'):].split('(', 1)[0]
     return (f'{repo} has the adjusted branch {adjusted} checked out (git '
             'annex adjust), which the worktree commands do not support: its '
@@ -40,38 +40,39 @@ GITLINK_MODE = '160000'
 
 
 def head_commit(repo: Path) -> str | None:
-    """The commit checked out in ``repo``, None when there is none yet"""
+    """The commit checked out in ``repo``, None when there is none yet.
+    Where git fails otherwise (it refuses the repository, say), raises
+    ``CommandError``: no commit is not the same as no answer."""
     head = _head_from_files(repo)
     if head is not None:
         return head.commit
-    try:
-        return git.lines(repo, ['rev-parse', '--verify', '-q',
-                                'HEAD^{commit}'])[0]
-    except CommandError:
-        return None
+    return _first_line(git.optional_text(repo, [
+        'rev-parse', '--verify', '-q', 'HEAD^{commit}']))
 
 
 def current_branch(repo: Path) -> str | None:
-    """The short name of the branch checked out in ``repo``, None if detached"""
+    """The short name of the branch checked out in ``repo``, None if
+    detached (other failures of git raise ``CommandError``)"""
     head = _head_from_files(repo)
     if head is not None:
         return head.branch and head.branch.removeprefix('refs/heads/')
-    try:
-        return git.lines(repo, ['symbolic-ref', '-q', '--short', 'HEAD'])[0]
-    except CommandError:
-        return None
+    return _first_line(git.optional_text(repo, [
+        'symbolic-ref', '-q', '--short', 'HEAD']))
 
 
 def branch_tip(repo: Path, branch: str) -> str | None:
-    """The commit of branch ``branch`` in ``repo``, or None if it has none"""
+    """The commit of branch ``branch`` in ``repo``, or None if it has none
+    (other failures of git raise ``CommandError``)"""
     found = _branch_from_files(repo, f'refs/heads/{branch}')
     if found is not None:
         return found or None
-    try:
-        return git.lines(repo, ['rev-parse', '--verify', '-q',
-                                f'refs/heads/{branch}^{{commit}}'])[0]
-    except CommandError:
-        return None
+    return _first_line(git.optional_text(repo, [
+        'rev-parse', '--verify', '-q', f'refs/heads/{branch}^{{commit}}']))
+
+
+def _first_line(output: str | None) -> str | None:
+    """The first line of what git answered, None for no answer"""
+    return output.split('\n', 1)[0] or None if output else None
 
 
 def _head_from_files(repo: Path) -> Head | None:
