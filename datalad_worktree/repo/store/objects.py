@@ -11,6 +11,9 @@ Every object read is checked against its name (its SHA-1), so what this
 module returns is exactly what git would. Whatever it cannot read (a
 SHA-256 repository, alternates, a pack index of another version, a
 missing or damaged object) gives None, and the caller asks git instead.
+Whether a repository's object store may be read at all (no replacement
+refs, no other object directory, a repository format read here) is
+``store.guard``'s to say: the callers (``repo.records``) ask it first.
 """
 
 from __future__ import annotations
