@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from datalad_next.runners import CommandError
 
+from datalad_worktree.hierarchy.walk import subdataset_pointers
 from datalad_worktree.repo import records
 from datalad_worktree.repo.config import may_be_configured
 from datalad_worktree.repo.queries import (
@@ -292,6 +293,8 @@ def test_replacement_refs_send_object_reads_to_git(repo, replaced, packed):
         gitlinks(repo, 'HEAD', ['sub'])
     assert path_kind(repo, commit, 'g') == 'blob'
     assert submodule_paths(repo, commit) == ['sub']
+    # what the hierarchy walk takes a commit's subdatasets from
+    assert subdataset_pointers(repo, commit) == [('sub', recorded)]
     assert records.has_commit(repo, commit)
     assert guard.has_replacements(common)
     assert 'replacement' in guard.unreadable(common, what=guard.OBJECTS)
