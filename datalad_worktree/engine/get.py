@@ -1,6 +1,6 @@
 """Subdatasets into a linked worktree, as worktrees, never as clones
 
-The engine of ``worktree-get``: which datasets a call asks for, the
+The engine of ``worktree-get`` (``get_into``): which datasets a call asks for, the
 separate clones that a linked worktree replaces, and the worktrees made
 for the rest (see ``missing_subdatasets``).
 """
@@ -15,6 +15,7 @@ from pathlib import (
 from typing import Iterator
 
 from datalad_worktree.base.outcome import Outcome, Result
+from datalad_worktree.base.paths import is_within
 from datalad_worktree.engine.missing_subdatasets import Provider
 from datalad_worktree.engine.scheduler import guarded
 from datalad_worktree.hierarchy.clones import (
@@ -26,10 +27,48 @@ from datalad_worktree.hierarchy.clones import (
 from datalad_worktree.hierarchy.walk import Node, walk_hierarchy
 from datalad_worktree.repo.queries import head_commit
 from datalad_worktree.repo.store.refs import git_dirs
+from datalad_worktree.repo.worktrees import linked_worktree_problem
 
 TRASH = 'worktree-get-trash'
 """Where, in the git directory of its parent's worktree, a separate clone
 is moved to be deleted before a linked worktree replaces it"""
+
+
+def get_into(top: Path, paths: list[Path], depth: int | None,
+             dry_run: bool, mtimes: bool, setup: bool | None
+             ) -> Iterator[Result | dict]:
+    """Get the subdatasets at and above each of ``paths`` (and ``depth``
+    levels below each, None: all) that the linked worktree ``top`` lacks,
+    as worktrees of the main worktree's copies (results of 'worktree-add',
+    and the records of DataLad's ``get`` where one runs), replacing
+    separate clones that hold nothing of their own; a path that needs
+    nothing is reported so"""
+    problem = linked_worktree_problem(top)
+    if problem:
+        yield Result(top, Outcome('impossible', problem))
+        return
+    targets = []
+    for target in paths:
+        if not is_within(target, top):
+            yield Result(target, Outcome(
+                'impossible', f'{target} is not inside the worktree '
+                              f'{top}; nothing was done'))
+        else:
+            targets.append(target)
+    if not targets:
+        return
+    provider = Provider(top, dry_run, mtimes, setup)
+    reported = set()
+    for result in get_subdatasets(top, Wanted(top, targets, depth), provider,
+                                  dry_run):
+        reported.add(Path(result['path']) if isinstance(result, dict)
+                     else result.path)
+        yield result
+    for target in targets:
+        if not reported & {target, *target.parents}:
+            yield Result(target, Outcome(
+                'notneeded', 'nothing to get: the datasets at and above it '
+                             'are installed here'))
 
 
 class Wanted:
@@ -62,7 +101,7 @@ class Wanted:
 
 
 def get_subdatasets(top: Path, wanted: Wanted, provider: Provider,
-                    dry_run: bool) -> Iterator[dict]:
+                    dry_run: bool) -> Iterator[Result | dict]:
     """Provide the wanted subdatasets that the worktree ``top`` lacks, a
     level at a time (those below become visible once their parents are
     there), until none is left or nothing more can be made"""

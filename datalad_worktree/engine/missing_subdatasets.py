@@ -54,7 +54,7 @@ class Provider:
 
     def add(self, missing: list[Node],
             depth: Callable[[Node], int | None], install: bool = False
-            ) -> Iterator[dict]:
+            ) -> Iterator[Result | dict]:
         """Make the worktrees of ``missing`` (subdatasets without a
         worktree here) and of their installed subdatasets down to
         ``depth(node)`` levels below each (None: all), where the main
@@ -94,7 +94,7 @@ class Provider:
                 depth(node), cone_at(PurePosixPath(node.subpath),
                                      cones[parent])))
 
-    def install_in_main(self, node: Node) -> Iterator[dict]:
+    def install_in_main(self, node: Node) -> Iterator[Result | dict]:
         """Install the subdataset ``node`` in the main worktree, from the
         source its parent there records, with DataLad's ``get -n``; yields
         its results and returns whether it is installed"""
@@ -115,7 +115,7 @@ class Provider:
                 where, e, f'installing {where} failed'))
         return is_repo_root(where)
 
-    def _make(self, plans: list[Plan]) -> Iterator[dict]:
+    def _make(self, plans: list[Plan]) -> Iterator[Result]:
         refused = [p for p in plans if p.todo is Todo.REFUSE]
         todo = [p for p in plans if p.todo is Todo.CREATE]
         if refused or self.dry_run:

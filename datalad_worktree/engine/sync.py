@@ -1,6 +1,7 @@
-"""Bring one dataset of a linked worktree to its development state
+"""Bring a linked worktree of a hierarchy to its development state
 
-The engine of ``worktree-sync``: a dataset's checkout is moved to what its
+The engine of ``worktree-sync`` (``sync_hierarchy``): subdatasets before
+their parents, each dataset's checkout is moved to what its
 main worktree has checked out (see ``integrate``, or a reset), a stale
 checkout is repaired first (see ``stale``), the subdatasets' new commits
 are recorded, modification times are carried, and setup commands whose
@@ -10,6 +11,7 @@ inputs changed run again.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 from datalad_worktree.base.outcome import Outcome, Result
 from datalad_worktree.engine.integrate import (
@@ -17,17 +19,25 @@ from datalad_worktree.engine.integrate import (
     local_work_problem,
     record_pointers,
 )
+from datalad_worktree.engine.missing_subdatasets import Provider
+from datalad_worktree.engine.scheduler import bottom_up, split_hierarchy
 from datalad_worktree.engine.stale import inspect_checkout, update_stale_checkout
 from datalad_worktree.environment.mtimes import carry_from
 from datalad_worktree.environment.setup_command import ACTION as SETUP_ACTION
 from datalad_worktree.environment.setup_command import inputs_changed, setup_outcome
 from datalad_worktree.hierarchy.clones import is_separate_clone, replace_advice
-from datalad_worktree.hierarchy.walk import Node, subdataset_pointers
+from datalad_worktree.hierarchy.walk import (
+    Node,
+    children_of,
+    subdataset_pointers,
+    walk_hierarchy,
+)
 from datalad_worktree.repo.annex import repair_own_annex
 from datalad_worktree.repo.queries import (
     adjusted_problem,
     commits_only_in,
     current_branch,
+    head_commit,
     is_ancestor,
     is_repo_root,
 )
@@ -37,6 +47,53 @@ from datalad_worktree.runners import git
 from datalad_worktree.runners.locks import lock_problem
 
 POINTER_MESSAGE = 'Record the subdatasets updated by worktree-sync'
+
+
+def sync_hierarchy(top: Path, depth: int | None, how: str, force: bool,
+                   dry_run: bool, mtimes: bool, setup: bool | None,
+                   workers: int) -> Iterator[Result | dict]:
+    """Bring the datasets of the linked worktree ``top``, down to
+    ``depth`` levels (None: all), to their development state as ``how``
+    says, subdatasets first, ``workers`` at the same time; subdatasets the
+    worktree lacks but its main worktree has get worktrees (results of
+    'worktree-add', and the records of DataLad's ``get`` where one runs),
+    and setup commands whose inputs changed run again"""
+    problem = linked_worktree_problem(top)
+    if problem:
+        yield Result(top, Outcome('impossible', problem))
+        return
+    skipped, active = split_hierarchy(
+        walk_hierarchy(top, head_commit(top), depth))
+    new = Provider(top, dry_run, mtimes, setup)
+
+    def below(node):
+        return None if depth is None else depth - node.depth
+
+    yield from new.add([n for n in skipped if not n.problem], below)
+    if new.created:
+        skipped, active = split_hierarchy(
+            walk_hierarchy(top, head_commit(top), depth))
+    for node in skipped:
+        if node.problem:
+            yield Result(node.path, Outcome('impossible', node.problem))
+    children = children_of(active)
+    synced = []
+    for node, outcome in bottom_up(
+            active,
+            lambda n: sync_dataset(n, children[n.relpath], how, force,
+                                   dry_run, mtimes, new.main_copy(n), top),
+            workers,
+            lambda blocker: (f'not updated, because its subdataset '
+                             f'{blocker.path} could not be'),
+            'updating datasets'):
+        yield Result(node.path, outcome)
+        if not outcome.failed and not dry_run and \
+                (depth is None or node.depth < depth):
+            yield from new.add(new_subdatasets(node, outcome), below)
+        if not outcome.failed:
+            synced.append((node, outcome))
+    if not dry_run:
+        yield from setups(synced, setup)
 
 
 def setups(synced: list[tuple[Node, Outcome]], wanted: bool | None):

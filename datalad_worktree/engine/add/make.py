@@ -1,6 +1,8 @@
 """Make the planned linked worktrees (the second half of ``worktree-add``)
 
-Each worktree is made by ``git worktree add`` (sparse where planned), on a
+``make_worktrees`` carries out what ``plan.plan_add`` decided: nothing
+where it refused anything, else each worktree to make, then the container
+bind paths and setup commands of the new worktrees. Each worktree is made by ``git worktree add`` (sparse where planned), on a
 branch placed for it or detached, and linked to the shared annex; parents
 are made before their subdatasets. Where making one fails, nothing of it
 is left: not its registration, its directory or a branch made for it.
@@ -14,12 +16,16 @@ from typing import Iterator
 
 from datalad_next.runners import CommandError
 
-from datalad_worktree.base.outcome import error_line, failure
+from datalad_worktree.base.outcome import Outcome, Result, error_line, failure
 from datalad_worktree.base.paths import redirected
-from datalad_worktree.engine.add.plan import Plan, Todo
+from datalad_worktree.engine.add.plan import AddPlan, Plan, Todo, checkout_phrase
 from datalad_worktree.engine.progress import progress
 from datalad_worktree.engine.scheduler import run_ordered
+from datalad_worktree.environment.bindpaths import ACTION as BINDPATHS_ACTION
+from datalad_worktree.environment.bindpaths import bind_hierarchy
 from datalad_worktree.environment.mtimes import carrying
+from datalad_worktree.environment.setup_command import ACTION as SETUP_ACTION
+from datalad_worktree.environment.setup_command import setup_outcome
 from datalad_worktree.repo.annex import (
     annex_checkout_work_needless,
     link_like_annex,
@@ -32,6 +38,57 @@ from datalad_worktree.repo.store.refs import git_dirs
 from datalad_worktree.repo.worktrees import find_worktree, list_worktrees
 from datalad_worktree.runners import git
 from datalad_worktree.runners.locks import lock_wait, retry_on_lock
+
+
+def make_worktrees(plan: AddPlan, dry_run: bool, workers: int,
+                   mtimes: bool, setup: bool | None, bindpaths: bool
+                   ) -> Iterator[Result]:
+    """Carry out ``plan``: where it refuses anything, report that and make
+    nothing; else report what exists already or is left out, and make
+    the rest (with ``dry_run``: report what would be made), ``workers``
+    at the same time; then configure container bind paths (with
+    ``bindpaths``) and run setup commands (see ``setup_command``,
+    ``setup``) in the new worktrees"""
+    if plan.refusal is not None:
+        yield Result(plan.target, plan.refusal)
+        return
+    plans = list(plan.plans)
+    refused = [p for p in plans if p.todo is Todo.REFUSE]
+    for p in refused or plans:
+        if p.todo is not Todo.CREATE:
+            yield Result(p.target, p.outcome(
+                'impossible' if refused else 'notneeded', p.reason))
+        elif dry_run:
+            yield Result(p.target, p.outcome(
+                'ok', f'would {checkout_phrase(p)}', dry_run=True))
+    if refused or dry_run:
+        return
+    created = []
+    for made, error in create_worktrees(plans, workers, mtimes):
+        if not error:
+            created.append(made)
+        yield Result(made.target, made.outcome(
+            'error', error) if error else made.outcome(
+            'ok', checkout_phrase(made, done=True) + plan.left_out))
+    if bindpaths:
+        for bound, outcome in bind_outcomes(plans, created):
+            yield Result(bound.target, outcome, BINDPATHS_ACTION)
+    # set up environments once the whole hierarchy is there
+    for made in sorted(created, key=plans.index):
+        outcome = setup_outcome(made.target, setup, lambda s: True)
+        if outcome:
+            yield Result(made.target, outcome, SETUP_ACTION)
+
+
+def bind_outcomes(plans: list[Plan], created: list[Plan]
+                  ) -> Iterator[tuple[Plan, Outcome]]:
+    """Configure container bind paths in the worktrees that are there now
+    (see ``bindpaths.bind_hierarchy``)"""
+    present = {p.node.relpath: p for p in plans
+               if p in created or p.todo is Todo.EXISTS}
+    for relpath, outcome in bind_hierarchy(
+            {rel: p.target for rel, p in present.items()}):
+        yield present[relpath], outcome
 
 
 def create_worktrees(plans: list[Plan], workers: int, mtimes: bool = True

@@ -1,9 +1,11 @@
 """Plan the linked worktrees of a hierarchy (the first half of ``worktree-add``)
 
-Every dataset is checked first (``preflight``), changing nothing, and
-what to do for it is decided: create, exists already (a rerun), skip, or
-refuse, with why. ``worktree-sync`` and ``worktree-get`` plan the
-worktrees of subdatasets a linked worktree lacks in the same way.
+The request as a whole is checked first (``plan_add``: the PATH, the
+branch name, the ``--sparse`` PATHs), then every dataset (``preflight``),
+changing nothing, and what to do for each is decided: create, exists
+already (a rerun), skip, or refuse, with why. ``make`` carries the plan
+out. ``worktree-sync`` and ``worktree-get`` plan the worktrees of
+subdatasets a linked worktree lacks in the same way (``plan_hierarchy``).
 """
 
 from __future__ import annotations
@@ -19,13 +21,25 @@ from datalad_worktree.base.outcome import Outcome, failure
 from datalad_worktree.base.paths import is_within
 from datalad_worktree.engine.progress import progress
 from datalad_worktree.hierarchy.clones import is_separate_clone, replace_advice
-from datalad_worktree.hierarchy.cones import cone_at, cone_problem, in_cone
-from datalad_worktree.hierarchy.walk import Node, walk_hierarchy
+from datalad_worktree.hierarchy.cones import (
+    cone_at,
+    cone_problem,
+    in_cone,
+    sparse_paths,
+)
+from datalad_worktree.hierarchy.walk import (
+    Node,
+    subdataset_pointers,
+    walk_hierarchy,
+)
 from datalad_worktree.repo.annex import has_annex_branch, uses_annex
 from datalad_worktree.repo.queries import (
     adjusted_problem,
+    branch_name_problem,
     branch_tip,
+    head_commit,
     is_ancestor,
+    is_repo_root,
     toplevel,
 )
 from datalad_worktree.repo.records import has_commit
@@ -37,6 +51,7 @@ from datalad_worktree.repo.worktrees import (
     find_worktree,
     list_worktrees,
 )
+from datalad_worktree.runners import tools
 from datalad_worktree.runners.locks import branch_locks, lock_message
 
 
@@ -85,6 +100,73 @@ class Plan:
         return Outcome(status, message, dict(
             source=str(self.node.path), branch=self.branch,
             commit=self.head or None, **keys))
+
+
+@dataclass(frozen=True)
+class AddPlan:
+    """Everything ``worktree-add`` is to do, decided before anything is
+    made: the plan of each dataset, or why the request as a whole cannot
+    be carried out"""
+    top: Path
+    target: Path
+    """Where the worktree of the top dataset goes"""
+    plans: tuple[Plan, ...] = ()
+    refusal: Outcome | None = None
+    """Why nothing at all is done (reported for ``target``), if so"""
+    left_out: str = ''
+    """A note, for the top dataset's result, naming the installed
+    subdatasets that a worktree without ``--recursive`` leaves out"""
+
+
+def plan_add(top: Path, target: Path, branch: str | None, detach: bool,
+             depth: int | None, sparse: list[str] | None,
+             note_left_out: bool) -> AddPlan:
+    """The plan of making the worktree ``target`` of the dataset ``top``
+    and of its subdatasets down to ``depth`` (None: all) on ``branch``
+    (None: detached; with ``detach``, a ``branch`` given as well refuses
+    the request), sparse to the PATHs ``sparse`` where given; with
+    ``note_left_out``, naming the installed subdatasets it leaves out"""
+    head = head_commit(top)
+    cone, problems = (None, []) if sparse is None else sparse_paths(sparse)
+    problem = '; '.join(problems) or \
+        request_problem(top, target, branch, detach, head)
+    if problem:
+        return AddPlan(top, target, refusal=Outcome(
+            'impossible', problem, dict(source=str(top))))
+    plans = plan_hierarchy(top, head, target, branch, depth, cone)
+    problem = any(p.annex for p in plans) and \
+        tools.tools_problem(annex=True)
+    if problem:
+        return AddPlan(top, target, refusal=Outcome(
+            'impossible', problem, dict(source=str(top))))
+    return AddPlan(top, target, tuple(plans), left_out=left_out_note(
+        top, head) if note_left_out else '')
+
+
+def request_problem(top: Path, target: Path, branch: str | None,
+                    detach: bool, head: str | None) -> str | None:
+    """Why the request as given cannot be carried out, or None"""
+    if branch is not None and detach:
+        return 'give either --branch or --detach, not both'
+    problem = (branch is not None and branch_name_problem(top, branch)) or \
+        location_problem(target, top)
+    if problem or head:
+        return problem
+    return f'{top} has no commit yet; save something first'
+
+
+def left_out_note(top: Path, head: str) -> str:
+    """A note naming the installed subdatasets of ``top`` that a worktree
+    without --recursive leaves as empty directories, or ''"""
+    installed = [p for p, sha in subdataset_pointers(top, head)
+                 if sha and is_repo_root(top / p)]
+    if not installed:
+        return ''
+    shown = ', '.join(installed[:3]) + (', ...' if len(installed) > 3
+                                        else '')
+    return (f'; its {len(installed)} installed subdataset(s) ({shown}) are '
+            'left out as empty directories: give -r (--recursive) to '
+            'include them (running it again adds only what is missing)')
 
 
 def plan_hierarchy(top: Path, head: str, target: Path, branch: str | None,

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import (
+    Callable,
+    Iterator,
+)
 
 from datalad_worktree.base.outcome import Outcome, Result
 from datalad_worktree.engine.integrate import settled_subdatasets
@@ -21,6 +25,7 @@ from datalad_worktree.engine.merge.dataset import (
 from datalad_worktree.engine.merge.sources import (
     MergeSource,
     Spec,
+    is_pattern,
     node_sources,
     read_specs,
     source_problem,
@@ -28,6 +33,20 @@ from datalad_worktree.engine.merge.sources import (
 from datalad_worktree.engine.scheduler import bottom_up, split_hierarchy
 from datalad_worktree.hierarchy.walk import Node, children_of, walk_hierarchy
 from datalad_worktree.repo.queries import head_commit, is_repo_root
+
+
+def merge_hierarchy(top: Path, given: list[str], place: Callable[[str], Path],
+                    depth: int | None, workers: int, opts: Options
+                    ) -> Iterator[Result]:
+    """The results of merging the SOURCEs ``given`` into ``top`` and its
+    subdatasets down to ``depth`` (None: all), ``workers`` at the same
+    time (``place(text)``: the absolute path a text names)"""
+    if len(given) == 1 and (not is_pattern(given[0]) or
+                            place(given[0]).exists()):
+        yield from merge_one_source(top, given[0], place(given[0]), depth,
+                                    workers, opts)
+    else:
+        yield from merge_sources(top, given, place, depth, workers, opts)
 
 
 def merge_one_source(top: Path, source: str, source_root: Path,

@@ -1,10 +1,11 @@
 """What removing a nested worktree would do, decided before anything goes
 
 ``worktree-remove`` plans every dataset of every worktree it is given
-before it removes anything: which worktrees PATH names (paths, patterns),
-and per dataset whether its worktree is removed, only pruned, deleted as
-a separate clone holding nothing of its own, or refused, and why.
-Everything here reads and nothing changes.
+before it removes anything (``plan_removal``): which worktrees PATH names
+(paths, patterns), and per dataset whether its worktree is removed, only
+pruned, deleted as a separate clone holding nothing of its own, or
+refused, and why. Everything here reads and nothing changes; ``execute``
+carries the plan out.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Callable
 
 from datalad_worktree.base.outcome import Outcome, Result, failure
 from datalad_worktree.base.paths import same_path
@@ -59,6 +61,44 @@ class Plan:
         if self.given_up:
             keys['given_up'] = list(self.given_up)
         return keys
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """What removing one worktree named by PATH does"""
+    target: Path
+    plans: tuple[Plan, ...] = ()
+    """One per dataset's worktree in it, inner ones first"""
+    refused: tuple[Result, ...] = ()
+    """Why it stays, if it does: then nothing of it is removed"""
+
+
+@dataclass(frozen=True)
+class RemovalPlan:
+    """What ``worktree-remove`` does, decided before anything is removed"""
+    refused: tuple[Result, ...] = ()
+    """Why nothing at all is removed: the PATHs that name no linked
+    worktree"""
+    targets: tuple[TargetPlan, ...] = ()
+
+
+def plan_removal(top: Path, given: list[str], place: Callable[[str], Path],
+                 force: bool, keep_branch: bool) -> RemovalPlan:
+    """The plan of removing the linked worktrees of ``top`` that the
+    PATHs ``given`` name (``place(text)``: the absolute path a text names),
+    every dataset of every one of them checked before anything goes (see
+    ``check``)"""
+    targets, problems = read_targets(top, given, place)
+    if problems:
+        return RemovalPlan(refused=tuple(
+            Result(where, Outcome('impossible', problem))
+            for where, problem in problems))
+    listed: dict = {}
+    found = []
+    for target in targets:
+        refused, plans = inspect(top, target, force, keep_branch, listed)
+        found.append(TargetPlan(target, tuple(plans), tuple(refused)))
+    return RemovalPlan(targets=tuple(found))
 
 
 def target_problem(top: Path, target: Path) -> str | None:
