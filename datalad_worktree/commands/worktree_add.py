@@ -17,7 +17,7 @@ from datalad_next.constraints import (
     EnsureStr,
 )
 
-from datalad_worktree.base.outcome import Outcome
+from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.base.paths import absolute_path
 from datalad_worktree.commands._common import (
     BINDPATHS_PARAM,
@@ -106,6 +106,11 @@ class WorktreeAdd(WorktreeInterface):
     ``type='dataset'``, ``path`` (the new worktree), ``source`` (the
     dataset it is a worktree of), ``branch`` (None when detached) and
     ``commit`` (the commit checked out).
+
+    A refusal (``status='impossible'``) names why in ``refusal``, a code
+    that stays the same when its message is reworded, for scripts to
+    branch on ('uncommitted-changes', 'unmerged-commits', 'conflicts',
+    'locked', ...); an error keeps its exception in ``exception``.
     """
 
     _params_ = dict(
@@ -209,8 +214,8 @@ class WorktreeAdd(WorktreeInterface):
         target = absolute_path(path, dataset)
         problem = tools_problem(top)
         if problem:
-            yield make_result(ACTION, target, top, Outcome(
-                'impossible', problem, dict(source=str(top))))
+            yield make_result(ACTION, target, top, Outcome.refused(
+                Refusal.TOOLS, problem, dict(source=str(top))))
             return
         plan = plan_add(
             top, target, branch if detach else branch or target.name, detach,

@@ -20,7 +20,7 @@ from datalad_next.constraints import (
     EnsurePath,
 )
 
-from datalad_worktree.base.outcome import Outcome
+from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.base.paths import absolute_path
 from datalad_worktree.commands._common import (
     HIERARCHY_PARAMS,
@@ -68,6 +68,11 @@ class WorktreeGet(WorktreeInterface):
     Each worktree made is reported with ``action='worktree-add'``, as
     ``worktree-add`` reports it; a PATH that needs nothing, and a refused
     clone, with ``action='worktree-get'``.
+
+    A refusal (``status='impossible'``) names why in ``refusal``, a code
+    that stays the same when its message is reworded, for scripts to
+    branch on ('uncommitted-changes', 'unmerged-commits', 'conflicts',
+    'locked', ...); an error keeps its exception in ``exception``.
     """
 
     _params_ = dict(
@@ -127,7 +132,8 @@ class WorktreeGet(WorktreeInterface):
         top = dataset.ds.pathobj
         problem = tools_problem(top)
         if problem:
-            yield make_result(ACTION, top, top, Outcome('impossible', problem))
+            yield make_result(ACTION, top, top,
+                              Outcome.refused(Refusal.TOOLS, problem))
             return
         yield from records(ACTION, top, get_into(
             top, [absolute_path(p, dataset)

@@ -66,6 +66,11 @@ class WorktreeList(ValidatedInterface):
     A subdataset that cannot be looked at, such as one reached through a
     symbolic link that leads elsewhere, is reported with
     ``status='impossible'`` and why; its worktrees are not listed.
+
+    A refusal (``status='impossible'``) names why in ``refusal``, a code
+    that stays the same when its message is reworded, for scripts to
+    branch on ('uncommitted-changes', 'unmerged-commits', 'conflicts',
+    'locked', ...); an error keeps its exception in ``exception``.
     """
 
     result_renderer = 'tailored'

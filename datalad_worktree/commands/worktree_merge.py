@@ -18,7 +18,7 @@ from datalad_next.constraints import (
     EnsureStr,
 )
 
-from datalad_worktree.base.outcome import Outcome
+from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.base.paths import absolute_path
 from datalad_worktree.commands._common import (
     HIERARCHY_PARAMS,
@@ -114,6 +114,11 @@ class WorktreeMerge(WorktreeInterface):
     ``how``, ``from_commit``, ``to_commit``, ``detached`` and, where
     parents recorded merged subdatasets, ``recorded``; or 'notneeded'.
     ``already`` lists the sources it contained already.
+
+    A refusal (``status='impossible'``) names why in ``refusal``, a code
+    that stays the same when its message is reworded, for scripts to
+    branch on ('uncommitted-changes', 'unmerged-commits', 'conflicts',
+    'locked', ...); an error keeps its exception in ``exception``.
     """
 
     _params_ = dict(
@@ -195,7 +200,8 @@ class WorktreeMerge(WorktreeInterface):
         top = dataset.ds.pathobj
         problem = tools_problem(top)
         if problem:
-            yield make_result(ACTION, top, top, Outcome('impossible', problem))
+            yield make_result(ACTION, top, top,
+                              Outcome.refused(Refusal.TOOLS, problem))
             return
         place = lambda text: absolute_path(Path(text), dataset)  # noqa: E731
         yield from records(ACTION, top, merge_hierarchy(

@@ -18,7 +18,7 @@ from datalad_next.constraints import (
     EnsurePath,
 )
 
-from datalad_worktree.base.outcome import Outcome
+from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.base.paths import absolute_path
 from datalad_worktree.commands._common import WorktreeInterface, bars_for_people
 from datalad_worktree.commands.results import make_result, records
@@ -79,6 +79,11 @@ class WorktreeRemove(WorktreeInterface):
     One result is reported per dataset with ``action='worktree-remove'``,
     ``path`` (the worktree), ``branch``, ``branch_deleted``, and
     ``given_up`` (commits given up with --force).
+
+    A refusal (``status='impossible'``) names why in ``refusal``, a code
+    that stays the same when its message is reworded, for scripts to
+    branch on ('uncommitted-changes', 'unmerged-commits', 'conflicts',
+    'locked', ...); an error keeps its exception in ``exception``.
     """
 
     _params_ = dict(
@@ -148,7 +153,7 @@ class WorktreeRemove(WorktreeInterface):
         problem = tools_problem(annex=False)
         if problem:
             yield make_result(ACTION, place(given[0]), top,
-                              Outcome('impossible', problem))
+                              Outcome.refused(Refusal.TOOLS, problem))
             return
         yield from records(ACTION, top, execute(
             plan_removal(top, given, place, force, keep_branch), dry_run))

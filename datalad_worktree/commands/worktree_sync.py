@@ -16,7 +16,7 @@ from datalad_next.constraints import (
     EnsureDataset,
 )
 
-from datalad_worktree.base.outcome import Outcome
+from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.commands._common import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
@@ -117,6 +117,11 @@ class WorktreeSync(WorktreeInterface):
     position a checkout was updated from), ``recorded`` (subdatasets
     recorded), ``orphaned`` (commits given up with [CMD: --force CMD][PY:
     force=True PY]) and ``conflicts`` (the paths of a refused merge).
+
+    A refusal (``status='impossible'``) names why in ``refusal``, a code
+    that stays the same when its message is reworded, for scripts to
+    branch on ('uncommitted-changes', 'unmerged-commits', 'conflicts',
+    'locked', ...); an error keeps its exception in ``exception``.
     """
 
     _params_ = dict(
@@ -178,7 +183,8 @@ class WorktreeSync(WorktreeInterface):
         top = dataset.ds.pathobj
         problem = tools_problem(top)
         if problem:
-            yield make_result(ACTION, top, top, Outcome('impossible', problem))
+            yield make_result(ACTION, top, top,
+                              Outcome.refused(Refusal.TOOLS, problem))
             return
         yield from records(ACTION, top, sync_hierarchy(
             top, max_depth(recursive, recursion_limit), how, force, dry_run,

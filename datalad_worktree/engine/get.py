@@ -7,14 +7,17 @@ for the rest (see ``missing_subdatasets``).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import (
+    dataclass,
+    replace,
+)
 from pathlib import (
     Path,
     PurePosixPath,
 )
 from typing import Iterator
 
-from datalad_worktree.base.outcome import Outcome, Result
+from datalad_worktree.base.outcome import Outcome, Refusal, Result
 from datalad_worktree.base.paths import is_within
 from datalad_worktree.engine.missing_subdatasets import Provider
 from datalad_worktree.engine.scheduler import guarded
@@ -45,14 +48,15 @@ def get_into(top: Path, paths: list[Path], depth: int | None,
     nothing is reported so"""
     problem = linked_worktree_problem(top)
     if problem:
-        yield Result(top, Outcome('impossible', problem))
+        yield Result(top, Outcome.refused(Refusal.NOT_A_LINKED_WORKTREE,
+                                          problem))
         return
     targets = []
     for target in paths:
         if not is_within(target, top):
-            yield Result(target, Outcome(
-                'impossible', f'{target} is not inside the worktree '
-                              f'{top}; nothing was done'))
+            yield Result(target, Outcome.refused(
+                Refusal.BAD_PATH, f'{target} is not inside the worktree '
+                                  f'{top}; nothing was done'))
         else:
             targets.append(target)
     if not targets:
@@ -71,6 +75,14 @@ def get_into(top: Path, paths: list[Path], depth: int | None,
                              'are installed here'))
 
 
+@dataclass(frozen=True)
+class Levels:
+    """How far below a dataset that a call asks for the worktrees it gets
+    go"""
+    below: int | None
+    """How many levels of subdatasets below it (None: all)"""
+
+
 class Wanted:
     """Which datasets of the worktree a call asks for, and how many levels
     of subdatasets below each the worktrees it gets go"""
@@ -80,24 +92,24 @@ class Wanted:
                         for t in targets]
         self.limit = limit
 
-    def depth(self, node: Node, nodes: dict[PurePosixPath, Node]
-              ) -> int | None | bool:
-        """How many levels below ``node`` to provide with it (None: all);
-        False where ``node`` is not asked for. ``nodes`` are the datasets
-        of the worktree by location, ``node`` and those above it included"""
-        found: int | None | bool = False
+    def levels(self, node: Node, nodes: dict[PurePosixPath, Node]
+               ) -> Levels | None:
+        """How many levels below ``node`` to provide with it; None where
+        ``node`` is not asked for. ``nodes`` are the datasets of the
+        worktree by location, ``node`` and those above it included"""
+        found: int | None = None
         for t in self.targets:
             if node.relpath == t or t in node.relpath.parents:
                 if self.limit is None:
-                    return None
+                    return Levels(None)
                 base = max(n.depth for p, n in nodes.items()
                            if p == t or p in t.parents)
                 if node.depth - base <= self.limit:
                     found = max(found or 0,
                                 self.limit - (node.depth - base))
-            elif node.relpath in t.parents and found is False:
+            elif node.relpath in t.parents and found is None:
                 found = 0
-        return found
+        return None if found is None else Levels(found)
 
 
 def get_subdatasets(top: Path, wanted: Wanted, provider: Provider,
@@ -113,10 +125,10 @@ def get_subdatasets(top: Path, wanted: Wanted, provider: Provider,
             top, head_commit(top), None)}
 
         def depth(node):
-            return wanted.depth(node, nodes)
+            return wanted.levels(node, nodes).below
 
         for node in nodes.values():
-            if not node.depth or depth(node) is False or \
+            if not node.depth or wanted.levels(node, nodes) is None or \
                     clones & set(node.relpath.parents):
                 # inside a separate clone: never touched from here
                 continue
@@ -129,8 +141,7 @@ def get_subdatasets(top: Path, wanted: Wanted, provider: Provider,
                 continue
             reported.add(node.relpath)
             if node.problem:
-                yield Result(node.path,
-                                  Outcome('impossible', node.problem))
+                yield Result(node.path, node.problem.outcome())
             elif not node.installed:
                 missing.append(node)
             else:
@@ -155,7 +166,7 @@ def replace_clone(node: Node, main_copy: Path, parent: Path,
     clone = node.path
     holdings = unique_holdings(clone, main_copy, ignored=True)
     if holdings:
-        return Outcome('impossible', clone_refusal(
+        return Outcome.refused(Refusal.SEPARATE_CLONE, clone_refusal(
             clone, main_copy, holdings, 'run this again'))
     if dry_run:
         return Outcome('ok', 'would replace the separate clone, which holds '

@@ -35,8 +35,9 @@ def list_hierarchy(top: Path, depth: int | None) -> Iterator[Result]:
         top, head_commit(top), depth))
     for node in skipped:
         if node.problem:
-            yield Result(node.path, Outcome(
-                'impossible', f'{node.problem}; its worktrees are not listed'))
+            yield Result(node.path, Outcome.refused(
+                node.problem.refusal,
+                f'{node.problem.message}; its worktrees are not listed'))
     children = children_of(skipped + active)
     with progress('worktree-list', len(active)) as done:
         for node in active:

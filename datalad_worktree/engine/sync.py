@@ -10,10 +10,16 @@ inputs changed run again.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
+from typing import (
+    Any,
+    Callable,
+    Iterator,
+    Mapping,
+)
 
-from datalad_worktree.base.outcome import Outcome, Result
+from datalad_worktree.base.outcome import Outcome, Refusal, Result
 from datalad_worktree.engine.integrate import (
     integrate,
     local_work_problem,
@@ -60,7 +66,8 @@ def sync_hierarchy(top: Path, depth: int | None, how: str, force: bool,
     and setup commands whose inputs changed run again"""
     problem = linked_worktree_problem(top)
     if problem:
-        yield Result(top, Outcome('impossible', problem))
+        yield Result(top, Outcome.refused(Refusal.NOT_A_LINKED_WORKTREE,
+                                          problem))
         return
     skipped, active = split_hierarchy(
         walk_hierarchy(top, head_commit(top), depth))
@@ -75,7 +82,7 @@ def sync_hierarchy(top: Path, depth: int | None, how: str, force: bool,
             walk_hierarchy(top, head_commit(top), depth))
     for node in skipped:
         if node.problem:
-            yield Result(node.path, Outcome('impossible', node.problem))
+            yield Result(node.path, node.problem.outcome())
     children = children_of(active)
     synced = []
     for node, outcome in bottom_up(
@@ -119,24 +126,28 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
     ``mtimes``) carry modification times from the main worktree"""
     repo = node.path
     if node.depth and is_separate_clone(repo, main_copy):
-        return Outcome('impossible', replace_advice(repo, main_copy, top))
+        return Outcome.refused(Refusal.SEPARATE_CLONE,
+                               replace_advice(repo, main_copy, top))
     worktrees = list_worktrees(repo)
-    problem = linked_worktree_problem(repo, worktrees) or \
-        lock_problem(repo, *git_dirs(repo)) or adjusted_problem(repo) or \
-        repair_own_annex(repo, dry_run)
-    if problem:
-        return Outcome('impossible', problem)
+    refusal = first_refusal(
+        (Refusal.NOT_A_LINKED_WORKTREE,
+         lambda: linked_worktree_problem(repo, worktrees)),
+        (Refusal.LOCK_FILES, lambda: lock_problem(repo, *git_dirs(repo))),
+        (Refusal.ADJUSTED_BRANCH, lambda: adjusted_problem(repo)),
+        (Refusal.OWN_ANNEX, lambda: repair_own_annex(repo, dry_run)))
+    if refusal:
+        return refusal
     source_wt = worktrees[0]
     problem = adjusted_problem(source_wt.path)
     if problem:
-        return Outcome('impossible', problem)
-    keys = dict(source=str(source_wt.path))
+        return Outcome.refused(Refusal.ADJUSTED_BRANCH, problem)
+    keys: dict[str, Any] = dict(source=str(source_wt.path))
     if not source_wt.head:
-        return Outcome('impossible', f'{source_wt.path} has no commit yet',
-                       keys)
+        return Outcome.refused(Refusal.NO_COMMIT,
+                               f'{source_wt.path} has no commit yet', keys)
     checkout = inspect_checkout(repo, source_wt.head)
     if checkout.problem:
-        return Outcome('impossible', checkout.problem, keys)
+        return checkout.problem.outcome(keys)
     stale = checkout.stale
     if stale:
         keys['repaired_from'] = stale
@@ -149,23 +160,34 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
     outcome = move_to(repo, checkout.head, source_wt.head, how, force,
                       dry_run, keys, children)
     if stale:
-        outcome.message = (f'updated a stale checkout from {stale[:10]}'
-                           f'; {outcome.message}')
+        outcome = replace(outcome, message=(
+            f'updated a stale checkout from {stale[:10]}; {outcome.message}'))
     if outcome.failed or dry_run:
         return outcome
-    record_pointers(repo, children, POINTER_MESSAGE, outcome, 'new')
+    outcome = record_pointers(repo, children, POINTER_MESSAGE, outcome, 'new')
     if stale:
-        outcome.status = 'ok'
+        outcome = replace(outcome, status='ok')
     if mtimes and (stale or
                    outcome.keys['to_commit'] != outcome.keys['from_commit']):
-        note = carry_from(source_wt.path, repo, outcome.keys['to_commit'])
-        if note:
-            outcome.message += f'; {note}'
+        outcome = outcome.noted(carry_from(source_wt.path, repo,
+                                           outcome.keys['to_commit']))
     return outcome
 
 
+def first_refusal(*checks: tuple[Refusal, Callable[[], str | None]]
+                  ) -> Outcome | None:
+    """The refusal of the first of ``checks`` (code, check) whose check
+    finds a problem, with that code; None where none does"""
+    for refusal, check in checks:
+        problem = check()
+        if problem:
+            return Outcome.refused(refusal, problem)
+    return None
+
+
 def move_to(repo: Path, head: str, source: str, how: str, force: bool,
-            dry_run: bool, keys: dict, children: list[Node]) -> Outcome:
+            dry_run: bool, keys: Mapping[str, Any], children: list[Node]
+            ) -> Outcome:
     """Bring the checkout in ``repo``, at ``head``, to ``source`` as ``how``
     says"""
     if how == 'reset' and head != source \
@@ -181,15 +203,17 @@ def move_to(repo: Path, head: str, source: str, how: str, force: bool,
 
 
 def reset_to(repo: Path, head: str, source: str, force: bool, dry_run: bool,
-             keys: dict) -> Outcome:
-    """Move a diverged checkout to ``source``, unless that loses commits"""
-    keys.update(from_commit=head, to_commit=head, how=None)
+             keys: Mapping[str, Any]) -> Outcome:
+    """Move a diverged checkout to ``source``, unless that loses commits
+    (the outcome has ``keys``, and ``from_commit``, ``to_commit``,
+    ``how``)"""
+    keys = dict(keys, from_commit=head, to_commit=head, how=None)
     problem = local_work_problem(repo, head, source, keep_untouched=False)
     if problem:
-        return Outcome('impossible', problem, keys)
+        return problem.outcome(keys)
     orphans = commits_only_in(repo, 'HEAD', [source], current_branch(repo))
     if orphans and not force:
-        return Outcome('impossible', (
+        return Outcome.refused(Refusal.UNMERGED_COMMITS, (
             f'resetting {repo} to {source[:10]} would leave '
             f'{len(orphans)} commit(s) that no other branch contains '
             f'({", ".join(c[:10] for c in orphans[:5])}); merge them '

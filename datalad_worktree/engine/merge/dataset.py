@@ -7,8 +7,8 @@ with all of them as parents, built with ``octopus.build_merge`` and
 brought into the checkout as a fast-forward (``integrate``: every check of
 local work first, nothing overwritten). A source that conflicts, or that
 was refused in a subdataset, is left out and reported; the others are
-merged. One SOURCE is this with a list of one, reported in its own shape
-(``Shape``).
+merged. One SOURCE is this with a list of one, reported in the shape of
+its own (see ``Options.one``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import (
 from pathlib import Path
 from typing import Callable
 
-from datalad_worktree.base.outcome import Outcome
+from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.engine.integrate import (
     integrate,
     record_pointers,
@@ -105,18 +105,21 @@ def merge_into(node: Node, sources: list[tuple[str, MergeSource]],
     repo = node.path
     if not node.installed:
         # a separate clone in a source, of a subdataset not installed here
-        fates = {key: Outcome(*s.nothing, dict(source=s.name))
+        fates = {key: s.nothing.with_keys(source=s.name)
                  for key, s in sources if s.nothing}
         if opts.one:
             return Report(next(iter(fates.values()), Outcome(
                 'notneeded', 'not installed here')))
         return Report(Outcome('notneeded', 'not installed here'), fates)
-    problem = lock_problem(repo, *git_dirs(repo)) or adjusted_problem(repo)
+    problem = lock_problem(repo, *git_dirs(repo))
     if problem:
-        return Report(Outcome('impossible', problem))
+        return Report(Outcome.refused(Refusal.LOCK_FILES, problem))
+    problem = adjusted_problem(repo)
+    if problem:
+        return Report(Outcome.refused(Refusal.ADJUSTED_BRANCH, problem))
+    # why each source that is not merged here is not: refused, or nothing
+    # to merge
     fates: dict[str, Outcome] = {}
-    """Why each source that is not merged here is not: refused, or
-    nothing to merge"""
     places = branch_worktrees(repo)
     todo = usable(sources, blocked, opts.dry_run, fates)
     head = head_commit(repo)
@@ -142,7 +145,7 @@ def merge_into(node: Node, sources: list[tuple[str, MergeSource]],
                            fates)
     elif todo and opts.ff_only:
         for key, s in todo:
-            fates[key] = Outcome('impossible', (
+            fates[key] = Outcome.refused(Refusal.NOT_FAST_FORWARD, (
                 f'{s.name}: with --ff-only, several sources with new '
                 'commits cannot be merged: a merge commit would be needed'),
                 dict(source=s.name))
@@ -168,7 +171,7 @@ def dataset_outcome(merged: Merged | None, already: list[MergeSource],
     keys = dict(sources=[s.name for s in merged.sources] if merged else [],
                 already=[s.name for s in already])
     if merged:
-        return replace(merged.outcome, keys=dict(merged.outcome.keys, **keys))
+        return merged.outcome.with_keys(**keys)
     return Outcome('notneeded', (
         f'already contains {names(already)}' if already
         else 'nothing to merge here'), dict(
@@ -181,16 +184,14 @@ def finish(repo: Path, outcome: Outcome, settled: list[Node],
     """``outcome`` after recording the merged subdatasets, with a note
     where merged sources have uncommitted changes, and after carrying
     modification times from the sources merged (with ``opts.mtimes``)"""
-    record_pointers(repo, settled, POINTER_MESSAGE, outcome, 'merged')
+    outcome = record_pointers(repo, settled, POINTER_MESSAGE, outcome,
+                              'merged')
     if detached and outcome.status == 'ok':
-        outcome = replace(outcome, message=outcome.message +
-                          ' (on a detached HEAD)')
+        outcome = outcome.noted('(on a detached HEAD)', sep=' ')
     if merged is None:
         return outcome
     outcome = note_uncommitted(outcome, merged.sources)
-    note = merged.carry() if opts.mtimes else None
-    return replace(outcome, message=f'{outcome.message}; {note}') \
-        if note else outcome
+    return outcome.noted(merged.carry() if opts.mtimes else None)
 
 
 def usable(sources: list[tuple[str, MergeSource]], blocked: dict[str, str],
@@ -201,18 +202,24 @@ def usable(sources: list[tuple[str, MergeSource]], blocked: dict[str, str],
     found = []
     for key, s in sources:
         if key in blocked:
-            fates[key] = Outcome('impossible', (
+            fates[key] = Outcome.refused(Refusal.BLOCKED, (
                 f'{s.name} not merged: {blocked[key]}'), dict(source=s.name))
             continue
         if s.nothing:
-            fates[key] = Outcome(*s.nothing, dict(source=s.name))
+            fates[key] = s.nothing.with_keys(source=s.name)
             continue
-        problem = s.worktree and (adjusted_problem(s.worktree) or
-                                  repair_own_annex(s.worktree, dry_run))
-        if problem:
-            # its annexed results would not be readable here
-            fates[key] = Outcome('impossible', problem, dict(source=s.name))
-            continue
+        if s.worktree is not None:
+            problem = adjusted_problem(s.worktree)
+            if problem:
+                fates[key] = Outcome.refused(
+                    Refusal.ADJUSTED_BRANCH, problem, dict(source=s.name))
+                continue
+            problem = repair_own_annex(s.worktree, dry_run)
+            if problem:
+                # its annexed results would not be readable here
+                fates[key] = Outcome.refused(
+                    Refusal.OWN_ANNEX, problem, dict(source=s.name))
+                continue
         found.append((key, s))
     return found
 
@@ -227,7 +234,8 @@ def kept_whole(repo: Path, head: str, todo: list[tuple[str, MergeSource]],
         problem = sparse_deletion_problem(repo, head, s.commit, s.name,
                                           s.checked_out_at(places))
         if problem:
-            fates[key] = Outcome('impossible', problem, dict(source=s.name))
+            fates[key] = Outcome.refused(Refusal.SPARSE_DELETIONS, problem,
+                                         dict(source=s.name))
         else:
             found.append((key, s))
     return found
@@ -273,14 +281,14 @@ def merge_several(repo: Path, head: str,
                             repo / path, sorted(commits), heads[path]))
     for commit, conflicts in built.refused.items():
         for key, s in by_commit[commit]:
-            fates[key] = Outcome('impossible', (
+            fates[key] = Outcome.refused(Refusal.CONFLICTS, (
                 f'merging {s.name} ({commit[:10]}) conflicts in '
                 f'{", ".join(conflicts)}, with {head[:10]} or a source '
                 'merged before it; it was left out'),
                 dict(source=s.name, conflicts=conflicts))
     for commit, why in built.unmergeable.items():
         for key, s in by_commit[commit]:
-            fates[key] = Outcome('impossible', (
+            fates[key] = Outcome.refused(Refusal.TOOLS, (
                 f'{s.name} ({commit[:10]}) was left out: {why}'),
                 dict(source=s.name))
     merged = [s for c in built.merged for _, s in by_commit[c]]
@@ -297,14 +305,12 @@ def merge_several(repo: Path, head: str,
                         keep_untouched=True, keys=dict(detached=detached))
     if outcome.failed:
         for key, s in todo:
-            fates.setdefault(key, Outcome(
-                outcome.status, outcome.message, dict(source=s.name)))
+            fates.setdefault(key, replace(outcome, keys=dict(source=s.name)))
         return None
     verb = 'would merge' if opts.dry_run else 'merged'
     outcome = replace(outcome, message=(
         f'{verb} {len(merged)} sources ({names(merged)}) from {head[:10]} '
-        f'to {commit[:10]} in one commit'), keys=dict(outcome.keys,
-                                                      how='merge'))
+        f'to {commit[:10]} in one commit')).with_keys(how='merge')
 
     def carry():
         return carry_brought(repo, commit, brought_from(
@@ -351,6 +357,5 @@ def note_uncommitted(outcome: Outcome, sources: list[MergeSource]
         return outcome
     shown = ', '.join(map(str, dirty[:SHOWN]))
     more = f' and {len(dirty) - SHOWN} more' if len(dirty) > SHOWN else ''
-    return replace(outcome, message=(
-        f'{outcome.message}; note: {shown}{more} has uncommitted changes, '
-        'which were not merged'))
+    return outcome.noted(f'note: {shown}{more} has uncommitted changes, '
+                         'which were not merged')

@@ -15,7 +15,7 @@ from typing import (
     Iterator,
 )
 
-from datalad_worktree.base.outcome import Outcome, Result
+from datalad_worktree.base.outcome import Outcome, Problem, Refusal, Result
 from datalad_worktree.engine.merge.dataset import (
     Options,
     Report,
@@ -56,10 +56,11 @@ def merge_hierarchy(top: Path, given: list[str], place: Callable[[str], Path],
     problems = problems or unmatched(specs, sources, place)
     if problems:
         for text, problem in problems:
-            yield Result(top, Outcome('impossible', problem) if opts.one
-                         else Outcome('impossible',
-                                      problem + '; nothing was merged',
-                                      dict(source=text)))
+            yield Result(top, problem.outcome() if opts.one else
+                         Outcome.refused(problem.refusal,
+                                         problem.message + '; nothing was '
+                                                           'merged',
+                                         dict(source=text)))
         return
     yield from skipped_results(skipped)
     children = children_of(active)
@@ -88,27 +89,27 @@ def merge_hierarchy(top: Path, given: list[str], place: Callable[[str], Path],
 
 
 def unmatched(specs: list[Spec], sources: dict, place
-              ) -> list[tuple[str, str]]:
+              ) -> list[tuple[str, Problem]]:
     """The branch names and patterns among ``specs`` that name nothing in
     any dataset, each with why"""
     found = {key for pairs in sources.values() for key, s in pairs
-             if s.commit or (s.nothing and s.nothing[0] != 'notneeded')}
+             if s.commit or (s.nothing and s.nothing.failed)}
     roots = {s.given for s in specs if s.root}
     problems = []
     for spec in specs:
         if spec.branch and spec.key not in found:
-            problems.append((spec.given, (
+            problems.append((spec.given, Problem(Refusal.NO_MATCH, (
                 f'no dataset here has a branch {spec.branch!r}, and no '
                 f'worktree exists at {place(spec.given)}; give the path of '
-                'a worktree or the name of a branch')))
+                'a worktree or the name of a branch'))))
         elif spec.pattern and spec.given not in roots and not any(
                 key.startswith('branch ') and
                 fnmatchcase(key[len('branch '):], spec.pattern)
                 for key in found):
-            problems.append((spec.given, (
+            problems.append((spec.given, Problem(Refusal.NO_MATCH, (
                 f'the pattern {spec.pattern!r} matches no branch of any '
                 'dataset here' + (' and no linked worktree'
-                                  if '/' in spec.pattern else ''))))
+                                  if '/' in spec.pattern else '')))))
     return problems
 
 
@@ -116,8 +117,7 @@ def skipped_results(skipped: list[Node]) -> Iterator[Result]:
     """The results of the datasets that cannot be merged into"""
     for node in skipped:
         if node.problem:
-            yield Result(node.path,
-                              Outcome('impossible', node.problem))
+            yield Result(node.path, node.problem.outcome())
 
 
 def blocked_by(blocker: Node) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from datalad_worktree.base.outcome import Outcome, Problem, Refusal
 from datalad_worktree.base.paths import same_path
 from datalad_worktree.hierarchy.clones import (
     clone_refusal,
@@ -62,7 +63,7 @@ def is_pattern(text: str) -> bool:
 
 
 def read_specs(top: Path, given: list[str], place
-               ) -> tuple[list[Spec], list[tuple[str, str]]]:
+               ) -> tuple[list[Spec], list[tuple[str, Problem]]]:
     """The sources ``given`` as specs (``place(text)``: the absolute path
     a text names), and each given source that cannot be one, with why"""
     specs: dict[str, Spec] = {}
@@ -86,13 +87,13 @@ def read_specs(top: Path, given: list[str], place
 
 
 def pattern_specs(top: Path, pattern: str, place: Path
-                  ) -> tuple[str | None, list[Spec]]:
+                  ) -> tuple[Problem | None, list[Spec]]:
     """Why ``pattern`` cannot be used, or None, and the specs it makes:
     itself, for branches, and each linked worktree of ``top`` whose path
     it matches (with a '/' in it)"""
     if pattern.startswith('-'):
-        return (f'refusing the pattern {pattern!r}: it looks like an '
-                'option'), []
+        return Problem(Refusal.BAD_BRANCH, (
+            f'refusing the pattern {pattern!r}: it looks like an option')), []
     found = [Spec(pattern, pattern=pattern)]
     if '/' in pattern:
         found += [Spec(pattern, root=w.path)
@@ -102,32 +103,37 @@ def pattern_specs(top: Path, pattern: str, place: Path
 
 
 def source_problem(top: Path, source_root: Path, branch: str | None
-                   ) -> str | None:
+                   ) -> Problem | None:
     """Why SOURCE (the worktree ``source_root``, or ``branch`` where no
     such path exists) cannot be merged into ``top``, or None"""
     if branch is None:
         return worktree_source_problem(top, source_root)
     problem = branch_name_problem(top, branch)
     if problem:
-        return (problem.split(';')[0] + '; and no worktree exists '
-                f'at {source_root}')
+        return Problem(Refusal.BAD_BRANCH, (
+            problem.split(';')[0] + f'; and no worktree exists at '
+                                    f'{source_root}'))
     return None
 
 
-def worktree_source_problem(top: Path, source_root: Path) -> str | None:
+def worktree_source_problem(top: Path, source_root: Path
+                            ) -> Problem | None:
     """Why ``source_root`` is not a linked worktree of ``top``, or None"""
     if same_path(source_root, top):
-        return f'{source_root} is the dataset itself; give another worktree'
+        return Problem(Refusal.SAME_DATASET, (
+            f'{source_root} is the dataset itself; give another worktree'))
     if not is_repo_root(source_root) or not same_repository(top, source_root):
-        return (f'{source_root} is not a worktree of {top}; give the path of '
-                'a worktree made by worktree-add, or a branch name')
+        return Problem(Refusal.NOT_A_WORKTREE, (
+            f'{source_root} is not a worktree of {top}; give the path of '
+            'a worktree made by worktree-add, or a branch name'))
     if same_path(list_worktrees(top)[0].path, source_root):
-        return (f'{source_root} is the main worktree and {top} a linked '
-                'worktree of it: this would merge the wrong way round. To '
-                "bring the worktree's results home, run 'datalad "
-                f"worktree-merge -d {source_root} {top}'; to bring the "
-                "development state into the worktree, run 'datalad "
-                f"worktree-sync -d {top}'")
+        return Problem(Refusal.WRONG_DIRECTION, (
+            f'{source_root} is the main worktree and {top} a linked '
+            'worktree of it: this would merge the wrong way round. To '
+            "bring the worktree's results home, run 'datalad "
+            f"worktree-merge -d {source_root} {top}'; to bring the "
+            "development state into the worktree, run 'datalad "
+            f"worktree-sync -d {top}'"))
     return None
 
 
@@ -175,8 +181,8 @@ class MergeSource:
     """The commit to merge; None when there is nothing to merge"""
     worktree: Path | None = None
     """The dataset's place in the source worktree, when SOURCE is one"""
-    nothing: tuple[str, str] | None = None
-    """Status and message of the result when nothing is merged"""
+    nothing: Outcome | None = None
+    """The outcome when nothing is merged: why not"""
 
     @classmethod
     def find(cls, node: Node, source_root: Path | None, branch: str | None
@@ -190,17 +196,17 @@ class MergeSource:
         where = node.at(source_root)
         name = str(where)
         if not is_repo_root(where):
-            return cls(name, worktree=where, nothing=(
+            return cls(name, worktree=where, nothing=Outcome(
                 'notneeded', f'no worktree of it at {where}'))
         if node.depth and is_separate_clone(where, repo):
             return cls.clone(node, where)
         if not same_repository(repo, where):
-            return cls(name, worktree=where, nothing=(
-                'impossible',
+            return cls(name, worktree=where, nothing=Outcome.refused(
+                Refusal.NOT_A_WORKTREE,
                 f'{where} is not a worktree of {repo}; nothing was merged'))
         commit = head_commit(where)
-        return cls(name, commit=commit, worktree=where, nothing=(
-            None if commit else ('notneeded', f'{where} has no commit')))
+        return cls(name, commit=commit, worktree=where, nothing=None
+                   if commit else Outcome('notneeded', f'{where} has no commit'))
 
     def checked_out_at(self, places: dict[str, Path]) -> Path | None:
         """Where this source is checked out: its worktree, or for a branch
@@ -212,8 +218,8 @@ class MergeSource:
     def of_branch(cls, branch: str, tip: str | None) -> MergeSource:
         """The source of a dataset whose branch ``branch`` is at ``tip``
         (None where it has no such branch)"""
-        return cls(f'branch {branch}', branch, tip, nothing=(
-            None if tip else ('notneeded', f'no branch {branch!r} here')))
+        return cls(f'branch {branch}', branch, tip, nothing=None if tip else
+                   Outcome('notneeded', f'no branch {branch!r} here'))
 
     @classmethod
     def clone(cls, node: Node, where: Path) -> MergeSource:
@@ -223,8 +229,9 @@ class MergeSource:
         with what brings them here"""
         holdings = unique_holdings(where, node.path, files=False)
         if holdings:
-            return cls(str(where), nothing=('impossible', clone_refusal(
-                where, node.path, holdings, 'run this again')
+            return cls(str(where), nothing=Outcome.refused(
+                Refusal.SEPARATE_CLONE, clone_refusal(
+                    where, node.path, holdings, 'run this again')
                 + '; nothing was merged'))
         return cls(f'{where} (a separate clone)', commit=head_commit(where))
 

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from datalad_worktree.base.outcome import Outcome, Result, failure
+from datalad_worktree.base.outcome import Outcome, Refusal, Result, failure
 from datalad_worktree.base.paths import nested_within, redirected, same_path
 from datalad_worktree.engine.progress import progress
 from datalad_worktree.engine.remove.plan import Plan, Removal, RemovalPlan
@@ -63,7 +63,7 @@ def remove_all(plans: list[Plan]) -> Iterator[Result]:
                 failed=lambda o: o.failed):
             done()
             if blocker:
-                outcome = Outcome('impossible', (
+                outcome = Outcome.refused(Refusal.BLOCKED, (
                     f'not removed, because {blocker.member.path} inside '
                     'it could not be removed'))
             yield Result(plan.member.path, outcome)

@@ -17,7 +17,13 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Callable
 
-from datalad_worktree.base.outcome import Outcome, Result, failure
+from datalad_worktree.base.outcome import (
+    Outcome,
+    Problem,
+    Refusal,
+    Result,
+    failure,
+)
 from datalad_worktree.base.paths import same_path
 from datalad_worktree.hierarchy.clones import clone_refusal, unique_holdings
 from datalad_worktree.hierarchy.nested import Member, find_members
@@ -50,8 +56,16 @@ class Plan:
     delete_branch: bool = False
     given_up: tuple[str, ...] = ()
     """Commits given up with --force"""
-    reason: str = ''
-    """Why it is refused"""
+    reasons: tuple[Problem, ...] = ()
+    """Why it is refused: every reason at once"""
+
+    def refusal(self) -> Outcome:
+        """The refusal of this member: every reason in the message, the
+        first one's code as the code"""
+        return Outcome.refused(
+            self.reasons[0].refusal,
+            '; '.join(p.message for p in self.reasons) +
+            '; nothing was removed', self.keys)
 
     @property
     def keys(self) -> dict:
@@ -91,8 +105,7 @@ def plan_removal(top: Path, given: list[str], place: Callable[[str], Path],
     targets, problems = read_targets(top, given, place)
     if problems:
         return RemovalPlan(refused=tuple(
-            Result(where, Outcome('impossible', problem))
-            for where, problem in problems))
+            Result(where, problem.outcome()) for where, problem in problems))
     listed: dict = {}
     found = []
     for target in targets:
@@ -101,15 +114,17 @@ def plan_removal(top: Path, given: list[str], place: Callable[[str], Path],
     return RemovalPlan(targets=tuple(found))
 
 
-def target_problem(top: Path, target: Path) -> str | None:
+def target_problem(top: Path, target: Path) -> Problem | None:
     """Why ``target`` is not a linked worktree of ``top`` to remove"""
     worktrees = list_worktrees(top)
     if same_path(worktrees[0].path, target):
-        return f'{target} is the main worktree of {top}; it is never removed'
+        return Problem(Refusal.MAIN_WORKTREE, (
+            f'{target} is the main worktree of {top}; it is never removed'))
     if not find_worktree(worktrees[1:], target):
         linked = ', '.join(str(w.path) for w in worktrees[1:]) or 'none'
-        return (f'{target} is not a linked worktree of {top} (its linked '
-                f'worktrees: {linked}); nothing was removed')
+        return Problem(Refusal.NOT_A_LINKED_WORKTREE, (
+            f'{target} is not a linked worktree of {top} (its linked '
+            f'worktrees: {linked}); nothing was removed'))
     return None
 
 
@@ -121,9 +136,9 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
     problems = []
     if m.entry.locked is not None:
         reason = f' ({m.entry.locked})' if m.entry.locked else ''
-        problems.append(f'{m.path} is locked{reason}; unlock it with '
-                        f"'git -C {m.main.path} worktree unlock {m.path}' "
-                        'first')
+        problems.append(Problem(Refusal.LOCKED, (
+            f'{m.path} is locked{reason}; unlock it with '
+            f"'git -C {m.main.path} worktree unlock {m.path}' first")))
     stale = m.entry.prunable or not m.path.is_dir()
     if not stale:
         problems += local_files_problems(m.path)
@@ -135,14 +150,14 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
         lost = commits_only_in(m.main.path, m.head, [m.main.head],
                                None if keep_branch else m.branch)
     if lost and not force:
-        problems.append(
+        problems.append(Problem(Refusal.UNMERGED_COMMITS, (
             f'{m.path} has {len(lost)} commit(s) that neither the main '
             'worktree nor another branch contains '
             f'({short_log(m.main.path, lost)}); merge them first '
             '(datalad worktree-merge), keep the branch (--keep-branch), or '
-            'give --force to give them up')
+            'give --force to give them up')))
     if problems:
-        return Plan(m, Removal.REFUSE, reason='; '.join(problems))
+        return Plan(m, Removal.REFUSE, reasons=tuple(problems))
     return Plan(m, Removal.PRUNE if stale else Removal.REMOVE, delete,
                 tuple(lost))
 
@@ -152,37 +167,41 @@ def check_clone(m: Member, main_copy: Path) -> Plan:
     it, where it holds nothing that ``main_copy`` lacks, else refuse"""
     holdings = unique_holdings(m.path, main_copy)
     if holdings:
-        return Plan(m, Removal.REFUSE, reason=clone_refusal(
-            m.path, main_copy, holdings,
-            'run this again'))
+        return Plan(m, Removal.REFUSE, reasons=(Problem(
+            Refusal.SEPARATE_CLONE, clone_refusal(
+                m.path, main_copy, holdings, 'run this again')),))
     return Plan(m, Removal.DELETE_CLONE)
 
 
-def branch_lock_problem(m: Member) -> str | None:
+def branch_lock_problem(m: Member) -> Problem | None:
     """Why lock files that a killed git left keep the member's branch from
     being deleted, or None"""
-    return lock_message(m.main.path,
-                        branch_locks(git_dirs(m.main.path)[1], m.branch,
-                                     packed=True))
+    problem = lock_message(m.main.path,
+                           branch_locks(git_dirs(m.main.path)[1], m.branch,
+                                        packed=True))
+    return Problem(Refusal.LOCK_FILES, problem) if problem else None
 
 
-def local_files_problems(path: Path) -> list[str]:
+def local_files_problems(path: Path) -> list[Problem]:
     """Why files in the worktree at ``path`` would be lost by removing it"""
     changed, untracked = worktree_changes(path)
     problems = []
     if changed:
-        problems.append(f'uncommitted changes in {path}: '
-                        f'{", ".join(changed)}; commit or discard them by '
-                        'hand first')
+        problems.append(Problem(Refusal.UNCOMMITTED_CHANGES, (
+            f'uncommitted changes in {path}: {", ".join(changed)}; commit '
+            'or discard them by hand first')))
     if untracked:
-        problems.append(f'untracked files in {path}: {", ".join(untracked)}'
-                        '; save, move or delete them first (ignored files '
-                        'do not block)')
-    return problems + list(filter(None, [own_annex_problem(path)]))
+        problems.append(Problem(Refusal.UNTRACKED_FILES, (
+            f'untracked files in {path}: {", ".join(untracked)}; save, '
+            'move or delete them first (ignored files do not block)')))
+    own = own_annex_problem(path)
+    if own:
+        problems.append(Problem(Refusal.OWN_ANNEX, own))
+    return problems
 
 
 def read_targets(top: Path, given: list[str], place
-                 ) -> tuple[list[Path], list[tuple[Path, str]]]:
+                 ) -> tuple[list[Path], list[tuple[Path, Problem]]]:
     """The linked worktrees of ``top`` that ``given`` names, each once
     (``place(text)``: the absolute path a text names; an existing path
     wins over a pattern, which is matched with ``fnmatch`` against the
@@ -198,9 +217,9 @@ def read_targets(top: Path, given: list[str], place
         else:
             found = [w.path for w in list_worktrees(top)[1:]
                      if fnmatchcase(str(w.path), str(where))]
-            problem = None if found else (
+            problem = None if found else Problem(Refusal.NO_MATCH, (
                 f'the pattern {text!r} matches no linked worktree of {top} '
-                f'(matched as {where}); nothing was removed')
+                f'(matched as {where}); nothing was removed'))
         if problem:
             problems.append((where, problem))
         for target in found:
@@ -219,13 +238,10 @@ def inspect(top: Path, target: Path, force: bool, keep_branch: bool,
     except Exception as e:
         outcome = failure(target, e, 'cannot inspect the worktrees below '
                                      f'{target}')
-        outcome.message += '; nothing was removed'
-        return [Result(target, outcome)], []
-    refused = [(Path(p), Outcome('impossible', why))
-               for p, why in linked.items()]
-    refused += [(p.member.path, Outcome('impossible', p.reason, p.keys))
+        return [Result(target, outcome.noted('nothing was removed'))], []
+    refused = [Result(Path(p), Outcome.refused(
+        Refusal.SYMLINK, f'{why}; nothing was removed'))
+        for p, why in linked.items()]
+    refused += [Result(p.member.path, p.refusal())
                 for p in plans if p.how is Removal.REFUSE]
-    for _, outcome in refused:
-        outcome.message += '; nothing was removed'
-    return [Result(where, outcome)
-            for where, outcome in refused], plans
+    return refused, plans
