@@ -92,7 +92,7 @@ def sync_hierarchy(top: Path, depth: int | None, how: str, force: bool,
             workers,
             lambda blocker: (f'not updated, because its subdataset '
                              f'{blocker.path} could not be'),
-            'updating datasets'):
+            'worktree-sync'):
         yield Result(node.path, outcome)
         if not outcome.failed and not dry_run and \
                 (depth is None or node.depth < depth):

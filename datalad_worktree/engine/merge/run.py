@@ -81,7 +81,7 @@ def merge_hierarchy(top: Path, given: list[str], place: Callable[[str], Path],
         return report.outcome
 
     for node, outcome in bottom_up(active, merge, workers, blocked_by,
-                                   'merging datasets'):
+                                   'worktree-merge'):
         report = reports.pop(node, None)
         for rejected in (report.refused.values() if report else ()):
             yield Result(node.path, rejected)

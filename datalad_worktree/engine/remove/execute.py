@@ -57,7 +57,7 @@ def execute(plan: RemovalPlan, dry_run: bool) -> Iterator[Result]:
 def remove_all(plans: list[Plan]) -> Iterator[Result]:
     """Remove what ``plans`` plan, inner worktrees first; their results"""
     inside = nested_within(plans, lambda p: p.member.path)
-    with progress('removing worktrees', len(plans)) as done:
+    with progress('worktree-remove', len(plans)) as done:
         for plan, outcome, blocker in run_ordered(
                 plans, inside.__getitem__, remove, 1,
                 failed=lambda o: o.failed):
