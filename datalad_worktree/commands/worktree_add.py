@@ -5,6 +5,7 @@ from __future__ import annotations
 from datalad_next.commands import (
     EnsureCommandParameterization,
     Parameter,
+    ParameterConstraintContext,
     build_doc,
     datasetmethod,
     eval_results,
@@ -25,6 +26,7 @@ from datalad_worktree.commands._common import (
     HIERARCHY_VALIDATORS,
     MTIMES_PARAM,
     SETUP_PARAM,
+    EnsureBranchName,
     WorktreeInterface,
     bars_for_people,
     max_depth,
@@ -36,6 +38,39 @@ from datalad_worktree.engine.add.make import make_worktrees
 from datalad_worktree.engine.add.plan import plan_add
 
 ACTION = 'worktree-add'
+
+
+class AddParameters(EnsureCommandParameterization):
+    """The parameters of worktree-add, checked before anything is read"""
+
+    def __init__(self):
+        super().__init__(
+            dict(
+                path=EnsurePath(),
+                dataset=EnsureDataset(installed=True,
+                                      purpose='create a worktree of it'),
+                branch=EnsureBranchName(),
+                detach=EnsureBool(),
+                **HIERARCHY_VALIDATORS,
+                dry_run=EnsureBool(),
+                sparse=EnsureStr(min_len=1) |
+                EnsureListOf(EnsureStr(min_len=1)),
+                mtimes=EnsureBool(),
+                setup=EnsureBool(),
+                bindpaths=EnsureBool(),
+            ),
+            joint_constraints={
+                ParameterConstraintContext(('branch', 'detach'),
+                                           'branch or detached'):
+                self._branch_or_detach,
+            },
+            validate_defaults=('dataset',),
+        )
+
+    def _branch_or_detach(self, branch, detach):
+        if branch is not None and detach:
+            self.raise_for(dict(branch=branch, detach=detach),
+                           'give either --branch or --detach, not both')
 
 
 @build_doc
@@ -154,22 +189,7 @@ class WorktreeAdd(WorktreeInterface):
         bindpaths=BINDPATHS_PARAM,
     )
 
-    _validator_ = EnsureCommandParameterization(
-        dict(
-            path=EnsurePath(),
-            dataset=EnsureDataset(installed=True,
-                                  purpose='create a worktree of it'),
-            branch=EnsureStr(min_len=1),
-            detach=EnsureBool(),
-            **HIERARCHY_VALIDATORS,
-            dry_run=EnsureBool(),
-            sparse=EnsureStr(min_len=1) | EnsureListOf(EnsureStr(min_len=1)),
-            mtimes=EnsureBool(),
-            setup=EnsureBool(),
-            bindpaths=EnsureBool(),
-        ),
-        validate_defaults=('dataset',),
-    )
+    _validator_ = AddParameters()
 
     _examples_ = [
         dict(text="Create a worktree of the current dataset and all its "
@@ -218,7 +238,7 @@ class WorktreeAdd(WorktreeInterface):
                 Refusal.TOOLS, problem, dict(source=str(top))))
             return
         plan = plan_add(
-            top, target, branch if detach else branch or target.name, detach,
+            top, target, None if detach else branch or target.name,
             max_depth(recursive, recursion_limit),
             [sparse] if isinstance(sparse, str) else sparse,
             note_left_out=not recursive and recursion_limit is None)

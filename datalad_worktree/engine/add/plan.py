@@ -133,18 +133,18 @@ class AddPlan:
     subdatasets that a worktree without ``--recursive`` leaves out"""
 
 
-def plan_add(top: Path, target: Path, branch: str | None, detach: bool,
+def plan_add(top: Path, target: Path, branch: str | None,
              depth: int | None, sparse: list[str] | None,
              note_left_out: bool) -> AddPlan:
     """The plan of making the worktree ``target`` of the dataset ``top``
     and of its subdatasets down to ``depth`` (None: all) on ``branch``
-    (None: detached; with ``detach``, a ``branch`` given as well refuses
-    the request), sparse to the PATHs ``sparse`` where given; with
-    ``note_left_out``, naming the installed subdatasets it leaves out"""
+    (None: detached HEADs), sparse to the PATHs ``sparse`` where given;
+    with ``note_left_out``, naming the installed subdatasets it leaves
+    out"""
     head = head_commit(top)
     cone, problems = (None, []) if sparse is None else sparse_paths(sparse)
     problem = Problem(Refusal.SPARSE_PATH, '; '.join(problems)) \
-        if problems else request_problem(top, target, branch, detach, head)
+        if problems else request_problem(top, target, branch, head)
     if problem:
         return AddPlan(top, target,
                        refusal=problem.outcome(dict(source=str(top))))
@@ -159,11 +159,11 @@ def plan_add(top: Path, target: Path, branch: str | None, detach: bool,
 
 
 def request_problem(top: Path, target: Path, branch: str | None,
-                    detach: bool, head: str | None) -> Problem | None:
-    """Why the request as given cannot be carried out, or None"""
-    if branch is not None and detach:
-        return Problem(Refusal.BAD_BRANCH,
-                       'give either --branch or --detach, not both')
+                    head: str | None) -> Problem | None:
+    """Why the request as given cannot be carried out, or None: git does
+    not take ``branch`` as a branch name (given, the command's validation
+    checked it already; made from PATH, not), the place ``target``, or
+    ``top`` has no commit"""
     problem = branch_name_problem(top, branch) if branch is not None \
         else None
     if problem:

@@ -23,10 +23,10 @@ from datalad_worktree.engine.merge.dataset import (
 )
 from datalad_worktree.engine.merge.sources import (
     Spec,
-    is_pattern,
     node_sources,
     read_specs,
 )
+from datalad_worktree.engine.named import named
 from datalad_worktree.engine.scheduler import bottom_up, split_hierarchy
 from datalad_worktree.hierarchy.walk import Node, children_of, walk_hierarchy
 from datalad_worktree.repo.queries import head_commit, is_repo_root
@@ -42,8 +42,8 @@ def merge_hierarchy(top: Path, given: list[str], place: Callable[[str], Path],
     reported in its own shape (see ``Options.one``): per dataset, one
     record; else, per dataset, one record per refused source, then one
     for the dataset (see the command's documentation)"""
-    opts = replace(opts, one=len(given) == 1 and (
-        not is_pattern(given[0]) or place(given[0]).exists()))
+    opts = replace(opts, one=len(given) == 1 and
+                   not named(given[0], place).pattern)
     specs, problems = read_specs(top, given, place)
     skipped, active = split_hierarchy(walk_hierarchy(
         top, head_commit(top), depth)) if not problems else ([], [])

@@ -2,7 +2,8 @@
 
 A SOURCE is the path of a linked worktree (an existing path wins), a
 branch name, or a glob pattern (``*``, ``?``, ``[...]``, as ``fnmatch``
-reads them). A pattern is matched against the branch names of each
+reads them; see ``named``, which reads ``worktree-remove``'s PATHs the
+same way). A pattern is matched against the branch names of each
 dataset merged into, leaving out the branch that dataset has checked out
 and git-annex's own branches (``git-annex``, ``synced/*``,
 ``adjusted/*``), and, where it contains a '/', against the paths of the
@@ -14,9 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Callable
 
 from datalad_worktree.base.outcome import Outcome, Problem, Refusal
 from datalad_worktree.base.paths import same_path
+from datalad_worktree.engine.named import Named, matching_worktrees, named
 from datalad_worktree.hierarchy.clones import (
     clone_refusal,
     is_separate_clone,
@@ -32,9 +35,6 @@ from datalad_worktree.repo.queries import (
 )
 from datalad_worktree.repo.worktrees import list_worktrees, same_repository
 from datalad_worktree.runners import git
-
-PATTERN_CHARS = frozenset('*?[')
-
 
 ANNEX_BRANCHES = ('git-annex', 'synced/*', 'adjusted/*')
 """git-annex's own branches, which no pattern matches: never results"""
@@ -58,25 +58,21 @@ class Spec:
             f'branch {self.branch or self.pattern}'
 
 
-def is_pattern(text: str) -> bool:
-    return bool(PATTERN_CHARS & set(text))
-
-
-def read_specs(top: Path, given: list[str], place
+def read_specs(top: Path, given: list[str], place: Callable[[str], Path]
                ) -> tuple[list[Spec], list[tuple[str, Problem]]]:
     """The sources ``given`` as specs (``place(text)``: the absolute path
     a text names), and each given source that cannot be one, with why"""
     specs: dict[str, Spec] = {}
     problems = []
     for text in given:
-        root = place(text)
-        if root.exists():
-            problem = worktree_source_problem(top, root)
-            found = [Spec(text, root=root)]
-        elif is_pattern(text):
-            problem, found = pattern_specs(top, text, root)
+        arg = named(text, place)
+        if arg.exists:
+            problem = worktree_source_problem(top, arg.path)
+            found = [Spec(text, root=arg.path)]
+        elif arg.pattern:
+            problem, found = pattern_specs(top, arg)
         else:
-            problem = source_problem(top, root, text)
+            problem = source_problem(top, arg.path, text)
             found = [Spec(text, branch=text)]
         if problem:
             problems.append((text, problem))
@@ -86,19 +82,18 @@ def read_specs(top: Path, given: list[str], place
     return list(specs.values()), problems
 
 
-def pattern_specs(top: Path, pattern: str, place: Path
-                  ) -> tuple[Problem | None, list[Spec]]:
-    """Why ``pattern`` cannot be used, or None, and the specs it makes:
-    itself, for branches, and each linked worktree of ``top`` whose path
-    it matches (with a '/' in it)"""
+def pattern_specs(top: Path, arg: Named) -> tuple[Problem | None, list[Spec]]:
+    """Why the pattern ``arg`` cannot be used, or None, and the specs it
+    makes: itself, for branches, and each linked worktree of ``top`` whose
+    path it matches (with a '/' in it)"""
+    pattern = arg.text
     if pattern.startswith('-'):
         return Problem(Refusal.BAD_BRANCH, (
             f'refusing the pattern {pattern!r}: it looks like an option')), []
     found = [Spec(pattern, pattern=pattern)]
     if '/' in pattern:
-        found += [Spec(pattern, root=w.path)
-                  for w in list_worktrees(top)[1:]
-                  if fnmatchcase(str(w.path), str(place))]
+        found += [Spec(pattern, root=path)
+                  for path in matching_worktrees(top, arg)]
     return None, found
 
 

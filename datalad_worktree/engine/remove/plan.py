@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from enum import Enum
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +24,7 @@ from datalad_worktree.base.outcome import (
     failure,
 )
 from datalad_worktree.base.paths import same_path
+from datalad_worktree.engine.named import matching_worktrees, named
 from datalad_worktree.hierarchy.clones import clone_refusal, unique_holdings
 from datalad_worktree.hierarchy.nested import Member, find_members
 from datalad_worktree.repo.annex import own_annex_problem
@@ -32,8 +32,6 @@ from datalad_worktree.repo.queries import commits_only_in, short_log, worktree_c
 from datalad_worktree.repo.store.refs import git_dirs
 from datalad_worktree.repo.worktrees import find_worktree, list_worktrees
 from datalad_worktree.runners.locks import branch_locks, lock_message
-
-PATTERN_CHARS = frozenset('*?[')
 
 
 class Removal(Enum):
@@ -200,23 +198,23 @@ def local_files_problems(path: Path) -> list[Problem]:
     return problems
 
 
-def read_targets(top: Path, given: list[str], place
+def read_targets(top: Path, given: list[str], place: Callable[[str], Path]
                  ) -> tuple[list[Path], list[tuple[Path, Problem]]]:
     """The linked worktrees of ``top`` that ``given`` names, each once
     (``place(text)``: the absolute path a text names; an existing path
     wins over a pattern, which is matched with ``fnmatch`` against the
-    paths of ``top``'s linked worktrees), and each given path that names
-    none, with why"""
+    paths of ``top``'s linked worktrees, see ``named``), and each given
+    path that names none, with why"""
     targets: dict[str, Path] = {}
     problems = []
     for text in given:
-        where = place(text)
-        if os.path.lexists(where) or not PATTERN_CHARS & set(text):
+        arg = named(text, place)
+        where = arg.path
+        if not arg.pattern:
             problem = target_problem(top, where)
             found = [where]
         else:
-            found = [w.path for w in list_worktrees(top)[1:]
-                     if fnmatchcase(str(w.path), str(where))]
+            found = matching_worktrees(top, arg)
             problem = None if found else Problem(Refusal.NO_MATCH, (
                 f'the pattern {text!r} matches no linked worktree of {top} '
                 f'(matched as {where}); nothing was removed'))
