@@ -12,16 +12,29 @@ from datalad_next.exceptions import CapturedException
 
 from datalad_worktree.base.outcome import Refusal
 
-from .conftest import (
-    CODE,
-    DERIVED,
-    add,
-    by_path,
-    commit_file,
-    git,
-    quiet,
-    snapshot,
-)
+try:
+    # the layout of the tests where conftest.py only registers fixtures
+    from tests.helpers import (
+        CODE,
+        DERIVED,
+        add,
+        by_path,
+        commit_file,
+        git,
+        quiet,
+        snapshot,
+    )
+except ImportError:  # as long as conftest.py holds the helpers
+    from tests.conftest import (
+        CODE,
+        DERIVED,
+        add,
+        by_path,
+        commit_file,
+        git,
+        quiet,
+        snapshot,
+    )
 
 CODES = {r.value for r in Refusal}
 
