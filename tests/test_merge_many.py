@@ -275,7 +275,7 @@ def test_sources_changing_the_same_file_merge_with_git(origin, tmp_path):
     assert clean(origin)
 
 
-def test_with_git_older_than_2_38(origin, tmp_path, old_git):
+def test_with_git_older_than_2_38(origin, tmp_path, old_git):  # noqa: F811
     """Sources that change different files merge as ever; one that needs
     git's own merge is left out, with why"""
     edited_jobs(origin, tmp_path)

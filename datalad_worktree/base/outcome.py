@@ -6,8 +6,15 @@ import os
 from dataclasses import (
     dataclass,
     field,
+    replace,
 )
+from enum import Enum
 from pathlib import Path
+from types import MappingProxyType
+from typing import (
+    Any,
+    Mapping,
+)
 
 from datalad_next.exceptions import CapturedException
 from datalad_next.runners import CommandError
@@ -25,21 +32,139 @@ def error_line(exc: CommandError) -> str:
 FAILED = ('impossible', 'error')
 
 
-@dataclass
+class Refusal(Enum):
+    """Why a dataset was refused: a stable code for programs, reported as
+    ``refusal`` next to the ``message`` of every 'impossible' result (the
+    message, for people, may be reworded; the code is not)"""
+
+    # local work that would be lost or overwritten
+    UNCOMMITTED_CHANGES = 'uncommitted-changes'
+    UNTRACKED_FILES = 'untracked-files'
+    """Untracked (or ignored) files that would be overwritten or lost"""
+    UNMERGED_COMMITS = 'unmerged-commits'
+    """Commits that nothing else contains would be given up or moved"""
+    OWN_ANNEX = 'own-annex'
+    """An annex of the worktree's own, in place of the shared one, that
+    holds something unique"""
+    # git's state
+    LOCKED = 'locked'
+    """A worktree locked with ``git worktree lock``, or by a git that is
+    still making it"""
+    LOCK_FILES = 'lock-files'
+    """Lock files that a killed git left behind"""
+    INTERRUPTED_MERGE = 'interrupted-merge'
+    """A merge in progress with changes of its own"""
+    STALE_REGISTRATION = 'stale-registration'
+    """A worktree registered where its directory is gone"""
+    ADJUSTED_BRANCH = 'adjusted-branch'
+    """An adjusted branch of git-annex (``git annex adjust``) checked out"""
+    ANNEX_UNINITIALIZED = 'annex-uninitialized'
+    # merging and updating
+    CONFLICTS = 'conflicts'
+    NOT_FAST_FORWARD = 'not-fast-forward'
+    """A fast-forward was asked for (--ff-only), but is not possible"""
+    SPARSE_DELETIONS = 'sparse-deletions'
+    """A sparse worktree's commits delete files it never checked out"""
+    BLOCKED = 'blocked'
+    """Not attempted: the work on a subdataset (or on a worktree inside
+    this one, or on a source in a subdataset) failed or was refused"""
+    # what was asked for
+    NOT_A_LINKED_WORKTREE = 'not-a-linked-worktree'
+    """A linked worktree is needed: this is a main worktree, or no
+    worktree of the dataset"""
+    NOT_A_WORKTREE = 'not-a-worktree'
+    """Not a worktree of this dataset's repository at all"""
+    MAIN_WORKTREE = 'main-worktree'
+    """A main worktree, where a linked one is needed (or never removed)"""
+    SAME_DATASET = 'same-dataset'
+    """A dataset given as its own source"""
+    WRONG_DIRECTION = 'wrong-direction'
+    """The main worktree merged into one of its linked worktrees"""
+    NO_MATCH = 'no-match'
+    """A branch name or pattern that names nothing"""
+    SEPARATE_CLONE = 'separate-clone'
+    """A separate clone where a linked worktree belongs"""
+    NOT_INSTALLED = 'not-installed'
+    """A subdataset needed that is not installed"""
+    MISSING_COMMIT = 'missing-commit'
+    """A commit recorded that the repository does not have"""
+    NO_COMMIT = 'no-commit'
+    """A dataset without any commit"""
+    EXISTS = 'exists'
+    """Something other than what was asked for is there already"""
+    BRANCH_IN_USE = 'branch-in-use'
+    """The branch is checked out in another worktree"""
+    BAD_BRANCH = 'bad-branch'
+    """A branch name that cannot be used"""
+    BAD_PATH = 'bad-path'
+    """A path that cannot be used: given, or recorded in .gitmodules"""
+    SYMLINK = 'symlink'
+    """A symbolic link on a path leads elsewhere"""
+    SPARSE_PATH = 'sparse-path'
+    """A --sparse PATH that cannot be used here"""
+    OUTSIDE_CONE = 'outside-cone'
+    """A subdataset outside the sparse checkout of its parent"""
+    CONFIGURATION = 'configuration'
+    """A repository's configuration blocks it"""
+    TOOLS = 'tools'
+    """git or git-annex missing, or too old for this"""
+    CANNOT_INSPECT = 'cannot-inspect'
+    """Reading the repository failed, so it was not checked"""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why something cannot be done: a stable code and a message"""
+    refusal: Refusal
+    message: str
+
+    def outcome(self, keys: Mapping[str, Any] | None = None) -> Outcome:
+        """The 'impossible' outcome of this problem, with ``keys``"""
+        return Outcome.refused(self.refusal, self.message, keys)
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What a command did to one dataset, or why it did not
 
-    The interface layer turns it into a DataLad result record.
+    Immutable: derive a changed one with ``dataclasses.replace`` (or
+    ``noted``, ``with_keys``). The command layer turns it into a DataLad
+    result record. An 'impossible' outcome always names its ``refusal``.
     """
     status: str
     """'ok', 'notneeded', 'impossible' or 'error'"""
     message: str | None
-    keys: dict = field(default_factory=dict)
-    """Further keys of the result record"""
+    keys: Mapping[str, Any] = field(default_factory=dict)
+    """Further keys of the result record (a read-only copy of the mapping
+    given)"""
+    refusal: Refusal | None = None
+    """Why it was refused, for an 'impossible' outcome"""
+
+    def __post_init__(self):
+        object.__setattr__(self, 'keys', MappingProxyType(dict(self.keys)))
+        if self.status == 'impossible' and self.refusal is None:
+            raise ValueError(f'a refusal without a code: {self.message}')
+
+    @classmethod
+    def refused(cls, refusal: Refusal, message: str,
+                keys: Mapping[str, Any] | None = None) -> Outcome:
+        """The 'impossible' outcome with the code ``refusal``"""
+        return cls('impossible', message, keys or {}, refusal)
 
     @property
     def failed(self) -> bool:
         return self.status in FAILED
+
+    def noted(self, note: str | None, sep: str = '; ') -> Outcome:
+        """This outcome with ``note`` added to its message (where given)"""
+        if not note:
+            return self
+        return replace(self, message=f'{self.message}{sep}{note}'
+                       if self.message else note)
+
+    def with_keys(self, **keys: Any) -> Outcome:
+        """This outcome with ``keys`` added to (or changed in) its keys"""
+        return replace(self, keys=dict(self.keys, **keys))
 
 
 @dataclass(frozen=True)
@@ -53,7 +178,7 @@ class Result:
 
 
 def failure(path: Path, exc: Exception, what: str | None = None,
-            keys: dict | None = None) -> Outcome:
+            keys: Mapping[str, Any] | None = None) -> Outcome:
     """The 'error' outcome of an exception raised by the work on the
     dataset at ``path`` (``what`` was being done, by default: git, or the
     work as such, failed there); the exception is kept in the record,

@@ -37,10 +37,14 @@ from datalad_next.commands import (
     ValidatedInterface,
 )
 from datalad_next.constraints import (
+    Constraint,
+    ConstraintError,
     EnsureBool,
     EnsureChoice,
+    EnsureGitRefName,
     EnsureInt,
     EnsureRange,
+    EnsureStr,
 )
 
 from datalad_worktree.engine.progress import no_progress_bars
@@ -112,6 +116,31 @@ BINDPATHS_PARAM = Parameter(
     'worktree-binds-bwrap' or 'worktree-binds-apptainer' where a dataset
     uses it), so that 'datalad containers-run' there can read annexed
     files.""")
+
+
+class EnsureBranchName(Constraint):
+    """A branch name as given: not one that looks like an option, and one
+    that git takes for a branch (``EnsureGitRefName``) unchanged; checked
+    before anything is read"""
+
+    def __call__(self, value) -> str:
+        value = EnsureStr(min_len=1)(value)
+        if value.startswith('-'):
+            self.raise_for(value, 'refusing branch name {__value__!r}: it '
+                                  'looks like an option')
+        try:
+            normalized = EnsureGitRefName(allow_onelevel=True)(value)
+        except ConstraintError as e:
+            self.raise_for(value, '{__value__!r} is not a valid branch name; '
+                                  'choose another with --branch, or use '
+                                  '--detach', __caused_by__=e)
+        if normalized != value:
+            self.raise_for(value, 'refusing branch name {__value__!r}: give '
+                                  'a plain branch name')
+        return value
+
+    def short_description(self) -> str:
+        return 'branch name'
 
 
 def tools_problem(top: Path) -> str | None:

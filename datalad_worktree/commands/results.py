@@ -20,10 +20,15 @@ from datalad_worktree.base.outcome import (
 
 def make_result(action: str, path: Path, refds: Path,
                 outcome: Outcome) -> dict:
-    """The DataLad result record of ``outcome`` for the dataset at ``path``"""
+    """The DataLad result record of ``outcome`` for the dataset at ``path``:
+    its status and message, the code of a refusal as ``refusal`` (see
+    ``outcome.Refusal``), and its further keys"""
+    refusal = {} if outcome.refusal is None else dict(
+        refusal=outcome.refusal.value)
     return get_status_dict(
         action=action, path=str(path), type='dataset', refds=str(refds),
-        status=outcome.status, message=outcome.message, **outcome.keys)
+        status=outcome.status, message=outcome.message, **refusal,
+        **outcome.keys)
 
 
 def records(action: str, refds: Path, results: Iterable[Result | dict]

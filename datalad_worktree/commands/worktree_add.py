@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterator
-
 from datalad_next.commands import (
     EnsureCommandParameterization,
     Parameter,
+    ParameterConstraintContext,
     build_doc,
     datasetmethod,
     eval_results,
@@ -20,7 +18,7 @@ from datalad_next.constraints import (
     EnsureStr,
 )
 
-from datalad_worktree.base.outcome import Outcome
+from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.base.paths import absolute_path
 from datalad_worktree.commands._common import (
     BINDPATHS_PARAM,
@@ -28,31 +26,51 @@ from datalad_worktree.commands._common import (
     HIERARCHY_VALIDATORS,
     MTIMES_PARAM,
     SETUP_PARAM,
+    EnsureBranchName,
     WorktreeInterface,
     bars_for_people,
     max_depth,
     tools_problem,
     worker_count,
 )
-from datalad_worktree.commands.results import make_result
-from datalad_worktree.engine.add.make import create_worktrees
-from datalad_worktree.engine.add.plan import (
-    Plan,
-    Todo,
-    checkout_phrase,
-    location_problem,
-    plan_hierarchy,
-)
-from datalad_worktree.environment.bindpaths import ACTION as BINDPATHS_ACTION
-from datalad_worktree.environment.bindpaths import bind_hierarchy
-from datalad_worktree.environment.setup_command import ACTION as SETUP_ACTION
-from datalad_worktree.environment.setup_command import setup_outcome
-from datalad_worktree.hierarchy.cones import sparse_paths
-from datalad_worktree.hierarchy.walk import subdataset_pointers
-from datalad_worktree.repo.queries import branch_name_problem, head_commit, is_repo_root
-from datalad_worktree.runners import tools
+from datalad_worktree.commands.results import make_result, records
+from datalad_worktree.engine.add.make import make_worktrees
+from datalad_worktree.engine.add.plan import plan_add
 
 ACTION = 'worktree-add'
+
+
+class AddParameters(EnsureCommandParameterization):
+    """The parameters of worktree-add, checked before anything is read"""
+
+    def __init__(self):
+        super().__init__(
+            dict(
+                path=EnsurePath(),
+                dataset=EnsureDataset(installed=True,
+                                      purpose='create a worktree of it'),
+                branch=EnsureBranchName(),
+                detach=EnsureBool(),
+                **HIERARCHY_VALIDATORS,
+                dry_run=EnsureBool(),
+                sparse=EnsureStr(min_len=1) |
+                EnsureListOf(EnsureStr(min_len=1)),
+                mtimes=EnsureBool(),
+                setup=EnsureBool(),
+                bindpaths=EnsureBool(),
+            ),
+            joint_constraints={
+                ParameterConstraintContext(('branch', 'detach'),
+                                           'branch or detached'):
+                self._branch_or_detach,
+            },
+            validate_defaults=('dataset',),
+        )
+
+    def _branch_or_detach(self, branch, detach):
+        if branch is not None and detach:
+            self.raise_for(dict(branch=branch, detach=detach),
+                           'give either --branch or --detach, not both')
 
 
 @build_doc
@@ -123,6 +141,11 @@ class WorktreeAdd(WorktreeInterface):
     ``type='dataset'``, ``path`` (the new worktree), ``source`` (the
     dataset it is a worktree of), ``branch`` (None when detached) and
     ``commit`` (the commit checked out).
+
+    A refusal (``status='impossible'``) names why in ``refusal``, a code
+    that stays the same when its message is reworded, for scripts to
+    branch on ('uncommitted-changes', 'unmerged-commits', 'conflicts',
+    'locked', ...); an error keeps its exception in ``exception``.
     """
 
     _params_ = dict(
@@ -166,22 +189,7 @@ class WorktreeAdd(WorktreeInterface):
         bindpaths=BINDPATHS_PARAM,
     )
 
-    _validator_ = EnsureCommandParameterization(
-        dict(
-            path=EnsurePath(),
-            dataset=EnsureDataset(installed=True,
-                                  purpose='create a worktree of it'),
-            branch=EnsureStr(min_len=1),
-            detach=EnsureBool(),
-            **HIERARCHY_VALIDATORS,
-            dry_run=EnsureBool(),
-            sparse=EnsureStr(min_len=1) | EnsureListOf(EnsureStr(min_len=1)),
-            mtimes=EnsureBool(),
-            setup=EnsureBool(),
-            bindpaths=EnsureBool(),
-        ),
-        validate_defaults=('dataset',),
-    )
+    _validator_ = AddParameters()
 
     _examples_ = [
         dict(text="Create a worktree of the current dataset and all its "
@@ -224,87 +232,15 @@ class WorktreeAdd(WorktreeInterface):
     ):
         top = dataset.ds.pathobj
         target = absolute_path(path, dataset)
-        if not detach:
-            branch = branch or target.name
-        head = head_commit(top)
-        cone, problems = (None, []) if sparse is None else sparse_paths(
-            [sparse] if isinstance(sparse, str) else sparse)
-        problem = tools_problem(top) or '; '.join(problems) or \
-            request_problem(top, target, branch, detach, head)
+        problem = tools_problem(top)
         if problem:
-            yield make_result(ACTION, target, top, Outcome(
-                'impossible', problem, dict(source=str(top))))
+            yield make_result(ACTION, target, top, Outcome.refused(
+                Refusal.TOOLS, problem, dict(source=str(top))))
             return
-        plans = plan_hierarchy(top, head, target, branch,
-                               max_depth(recursive, recursion_limit), cone)
-        problem = any(p.annex for p in plans) and \
-            tools.tools_problem(annex=True)
-        if problem:
-            yield make_result(ACTION, target, top, Outcome(
-                'impossible', problem, dict(source=str(top))))
-            return
-        refused = [p for p in plans if p.todo is Todo.REFUSE]
-        for p in refused or plans:
-            if p.todo is not Todo.CREATE:
-                yield make_result(ACTION, p.target, top, p.outcome(
-                    'impossible' if refused else 'notneeded', p.reason))
-            elif dry_run:
-                yield make_result(ACTION, p.target, top, p.outcome(
-                    'ok', f'would {checkout_phrase(p)}', dry_run=True))
-        if refused or dry_run:
-            return
-        created = []
-        left_out = '' if recursive or recursion_limit is not None \
-            else left_out_note(top, head)
-        for plan, error in create_worktrees(plans, worker_count(jobs),
-                                            mtimes):
-            if not error:
-                created.append(plan)
-            yield make_result(ACTION, plan.target, top, plan.outcome(
-                'error', error) if error else plan.outcome(
-                'ok', checkout_phrase(plan, done=True) + left_out))
-        if bindpaths:
-            for plan, outcome in bind_outcomes(plans, created):
-                yield make_result(BINDPATHS_ACTION, plan.target, top, outcome)
-        # set up environments once the whole hierarchy is there
-        for plan in sorted(created, key=plans.index):
-            outcome = setup_outcome(plan.target, setup, lambda s: True)
-            if outcome:
-                yield make_result(SETUP_ACTION, plan.target, top, outcome)
-
-
-def request_problem(top: Path, target: Path, branch: str | None,
-                    detach: bool, head: str | None) -> str | None:
-    """Why the request as given cannot be carried out, or None"""
-    if branch is not None and detach:
-        return 'give either --branch or --detach, not both'
-    problem = (branch is not None and branch_name_problem(top, branch)) or \
-        location_problem(target, top)
-    if problem or head:
-        return problem
-    return f'{top} has no commit yet; save something first'
-
-
-def left_out_note(top: Path, head: str) -> str:
-    """A note naming the installed subdatasets of ``top`` that a worktree
-    without --recursive leaves as empty directories, or ''"""
-    installed = [p for p, sha in subdataset_pointers(top, head)
-                 if sha and is_repo_root(top / p)]
-    if not installed:
-        return ''
-    shown = ', '.join(installed[:3]) + (', ...' if len(installed) > 3
-                                        else '')
-    return (f'; its {len(installed)} installed subdataset(s) ({shown}) are '
-            'left out as empty directories: give -r (--recursive) to '
-            'include them (running it again adds only what is missing)')
-
-
-def bind_outcomes(plans: list[Plan], created: list[Plan]
-                  ) -> Iterator[tuple[Plan, Outcome]]:
-    """Configure container bind paths in the worktrees that are there now
-    (see ``bindpaths.bind_hierarchy``)"""
-    present = {p.node.relpath: p for p in plans
-               if p in created or p.todo is Todo.EXISTS}
-    for relpath, outcome in bind_hierarchy(
-            {rel: p.target for rel, p in present.items()}):
-        yield present[relpath], outcome
+        plan = plan_add(
+            top, target, None if detach else branch or target.name,
+            max_depth(recursive, recursion_limit),
+            [sparse] if isinstance(sparse, str) else sparse,
+            note_left_out=not recursive and recursion_limit is None)
+        yield from records(ACTION, top, make_worktrees(
+            plan, dry_run, worker_count(jobs), mtimes, setup, bindpaths))

@@ -20,8 +20,8 @@ from datalad_next.constraints import (
     EnsurePath,
 )
 
-from datalad_worktree.base.outcome import Outcome
-from datalad_worktree.base.paths import absolute_path, is_within
+from datalad_worktree.base.outcome import Outcome, Refusal
+from datalad_worktree.base.paths import absolute_path
 from datalad_worktree.commands._common import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
@@ -29,12 +29,11 @@ from datalad_worktree.commands._common import (
     SETUP_PARAM,
     WorktreeInterface,
     bars_for_people,
+    max_depth,
     tools_problem,
 )
 from datalad_worktree.commands.results import make_result, records
-from datalad_worktree.engine.get import Wanted, get_subdatasets
-from datalad_worktree.engine.missing_subdatasets import Provider
-from datalad_worktree.repo.worktrees import linked_worktree_problem
+from datalad_worktree.engine.get import get_into
 
 ACTION = 'worktree-get'
 
@@ -69,6 +68,11 @@ class WorktreeGet(WorktreeInterface):
     Each worktree made is reported with ``action='worktree-add'``, as
     ``worktree-add`` reports it; a PATH that needs nothing, and a refused
     clone, with ``action='worktree-get'``.
+
+    A refusal (``status='impossible'``) names why in ``refusal``, a code
+    that stays the same when its message is reworded, for scripts to
+    branch on ('uncommitted-changes', 'unmerged-commits', 'conflicts',
+    'locked', ...); an error keeps its exception in ``exception``.
     """
 
     _params_ = dict(
@@ -126,31 +130,12 @@ class WorktreeGet(WorktreeInterface):
                  recursion_limit=None, dry_run=False, mtimes=True,
                  setup=None):
         top = dataset.ds.pathobj
-        problem = tools_problem(top) or linked_worktree_problem(top)
+        problem = tools_problem(top)
         if problem:
-            yield make_result(ACTION, top, top, Outcome('impossible', problem))
+            yield make_result(ACTION, top, top,
+                              Outcome.refused(Refusal.TOOLS, problem))
             return
-        targets = []
-        for p in [path] if isinstance(path, Path) else path:
-            target = absolute_path(p, dataset)
-            if not is_within(target, top):
-                yield make_result(ACTION, target, top, Outcome(
-                    'impossible', f'{target} is not inside the worktree '
-                                  f'{top}; nothing was done'))
-            else:
-                targets.append(target)
-        if not targets:
-            return
-        wanted = Wanted(top, targets, None if recursion_limit is None and
-                        recursive else recursion_limit or 0)
-        provider = Provider(top, dry_run, mtimes, setup)
-        reported = set()
-        for result in records(ACTION, top, get_subdatasets(
-                top, wanted, provider, dry_run)):
-            reported.add(Path(result['path']))
-            yield result
-        for target in targets:
-            if not reported & {target, *target.parents}:
-                yield make_result(ACTION, target, top, Outcome(
-                    'notneeded', 'nothing to get: the datasets at and '
-                                 'above it are installed here'))
+        yield from records(ACTION, top, get_into(
+            top, [absolute_path(p, dataset)
+                  for p in ([path] if isinstance(path, Path) else path)],
+            max_depth(recursive, recursion_limit), dry_run, mtimes, setup))

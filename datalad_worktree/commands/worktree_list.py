@@ -13,7 +13,6 @@ from datalad_next.commands import (
 )
 from datalad_next.constraints import EnsureDataset
 
-from datalad_worktree.base.outcome import Outcome
 from datalad_worktree.commands._common import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
@@ -22,12 +21,8 @@ from datalad_worktree.commands._common import (
     render_result,
     shown,
 )
-from datalad_worktree.commands.results import make_result, records
-from datalad_worktree.engine.listing import listing
-from datalad_worktree.engine.progress import progress
-from datalad_worktree.engine.scheduler import split_hierarchy
-from datalad_worktree.hierarchy.walk import children_of, walk_hierarchy
-from datalad_worktree.repo.queries import head_commit
+from datalad_worktree.commands.results import records
+from datalad_worktree.engine.listing import list_hierarchy
 
 ACTION = 'worktree-list'
 
@@ -71,6 +66,11 @@ class WorktreeList(ValidatedInterface):
     A subdataset that cannot be looked at, such as one reached through a
     symbolic link that leads elsewhere, is reported with
     ``status='impossible'`` and why; its worktrees are not listed.
+
+    A refusal (``status='impossible'``) names why in ``refusal``, a code
+    that stays the same when its message is reworded, for scripts to
+    branch on ('uncommitted-changes', 'unmerged-commits', 'conflicts',
+    'locked', ...); an error keeps its exception in ``exception``.
     """
 
     result_renderer = 'tailored'
@@ -109,19 +109,8 @@ class WorktreeList(ValidatedInterface):
     @eval_results
     def __call__(*, dataset=None, recursive=False, recursion_limit=None):
         top = dataset.ds.pathobj
-        skipped, active = split_hierarchy(walk_hierarchy(
-            top, head_commit(top), max_depth(recursive, recursion_limit)))
-        for node in skipped:
-            if node.problem:
-                yield make_result(ACTION, node.path, top, Outcome(
-                    'impossible',
-                    f'{node.problem}; its worktrees are not listed'))
-        children = children_of(skipped + active)
-        with progress(ACTION, len(active)) as done:
-            for node in active:
-                yield from records(ACTION, top, listing(
-                    node, children[node.relpath]))
-                done()
+        yield from records(ACTION, top, list_hierarchy(
+            top, max_depth(recursive, recursion_limit)))
 
     @staticmethod
     def custom_result_renderer(res, **kwargs):

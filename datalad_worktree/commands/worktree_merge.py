@@ -18,7 +18,7 @@ from datalad_next.constraints import (
     EnsureStr,
 )
 
-from datalad_worktree.base.outcome import Outcome
+from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.base.paths import absolute_path
 from datalad_worktree.commands._common import (
     HIERARCHY_PARAMS,
@@ -32,8 +32,7 @@ from datalad_worktree.commands._common import (
 )
 from datalad_worktree.commands.results import make_result, records
 from datalad_worktree.engine.merge.dataset import Options
-from datalad_worktree.engine.merge.run import merge_one_source, merge_sources
-from datalad_worktree.engine.merge.sources import is_pattern
+from datalad_worktree.engine.merge.run import merge_hierarchy
 
 ACTION = 'worktree-merge'
 
@@ -115,6 +114,11 @@ class WorktreeMerge(WorktreeInterface):
     ``how``, ``from_commit``, ``to_commit``, ``detached`` and, where
     parents recorded merged subdatasets, ``recorded``; or 'notneeded'.
     ``already`` lists the sources it contained already.
+
+    A refusal (``status='impossible'``) names why in ``refusal``, a code
+    that stays the same when its message is reworded, for scripts to
+    branch on ('uncommitted-changes', 'unmerged-commits', 'conflicts',
+    'locked', ...); an error keeps its exception in ``exception``.
     """
 
     _params_ = dict(
@@ -194,19 +198,13 @@ class WorktreeMerge(WorktreeInterface):
             mtimes=True,
     ):
         top = dataset.ds.pathobj
-        source = [source] if isinstance(source, str) else list(source)
-        opts = Options(ff_only, message, dry_run, mtimes)
-        depth = max_depth(recursive, recursion_limit)
         problem = tools_problem(top)
         if problem:
-            yield make_result(ACTION, top, top, Outcome('impossible', problem))
+            yield make_result(ACTION, top, top,
+                              Outcome.refused(Refusal.TOOLS, problem))
             return
         place = lambda text: absolute_path(Path(text), dataset)  # noqa: E731
-        if len(source) == 1 and (not is_pattern(source[0]) or
-                                 place(source[0]).exists()):
-            yield from records(ACTION, top, merge_one_source(
-                top, source[0], place(source[0]), depth, worker_count(jobs),
-                opts))
-        else:
-            yield from records(ACTION, top, merge_sources(
-                top, source, place, depth, worker_count(jobs), opts))
+        yield from records(ACTION, top, merge_hierarchy(
+            top, [source] if isinstance(source, str) else list(source), place,
+            max_depth(recursive, recursion_limit), worker_count(jobs),
+            Options(ff_only, message, dry_run, mtimes)))

@@ -18,12 +18,12 @@ from datalad_next.constraints import (
     EnsurePath,
 )
 
-from datalad_worktree.base.outcome import Outcome
+from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.base.paths import absolute_path
 from datalad_worktree.commands._common import WorktreeInterface, bars_for_people
 from datalad_worktree.commands.results import make_result, records
-from datalad_worktree.engine.remove.execute import planned, remove_all
-from datalad_worktree.engine.remove.plan import inspect, read_targets
+from datalad_worktree.engine.remove.execute import execute
+from datalad_worktree.engine.remove.plan import plan_removal
 from datalad_worktree.runners.tools import tools_problem
 
 ACTION = 'worktree-remove'
@@ -79,6 +79,11 @@ class WorktreeRemove(WorktreeInterface):
     One result is reported per dataset with ``action='worktree-remove'``,
     ``path`` (the worktree), ``branch``, ``branch_deleted``, and
     ``given_up`` (commits given up with --force).
+
+    A refusal (``status='impossible'``) names why in ``refusal``, a code
+    that stays the same when its message is reworded, for scripts to
+    branch on ('uncommitted-changes', 'unmerged-commits', 'conflicts',
+    'locked', ...); an error keeps its exception in ``exception``.
     """
 
     _params_ = dict(
@@ -142,29 +147,13 @@ class WorktreeRemove(WorktreeInterface):
     def __call__(path, *, dataset=None, force=False, keep_branch=False,
                  dry_run=False):
         top = dataset.ds.pathobj
-        given = [path] if isinstance(path, (str, Path)) else list(path)
+        given = [str(p) for p in ([path] if isinstance(path, (str, Path))
+                                  else path)]
         place = lambda text: absolute_path(Path(text), dataset)  # noqa: E731
         problem = tools_problem(annex=False)
         if problem:
-            yield make_result(ACTION, place(str(given[0])), top,
-                              Outcome('impossible', problem))
+            yield make_result(ACTION, place(given[0]), top,
+                              Outcome.refused(Refusal.TOOLS, problem))
             return
-        targets, problems = read_targets(top, [str(p) for p in given], place)
-        if problems:
-            for where, problem in problems:
-                yield make_result(ACTION, where, top,
-                                  Outcome('impossible', problem))
-            return
-        listed: dict = {}
-        checked = [inspect(top, t, force, keep_branch, listed)
-                   for t in targets]
-        for refused, plans in checked:
-            yield from records(ACTION, top, refused)
-            if refused:
-                continue
-            if dry_run:
-                for plan in plans:
-                    yield make_result(ACTION, plan.member.path, top,
-                                      planned(plan))
-                continue
-            yield from records(ACTION, top, remove_all(plans))
+        yield from records(ACTION, top, execute(
+            plan_removal(top, given, place, force, keep_branch), dry_run))

@@ -16,7 +16,7 @@ from datalad_next.constraints import (
     EnsureDataset,
 )
 
-from datalad_worktree.base.outcome import Outcome
+from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.commands._common import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
@@ -29,12 +29,7 @@ from datalad_worktree.commands._common import (
     worker_count,
 )
 from datalad_worktree.commands.results import make_result, records
-from datalad_worktree.engine.missing_subdatasets import Provider
-from datalad_worktree.engine.scheduler import bottom_up, split_hierarchy
-from datalad_worktree.engine.sync import new_subdatasets, setups, sync_dataset
-from datalad_worktree.hierarchy.walk import children_of, walk_hierarchy
-from datalad_worktree.repo.queries import head_commit
-from datalad_worktree.repo.worktrees import linked_worktree_problem
+from datalad_worktree.engine.sync import sync_hierarchy
 
 ACTION = 'worktree-sync'
 
@@ -122,6 +117,11 @@ class WorktreeSync(WorktreeInterface):
     position a checkout was updated from), ``recorded`` (subdatasets
     recorded), ``orphaned`` (commits given up with [CMD: --force CMD][PY:
     force=True PY]) and ``conflicts`` (the paths of a refused merge).
+
+    A refusal (``status='impossible'``) names why in ``refusal``, a code
+    that stays the same when its message is reworded, for scripts to
+    branch on ('uncommitted-changes', 'unmerged-commits', 'conflicts',
+    'locked', ...); an error keeps its exception in ``exception``.
     """
 
     _params_ = dict(
@@ -181,43 +181,11 @@ class WorktreeSync(WorktreeInterface):
             setup=None,
     ):
         top = dataset.ds.pathobj
-        problem = tools_problem(top) or linked_worktree_problem(top)
+        problem = tools_problem(top)
         if problem:
-            yield make_result(ACTION, top, top, Outcome('impossible', problem))
+            yield make_result(ACTION, top, top,
+                              Outcome.refused(Refusal.TOOLS, problem))
             return
-        depth = max_depth(recursive, recursion_limit)
-        skipped, active = split_hierarchy(
-            walk_hierarchy(top, head_commit(top), depth))
-        new = Provider(top, dry_run, mtimes, setup)
-
-        def below(node):
-            return None if depth is None else depth - node.depth
-
-        yield from records(ACTION, top, new.add(
-            [n for n in skipped if not n.problem], below))
-        if new.created:
-            skipped, active = split_hierarchy(
-                walk_hierarchy(top, head_commit(top), depth))
-        for node in skipped:
-            if node.problem:
-                yield make_result(ACTION, node.path, top,
-                                  Outcome('impossible', node.problem))
-        children = children_of(active)
-        synced = []
-        for node, outcome in bottom_up(
-                active,
-                lambda n: sync_dataset(n, children[n.relpath], how, force,
-                                       dry_run, mtimes, new.main_copy(n), top),
-                worker_count(jobs),
-                lambda blocker: (f'not updated, because its subdataset '
-                                 f'{blocker.path} could not be'),
-                'updating datasets'):
-            yield make_result(ACTION, node.path, top, outcome)
-            if not outcome.failed and not dry_run and \
-                    (depth is None or node.depth < depth):
-                yield from records(ACTION, top, new.add(
-                    new_subdatasets(node, outcome), below))
-            if not outcome.failed:
-                synced.append((node, outcome))
-        if not dry_run:
-            yield from records(ACTION, top, setups(synced, setup))
+        yield from records(ACTION, top, sync_hierarchy(
+            top, max_depth(recursive, recursion_limit), how, force, dry_run,
+            mtimes, setup, worker_count(jobs)))

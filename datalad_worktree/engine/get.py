@@ -1,20 +1,24 @@
 """Subdatasets into a linked worktree, as worktrees, never as clones
 
-The engine of ``worktree-get``: which datasets a call asks for, the
+The engine of ``worktree-get`` (``get_into``): which datasets a call asks for, the
 separate clones that a linked worktree replaces, and the worktrees made
 for the rest (see ``missing_subdatasets``).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import (
+    dataclass,
+    replace,
+)
 from pathlib import (
     Path,
     PurePosixPath,
 )
 from typing import Iterator
 
-from datalad_worktree.base.outcome import Outcome, Result
+from datalad_worktree.base.outcome import Outcome, Refusal, Result
+from datalad_worktree.base.paths import is_within
 from datalad_worktree.engine.missing_subdatasets import Provider
 from datalad_worktree.engine.scheduler import guarded
 from datalad_worktree.hierarchy.clones import (
@@ -26,10 +30,57 @@ from datalad_worktree.hierarchy.clones import (
 from datalad_worktree.hierarchy.walk import Node, walk_hierarchy
 from datalad_worktree.repo.queries import head_commit
 from datalad_worktree.repo.store.refs import git_dirs
+from datalad_worktree.repo.worktrees import linked_worktree_problem
 
 TRASH = 'worktree-get-trash'
 """Where, in the git directory of its parent's worktree, a separate clone
 is moved to be deleted before a linked worktree replaces it"""
+
+
+def get_into(top: Path, paths: list[Path], depth: int | None,
+             dry_run: bool, mtimes: bool, setup: bool | None
+             ) -> Iterator[Result | dict]:
+    """Get the subdatasets at and above each of ``paths`` (and ``depth``
+    levels below each, None: all) that the linked worktree ``top`` lacks,
+    as worktrees of the main worktree's copies (results of 'worktree-add',
+    and the records of DataLad's ``get`` where one runs), replacing
+    separate clones that hold nothing of their own; a path that needs
+    nothing is reported so"""
+    problem = linked_worktree_problem(top)
+    if problem:
+        yield Result(top, Outcome.refused(Refusal.NOT_A_LINKED_WORKTREE,
+                                          problem))
+        return
+    targets = []
+    for target in paths:
+        if not is_within(target, top):
+            yield Result(target, Outcome.refused(
+                Refusal.BAD_PATH, f'{target} is not inside the worktree '
+                                  f'{top}; nothing was done'))
+        else:
+            targets.append(target)
+    if not targets:
+        return
+    provider = Provider(top, dry_run, mtimes, setup)
+    reported = set()
+    for result in get_subdatasets(top, Wanted(top, targets, depth), provider,
+                                  dry_run):
+        reported.add(Path(result['path']) if isinstance(result, dict)
+                     else result.path)
+        yield result
+    for target in targets:
+        if not reported & {target, *target.parents}:
+            yield Result(target, Outcome(
+                'notneeded', 'nothing to get: the datasets at and above it '
+                             'are installed here'))
+
+
+@dataclass(frozen=True)
+class Levels:
+    """How far below a dataset that a call asks for the worktrees it gets
+    go"""
+    below: int | None
+    """How many levels of subdatasets below it (None: all)"""
 
 
 class Wanted:
@@ -41,28 +92,28 @@ class Wanted:
                         for t in targets]
         self.limit = limit
 
-    def depth(self, node: Node, nodes: dict[PurePosixPath, Node]
-              ) -> int | None | bool:
-        """How many levels below ``node`` to provide with it (None: all);
-        False where ``node`` is not asked for. ``nodes`` are the datasets
-        of the worktree by location, ``node`` and those above it included"""
-        found: int | None | bool = False
+    def levels(self, node: Node, nodes: dict[PurePosixPath, Node]
+               ) -> Levels | None:
+        """How many levels below ``node`` to provide with it; None where
+        ``node`` is not asked for. ``nodes`` are the datasets of the
+        worktree by location, ``node`` and those above it included"""
+        found: int | None = None
         for t in self.targets:
             if node.relpath == t or t in node.relpath.parents:
                 if self.limit is None:
-                    return None
+                    return Levels(None)
                 base = max(n.depth for p, n in nodes.items()
                            if p == t or p in t.parents)
                 if node.depth - base <= self.limit:
                     found = max(found or 0,
                                 self.limit - (node.depth - base))
-            elif node.relpath in t.parents and found is False:
+            elif node.relpath in t.parents and found is None:
                 found = 0
-        return found
+        return None if found is None else Levels(found)
 
 
 def get_subdatasets(top: Path, wanted: Wanted, provider: Provider,
-                    dry_run: bool) -> Iterator[dict]:
+                    dry_run: bool) -> Iterator[Result | dict]:
     """Provide the wanted subdatasets that the worktree ``top`` lacks, a
     level at a time (those below become visible once their parents are
     there), until none is left or nothing more can be made"""
@@ -74,10 +125,10 @@ def get_subdatasets(top: Path, wanted: Wanted, provider: Provider,
             top, head_commit(top), None)}
 
         def depth(node):
-            return wanted.depth(node, nodes)
+            return wanted.levels(node, nodes).below
 
         for node in nodes.values():
-            if not node.depth or depth(node) is False or \
+            if not node.depth or wanted.levels(node, nodes) is None or \
                     clones & set(node.relpath.parents):
                 # inside a separate clone: never touched from here
                 continue
@@ -90,8 +141,7 @@ def get_subdatasets(top: Path, wanted: Wanted, provider: Provider,
                 continue
             reported.add(node.relpath)
             if node.problem:
-                yield Result(node.path,
-                                  Outcome('impossible', node.problem))
+                yield Result(node.path, node.problem.outcome())
             elif not node.installed:
                 missing.append(node)
             else:
@@ -116,7 +166,7 @@ def replace_clone(node: Node, main_copy: Path, parent: Path,
     clone = node.path
     holdings = unique_holdings(clone, main_copy, ignored=True)
     if holdings:
-        return Outcome('impossible', clone_refusal(
+        return Outcome.refused(Refusal.SEPARATE_CLONE, clone_refusal(
             clone, main_copy, holdings, 'run this again'))
     if dry_run:
         return Outcome('ok', 'would replace the separate clone, which holds '

@@ -8,11 +8,24 @@ fast-forward or a merge commit, and local work is never overwritten.
 
 from __future__ import annotations
 
+from dataclasses import (
+    dataclass,
+    replace,
+)
 from pathlib import Path
+from typing import (
+    Any,
+    Mapping,
+)
 
 from datalad_next.runners import CommandError
 
-from datalad_worktree.base.outcome import Outcome, error_line
+from datalad_worktree.base.outcome import (
+    Outcome,
+    Problem,
+    Refusal,
+    error_line,
+)
 from datalad_worktree.hierarchy.walk import Node
 from datalad_worktree.repo.queries import (
     GITLINK_MODE,
@@ -34,7 +47,7 @@ from datalad_worktree.runners import git
 
 
 def local_work_problem(repo: Path, base: str, source: str,
-                       keep_untouched: bool) -> str | None:
+                       keep_untouched: bool) -> Problem | None:
     """Why local work in ``repo`` blocks bringing in ``source``, or None
 
     Uncommitted changes to tracked files block it (with ``keep_untouched``:
@@ -47,7 +60,7 @@ def local_work_problem(repo: Path, base: str, source: str,
 
 
 def work_problem(repo: Path, base: str, source: str, keep_untouched: bool,
-                 dirty: list[str], blocked: list[str]) -> str | None:
+                 dirty: list[str], blocked: list[str]) -> Problem | None:
     """Why the uncommitted changes ``dirty`` and the files ``blocked`` that
     git does not track block bringing ``source`` into ``repo``, or None
     (see ``local_work_problem``)"""
@@ -56,17 +69,19 @@ def work_problem(repo: Path, base: str, source: str, keep_untouched: bool,
         dirty = [p for p in dirty if p in touched]
     if dirty:
         which = ' that this would change' if keep_untouched else ''
-        return (f'uncommitted changes in {repo}{which}: {", ".join(dirty)}; '
-                'commit or discard them first')
+        return Problem(Refusal.UNCOMMITTED_CHANGES, (
+            f'uncommitted changes in {repo}{which}: {", ".join(dirty)}; '
+            'commit or discard them first'))
     if blocked:
-        return (f'this would overwrite files in {repo} that git does not '
-                f'track: {", ".join(blocked)}; move them away first')
+        return Problem(Refusal.UNTRACKED_FILES, (
+            f'this would overwrite files in {repo} that git does not '
+            f'track: {", ".join(blocked)}; move them away first'))
     return None
 
 
 def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
               message: str, subdatasets: list[Node], dry_run: bool,
-              keep_untouched: bool, keys: dict,
+              keep_untouched: bool, keys: Mapping[str, Any],
               head: str | None = None) -> Outcome:
     """Bring commit ``source`` (described as ``what``) into the checkout
     of ``repo``: fast-forward where possible, else a merge commit
@@ -76,17 +91,18 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
     where git can. A merge commit records the current commits of
     ``subdatasets``, which also resolves conflicts on their pointers; any
     other conflict refuses the merge and leaves everything as it was.
-    ``head`` is the commit checked out, where the caller knows it.
+    ``head`` is the commit checked out, where the caller knows it. The
+    outcome has ``keys`` and ``from_commit``, ``to_commit`` and ``how``.
     """
     head = head or head_commit(repo)
-    keys.update(from_commit=head, to_commit=head, how=None)
+    keys = dict(keys, from_commit=head, to_commit=head, how=None)
     if source == head or is_ancestor(repo, source, head):
         return Outcome('notneeded', f'already contains {what}', keys)
     if merge_head(repo) == source:
         return finish_merge(repo, source, what, subdatasets, dry_run, keys)
     ff = is_ancestor(repo, head, source)
     if not ff and ff_only:
-        return Outcome('impossible', (
+        return Outcome.refused(Refusal.NOT_FAST_FORWARD, (
             f'{head[:10]} and {what} have diverged, so no fast-forward is '
             'possible'), keys)
     base = head if ff else merge_base(repo, head, source)
@@ -98,31 +114,30 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
         [p for p in dirty if p not in written],
         [p for p in blocked if p not in written])
     if problem:
-        return Outcome('impossible', problem, keys)
+        return problem.outcome(keys)
     pointers = {c.subpath: c for c in subdatasets}
     if not ff:
         other = [p for p in merge_conflicts(repo, head, source) or []
                  if p not in pointers]
         if other:
-            return Outcome('impossible', (
+            return Outcome.refused(Refusal.CONFLICTS, (
                 f'merging {what} into {head[:10]} conflicts in '
                 f'{", ".join(other)}; nothing was changed'
                 f'{pointer_hint(repo, head, other)}'),
                 dict(keys, conflicts=other))
-    keys['how'] = 'fast-forward' if ff else 'merge'
+    keys['how'] = how = 'fast-forward' if ff else 'merge'
     if dry_run:
-        return Outcome('ok', f'would {keys["how"]} from {head[:10]} to '
-                             f'{what}', dict(keys, dry_run=True))
+        return Outcome('ok', f'would {how} from {head[:10]} to {what}',
+                       dict(keys, dry_run=True))
     if ff:
         stage_as_in(repo, source, written)
         git.run(repo, ['merge', '--ff-only', '--no-edit', source])
     else:
-        refusal = merge_commit(repo, source, message, pointers, what)
-        if refusal:
-            return Outcome('impossible', refusal[0],
-                           dict(keys, conflicts=refusal[1]))
+        conflicts = merge_commit(repo, source, message, pointers, what)
+        if conflicts:
+            return conflicts.outcome(dict(keys, conflicts=conflicts.paths))
     keys['to_commit'] = head_commit(repo)
-    return Outcome('ok', f'{keys["how"]} from {head[:10]} to '
+    return Outcome('ok', f'{how} from {head[:10]} to '
                          f'{keys["to_commit"][:10]}', keys)
 
 
@@ -151,7 +166,8 @@ def finish_merge(repo: Path, source: str, what: str,
     """Finish a merge of ``source`` that was interrupted before its commit
     (a killed run): where nothing but that merge is staged, record the
     subdatasets and commit it; nothing staged or in the working tree is
-    lost, unstaged changes stay as they are"""
+    lost, unstaged changes stay as they are. ``keys``: those of the
+    outcome, ``from_commit`` among them"""
     head = keys['from_commit']
     pointers = {c.subpath: c for c in subdatasets}
     merged = touched_paths(repo, merge_base(repo, head, source), source)
@@ -159,12 +175,12 @@ def finish_merge(repo: Path, source: str, what: str,
                    | (set(changed_paths(repo, cached=True)) - merged
                       - set(pointers)))
     if other:
-        return Outcome('impossible', (
+        return Outcome.refused(Refusal.INTERRUPTED_MERGE, (
             f'a merge of {what} was interrupted in {repo}, and it has other '
             f'changes or conflicts: {", ".join(other)}; finish it yourself '
             "('git commit') or undo it ('git merge --abort'), then run this "
             'again'), keys)
-    keys['how'] = 'merge'
+    keys = dict(keys, how='merge')
     if dry_run:
         return Outcome('ok', f'would finish the interrupted merge of {what}',
                        dict(keys, dry_run=True))
@@ -175,13 +191,21 @@ def finish_merge(repo: Path, source: str, what: str,
                          f'to {keys["to_commit"][:10]}', keys)
 
 
+@dataclass(frozen=True)
+class Conflicts:
+    """Why a merge was refused after all: the paths it conflicts in"""
+    message: str
+    paths: list[str]
+
+    def outcome(self, keys: Mapping[str, Any]) -> Outcome:
+        return Outcome.refused(Refusal.CONFLICTS, self.message, keys)
+
+
 def merge_commit(repo: Path, source: str, message: str,
-                 pointers: dict[str, Node], what: str
-                 ) -> tuple[str, list[str]] | None:
+                 pointers: dict[str, Node], what: str) -> Conflicts | None:
     """Merge ``source`` into ``repo`` with a merge commit that records the
     current commits of the subdatasets in ``pointers`` (path: Node); None
-    when done, else why not and the conflicting paths, with the merge
-    undone"""
+    when done, else the conflicting paths, with the merge undone"""
     try:
         git.run(repo, ['merge', '--no-ff', '--no-commit', '-m', message,
                        source])
@@ -193,9 +217,9 @@ def merge_commit(repo: Path, source: str, message: str,
         if conflicts:
             # only possible where git could not compute the merge first
             git.run(repo, ['merge', '--abort'])
-            return (f'merging {what} conflicts in {", ".join(conflicts)} '
-                    f'({error_line(e)}); the merge was undone',
-                    conflicts)
+            return Conflicts(
+                f'merging {what} conflicts in {", ".join(conflicts)} '
+                f'({error_line(e)}); the merge was undone', conflicts)
     stage_subdatasets(repo, pointers)
     git.run(repo, ['commit', '--quiet', '--no-edit'])
     return None
@@ -244,22 +268,22 @@ def stage_subdatasets(repo: Path, pointers: dict[str, Node]) -> None:
 
 
 def record_pointers(repo: Path, children: list[Node], message: str,
-                    outcome: Outcome, state: str) -> None:
+                    outcome: Outcome, state: str) -> Outcome:
     """Commit the current commits of the subdatasets ``children`` where
-    the parent ``repo`` records others, and say so in ``outcome`` (the
-    ``state`` they are in: 'new', 'merged')"""
+    the parent ``repo`` records others; ``outcome`` as it is where there
+    were none, else an 'ok' one that says so (the ``state`` they are in:
+    'new', 'merged'), with ``recorded`` and the new ``to_commit``"""
     paths = {c.subpath: c for c in children}
     pointers = gitlinks(repo, 'HEAD', list(paths))
     changed = [p for p, c in paths.items()
                if pointers.get(p) != head_commit(c.path)]
     if not changed:
-        return
+        return outcome
     git.run(repo, ['commit', '--quiet', '-m', message, '--only', '--',
                    *changed])
-    outcome.keys['recorded'] = changed
-    outcome.keys['to_commit'] = head_commit(repo)
-    outcome.message += f'; recorded the {state} state of ' + ', '.join(changed)
-    outcome.status = 'ok'
+    return replace(
+        outcome.noted(f'recorded the {state} state of ' + ', '.join(changed)),
+        status='ok').with_keys(recorded=changed, to_commit=head_commit(repo))
 
 
 def settled_subdatasets(repo: Path, source: str | None,

@@ -7,12 +7,15 @@ clones found where a linked worktree of a subdataset belongs.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 from datalad_next.runners import CommandError
 
 from datalad_worktree.base.outcome import Outcome, Result, failure
+from datalad_worktree.engine.progress import progress
+from datalad_worktree.engine.scheduler import split_hierarchy
 from datalad_worktree.hierarchy.clones import is_separate_clone, unique_holdings
-from datalad_worktree.hierarchy.walk import Node
+from datalad_worktree.hierarchy.walk import Node, children_of, walk_hierarchy
 from datalad_worktree.repo.annex import has_own_annex
 from datalad_worktree.repo.queries import (
     ahead_behind,
@@ -24,7 +27,25 @@ from datalad_worktree.repo.sparse_checkout import cone_of
 from datalad_worktree.repo.worktrees import Worktree, list_worktrees
 
 
-def listing(node: Node, children: list[Node]):
+def list_hierarchy(top: Path, depth: int | None) -> Iterator[Result]:
+    """The results for the linked worktrees of each dataset of ``top``'s
+    hierarchy, down to ``depth`` levels (None: all), and for the datasets
+    that cannot be looked at"""
+    skipped, active = split_hierarchy(walk_hierarchy(
+        top, head_commit(top), depth))
+    for node in skipped:
+        if node.problem:
+            yield Result(node.path, Outcome.refused(
+                node.problem.refusal,
+                f'{node.problem.message}; its worktrees are not listed'))
+    children = children_of(skipped + active)
+    with progress('worktree-list', len(active)) as done:
+        for node in active:
+            yield from listing(node, children[node.relpath])
+            done()
+
+
+def listing(node: Node, children: list[Node]) -> Iterator[Result]:
     """The results for the linked worktrees of one dataset, and for the
     separate clones in them where its subdatasets belong"""
     try:

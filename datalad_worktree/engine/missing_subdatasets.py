@@ -17,7 +17,7 @@ from typing import (
     Iterator,
 )
 
-from datalad_worktree.base.outcome import Outcome, Result, failure
+from datalad_worktree.base.outcome import Outcome, Refusal, Result, failure
 from datalad_worktree.engine.add.make import create_worktrees
 from datalad_worktree.engine.add.plan import Plan, Todo, checkout_phrase, plan_hierarchy
 from datalad_worktree.environment.setup_command import ACTION as SETUP_ACTION
@@ -54,7 +54,7 @@ class Provider:
 
     def add(self, missing: list[Node],
             depth: Callable[[Node], int | None], install: bool = False
-            ) -> Iterator[dict]:
+            ) -> Iterator[Result | dict]:
         """Make the worktrees of ``missing`` (subdatasets without a
         worktree here) and of their installed subdatasets down to
         ``depth(node)`` levels below each (None: all), where the main
@@ -70,21 +70,18 @@ class Provider:
                 cones[parent] = cone_of(parent)
             if not in_cone(node.subpath, cones[parent]):
                 if install:
-                    yield Result(node.path,
-                                      Outcome('impossible', (
-                                          f'{node.relpath} lies outside the '
-                                          f'sparse checkout of {parent} '
-                                          f'({", ".join(cones[parent])}); '
-                                          'make a worktree with --sparse '
-                                          'for it instead')))
+                    yield Result(node.path, Outcome.refused(
+                        Refusal.OUTSIDE_CONE, (
+                            f'{node.relpath} lies outside the sparse '
+                            f'checkout of {parent} '
+                            f'({", ".join(cones[parent])}); make a worktree '
+                            'with --sparse for it instead')))
                 continue
             if not is_repo_root(self.main_copy(node)):
                 if not install:
-                    yield Result(node.path,
-                                      Outcome('notneeded', (
-                                          'subdataset not installed in the '
-                                          'main worktree either; nothing to '
-                                          'update')))
+                    yield Result(node.path, Outcome('notneeded', (
+                        'subdataset not installed in the main worktree '
+                        'either; nothing to update')))
                     continue
                 installed = yield from self.install_in_main(node)
                 if not installed:
@@ -94,7 +91,7 @@ class Provider:
                 depth(node), cone_at(PurePosixPath(node.subpath),
                                      cones[parent])))
 
-    def install_in_main(self, node: Node) -> Iterator[dict]:
+    def install_in_main(self, node: Node) -> Iterator[Result | dict]:
         """Install the subdataset ``node`` in the main worktree, from the
         source its parent there records, with DataLad's ``get -n``; yields
         its results and returns whether it is installed"""
@@ -115,7 +112,7 @@ class Provider:
                 where, e, f'installing {where} failed'))
         return is_repo_root(where)
 
-    def _make(self, plans: list[Plan]) -> Iterator[dict]:
+    def _make(self, plans: list[Plan]) -> Iterator[Result]:
         refused = [p for p in plans if p.todo is Todo.REFUSE]
         todo = [p for p in plans if p.todo is Todo.CREATE]
         if refused or self.dry_run:
@@ -125,11 +122,12 @@ class Provider:
                     'ok', f'would {checkout_phrase(p)}', dry_run=True), ADD_ACTION)
             return
         for plan, error in create_worktrees(plans, 1, self.mtimes):
-            self.created = self.created or not error
-            yield Result(plan.target, plan.outcome(
-                'error', error) if error else plan.outcome(
-                'ok', checkout_phrase(plan, done=True)), ADD_ACTION)
-            done = None if error else setup_outcome(
+            self.created = self.created or error is None
+            yield Result(plan.target, plan.reported(error)
+                         if error is not None else
+                         plan.outcome('ok', checkout_phrase(plan, done=True)),
+                         ADD_ACTION)
+            done = None if error is not None else setup_outcome(
                 plan.target, self.setup, lambda s: True)
             if done:
                 yield Result(plan.target, done, SETUP_ACTION)

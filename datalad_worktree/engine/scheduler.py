@@ -20,7 +20,7 @@ from typing import (
     Iterator,
 )
 
-from datalad_worktree.base.outcome import Outcome, failure
+from datalad_worktree.base.outcome import Outcome, Refusal, failure
 from datalad_worktree.engine.progress import progress
 from datalad_worktree.hierarchy.walk import Node, children_of
 
@@ -53,7 +53,8 @@ def bottom_up(nodes: list[Node], work: Callable[[Node], Outcome],
     """Run ``work`` on each of ``nodes``, every subdataset before its
     parent, up to ``workers`` at the same time; yields each node with its
     outcome as it is done. A parent of a dataset whose work failed is not
-    worked on: its outcome is a refusal saying ``blocked(that dataset)``.
+    worked on: its outcome is a refusal (``Refusal.BLOCKED``) saying
+    ``blocked(that dataset)``.
     A progress bar labelled ``label`` counts the datasets done."""
     children = children_of(nodes)
     with progress(label, len(nodes)) as done:
@@ -62,7 +63,7 @@ def bottom_up(nodes: list[Node], work: Callable[[Node], Outcome],
                 workers, failed=lambda o: o.failed):
             done()
             if blocker:
-                outcome = Outcome('impossible', blocked(blocker))
+                outcome = Outcome.refused(Refusal.BLOCKED, blocked(blocker))
             yield node, outcome
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from datalad_worktree.base.outcome import Problem, Refusal
 from datalad_worktree.repo.queries import (
     changed_paths,
     current_branch,
@@ -31,7 +32,7 @@ class Checkout:
     stale: str | None = None
     """The earlier position of its branch that the checkout still reflects,
     when the branch was moved underneath it; None when not stale"""
-    problem: str | None = None
+    problem: Problem | None = None
     """Why the checkout must be left as it is, if it must"""
 
 
@@ -52,24 +53,24 @@ def inspect_checkout(repo: Path, target: str) -> Checkout:
     stale = next((c for c in earlier_positions(repo, head)
                   if index_matches(repo, c)), None)
     if stale is None:
-        return Checkout(head, problem=(
-            f'uncommitted changes in {repo}: '
+        return Checkout(head, problem=Problem(
+            Refusal.UNCOMMITTED_CHANGES, f'uncommitted changes in {repo}: '
             + ', '.join(changed_paths(repo) or ['staged subdataset changes'])
             + '; commit or discard them first'))
     unstaged = unstaged_paths(repo)
     if unstaged:
-        return Checkout(head, stale, (
+        return Checkout(head, stale, Problem(Refusal.UNCOMMITTED_CHANGES, (
             f'the branch checked out in {repo} was moved from {stale[:10]} '
             f'to {head[:10]} by another tool, and there are local changes on '
             f'top: {", ".join(unstaged)}. Do not commit them (that would undo '
             "the branch's new commits): save them with 'git diff > PATCH', "
             "discard them with 'git checkout -- .', sync, then "
-            "'git apply PATCH'"))
+            "'git apply PATCH'")))
     blocked = overwritten_paths(repo, stale, head)
     if blocked:
-        return Checkout(head, stale, (
+        return Checkout(head, stale, Problem(Refusal.UNTRACKED_FILES, (
             f'updating the stale checkout in {repo} would overwrite files '
-            f'that git does not track: {", ".join(blocked)}'))
+            f'that git does not track: {", ".join(blocked)}')))
     return Checkout(head, stale)
 
 

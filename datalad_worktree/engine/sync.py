@@ -1,6 +1,7 @@
-"""Bring one dataset of a linked worktree to its development state
+"""Bring a linked worktree of a hierarchy to its development state
 
-The engine of ``worktree-sync``: a dataset's checkout is moved to what its
+The engine of ``worktree-sync`` (``sync_hierarchy``): subdatasets before
+their parents, each dataset's checkout is moved to what its
 main worktree has checked out (see ``integrate``, or a reset), a stale
 checkout is repaired first (see ``stale``), the subdatasets' new commits
 are recorded, modification times are carried, and setup commands whose
@@ -9,25 +10,40 @@ inputs changed run again.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import (
+    Any,
+    Callable,
+    Iterator,
+    Mapping,
+)
 
-from datalad_worktree.base.outcome import Outcome, Result
+from datalad_worktree.base.outcome import Outcome, Refusal, Result
 from datalad_worktree.engine.integrate import (
     integrate,
     local_work_problem,
     record_pointers,
 )
+from datalad_worktree.engine.missing_subdatasets import Provider
+from datalad_worktree.engine.scheduler import bottom_up, split_hierarchy
 from datalad_worktree.engine.stale import inspect_checkout, update_stale_checkout
 from datalad_worktree.environment.mtimes import carry_from
 from datalad_worktree.environment.setup_command import ACTION as SETUP_ACTION
 from datalad_worktree.environment.setup_command import inputs_changed, setup_outcome
 from datalad_worktree.hierarchy.clones import is_separate_clone, replace_advice
-from datalad_worktree.hierarchy.walk import Node, subdataset_pointers
+from datalad_worktree.hierarchy.walk import (
+    Node,
+    children_of,
+    subdataset_pointers,
+    walk_hierarchy,
+)
 from datalad_worktree.repo.annex import repair_own_annex
 from datalad_worktree.repo.queries import (
     adjusted_problem,
     commits_only_in,
     current_branch,
+    head_commit,
     is_ancestor,
     is_repo_root,
 )
@@ -37,6 +53,54 @@ from datalad_worktree.runners import git
 from datalad_worktree.runners.locks import lock_problem
 
 POINTER_MESSAGE = 'Record the subdatasets updated by worktree-sync'
+
+
+def sync_hierarchy(top: Path, depth: int | None, how: str, force: bool,
+                   dry_run: bool, mtimes: bool, setup: bool | None,
+                   workers: int) -> Iterator[Result | dict]:
+    """Bring the datasets of the linked worktree ``top``, down to
+    ``depth`` levels (None: all), to their development state as ``how``
+    says, subdatasets first, ``workers`` at the same time; subdatasets the
+    worktree lacks but its main worktree has get worktrees (results of
+    'worktree-add', and the records of DataLad's ``get`` where one runs),
+    and setup commands whose inputs changed run again"""
+    problem = linked_worktree_problem(top)
+    if problem:
+        yield Result(top, Outcome.refused(Refusal.NOT_A_LINKED_WORKTREE,
+                                          problem))
+        return
+    skipped, active = split_hierarchy(
+        walk_hierarchy(top, head_commit(top), depth))
+    new = Provider(top, dry_run, mtimes, setup)
+
+    def below(node):
+        return None if depth is None else depth - node.depth
+
+    yield from new.add([n for n in skipped if not n.problem], below)
+    if new.created:
+        skipped, active = split_hierarchy(
+            walk_hierarchy(top, head_commit(top), depth))
+    for node in skipped:
+        if node.problem:
+            yield Result(node.path, node.problem.outcome())
+    children = children_of(active)
+    synced = []
+    for node, outcome in bottom_up(
+            active,
+            lambda n: sync_dataset(n, children[n.relpath], how, force,
+                                   dry_run, mtimes, new.main_copy(n), top),
+            workers,
+            lambda blocker: (f'not updated, because its subdataset '
+                             f'{blocker.path} could not be'),
+            'worktree-sync'):
+        yield Result(node.path, outcome)
+        if not outcome.failed and not dry_run and \
+                (depth is None or node.depth < depth):
+            yield from new.add(new_subdatasets(node, outcome), below)
+        if not outcome.failed:
+            synced.append((node, outcome))
+    if not dry_run:
+        yield from setups(synced, setup)
 
 
 def setups(synced: list[tuple[Node, Outcome]], wanted: bool | None):
@@ -62,24 +126,28 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
     ``mtimes``) carry modification times from the main worktree"""
     repo = node.path
     if node.depth and is_separate_clone(repo, main_copy):
-        return Outcome('impossible', replace_advice(repo, main_copy, top))
+        return Outcome.refused(Refusal.SEPARATE_CLONE,
+                               replace_advice(repo, main_copy, top))
     worktrees = list_worktrees(repo)
-    problem = linked_worktree_problem(repo, worktrees) or \
-        lock_problem(repo, *git_dirs(repo)) or adjusted_problem(repo) or \
-        repair_own_annex(repo, dry_run)
-    if problem:
-        return Outcome('impossible', problem)
+    refusal = first_refusal(
+        (Refusal.NOT_A_LINKED_WORKTREE,
+         lambda: linked_worktree_problem(repo, worktrees)),
+        (Refusal.LOCK_FILES, lambda: lock_problem(repo, *git_dirs(repo))),
+        (Refusal.ADJUSTED_BRANCH, lambda: adjusted_problem(repo)),
+        (Refusal.OWN_ANNEX, lambda: repair_own_annex(repo, dry_run)))
+    if refusal:
+        return refusal
     source_wt = worktrees[0]
     problem = adjusted_problem(source_wt.path)
     if problem:
-        return Outcome('impossible', problem)
-    keys = dict(source=str(source_wt.path))
+        return Outcome.refused(Refusal.ADJUSTED_BRANCH, problem)
+    keys: dict[str, Any] = dict(source=str(source_wt.path))
     if not source_wt.head:
-        return Outcome('impossible', f'{source_wt.path} has no commit yet',
-                       keys)
+        return Outcome.refused(Refusal.NO_COMMIT,
+                               f'{source_wt.path} has no commit yet', keys)
     checkout = inspect_checkout(repo, source_wt.head)
     if checkout.problem:
-        return Outcome('impossible', checkout.problem, keys)
+        return checkout.problem.outcome(keys)
     stale = checkout.stale
     if stale:
         keys['repaired_from'] = stale
@@ -92,23 +160,34 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
     outcome = move_to(repo, checkout.head, source_wt.head, how, force,
                       dry_run, keys, children)
     if stale:
-        outcome.message = (f'updated a stale checkout from {stale[:10]}'
-                           f'; {outcome.message}')
+        outcome = replace(outcome, message=(
+            f'updated a stale checkout from {stale[:10]}; {outcome.message}'))
     if outcome.failed or dry_run:
         return outcome
-    record_pointers(repo, children, POINTER_MESSAGE, outcome, 'new')
+    outcome = record_pointers(repo, children, POINTER_MESSAGE, outcome, 'new')
     if stale:
-        outcome.status = 'ok'
+        outcome = replace(outcome, status='ok')
     if mtimes and (stale or
                    outcome.keys['to_commit'] != outcome.keys['from_commit']):
-        note = carry_from(source_wt.path, repo, outcome.keys['to_commit'])
-        if note:
-            outcome.message += f'; {note}'
+        outcome = outcome.noted(carry_from(source_wt.path, repo,
+                                           outcome.keys['to_commit']))
     return outcome
 
 
+def first_refusal(*checks: tuple[Refusal, Callable[[], str | None]]
+                  ) -> Outcome | None:
+    """The refusal of the first of ``checks`` (code, check) whose check
+    finds a problem, with that code; None where none does"""
+    for refusal, check in checks:
+        problem = check()
+        if problem:
+            return Outcome.refused(refusal, problem)
+    return None
+
+
 def move_to(repo: Path, head: str, source: str, how: str, force: bool,
-            dry_run: bool, keys: dict, children: list[Node]) -> Outcome:
+            dry_run: bool, keys: Mapping[str, Any], children: list[Node]
+            ) -> Outcome:
     """Bring the checkout in ``repo``, at ``head``, to ``source`` as ``how``
     says"""
     if how == 'reset' and head != source \
@@ -124,15 +203,17 @@ def move_to(repo: Path, head: str, source: str, how: str, force: bool,
 
 
 def reset_to(repo: Path, head: str, source: str, force: bool, dry_run: bool,
-             keys: dict) -> Outcome:
-    """Move a diverged checkout to ``source``, unless that loses commits"""
-    keys.update(from_commit=head, to_commit=head, how=None)
+             keys: Mapping[str, Any]) -> Outcome:
+    """Move a diverged checkout to ``source``, unless that loses commits
+    (the outcome has ``keys``, and ``from_commit``, ``to_commit``,
+    ``how``)"""
+    keys = dict(keys, from_commit=head, to_commit=head, how=None)
     problem = local_work_problem(repo, head, source, keep_untouched=False)
     if problem:
-        return Outcome('impossible', problem, keys)
+        return problem.outcome(keys)
     orphans = commits_only_in(repo, 'HEAD', [source], current_branch(repo))
     if orphans and not force:
-        return Outcome('impossible', (
+        return Outcome.refused(Refusal.UNMERGED_COMMITS, (
             f'resetting {repo} to {source[:10]} would leave '
             f'{len(orphans)} commit(s) that no other branch contains '
             f'({", ".join(c[:10] for c in orphans[:5])}); merge them '

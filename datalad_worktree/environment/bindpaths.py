@@ -46,7 +46,7 @@ from typing import Iterator
 
 from datalad_next.runners import CommandError
 
-from datalad_worktree.base.outcome import Outcome, error_line
+from datalad_worktree.base.outcome import Outcome, Refusal, failure
 from datalad_worktree.repo.config import committed_config
 from datalad_worktree.repo.queries import git_config
 from datalad_worktree.repo.store.refs import common_dir
@@ -162,7 +162,7 @@ def configure_binds(worktree: Path, keys: dict[str, str],
     cmdexec; None if all were set already"""
     repo_problem = _worktree_config_problem(worktree)
     if repo_problem:
-        return Outcome('impossible', repo_problem)
+        return Outcome.refused(Refusal.CONFIGURATION, repo_problem)
     # 'git config --worktree' reads the registration of every worktree of
     # the repository: tried again while another git is making one (reading
     # changes nothing, and setting one value again does no more)
@@ -249,7 +249,6 @@ def bind_hierarchy(worktrees: dict[PurePosixPath, Path]
             outcome = configure_binds(target, keys, binds, names,
                                       sorted(unbound))
         except CommandError as e:
-            outcome = Outcome('error', f'git failed in {target}: '
-                                       f'{error_line(e)}')
+            outcome = failure(target, e)
         if outcome:
             yield here, outcome

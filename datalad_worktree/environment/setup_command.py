@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from datalad_next.exceptions import CapturedException
+
 from datalad_worktree.base.outcome import Outcome
 from datalad_worktree.repo.config import dataset_config, may_be_configured
 from datalad_worktree.repo.queries import differ_between
@@ -117,7 +119,8 @@ def run_setup(worktree: Path, setup: SetupCommand) -> Outcome:
                                 stderr=subprocess.STDOUT, text=True,
                                 errors='replace')
     except OSError as e:
-        return Outcome('error', f'cannot run the setup command: {e}', keys)
+        return Outcome('error', f'cannot run the setup command: {e}',
+                       dict(keys, exception=CapturedException(e)))
     for line in proc.stdout:
         sys.stderr.write(line)
         tail.append(line.rstrip('\n'))

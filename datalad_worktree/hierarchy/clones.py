@@ -11,9 +11,9 @@ anything that would lose it.
 from __future__ import annotations
 
 import os
-import shutil
-import stat
 from pathlib import Path
+
+from datalad.utils import rmtree
 
 from datalad_worktree.repo.annex import uses_annex
 from datalad_worktree.repo.queries import head_commit, is_repo_root
@@ -153,17 +153,8 @@ def delete_clone(clone: Path, trash: Path) -> None:
     (a path on the same file system; what an interrupted deletion left
     there goes first), so that an interruption leaves it whole or gone;
     then deleted there, with the directories that git-annex made read-only
-    made writable"""
+    made writable (DataLad's ``rmtree``)"""
     if trash.exists():
-        delete_tree(trash)
+        rmtree(trash)
     os.rename(clone, trash)
-    delete_tree(trash)
-
-
-def delete_tree(path: Path) -> None:
-    """Delete the directory tree ``path``, read-only directories included"""
-    for folder, _, _ in os.walk(path):
-        mode = os.lstat(folder).st_mode
-        if not mode & stat.S_IWUSR:
-            os.chmod(folder, mode | stat.S_IWUSR)
-    shutil.rmtree(path)
+    rmtree(trash)

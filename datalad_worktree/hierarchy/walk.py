@@ -17,6 +17,7 @@ from typing import (
     Iterator,
 )
 
+from datalad_worktree.base.outcome import Problem, Refusal
 from datalad_worktree.base.paths import redirected, unsafe_relpath
 from datalad_worktree.repo.queries import is_repo_root
 from datalad_worktree.repo.records import gitlinks, submodule_paths
@@ -37,7 +38,7 @@ class Node:
     parent: PurePosixPath | None = None
     """Location of the parent dataset relative to the top (None for the top)"""
     installed: bool = True
-    problem: str | None = None
+    problem: Problem | None = None
     """Why this dataset cannot be handled, if it cannot"""
 
     @property
@@ -109,13 +110,14 @@ def _children(parent: Node, commit: str) -> Iterator[Node]:
         child = dict(path=location, relpath=relpath, depth=parent.depth + 1,
                      parent=parent.relpath)
         if sha is None:
-            yield Node(commit='', **child, installed=False, problem=(
-                f'refusing the subdataset path {path!r} recorded in '
-                f'{parent.path}/.gitmodules: {unsafe_relpath(path)}'))
+            yield Node(commit='', **child, installed=False, problem=Problem(
+                Refusal.BAD_PATH, f'refusing the subdataset path {path!r} '
+                f'recorded in {parent.path}/.gitmodules: '
+                f'{unsafe_relpath(path)}'))
         elif redirected(parent.path, path):
-            yield Node(commit=sha, **child, installed=False, problem=(
-                f'refusing the subdataset at {location}: a symbolic link on '
-                'its path leads elsewhere'))
+            yield Node(commit=sha, **child, installed=False, problem=Problem(
+                Refusal.SYMLINK, f'refusing the subdataset at {location}: a '
+                'symbolic link on its path leads elsewhere'))
         else:
             yield Node(commit=sha, **child, installed=is_repo_root(location))
 

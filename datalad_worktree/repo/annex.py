@@ -15,11 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import shutil
-import stat
 import tempfile
 from pathlib import Path
 
+from datalad.utils import rmtree
 from datalad_next.runners import CommandError
 
 from datalad_worktree.base.outcome import error_line
@@ -211,7 +210,9 @@ def link_shared_annex(worktree: Path) -> str | None:
         annex.unlink()
     annex.symlink_to(os.path.relpath(common / 'annex', gitdir))
     if aside:
-        delete_tree(aside)
+        # git-annex made its object directories read-only: DataLad's
+        # rmtree makes every directory writable first
+        rmtree(aside)
     return None
 
 
@@ -327,12 +328,3 @@ def own_objects_refusal(worktree: Path, own: Path, missing: list[Path]
         f"the shared annex with 'chmod -R u+w {objects} && find {objects} "
         f"-type f -exec {git_main} reinject --guesskeys {{}} +', check with "
         f"'{git_main} fsck --fast', then run this command again")
-
-
-def delete_tree(path: Path) -> None:
-    """Delete the directory ``path`` with all in it, also where git-annex
-    made its directories read-only"""
-    for top, _, _ in os.walk(path):
-        mode = os.lstat(top).st_mode
-        os.chmod(top, stat.S_IMODE(mode) | stat.S_IWUSR)
-    shutil.rmtree(path)

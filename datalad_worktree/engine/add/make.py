@@ -1,6 +1,8 @@
 """Make the planned linked worktrees (the second half of ``worktree-add``)
 
-Each worktree is made by ``git worktree add`` (sparse where planned), on a
+``make_worktrees`` carries out what ``plan.plan_add`` decided: nothing
+where it refused anything, else each worktree to make, then the container
+bind paths and setup commands of the new worktrees. Each worktree is made by ``git worktree add`` (sparse where planned), on a
 branch placed for it or detached, and linked to the shared annex; parents
 are made before their subdatasets. Where making one fails, nothing of it
 is left: not its registration, its directory or a branch made for it.
@@ -12,14 +14,29 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from datalad_next.exceptions import CapturedException
 from datalad_next.runners import CommandError
 
-from datalad_worktree.base.outcome import error_line, failure
+from datalad_worktree.base.outcome import (
+    Outcome,
+    Result,
+    error_line,
+    failure,
+)
 from datalad_worktree.base.paths import redirected
-from datalad_worktree.engine.add.plan import Plan, Todo
+from datalad_worktree.engine.add.plan import (
+    AddPlan,
+    Plan,
+    Todo,
+    checkout_phrase,
+)
 from datalad_worktree.engine.progress import progress
 from datalad_worktree.engine.scheduler import run_ordered
+from datalad_worktree.environment.bindpaths import ACTION as BINDPATHS_ACTION
+from datalad_worktree.environment.bindpaths import bind_hierarchy
 from datalad_worktree.environment.mtimes import carrying
+from datalad_worktree.environment.setup_command import ACTION as SETUP_ACTION
+from datalad_worktree.environment.setup_command import setup_outcome
 from datalad_worktree.repo.annex import (
     annex_checkout_work_needless,
     link_like_annex,
@@ -34,12 +51,65 @@ from datalad_worktree.runners import git
 from datalad_worktree.runners.locks import lock_wait, retry_on_lock
 
 
+def make_worktrees(plan: AddPlan, dry_run: bool, workers: int,
+                   mtimes: bool, setup: bool | None, bindpaths: bool
+                   ) -> Iterator[Result]:
+    """Carry out ``plan``: where it refuses anything, report that and make
+    nothing; else report what exists already or is left out, and make
+    the rest (with ``dry_run``: report what would be made), ``workers``
+    at the same time; then configure container bind paths (with
+    ``bindpaths``) and run setup commands (see ``setup_command``,
+    ``setup``) in the new worktrees"""
+    if plan.refusal is not None:
+        yield Result(plan.target, plan.refusal)
+        return
+    plans = list(plan.plans)
+    refused = [p for p in plans if p.todo is Todo.REFUSE]
+    for p in refused or plans:
+        if p.todo is not Todo.CREATE:
+            yield Result(p.target, p.outcome(
+                'impossible' if refused else 'notneeded', p.reason))
+        elif dry_run:
+            yield Result(p.target, p.outcome(
+                'ok', f'would {checkout_phrase(p)}', dry_run=True))
+    if refused or dry_run:
+        return
+    created = []
+    for made, error in create_worktrees(plans, workers, mtimes):
+        if error is None:
+            created.append(made)
+        yield Result(made.target, made.reported(error) if error is not None
+                     else
+                     made.outcome('ok', checkout_phrase(made, done=True)
+                                  + plan.left_out))
+    if bindpaths:
+        for bound, outcome in bind_outcomes(plans, created):
+            yield Result(bound.target, outcome, BINDPATHS_ACTION)
+    # set up environments once the whole hierarchy is there
+    for made in sorted(created, key=plans.index):
+        outcome = setup_outcome(made.target, setup, lambda s: True)
+        if outcome:
+            yield Result(made.target, outcome, SETUP_ACTION)
+
+
+def bind_outcomes(plans: list[Plan], created: list[Plan]
+                  ) -> Iterator[tuple[Plan, Outcome]]:
+    """Configure container bind paths in the worktrees that are there now
+    (see ``bindpaths.bind_hierarchy``)"""
+    present = {p.node.relpath: p for p in plans
+               if p in created or p.todo is Todo.EXISTS}
+    for relpath, outcome in bind_hierarchy(
+            {rel: p.target for rel, p in present.items()}):
+        yield present[relpath], outcome
+
+
 def create_worktrees(plans: list[Plan], workers: int, mtimes: bool = True
-                     ) -> Iterator[tuple[Plan, str | None]]:
+                     ) -> Iterator[tuple[Plan, Outcome | None]]:
     """Create the planned worktrees, each parent before its children, up
     to ``workers`` at the same time; yields each plan to create, and each
-    existing worktree whose annex link failed to be repaired, with an error
-    or None. When a parent fails, its subdatasets are not attempted. With
+    existing worktree whose annex link failed to be repaired, with the
+    'error' outcome of that (with the exception, where one was raised), or
+    None. When a parent fails, its subdatasets are not attempted. With
     ``mtimes``, modification times are carried into each new worktree."""
     wanted = [p for p in plans if p.todo in (Todo.CREATE, Todo.EXISTS)]
     by_path = {p.node.relpath: p for p in wanted}
@@ -51,45 +121,50 @@ def create_worktrees(plans: list[Plan], workers: int, mtimes: bool = True
         try:
             return create(plan, carry)
         except Exception as e:
-            return failure(plan.target, e).message
+            return failure(plan.target, e)
 
     with carrying(mtimes, workers) as carry, progress(
             'creating worktrees', len(wanted)) as done:
         for plan, error, blocker in run_ordered(
-                wanted, parent, guarded_create, workers):
+                wanted, parent, guarded_create, workers,
+                failed=lambda error: error is not None):
             done()
             if blocker:
-                error = (f'not created: the worktree of {blocker.target} '
-                         'could not be created')
-            if plan.todo is Todo.CREATE or (error and not blocker):
+                error = Outcome('error', (
+                    f'not created: the worktree of {blocker.target} could '
+                    'not be created'))
+            if plan.todo is Todo.CREATE or (error is not None and
+                                            not blocker):
                 yield plan, error
 
 
-def create(plan: Plan, carry=None) -> str | None:
+def create(plan: Plan, carry=None) -> Outcome | None:
     """Make one planned worktree and hand it to ``carry`` (see
-    ``mtimes.carrying``), or repair an existing one's annex; error or None"""
+    ``mtimes.carrying``), or repair an existing one's annex; the 'error'
+    outcome where that failed, or None"""
     if plan.todo is Todo.EXISTS:
-        return repair_own_annex(plan.target) if plan.annex else None
+        problem = repair_own_annex(plan.target) if plan.annex else None
+        return Outcome('error', problem) if problem else None
     node, target = plan.node, plan.target
     if redirected(plan.root, node.relpath):
-        return (f'refusing {target}: a symbolic link on its path leads '
-                'elsewhere')
-    problem = add_worktree(node.path, target, node.commit, plan.branch,
-                           plan.new_branch, plan.annex, plan.moved_from,
-                           plan.cone)
-    if problem is None and carry:
+        return Outcome('error', f'refusing {target}: a symbolic link on its '
+                                'path leads elsewhere')
+    error = add_worktree(node.path, target, node.commit, plan.branch,
+                         plan.new_branch, plan.annex, plan.moved_from,
+                         plan.cone)
+    if error is None and carry:
         carry(node.path, target, node.commit, plan.annex, plan.cone)
-    return problem
+    return error
 
 
 def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
                  new_branch: bool, annex: bool, moved_from: str = '',
-                 cone: Cone | None = None) -> str | None:
+                 cone: Cone | None = None) -> Outcome | None:
     """Make a linked worktree of ``repo`` at ``target``: ``branch`` (made
     at ``commit`` with ``new_branch``; moved from ``moved_from`` to
     ``commit`` first, where given, only if it is still there), or a
-    detached HEAD at ``commit`` where ``branch`` is None; why that failed,
-    or None. With ``annex`` (the repository uses git-annex), the worktree
+    detached HEAD at ``commit`` where ``branch`` is None; the 'error'
+    outcome where that failed (with git's error), or None. With ``annex`` (the repository uses git-annex), the worktree
     must come out linked to the shared annex. With ``cone``, it is a
     sparse checkout of those directories (see ``sparse``).
 
@@ -106,9 +181,9 @@ def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
     links are made here, which saves most of the time a worktree takes."""
     wait = lock_wait()
     if branch is not None and (new_branch or moved_from):
-        problem = place_branch(repo, branch, commit, moved_from, wait)
-        if problem:
-            return problem
+        error = place_branch(repo, branch, commit, moved_from, wait)
+        if error:
+            return error
     how = ['--detach', '--', str(target), commit] if branch is None else \
         ['--', str(target), branch]
     quick = annex and not may_hold_unlocked_files(repo, commit, cone=cone) \
@@ -132,16 +207,18 @@ def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
         left = discard_half_made(repo, target, mount_point)
         if new_branch:
             left += discard_branch(repo, branch, commit, wait)
-        return f'{failed} failed: {error_line(e)}{left}'
+        return Outcome('error', f'{failed} failed: {error_line(e)}{left}',
+                       dict(exception=CapturedException(e)))
     problem = link_like_annex(target) if quick else None
-    return problem or (repair_annex_link(target) if annex else None)
+    problem = problem or (repair_annex_link(target) if annex else None)
+    return Outcome('error', problem) if problem else None
 
 
 def place_branch(repo: Path, branch: str, commit: str, moved_from: str,
-                 wait: float) -> str | None:
+                 wait: float) -> Outcome | None:
     """Create ``branch`` at ``commit`` where it does not exist, or, with
     ``moved_from``, move it from there to ``commit``, only if it is still
-    there; why that failed, or None. One ``git update-ref`` with the
+    there; the 'error' outcome where that failed, or None. One ``git update-ref`` with the
     value expected before, which changes nothing when it fails, and so is
     tried again while another git process holds a lock it needs"""
     what = 'moving' if moved_from else 'creating'
@@ -150,7 +227,9 @@ def place_branch(repo: Path, branch: str, commit: str, moved_from: str,
             'update-ref', '-m', f'worktree-add: {what} branch',
             f'refs/heads/{branch}', commit, moved_from]), wait)
     except CommandError as e:
-        return f'{what} branch {branch} failed: {error_line(e)}'
+        return Outcome('error', f'{what} branch {branch} failed: '
+                                f'{error_line(e)}',
+                       dict(exception=CapturedException(e)))
     return None
 
 

@@ -1,9 +1,11 @@
 """Plan the linked worktrees of a hierarchy (the first half of ``worktree-add``)
 
-Every dataset is checked first (``preflight``), changing nothing, and
-what to do for it is decided: create, exists already (a rerun), skip, or
-refuse, with why. ``worktree-sync`` and ``worktree-get`` plan the
-worktrees of subdatasets a linked worktree lacks in the same way.
+The request as a whole is checked first (``plan_add``: the PATH, the
+branch name, the ``--sparse`` PATHs), then every dataset (``preflight``),
+changing nothing, and what to do for each is decided: create, exists
+already (a rerun), skip, or refuse, with why. ``make`` carries the plan
+out. ``worktree-sync`` and ``worktree-get`` plan the worktrees of
+subdatasets a linked worktree lacks in the same way (``plan_hierarchy``).
 """
 
 from __future__ import annotations
@@ -15,17 +17,29 @@ from dataclasses import (
 from enum import Enum
 from pathlib import Path
 
-from datalad_worktree.base.outcome import Outcome, failure
+from datalad_worktree.base.outcome import Outcome, Problem, Refusal, failure
 from datalad_worktree.base.paths import is_within
 from datalad_worktree.engine.progress import progress
 from datalad_worktree.hierarchy.clones import is_separate_clone, replace_advice
-from datalad_worktree.hierarchy.cones import cone_at, cone_problem, in_cone
-from datalad_worktree.hierarchy.walk import Node, walk_hierarchy
+from datalad_worktree.hierarchy.cones import (
+    cone_at,
+    cone_problem,
+    in_cone,
+    sparse_paths,
+)
+from datalad_worktree.hierarchy.walk import (
+    Node,
+    subdataset_pointers,
+    walk_hierarchy,
+)
 from datalad_worktree.repo.annex import has_annex_branch, uses_annex
 from datalad_worktree.repo.queries import (
     adjusted_problem,
+    branch_name_problem,
     branch_tip,
+    head_commit,
     is_ancestor,
+    is_repo_root,
     toplevel,
 )
 from datalad_worktree.repo.records import has_commit
@@ -37,6 +51,7 @@ from datalad_worktree.repo.worktrees import (
     find_worktree,
     list_worktrees,
 )
+from datalad_worktree.runners import tools
 from datalad_worktree.runners.locks import branch_locks, lock_message
 
 
@@ -63,6 +78,9 @@ class Plan:
     annex: bool = False
     """Whether the dataset uses git-annex (it has an initialized annex)"""
     reason: str = ''
+    """Why it is refused, exists or is left out"""
+    refusal: Refusal | None = None
+    """The code of a refusal"""
     moved_from: str = ''
     """Where an existing branch that the commit to check out contains is
     (a fully merged one): it is moved forward to that commit"""
@@ -77,14 +95,100 @@ class Plan:
         """Where this dataset's new worktree goes"""
         return self.node.at(self.root)
 
-    def outcome(self, status: str, message: str, **keys) -> Outcome:
-        """The outcome for this dataset, with the keys of its result:
-        ``source``, ``branch`` and ``commit``"""
+    @property
+    def keys(self) -> dict:
+        """The keys of this dataset's result: ``source``, ``branch`` and
+        ``commit``, and ``sparse`` for a sparse worktree"""
+        keys = dict(source=str(self.node.path), branch=self.branch,
+                    commit=self.head or None)
         if self.cone is not None:
             keys['sparse'] = list(self.cone)
-        return Outcome(status, message, dict(
-            source=str(self.node.path), branch=self.branch,
-            commit=self.head or None, **keys))
+        return keys
+
+    def outcome(self, status: str, message: str, **keys) -> Outcome:
+        """The outcome for this dataset, with the keys of its result (see
+        ``keys``); an 'impossible' one is this plan's refusal"""
+        return Outcome(status, message, dict(self.keys, **keys),
+                       self.refusal if status == 'impossible' else None)
+
+    def reported(self, outcome: Outcome) -> Outcome:
+        """``outcome`` (of making this plan's worktree) with the keys of
+        this dataset's result"""
+        return replace(outcome, keys=dict(self.keys, **outcome.keys))
+
+
+@dataclass(frozen=True)
+class AddPlan:
+    """Everything ``worktree-add`` is to do, decided before anything is
+    made: the plan of each dataset, or why the request as a whole cannot
+    be carried out"""
+    top: Path
+    target: Path
+    """Where the worktree of the top dataset goes"""
+    plans: tuple[Plan, ...] = ()
+    refusal: Outcome | None = None
+    """Why nothing at all is done (reported for ``target``), if so"""
+    left_out: str = ''
+    """A note, for the top dataset's result, naming the installed
+    subdatasets that a worktree without ``--recursive`` leaves out"""
+
+
+def plan_add(top: Path, target: Path, branch: str | None,
+             depth: int | None, sparse: list[str] | None,
+             note_left_out: bool) -> AddPlan:
+    """The plan of making the worktree ``target`` of the dataset ``top``
+    and of its subdatasets down to ``depth`` (None: all) on ``branch``
+    (None: detached HEADs), sparse to the PATHs ``sparse`` where given;
+    with ``note_left_out``, naming the installed subdatasets it leaves
+    out"""
+    head = head_commit(top)
+    cone, problems = (None, []) if sparse is None else sparse_paths(sparse)
+    problem = Problem(Refusal.SPARSE_PATH, '; '.join(problems)) \
+        if problems else request_problem(top, target, branch, head)
+    if problem:
+        return AddPlan(top, target,
+                       refusal=problem.outcome(dict(source=str(top))))
+    plans = plan_hierarchy(top, head, target, branch, depth, cone)
+    missing = tools.tools_problem(annex=True) \
+        if any(p.annex for p in plans) else None
+    if missing:
+        return AddPlan(top, target, refusal=Outcome.refused(
+            Refusal.TOOLS, missing, dict(source=str(top))))
+    return AddPlan(top, target, tuple(plans), left_out=left_out_note(
+        top, head) if note_left_out else '')
+
+
+def request_problem(top: Path, target: Path, branch: str | None,
+                    head: str | None) -> Problem | None:
+    """Why the request as given cannot be carried out, or None: git does
+    not take ``branch`` as a branch name (given, the command's validation
+    checked it already; made from PATH, not), the place ``target``, or
+    ``top`` has no commit"""
+    problem = branch_name_problem(top, branch) if branch is not None \
+        else None
+    if problem:
+        return Problem(Refusal.BAD_BRANCH, problem)
+    problem = location_problem(target, top)
+    if problem:
+        return Problem(Refusal.BAD_PATH, problem)
+    if head is None:
+        return Problem(Refusal.NO_COMMIT,
+                       f'{top} has no commit yet; save something first')
+    return None
+
+
+def left_out_note(top: Path, head: str) -> str:
+    """A note naming the installed subdatasets of ``top`` that a worktree
+    without --recursive leaves as empty directories, or ''"""
+    installed = [p for p, sha in subdataset_pointers(top, head)
+                 if sha and is_repo_root(top / p)]
+    if not installed:
+        return ''
+    shown = ', '.join(installed[:3]) + (', ...' if len(installed) > 3
+                                        else '')
+    return (f'; its {len(installed)} installed subdataset(s) ({shown}) are '
+            'left out as empty directories: give -r (--recursive) to '
+            'include them (running it again adds only what is missing)')
 
 
 def plan_hierarchy(top: Path, head: str, target: Path, branch: str | None,
@@ -113,7 +217,7 @@ def preflight(node: Node, target_root: Path, branch: str | None,
     if node.problem:
         return refuse(plan, node.problem)
     if not node.installed and cone is not None:
-        return refuse(plan, (
+        return refuse(plan, Refusal.NOT_INSTALLED, (
             f'--sparse: a directory asked for lies in the subdataset '
             f'{node.relpath}, which is not installed in the dataset; '
             f"install it first ('datalad get -n -d {node.top} "
@@ -129,24 +233,28 @@ def preflight(node: Node, target_root: Path, branch: str | None,
         annex = has_annex_branch(repo)
         worktrees = list_worktrees(repo)
     except Exception as e:
-        return refuse(plan, failure(repo, e, f'cannot inspect {repo}').message)
+        return refuse(plan, Refusal.CANNOT_INSPECT,
+                      failure(repo, e, f'cannot inspect {repo}').message)
     if not present:
-        return refuse(plan, (
+        return refuse(plan, Refusal.MISSING_COMMIT, (
             f'commit {node.commit[:10]} recorded for {node.relpath} is not '
             f'present in {repo}; update that subdataset first '
             f"(e.g. 'datalad update --how ff-only -d {repo}')"))
-    problem = cone and cone_problem(repo, node.commit, cone)
+    problem = cone_problem(repo, node.commit, cone) if cone else None
     if problem:
-        return refuse(plan, problem)
+        return refuse(plan, Refusal.SPARSE_PATH, problem)
     plan = replace(plan, annex=annex)
     if annex and not uses_annex(repo):
-        return refuse(plan, (
+        return refuse(plan, Refusal.ANNEX_UNINITIALIZED, (
             f'{repo} has a git-annex branch but git-annex is not '
             f"initialized there; run 'git -C {repo} annex init' first"))
     locks = branch_locks(git_dirs(repo)[1], branch) if branch else []
-    problem = lock_message(repo, locks) or adjusted_problem(repo)
+    problem = lock_message(repo, locks)
     if problem:
-        return refuse(plan, problem)
+        return refuse(plan, Refusal.LOCK_FILES, problem)
+    problem = adjusted_problem(repo)
+    if problem:
+        return refuse(plan, Refusal.ADJUSTED_BRANCH, problem)
     target = plan.target
     existing = find_worktree(worktrees, target)
     if existing is not None:
@@ -158,27 +266,30 @@ def preflight(node: Node, target_root: Path, branch: str | None,
                 'a matching worktree exists already, at '
                 f'{existing.head[:10]}'))
     if node.depth and is_separate_clone(target, repo):
-        return refuse(plan, replace_advice(target, repo, target_root))
+        return refuse(plan, Refusal.SEPARATE_CLONE,
+                      replace_advice(target, repo, target_root))
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        return refuse(plan, f'{target} exists and is not an empty directory')
+        return refuse(plan, Refusal.EXISTS,
+                      f'{target} exists and is not an empty directory')
     if branch is None:
         return plan
     if tip is None:
         return replace(plan, new_branch=True)
     if tip != node.commit and not is_ancestor(repo, tip, node.commit):
-        return refuse(plan, (
+        return refuse(plan, Refusal.UNMERGED_COMMITS, (
             f'branch {branch!r} exists in {repo} at {tip[:10]}, with commits '
             f'that the commit to check out, {node.commit[:10]}, does not '
             'contain; it is left untouched because it may hold unmerged '
             'work: choose another --branch, or merge or delete it first'))
     elsewhere = checked_out_at(worktrees, branch)
     if elsewhere:
-        return refuse(plan, (f'branch {branch!r} of {repo} is already '
-                             f'checked out at {elsewhere}'))
+        return refuse(plan, Refusal.BRANCH_IN_USE, (
+            f'branch {branch!r} of {repo} is already checked out at '
+            f'{elsewhere}'))
     return replace(plan, moved_from=tip if tip != node.commit else '')
 
 
-def other_cone_problem(target: Path, cone: Cone | None) -> str | None:
+def other_cone_problem(target: Path, cone: Cone | None) -> Problem | None:
     """Why the existing worktree at ``target`` does not have the sparse
     checkout of ``cone`` asked for (None: a full one), or None"""
     found = cone_of(target)
@@ -186,12 +297,17 @@ def other_cone_problem(target: Path, cone: Cone | None) -> str | None:
         return None
     have = f'sparse to {", ".join(found)}' if found is not None else 'full'
     want = f'sparse to {", ".join(cone)}' if cone is not None else 'full'
-    return (f'{target} is a worktree already, but {have}, not {want} as '
-            'asked; remove it first, or ask for what it has')
+    return Problem(Refusal.EXISTS, (
+        f'{target} is a worktree already, but {have}, not {want} as '
+        'asked; remove it first, or ask for what it has'))
 
 
-def refuse(plan: Plan, reason: str) -> Plan:
-    return replace(plan, todo=Todo.REFUSE, reason=reason)
+def refuse(plan: Plan, why: Problem | Refusal, reason: str = '') -> Plan:
+    """``plan`` refused, with the code and message of ``why`` (a problem),
+    or with the code ``why`` and the message ``reason``"""
+    if isinstance(why, Problem):
+        why, reason = why.refusal, why.message
+    return replace(plan, todo=Todo.REFUSE, reason=reason, refusal=why)
 
 
 def checkout_phrase(plan: Plan, done: bool = False) -> str:
@@ -241,7 +357,7 @@ def location_problem(target: Path, top: Path) -> str | None:
 
 def existing_worktree_problem(wt: Worktree, repo: Path, target: Path,
                               branch: str | None, top: Path, root: Path
-                              ) -> str | None:
+                              ) -> Problem | None:
     """Why the worktree ``wt`` of ``repo``, registered at ``target`` where
     a new one is asked for, is not the one asked for (on ``branch``, or
     detached where that is None, at whatever commit it has moved on to),
@@ -251,24 +367,27 @@ def existing_worktree_problem(wt: Worktree, repo: Path, target: Path,
         missing = (f'a worktree of {repo} is registered at {target} but its '
                    'directory is missing')
         if root.exists():
-            return f"{missing}; run 'git -C {repo} worktree prune'"
-        return (f"{missing}: {root} was deleted. Run 'datalad worktree-remove "
-                f"-d {top} {root}' to prune what is left of it (it deletes "
-                'its branches where that loses no commit; --keep-branch '
-                'keeps them), then run this again')
+            return Problem(Refusal.STALE_REGISTRATION,
+                           f"{missing}; run 'git -C {repo} worktree prune'")
+        return Problem(Refusal.STALE_REGISTRATION, (
+            f"{missing}: {root} was deleted. Run 'datalad worktree-remove "
+            f"-d {top} {root}' to prune what is left of it (it deletes "
+            'its branches where that loses no commit; --keep-branch '
+            'keeps them), then run this again'))
     if wt.locked is not None:
         # git locks a worktree while creating it ('initializing'): a lock
         # left behind can mean an interrupted, incomplete checkout
-        return (
+        return Problem(Refusal.LOCKED, (
             f'the worktree of {repo} at {target} is locked '
             f'({wt.locked or "no reason given"}): another run may still be '
             'creating it. If an interrupted run left it half made, check '
             'that it holds nothing of yours, then: '
             f"'git -C {repo} worktree unlock {target}', delete the "
-            f"directory, 'git -C {repo} worktree prune', and run this again")
+            f"directory, 'git -C {repo} worktree prune', and run this again"))
     if wt.short_branch == branch and wt.head:
         return None
-    return (f'{target} is already a worktree of {repo}, on '
-            f'{wt.short_branch or "a detached HEAD"} at '
-            f'{(wt.head or "?")[:10]}, not on {branch or "a detached HEAD"} '
-            'as asked')
+    return Problem(Refusal.EXISTS, (
+        f'{target} is already a worktree of {repo}, on '
+        f'{wt.short_branch or "a detached HEAD"} at '
+        f'{(wt.head or "?")[:10]}, not on {branch or "a detached HEAD"} '
+        'as asked'))

@@ -1,13 +1,14 @@
-"""Merge into one dataset: one source, or several in one merge commit
+"""Merge into one dataset: every source that has new commits there, in one step
 
-``merge_dataset`` merges the one SOURCE of ``worktree-merge`` into a
-dataset. With several sources (or a pattern), ``merge_many`` merges, in each
-dataset, every source that has new commits there in one step: a
-fast-forward where one source alone has any, else one merge commit with
-all of them as parents, built with ``octopus.build_merge`` and brought into
-the checkout as a fast-forward (``integrate``: every check of local work
-first, nothing overwritten). A source that conflicts, or that was refused
-in a subdataset, is left out and reported; the others are merged.
+``merge_into`` merges, in one dataset, every source that has new commits
+there in one step: a fast-forward or a merge commit where one source alone
+has any (``integrate``, as git merges one commit), else one merge commit
+with all of them as parents, built with ``octopus.build_merge`` and
+brought into the checkout as a fast-forward (``integrate``: every check of
+local work first, nothing overwritten). A source that conflicts, or that
+was refused in a subdataset, is left out and reported; the others are
+merged. One SOURCE is this with a list of one, reported in the shape of
+its own (see ``Options.one``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,17 @@ from __future__ import annotations
 from dataclasses import (
     dataclass,
     field,
+    replace,
 )
 from pathlib import Path
+from typing import Callable
 
-from datalad_worktree.base.outcome import Outcome
-from datalad_worktree.engine.integrate import integrate, record_pointers
+from datalad_worktree.base.outcome import Outcome, Refusal
+from datalad_worktree.engine.integrate import (
+    integrate,
+    record_pointers,
+    settled_subdatasets,
+)
 from datalad_worktree.engine.merge.octopus import build_merge
 from datalad_worktree.engine.merge.sources import MergeSource, branch_worktrees
 from datalad_worktree.environment.mtimes import carry_brought, carry_from
@@ -44,13 +51,14 @@ SHOWN = 3
 """How many source names a message lists"""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Report:
-    """What merging several sources did to one dataset"""
+    """What merging the sources did to one dataset"""
     outcome: Outcome
-    """The dataset's own result: what was merged, or that nothing was"""
+    """The dataset's own result: what was merged, or that nothing was
+    (for one SOURCE: also why it was refused)"""
     refused: dict[str, Outcome] = field(default_factory=dict)
-    """Per source key: why it was not merged here"""
+    """Per source key: why it was not merged here (several SOURCEs only)"""
 
 
 @dataclass(frozen=True)
@@ -60,6 +68,22 @@ class Options:
     message: str | None
     dry_run: bool
     mtimes: bool
+    one: bool = False
+    """Whether one SOURCE was given (not a pattern): then each dataset
+    has one result, in the shape a single source's merge always had (the
+    source's refusal is the dataset's, ``source`` rather than
+    ``sources``); else one per refused source and one of the dataset,
+    with ``sources`` and ``already``"""
+
+
+@dataclass(frozen=True)
+class Merged:
+    """What ``integrate`` brought into the dataset"""
+    outcome: Outcome
+    sources: list[MergeSource]
+    carry: Callable[[], str | None]
+    """Carries modification times from the sources' worktrees; a note
+    where that failed"""
 
 
 def names(sources: list[MergeSource]) -> str:
@@ -69,131 +93,185 @@ def names(sources: list[MergeSource]) -> str:
     return shown + (f' and {more} more' if more > 0 else '')
 
 
-def merge_many(node: Node, sources: list[tuple[str, MergeSource]],
+def merge_into(node: Node, sources: list[tuple[str, MergeSource]],
                blocked: dict[str, str], children: list[Node],
                merged_children: set[Node], opts: Options) -> Report:
     """Merge ``sources`` (key, source) into the dataset ``node``; those
     whose key is in ``blocked`` are refused with that reason.
     ``children`` are its installed subdatasets, ``merged_children`` those
-    merged in this run"""
+    merged in this run. Then record the merged subdatasets, and (with
+    ``opts.mtimes``) carry modification times from the sources'
+    worktrees"""
     repo = node.path
     if not node.installed:
         # a separate clone in a source, of a subdataset not installed here
-        return Report(Outcome('notneeded', 'not installed here'), {
-            key: Outcome(*s.nothing, dict(source=s.name))
-            for key, s in sources if s.nothing and s.nothing[0] != 'ok'})
-    problem = lock_problem(repo, *git_dirs(repo)) or adjusted_problem(repo)
+        fates = {key: s.nothing.with_keys(source=s.name)
+                 for key, s in sources if s.nothing}
+        if opts.one:
+            return Report(next(iter(fates.values()), Outcome(
+                'notneeded', 'not installed here')))
+        return Report(Outcome('notneeded', 'not installed here'), fates)
+    problem = lock_problem(repo, *git_dirs(repo))
     if problem:
-        return Report(Outcome('impossible', problem))
-    report = Report(Outcome('notneeded', None))
+        return Report(Outcome.refused(Refusal.LOCK_FILES, problem))
+    problem = adjusted_problem(repo)
+    if problem:
+        return Report(Outcome.refused(Refusal.ADJUSTED_BRANCH, problem))
+    # why each source that is not merged here is not: refused, or nothing
+    # to merge
+    fates: dict[str, Outcome] = {}
     places = branch_worktrees(repo)
-    todo = usable(sources, blocked, opts.dry_run, report)
+    todo = usable(sources, blocked, opts.dry_run, fates)
     head = head_commit(repo)
-    keys = dict(sources=[], detached=current_branch(repo) is None,
-                from_commit=head, to_commit=head, how=None)
-    contained = contained_in(repo, list({s.commit for _, s in todo}), head)
+    detached = current_branch(repo) is None
+    commits = {s.commit for _, s in todo}
+    settled = settled_subdatasets(
+        repo, next(iter(commits)) if len(commits) == 1 else None,
+        children, merged_children)
+    contained = contained_in(repo, list(commits), head)
     already = [s for _, s in todo if s.commit in contained]
-    todo = [(k, s) for k, s in todo if s.commit not in contained]
-    report.outcome = Outcome('notneeded', (
-        f'already contains {names(already)}' if already
-        else 'nothing to merge here'), dict(keys, already=[
-            s.name for s in already]))
-    todo = kept_whole(repo, head, todo, places, report)
-    settled = [c for c in children if c in merged_children]
+    for key, s in todo:
+        if s.commit in contained:
+            fates[key] = Outcome('notneeded', (
+                f'already contains {s.name} ({s.commit[:10]})'), dict(
+                source=s.name, detached=detached, from_commit=head,
+                to_commit=head, how=None))
+    todo = kept_whole(repo, head, [(k, s) for k, s in todo
+                                   if s.commit not in contained],
+                      places, fates)
+    merged = None
     if len(todo) == 1:
-        merge_one(repo, *todo[0], settled, opts, report, keys, places)
+        merged = merge_one(repo, *todo[0], settled, opts, detached, places,
+                           fates)
     elif todo and opts.ff_only:
         for key, s in todo:
-            report.refused[key] = Outcome('impossible', (
+            fates[key] = Outcome.refused(Refusal.NOT_FAST_FORWARD, (
                 f'{s.name}: with --ff-only, several sources with new '
                 'commits cannot be merged: a merge commit would be needed'),
                 dict(source=s.name))
     elif todo:
-        merge_several(repo, todo, children, settled, opts, report, keys,
-                      places)
-    if not opts.dry_run and not report.outcome.failed:
-        record_pointers(repo, settled, POINTER_MESSAGE, report.outcome,
-                        'merged')
-    if keys['detached'] and report.outcome.status == 'ok':
-        report.outcome.message += ' (on a detached HEAD)'
-    return report
+        merged = merge_several(repo, head, todo, children, settled, opts,
+                               detached, places, fates)
+    if opts.one:
+        outcome = merged.outcome if merged else next(iter(fates.values()))
+        refused = {}
+    else:
+        outcome = dataset_outcome(merged, already, head, detached)
+        refused = {k: o for k, o in fates.items() if o.failed}
+    if not outcome.failed and not opts.dry_run:
+        outcome = finish(repo, outcome, settled, detached, merged, opts)
+    return Report(outcome, refused)
+
+
+def dataset_outcome(merged: Merged | None, already: list[MergeSource],
+                    head: str, detached: bool) -> Outcome:
+    """The dataset's own outcome, where several sources were given:
+    what was merged, or that nothing was, with ``sources`` (those merged)
+    and ``already`` (those contained already)"""
+    keys = dict(sources=[s.name for s in merged.sources] if merged else [],
+                already=[s.name for s in already])
+    if merged:
+        return merged.outcome.with_keys(**keys)
+    return Outcome('notneeded', (
+        f'already contains {names(already)}' if already
+        else 'nothing to merge here'), dict(
+        detached=detached, from_commit=head, to_commit=head, how=None,
+        **keys))
+
+
+def finish(repo: Path, outcome: Outcome, settled: list[Node],
+           detached: bool, merged: Merged | None, opts: Options) -> Outcome:
+    """``outcome`` after recording the merged subdatasets, with a note
+    where merged sources have uncommitted changes, and after carrying
+    modification times from the sources merged (with ``opts.mtimes``)"""
+    outcome = record_pointers(repo, settled, POINTER_MESSAGE, outcome,
+                              'merged')
+    if detached and outcome.status == 'ok':
+        outcome = outcome.noted('(on a detached HEAD)', sep=' ')
+    if merged is None:
+        return outcome
+    outcome = note_uncommitted(outcome, merged.sources)
+    return outcome.noted(merged.carry() if opts.mtimes else None)
 
 
 def usable(sources: list[tuple[str, MergeSource]], blocked: dict[str, str],
-           dry_run: bool, report: Report) -> list[tuple[str, MergeSource]]:
-    """Those of ``sources`` with a commit to merge; the others that must
-    be refused go into ``report``"""
+           dry_run: bool, fates: dict[str, Outcome]
+           ) -> list[tuple[str, MergeSource]]:
+    """Those of ``sources`` with a commit to merge; why each other one is
+    not merged goes into ``fates``"""
     found = []
     for key, s in sources:
         if key in blocked:
-            report.refused[key] = Outcome('impossible', (
+            fates[key] = Outcome.refused(Refusal.BLOCKED, (
                 f'{s.name} not merged: {blocked[key]}'), dict(source=s.name))
             continue
         if s.nothing:
-            if s.nothing[0] != 'notneeded':
-                report.refused[key] = Outcome(*s.nothing,
-                                              dict(source=s.name))
+            fates[key] = s.nothing.with_keys(source=s.name)
             continue
-        problem = s.worktree and (adjusted_problem(s.worktree) or
-                                  repair_own_annex(s.worktree, dry_run))
-        if problem:
-            report.refused[key] = Outcome('impossible', problem,
-                                          dict(source=s.name))
-            continue
+        if s.worktree is not None:
+            problem = adjusted_problem(s.worktree)
+            if problem:
+                fates[key] = Outcome.refused(
+                    Refusal.ADJUSTED_BRANCH, problem, dict(source=s.name))
+                continue
+            problem = repair_own_annex(s.worktree, dry_run)
+            if problem:
+                # its annexed results would not be readable here
+                fates[key] = Outcome.refused(
+                    Refusal.OWN_ANNEX, problem, dict(source=s.name))
+                continue
         found.append((key, s))
     return found
 
 
 def kept_whole(repo: Path, head: str, todo: list[tuple[str, MergeSource]],
-               places: dict[str, Path], report: Report
+               places: dict[str, Path], fates: dict[str, Outcome]
                ) -> list[tuple[str, MergeSource]]:
     """Those of ``todo`` that delete no file their sparse worktree left
-    out; the others are refused in ``report`` (see ``sparse``)"""
+    out; the others are refused in ``fates`` (see ``sparse``)"""
     found = []
     for key, s in todo:
         problem = sparse_deletion_problem(repo, head, s.commit, s.name,
                                           s.checked_out_at(places))
         if problem:
-            report.refused[key] = Outcome('impossible', problem,
-                                          dict(source=s.name))
+            fates[key] = Outcome.refused(Refusal.SPARSE_DELETIONS, problem,
+                                         dict(source=s.name))
         else:
             found.append((key, s))
     return found
 
 
 def merge_one(repo: Path, key: str, source: MergeSource,
-              settled: list[Node], opts: Options, report: Report,
-              keys: dict, places: dict[str, Path]) -> None:
-    """Merge the one source with new commits, as a single source is"""
+              settled: list[Node], opts: Options, detached: bool,
+              places: dict[str, Path], fates: dict[str, Outcome]
+              ) -> Merged | None:
+    """Merge the one source with new commits as git merges one commit:
+    a fast-forward where possible, else a merge commit; where it is
+    refused, why goes into ``fates``"""
     outcome = integrate(
         repo, source.commit, what=f'{source.name} ({source.commit[:10]})',
         ff_only=opts.ff_only, message=opts.message or
         f'Merge results from {source.name} (worktree-merge)',
         subdatasets=settled, dry_run=opts.dry_run, keep_untouched=True,
-        keys=dict(keys, source=source.name))
+        keys=dict(source=source.name, detached=detached))
     if outcome.failed:
-        report.refused[key] = outcome
-        return
-    outcome.keys.update(sources=[source.name],
-                        already=report.outcome.keys['already'])
-    report.outcome = outcome
-    if opts.dry_run:
-        return
-    note_uncommitted(outcome, [source])
-    if opts.mtimes:
-        note = carry_from(source.checked_out_at(places), repo,
-                          outcome.keys['to_commit'])
-        if note:
-            outcome.message += f'; {note}'
+        fates[key] = outcome
+        return None
+
+    def carry():
+        return carry_from(source.checked_out_at(places), repo,
+                          head_commit(repo))
+
+    return Merged(outcome, [source], carry)
 
 
-def merge_several(repo: Path, todo: list[tuple[str, MergeSource]],
-                  children: list[Node], settled: list[Node], opts: Options,
-                  report: Report, keys: dict, places: dict[str, Path]
-                  ) -> None:
+def merge_several(repo: Path, head: str,
+                  todo: list[tuple[str, MergeSource]], children: list[Node],
+                  settled: list[Node], opts: Options, detached: bool,
+                  places: dict[str, Path], fates: dict[str, Outcome]
+                  ) -> Merged | None:
     """Merge the sources ``todo``, each with new commits, in one merge
-    commit; those that conflict are refused"""
-    head = keys['from_commit']
+    commit; why each that conflicts is left out goes into ``fates``"""
     by_commit: dict[str, list[tuple[str, MergeSource]]] = {}
     for key, s in todo:
         by_commit.setdefault(s.commit, []).append((key, s))
@@ -203,19 +281,19 @@ def merge_several(repo: Path, todo: list[tuple[str, MergeSource]],
                             repo / path, sorted(commits), heads[path]))
     for commit, conflicts in built.refused.items():
         for key, s in by_commit[commit]:
-            report.refused[key] = Outcome('impossible', (
+            fates[key] = Outcome.refused(Refusal.CONFLICTS, (
                 f'merging {s.name} ({commit[:10]}) conflicts in '
                 f'{", ".join(conflicts)}, with {head[:10]} or a source '
                 'merged before it; it was left out'),
                 dict(source=s.name, conflicts=conflicts))
     for commit, why in built.unmergeable.items():
         for key, s in by_commit[commit]:
-            report.refused[key] = Outcome('impossible', (
+            fates[key] = Outcome.refused(Refusal.TOOLS, (
                 f'{s.name} ({commit[:10]}) was left out: {why}'),
                 dict(source=s.name))
     merged = [s for c in built.merged for _, s in by_commit[c]]
     if not merged:
-        return
+        return None
     message = opts.message or ('Merge results from ' + names(merged) +
                                ' (worktree-merge)')
     commit = git.text(repo, [
@@ -224,26 +302,21 @@ def merge_several(repo: Path, todo: list[tuple[str, MergeSource]],
     outcome = integrate(repo, commit, what=f'the merge of {len(merged)} '
                         f'sources ({commit[:10]})', ff_only=False,
                         message=message, subdatasets=[], dry_run=opts.dry_run,
-                        keep_untouched=True, keys=dict(keys))
+                        keep_untouched=True, keys=dict(detached=detached))
     if outcome.failed:
         for key, s in todo:
-            report.refused.setdefault(key, Outcome(
-                outcome.status, outcome.message, dict(source=s.name)))
-        return
-    outcome.keys.update(how='merge', sources=[s.name for s in merged],
-                        already=report.outcome.keys['already'])
+            fates.setdefault(key, replace(outcome, keys=dict(source=s.name)))
+        return None
     verb = 'would merge' if opts.dry_run else 'merged'
-    outcome.message = (f'{verb} {len(merged)} sources ({names(merged)}) '
-                       f'from {head[:10]} to {commit[:10]} in one commit')
-    report.outcome = outcome
-    if opts.dry_run:
-        return
-    note_uncommitted(outcome, merged)
-    if opts.mtimes:
-        note = carry_brought(repo, commit, brought_from(
+    outcome = replace(outcome, message=(
+        f'{verb} {len(merged)} sources ({names(merged)}) from {head[:10]} '
+        f'to {commit[:10]} in one commit')).with_keys(how='merge')
+
+    def carry():
+        return carry_brought(repo, commit, brought_from(
             merged, built.brought, places))
-        if note:
-            outcome.message += f'; {note}'
+
+    return Merged(outcome, merged, carry)
 
 
 def subheads(repo: Path, head: str, children: list[Node],
@@ -274,59 +347,15 @@ def brought_from(merged: list[MergeSource],
     return found
 
 
-def note_uncommitted(outcome: Outcome, sources: list[MergeSource]) -> None:
-    """Add to ``outcome``'s message which source worktrees have uncommitted
-    changes (which were not merged)"""
+def note_uncommitted(outcome: Outcome, sources: list[MergeSource]
+                     ) -> Outcome:
+    """``outcome``, its message saying which source worktrees have
+    uncommitted changes (which were not merged)"""
     dirty = [s.worktree for s in sources
              if s.worktree is not None and changed_paths(s.worktree)]
-    if dirty:
-        shown = ', '.join(map(str, dirty[:SHOWN]))
-        more = f' and {len(dirty) - SHOWN} more' if len(dirty) > SHOWN else ''
-        outcome.message += (f'; note: {shown}{more} has uncommitted changes, '
-                            'which were not merged')
-
-
-def merge_dataset(node: Node, source: MergeSource,
-                  settled: list[Node], opts: Options) -> Outcome:
-    """Merge one dataset's source into it, then record merged subdatasets
-    and (with ``mtimes``) carry modification times from the source's
-    worktree"""
-    repo = node.path
-    if not node.installed:
-        return Outcome(*source.nothing)
-    problem = lock_problem(repo, *git_dirs(repo)) or adjusted_problem(repo)
-    if problem:
-        return Outcome('impossible', problem)
-    if source.nothing:
-        return Outcome(*source.nothing)
-    problem = adjusted_problem(source.worktree) if source.worktree \
-        else None
-    problem = problem or (source.worktree and
-                          repair_own_annex(source.worktree, opts.dry_run))
-    if problem:
-        # its annexed results would not be readable here
-        return Outcome('impossible', problem)
-    commit, what = source.commit, source.name
-    checkout = source.checked_out_at(branch_worktrees(repo))
-    problem = sparse_deletion_problem(repo, head_commit(repo), commit, what,
-                                      checkout)
-    if problem:
-        return Outcome('impossible', problem)
-    keys = dict(source=what, detached=current_branch(repo) is None)
-    outcome = integrate(
-        repo, commit, what=f'{what} ({commit[:10]})', ff_only=opts.ff_only,
-        message=opts.message or f'Merge results from {what} (worktree-merge)',
-        subdatasets=settled, dry_run=opts.dry_run,
-        keep_untouched=True, keys=keys)
-    if outcome.failed or opts.dry_run:
+    if not dirty:
         return outcome
-    record_pointers(repo, settled, POINTER_MESSAGE, outcome, 'merged')
-    if keys['detached'] and outcome.status == 'ok':
-        outcome.message += ' (on a detached HEAD)'
-    note_uncommitted(outcome, [source])
-    if opts.mtimes and \
-            outcome.keys['to_commit'] != outcome.keys['from_commit']:
-        note = carry_from(checkout, repo, outcome.keys['to_commit'])
-        if note:
-            outcome.message += f'; {note}'
-    return outcome
+    shown = ', '.join(map(str, dirty[:SHOWN]))
+    more = f' and {len(dirty) - SHOWN} more' if len(dirty) > SHOWN else ''
+    return outcome.noted(f'note: {shown}{more} has uncommitted changes, '
+                         'which were not merged')

@@ -185,7 +185,7 @@ def side_changes(repo: Path, head: str, base: str) -> Changes:
     return source_changes(repo, [(head, base)])[head]
 
 
-def directories(path: str) -> list[str]:
+def leading_directories(path: str) -> list[str]:
     """The directories that hold ``path``, outermost first"""
     parts = path.split('/')[:-1]
     return ['/'.join(parts[:i]) for i in range(1, len(parts) + 1)]
@@ -242,7 +242,8 @@ class MergeState:
         overlap = [p for p in mine if p in self.changed and
                    same(self.changed[p]) != same(mine[p])]
         clash = [p for p, c in mine.items() if c.status == 'A' and (
-            p in self.dirs or any(d in self.added for d in directories(p)))]
+            p in self.dirs or
+            any(d in self.added for d in leading_directories(p)))]
         if clash or not all(self.resolvable(
                 p, {mine[p].sha, self.changed[p].sha}) for p in overlap):
             return self.merge_with_git(commit)
@@ -258,7 +259,7 @@ class MergeState:
         self.deleted |= change.status == 'D'
         if change.status == 'A':
             self.added.add(path)
-            self.dirs.update(directories(path))
+            self.dirs.update(leading_directories(path))
 
     def resolvable(self, path: str, sides: set[str]) -> bool:
         """Whether a conflict on ``path`` is one on the pointer of a

@@ -2,97 +2,67 @@
 
 Resolves the sources per dataset (see ``sources``), then merges each
 dataset bottom-up (see ``dataset``), so that each parent records the
-merged commits of its subdatasets.
+merged commits of its subdatasets. One SOURCE is merged as a list of one.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import (
+    Callable,
+    Iterator,
+)
 
-from datalad_worktree.base.outcome import Outcome, Result
-from datalad_worktree.engine.integrate import settled_subdatasets
+from datalad_worktree.base.outcome import Outcome, Problem, Refusal, Result
 from datalad_worktree.engine.merge.dataset import (
     Options,
     Report,
-    merge_dataset,
-    merge_many,
+    merge_into,
 )
 from datalad_worktree.engine.merge.sources import (
-    MergeSource,
     Spec,
     node_sources,
     read_specs,
-    source_problem,
 )
+from datalad_worktree.engine.named import named
 from datalad_worktree.engine.scheduler import bottom_up, split_hierarchy
 from datalad_worktree.hierarchy.walk import Node, children_of, walk_hierarchy
 from datalad_worktree.repo.queries import head_commit, is_repo_root
 
 
-def merge_one_source(top: Path, source: str, source_root: Path,
-                     depth: int | None, workers: int, opts: Options):
-    """The results of merging the one SOURCE ``source`` into ``top``"""
-    branch = None if source_root.exists() else source
-    problem = source_problem(top, source_root, branch)
-    if problem:
-        yield Result(top, Outcome('impossible', problem))
-        return
-    skipped, active = split_hierarchy(walk_hierarchy(
-        top, head_commit(top), depth))
-    yield from skipped_results(top, skipped)
-    if branch is None:
-        # a clone where the source has a subdataset this dataset has
-        # not installed: refused, so that no parent records its commit
-        active += [n for n in skipped if not n.problem and
-                   is_repo_root(n.at(source_root))]
-    sources = {n: MergeSource.find(n, source_root, branch)
-               for n in active}
-    if branch is not None and \
-            not any(s.commit for s in sources.values()):
-        yield Result(top, Outcome('impossible', (
-            f'no dataset here has a branch {branch!r}, and no worktree '
-            f'exists at {source_root}; give the path of a worktree or '
-            'the name of a branch')))
-        return
-    children = children_of(active)
-    merged: set[Node] = set()
-
-    def merge(node):
-        outcome = merge_dataset(
-            node, sources[node], settled_subdatasets(
-                node.path, sources[node].commit, children[node.relpath],
-                merged), opts)
-        if outcome.status == 'ok':
-            merged.add(node)
-        return outcome
-
-    for node, outcome in bottom_up(active, merge, workers, blocked_by,
-                                   'merging datasets'):
-        yield Result(node.path, outcome)
-
-
-def merge_sources(top: Path, given: list[str], place, depth: int | None,
-                  workers: int, opts: Options):
-    """The results of merging several SOURCEs ``given`` (or a pattern)
-    into ``top``: per dataset, one record per refused source, then one for
-    the dataset (see the command's documentation)"""
+def merge_hierarchy(top: Path, given: list[str], place: Callable[[str], Path],
+                    depth: int | None, workers: int, opts: Options
+                    ) -> Iterator[Result]:
+    """The results of merging the SOURCEs ``given`` (or a pattern) into
+    ``top`` and its subdatasets down to ``depth`` (None: all), ``workers``
+    at the same time (``place(text)``: the absolute path a text names).
+    One SOURCE that is not a pattern is merged as a list of one, and
+    reported in its own shape (see ``Options.one``): per dataset, one
+    record; else, per dataset, one record per refused source, then one
+    for the dataset (see the command's documentation)"""
+    opts = replace(opts, one=len(given) == 1 and
+                   not named(given[0], place).pattern)
     specs, problems = read_specs(top, given, place)
     skipped, active = split_hierarchy(walk_hierarchy(
         top, head_commit(top), depth)) if not problems else ([], [])
     if any(s.root for s in specs):
-        # clones where a source has a subdataset not installed here
+        # clones where a source has a subdataset not installed here:
+        # refused, so that no parent records its commit
         active += [n for n in skipped if not n.problem and any(
             is_repo_root(n.at(s.root)) for s in specs if s.root)]
     sources = {n: node_sources(n, specs) for n in active}
     problems = problems or unmatched(specs, sources, place)
     if problems:
         for text, problem in problems:
-            yield Result(top, Outcome(
-                'impossible', problem + '; nothing was merged',
-                dict(source=text)))
+            yield Result(top, problem.outcome() if opts.one else
+                         Outcome.refused(problem.refusal,
+                                         problem.message + '; nothing was '
+                                                           'merged',
+                                         dict(source=text)))
         return
-    yield from skipped_results(top, skipped)
+    yield from skipped_results(skipped)
     children = children_of(active)
     merged: set[Node] = set()
     refused: dict[Node, set[str]] = {}
@@ -102,7 +72,7 @@ def merge_sources(top: Path, given: list[str], place, depth: int | None,
         mine = children[node.relpath]
         blocked = {key: f'it was refused in the subdataset {c.path}'
                    for c in mine for key in refused.get(c, ())}
-        report = merge_many(node, sources[node], blocked,
+        report = merge_into(node, sources[node], blocked,
                             [c for c in mine if c.installed], merged, opts)
         reports[node] = report
         refused[node] = set(report.refused)
@@ -111,7 +81,7 @@ def merge_sources(top: Path, given: list[str], place, depth: int | None,
         return report.outcome
 
     for node, outcome in bottom_up(active, merge, workers, blocked_by,
-                                   'merging datasets'):
+                                   'worktree-merge'):
         report = reports.pop(node, None)
         for rejected in (report.refused.values() if report else ()):
             yield Result(node.path, rejected)
@@ -119,35 +89,35 @@ def merge_sources(top: Path, given: list[str], place, depth: int | None,
 
 
 def unmatched(specs: list[Spec], sources: dict, place
-              ) -> list[tuple[str, str]]:
+              ) -> list[tuple[str, Problem]]:
     """The branch names and patterns among ``specs`` that name nothing in
     any dataset, each with why"""
     found = {key for pairs in sources.values() for key, s in pairs
-             if s.commit or (s.nothing and s.nothing[0] != 'notneeded')}
+             if s.commit or (s.nothing and s.nothing.failed)}
     roots = {s.given for s in specs if s.root}
     problems = []
     for spec in specs:
         if spec.branch and spec.key not in found:
-            problems.append((spec.given, (
+            problems.append((spec.given, Problem(Refusal.NO_MATCH, (
                 f'no dataset here has a branch {spec.branch!r}, and no '
-                f'worktree exists at {place(spec.given)}')))
+                f'worktree exists at {place(spec.given)}; give the path of '
+                'a worktree or the name of a branch'))))
         elif spec.pattern and spec.given not in roots and not any(
                 key.startswith('branch ') and
                 fnmatchcase(key[len('branch '):], spec.pattern)
                 for key in found):
-            problems.append((spec.given, (
+            problems.append((spec.given, Problem(Refusal.NO_MATCH, (
                 f'the pattern {spec.pattern!r} matches no branch of any '
                 'dataset here' + (' and no linked worktree'
-                                  if '/' in spec.pattern else ''))))
+                                  if '/' in spec.pattern else '')))))
     return problems
 
 
-def skipped_results(top: Path, skipped: list[Node]):
+def skipped_results(skipped: list[Node]) -> Iterator[Result]:
     """The results of the datasets that cannot be merged into"""
     for node in skipped:
         if node.problem:
-            yield Result(node.path,
-                              Outcome('impossible', node.problem))
+            yield Result(node.path, node.problem.outcome())
 
 
 def blocked_by(blocker: Node) -> str:

@@ -2,7 +2,8 @@
 
 A SOURCE is the path of a linked worktree (an existing path wins), a
 branch name, or a glob pattern (``*``, ``?``, ``[...]``, as ``fnmatch``
-reads them). A pattern is matched against the branch names of each
+reads them; see ``named``, which reads ``worktree-remove``'s PATHs the
+same way). A pattern is matched against the branch names of each
 dataset merged into, leaving out the branch that dataset has checked out
 and git-annex's own branches (``git-annex``, ``synced/*``,
 ``adjusted/*``), and, where it contains a '/', against the paths of the
@@ -14,8 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Callable
 
+from datalad_worktree.base.outcome import Outcome, Problem, Refusal
 from datalad_worktree.base.paths import same_path
+from datalad_worktree.engine.named import Named, matching_worktrees, named
 from datalad_worktree.hierarchy.clones import (
     clone_refusal,
     is_separate_clone,
@@ -31,9 +35,6 @@ from datalad_worktree.repo.queries import (
 )
 from datalad_worktree.repo.worktrees import list_worktrees, same_repository
 from datalad_worktree.runners import git
-
-PATTERN_CHARS = frozenset('*?[')
-
 
 ANNEX_BRANCHES = ('git-annex', 'synced/*', 'adjusted/*')
 """git-annex's own branches, which no pattern matches: never results"""
@@ -57,25 +58,21 @@ class Spec:
             f'branch {self.branch or self.pattern}'
 
 
-def is_pattern(text: str) -> bool:
-    return bool(PATTERN_CHARS & set(text))
-
-
-def read_specs(top: Path, given: list[str], place
-               ) -> tuple[list[Spec], list[tuple[str, str]]]:
+def read_specs(top: Path, given: list[str], place: Callable[[str], Path]
+               ) -> tuple[list[Spec], list[tuple[str, Problem]]]:
     """The sources ``given`` as specs (``place(text)``: the absolute path
     a text names), and each given source that cannot be one, with why"""
     specs: dict[str, Spec] = {}
     problems = []
     for text in given:
-        root = place(text)
-        if root.exists():
-            problem = worktree_source_problem(top, root)
-            found = [Spec(text, root=root)]
-        elif is_pattern(text):
-            problem, found = pattern_specs(top, text, root)
+        arg = named(text, place)
+        if arg.exists:
+            problem = worktree_source_problem(top, arg.path)
+            found = [Spec(text, root=arg.path)]
+        elif arg.pattern:
+            problem, found = pattern_specs(top, arg)
         else:
-            problem = source_problem(top, root, text)
+            problem = source_problem(top, arg.path, text)
             found = [Spec(text, branch=text)]
         if problem:
             problems.append((text, problem))
@@ -85,49 +82,53 @@ def read_specs(top: Path, given: list[str], place
     return list(specs.values()), problems
 
 
-def pattern_specs(top: Path, pattern: str, place: Path
-                  ) -> tuple[str | None, list[Spec]]:
-    """Why ``pattern`` cannot be used, or None, and the specs it makes:
-    itself, for branches, and each linked worktree of ``top`` whose path
-    it matches (with a '/' in it)"""
+def pattern_specs(top: Path, arg: Named) -> tuple[Problem | None, list[Spec]]:
+    """Why the pattern ``arg`` cannot be used, or None, and the specs it
+    makes: itself, for branches, and each linked worktree of ``top`` whose
+    path it matches (with a '/' in it)"""
+    pattern = arg.text
     if pattern.startswith('-'):
-        return (f'refusing the pattern {pattern!r}: it looks like an '
-                'option'), []
+        return Problem(Refusal.BAD_BRANCH, (
+            f'refusing the pattern {pattern!r}: it looks like an option')), []
     found = [Spec(pattern, pattern=pattern)]
     if '/' in pattern:
-        found += [Spec(pattern, root=w.path)
-                  for w in list_worktrees(top)[1:]
-                  if fnmatchcase(str(w.path), str(place))]
+        found += [Spec(pattern, root=path)
+                  for path in matching_worktrees(top, arg)]
     return None, found
 
 
 def source_problem(top: Path, source_root: Path, branch: str | None
-                   ) -> str | None:
+                   ) -> Problem | None:
     """Why SOURCE (the worktree ``source_root``, or ``branch`` where no
     such path exists) cannot be merged into ``top``, or None"""
     if branch is None:
         return worktree_source_problem(top, source_root)
     problem = branch_name_problem(top, branch)
     if problem:
-        return (problem.split(';')[0] + '; and no worktree exists '
-                f'at {source_root}')
+        return Problem(Refusal.BAD_BRANCH, (
+            problem.split(';')[0] + f'; and no worktree exists at '
+                                    f'{source_root}'))
     return None
 
 
-def worktree_source_problem(top: Path, source_root: Path) -> str | None:
+def worktree_source_problem(top: Path, source_root: Path
+                            ) -> Problem | None:
     """Why ``source_root`` is not a linked worktree of ``top``, or None"""
     if same_path(source_root, top):
-        return f'{source_root} is the dataset itself; give another worktree'
+        return Problem(Refusal.SAME_DATASET, (
+            f'{source_root} is the dataset itself; give another worktree'))
     if not is_repo_root(source_root) or not same_repository(top, source_root):
-        return (f'{source_root} is not a worktree of {top}; give the path of '
-                'a worktree made by worktree-add, or a branch name')
+        return Problem(Refusal.NOT_A_WORKTREE, (
+            f'{source_root} is not a worktree of {top}; give the path of '
+            'a worktree made by worktree-add, or a branch name'))
     if same_path(list_worktrees(top)[0].path, source_root):
-        return (f'{source_root} is the main worktree and {top} a linked '
-                'worktree of it: this would merge the wrong way round. To '
-                "bring the worktree's results home, run 'datalad "
-                f"worktree-merge -d {source_root} {top}'; to bring the "
-                "development state into the worktree, run 'datalad "
-                f"worktree-sync -d {top}'")
+        return Problem(Refusal.WRONG_DIRECTION, (
+            f'{source_root} is the main worktree and {top} a linked '
+            'worktree of it: this would merge the wrong way round. To '
+            "bring the worktree's results home, run 'datalad "
+            f"worktree-merge -d {source_root} {top}'; to bring the "
+            "development state into the worktree, run 'datalad "
+            f"worktree-sync -d {top}'"))
     return None
 
 
@@ -175,8 +176,8 @@ class MergeSource:
     """The commit to merge; None when there is nothing to merge"""
     worktree: Path | None = None
     """The dataset's place in the source worktree, when SOURCE is one"""
-    nothing: tuple[str, str] | None = None
-    """Status and message of the result when nothing is merged"""
+    nothing: Outcome | None = None
+    """The outcome when nothing is merged: why not"""
 
     @classmethod
     def find(cls, node: Node, source_root: Path | None, branch: str | None
@@ -190,17 +191,17 @@ class MergeSource:
         where = node.at(source_root)
         name = str(where)
         if not is_repo_root(where):
-            return cls(name, worktree=where, nothing=(
+            return cls(name, worktree=where, nothing=Outcome(
                 'notneeded', f'no worktree of it at {where}'))
         if node.depth and is_separate_clone(where, repo):
             return cls.clone(node, where)
         if not same_repository(repo, where):
-            return cls(name, worktree=where, nothing=(
-                'impossible',
+            return cls(name, worktree=where, nothing=Outcome.refused(
+                Refusal.NOT_A_WORKTREE,
                 f'{where} is not a worktree of {repo}; nothing was merged'))
         commit = head_commit(where)
-        return cls(name, commit=commit, worktree=where, nothing=(
-            None if commit else ('notneeded', f'{where} has no commit')))
+        return cls(name, commit=commit, worktree=where, nothing=None
+                   if commit else Outcome('notneeded', f'{where} has no commit'))
 
     def checked_out_at(self, places: dict[str, Path]) -> Path | None:
         """Where this source is checked out: its worktree, or for a branch
@@ -212,8 +213,8 @@ class MergeSource:
     def of_branch(cls, branch: str, tip: str | None) -> MergeSource:
         """The source of a dataset whose branch ``branch`` is at ``tip``
         (None where it has no such branch)"""
-        return cls(f'branch {branch}', branch, tip, nothing=(
-            None if tip else ('notneeded', f'no branch {branch!r} here')))
+        return cls(f'branch {branch}', branch, tip, nothing=None if tip else
+                   Outcome('notneeded', f'no branch {branch!r} here'))
 
     @classmethod
     def clone(cls, node: Node, where: Path) -> MergeSource:
@@ -223,8 +224,9 @@ class MergeSource:
         with what brings them here"""
         holdings = unique_holdings(where, node.path, files=False)
         if holdings:
-            return cls(str(where), nothing=('impossible', clone_refusal(
-                where, node.path, holdings, 'run this again')
+            return cls(str(where), nothing=Outcome.refused(
+                Refusal.SEPARATE_CLONE, clone_refusal(
+                    where, node.path, holdings, 'run this again')
                 + '; nothing was merged'))
         return cls(f'{where} (a separate clone)', commit=head_commit(where))
 

@@ -1,5 +1,6 @@
 """Carry out the planned removal of nested worktrees (see ``plan``)
 
+``execute`` reports what the plan refuses and removes the rest.
 Each dataset's worktree goes in an order that running the command again
 after an interruption can finish: its directory (moved aside in one step),
 then its branch, then its registration; inner worktrees before outer ones.
@@ -11,11 +12,12 @@ import errno
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
-from datalad_worktree.base.outcome import Outcome, Result, failure
+from datalad_worktree.base.outcome import Outcome, Refusal, Result, failure
 from datalad_worktree.base.paths import nested_within, redirected, same_path
 from datalad_worktree.engine.progress import progress
-from datalad_worktree.engine.remove.plan import Plan, Removal
+from datalad_worktree.engine.remove.plan import Plan, Removal, RemovalPlan
 from datalad_worktree.engine.scheduler import run_ordered
 from datalad_worktree.hierarchy.clones import delete_clone
 from datalad_worktree.hierarchy.nested import Member, link_refusal
@@ -35,16 +37,33 @@ TRASH = 'worktree-remove-trash'
 deleted (``git worktree prune`` deletes what an interruption left there)"""
 
 
-def remove_all(plans: list[Plan]):
+def execute(plan: RemovalPlan, dry_run: bool) -> Iterator[Result]:
+    """Carry out ``plan``: where it refuses the PATHs, report that and
+    remove nothing; else, per worktree, report why it stays, or remove it
+    (with ``dry_run``: report what would be removed)"""
+    if plan.refused:
+        yield from plan.refused
+        return
+    for target in plan.targets:
+        if target.refused:
+            yield from target.refused
+        elif dry_run:
+            for member in target.plans:
+                yield Result(member.member.path, planned(member))
+        else:
+            yield from remove_all(list(target.plans))
+
+
+def remove_all(plans: list[Plan]) -> Iterator[Result]:
     """Remove what ``plans`` plan, inner worktrees first; their results"""
     inside = nested_within(plans, lambda p: p.member.path)
-    with progress('removing worktrees', len(plans)) as done:
+    with progress('worktree-remove', len(plans)) as done:
         for plan, outcome, blocker in run_ordered(
                 plans, inside.__getitem__, remove, 1,
                 failed=lambda o: o.failed):
             done()
             if blocker:
-                outcome = Outcome('impossible', (
+                outcome = Outcome.refused(Refusal.BLOCKED, (
                     f'not removed, because {blocker.member.path} inside '
                     'it could not be removed'))
             yield Result(plan.member.path, outcome)

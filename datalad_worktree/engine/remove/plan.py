@@ -1,10 +1,11 @@
 """What removing a nested worktree would do, decided before anything goes
 
 ``worktree-remove`` plans every dataset of every worktree it is given
-before it removes anything: which worktrees PATH names (paths, patterns),
-and per dataset whether its worktree is removed, only pruned, deleted as
-a separate clone holding nothing of its own, or refused, and why.
-Everything here reads and nothing changes.
+before it removes anything (``plan_removal``): which worktrees PATH names
+(paths, patterns), and per dataset whether its worktree is removed, only
+pruned, deleted as a separate clone holding nothing of its own, or
+refused, and why. Everything here reads and nothing changes; ``execute``
+carries the plan out.
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from enum import Enum
-from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Callable
 
-from datalad_worktree.base.outcome import Outcome, Result, failure
+from datalad_worktree.base.outcome import (
+    Outcome,
+    Problem,
+    Refusal,
+    Result,
+    failure,
+)
 from datalad_worktree.base.paths import same_path
+from datalad_worktree.engine.named import matching_worktrees, named
 from datalad_worktree.hierarchy.clones import clone_refusal, unique_holdings
 from datalad_worktree.hierarchy.nested import Member, find_members
 from datalad_worktree.repo.annex import own_annex_problem
@@ -24,8 +32,6 @@ from datalad_worktree.repo.queries import commits_only_in, short_log, worktree_c
 from datalad_worktree.repo.store.refs import git_dirs
 from datalad_worktree.repo.worktrees import find_worktree, list_worktrees
 from datalad_worktree.runners.locks import branch_locks, lock_message
-
-PATTERN_CHARS = frozenset('*?[')
 
 
 class Removal(Enum):
@@ -48,8 +54,16 @@ class Plan:
     delete_branch: bool = False
     given_up: tuple[str, ...] = ()
     """Commits given up with --force"""
-    reason: str = ''
-    """Why it is refused"""
+    reasons: tuple[Problem, ...] = ()
+    """Why it is refused: every reason at once"""
+
+    def refusal(self) -> Outcome:
+        """The refusal of this member: every reason in the message, the
+        first one's code as the code"""
+        return Outcome.refused(
+            self.reasons[0].refusal,
+            '; '.join(p.message for p in self.reasons) +
+            '; nothing was removed', self.keys)
 
     @property
     def keys(self) -> dict:
@@ -61,15 +75,54 @@ class Plan:
         return keys
 
 
-def target_problem(top: Path, target: Path) -> str | None:
+@dataclass(frozen=True)
+class TargetPlan:
+    """What removing one worktree named by PATH does"""
+    target: Path
+    plans: tuple[Plan, ...] = ()
+    """One per dataset's worktree in it, inner ones first"""
+    refused: tuple[Result, ...] = ()
+    """Why it stays, if it does: then nothing of it is removed"""
+
+
+@dataclass(frozen=True)
+class RemovalPlan:
+    """What ``worktree-remove`` does, decided before anything is removed"""
+    refused: tuple[Result, ...] = ()
+    """Why nothing at all is removed: the PATHs that name no linked
+    worktree"""
+    targets: tuple[TargetPlan, ...] = ()
+
+
+def plan_removal(top: Path, given: list[str], place: Callable[[str], Path],
+                 force: bool, keep_branch: bool) -> RemovalPlan:
+    """The plan of removing the linked worktrees of ``top`` that the
+    PATHs ``given`` name (``place(text)``: the absolute path a text names),
+    every dataset of every one of them checked before anything goes (see
+    ``check``)"""
+    targets, problems = read_targets(top, given, place)
+    if problems:
+        return RemovalPlan(refused=tuple(
+            Result(where, problem.outcome()) for where, problem in problems))
+    listed: dict = {}
+    found = []
+    for target in targets:
+        refused, plans = inspect(top, target, force, keep_branch, listed)
+        found.append(TargetPlan(target, tuple(plans), tuple(refused)))
+    return RemovalPlan(targets=tuple(found))
+
+
+def target_problem(top: Path, target: Path) -> Problem | None:
     """Why ``target`` is not a linked worktree of ``top`` to remove"""
     worktrees = list_worktrees(top)
     if same_path(worktrees[0].path, target):
-        return f'{target} is the main worktree of {top}; it is never removed'
+        return Problem(Refusal.MAIN_WORKTREE, (
+            f'{target} is the main worktree of {top}; it is never removed'))
     if not find_worktree(worktrees[1:], target):
         linked = ', '.join(str(w.path) for w in worktrees[1:]) or 'none'
-        return (f'{target} is not a linked worktree of {top} (its linked '
-                f'worktrees: {linked}); nothing was removed')
+        return Problem(Refusal.NOT_A_LINKED_WORKTREE, (
+            f'{target} is not a linked worktree of {top} (its linked '
+            f'worktrees: {linked}); nothing was removed'))
     return None
 
 
@@ -81,9 +134,9 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
     problems = []
     if m.entry.locked is not None:
         reason = f' ({m.entry.locked})' if m.entry.locked else ''
-        problems.append(f'{m.path} is locked{reason}; unlock it with '
-                        f"'git -C {m.main.path} worktree unlock {m.path}' "
-                        'first')
+        problems.append(Problem(Refusal.LOCKED, (
+            f'{m.path} is locked{reason}; unlock it with '
+            f"'git -C {m.main.path} worktree unlock {m.path}' first")))
     stale = m.entry.prunable or not m.path.is_dir()
     if not stale:
         problems += local_files_problems(m.path)
@@ -95,14 +148,14 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
         lost = commits_only_in(m.main.path, m.head, [m.main.head],
                                None if keep_branch else m.branch)
     if lost and not force:
-        problems.append(
+        problems.append(Problem(Refusal.UNMERGED_COMMITS, (
             f'{m.path} has {len(lost)} commit(s) that neither the main '
             'worktree nor another branch contains '
             f'({short_log(m.main.path, lost)}); merge them first '
             '(datalad worktree-merge), keep the branch (--keep-branch), or '
-            'give --force to give them up')
+            'give --force to give them up')))
     if problems:
-        return Plan(m, Removal.REFUSE, reason='; '.join(problems))
+        return Plan(m, Removal.REFUSE, reasons=tuple(problems))
     return Plan(m, Removal.PRUNE if stale else Removal.REMOVE, delete,
                 tuple(lost))
 
@@ -112,55 +165,59 @@ def check_clone(m: Member, main_copy: Path) -> Plan:
     it, where it holds nothing that ``main_copy`` lacks, else refuse"""
     holdings = unique_holdings(m.path, main_copy)
     if holdings:
-        return Plan(m, Removal.REFUSE, reason=clone_refusal(
-            m.path, main_copy, holdings,
-            'run this again'))
+        return Plan(m, Removal.REFUSE, reasons=(Problem(
+            Refusal.SEPARATE_CLONE, clone_refusal(
+                m.path, main_copy, holdings, 'run this again')),))
     return Plan(m, Removal.DELETE_CLONE)
 
 
-def branch_lock_problem(m: Member) -> str | None:
+def branch_lock_problem(m: Member) -> Problem | None:
     """Why lock files that a killed git left keep the member's branch from
     being deleted, or None"""
-    return lock_message(m.main.path,
-                        branch_locks(git_dirs(m.main.path)[1], m.branch,
-                                     packed=True))
+    problem = lock_message(m.main.path,
+                           branch_locks(git_dirs(m.main.path)[1], m.branch,
+                                        packed=True))
+    return Problem(Refusal.LOCK_FILES, problem) if problem else None
 
 
-def local_files_problems(path: Path) -> list[str]:
+def local_files_problems(path: Path) -> list[Problem]:
     """Why files in the worktree at ``path`` would be lost by removing it"""
     changed, untracked = worktree_changes(path)
     problems = []
     if changed:
-        problems.append(f'uncommitted changes in {path}: '
-                        f'{", ".join(changed)}; commit or discard them by '
-                        'hand first')
+        problems.append(Problem(Refusal.UNCOMMITTED_CHANGES, (
+            f'uncommitted changes in {path}: {", ".join(changed)}; commit '
+            'or discard them by hand first')))
     if untracked:
-        problems.append(f'untracked files in {path}: {", ".join(untracked)}'
-                        '; save, move or delete them first (ignored files '
-                        'do not block)')
-    return problems + list(filter(None, [own_annex_problem(path)]))
+        problems.append(Problem(Refusal.UNTRACKED_FILES, (
+            f'untracked files in {path}: {", ".join(untracked)}; save, '
+            'move or delete them first (ignored files do not block)')))
+    own = own_annex_problem(path)
+    if own:
+        problems.append(Problem(Refusal.OWN_ANNEX, own))
+    return problems
 
 
-def read_targets(top: Path, given: list[str], place
-                 ) -> tuple[list[Path], list[tuple[Path, str]]]:
+def read_targets(top: Path, given: list[str], place: Callable[[str], Path]
+                 ) -> tuple[list[Path], list[tuple[Path, Problem]]]:
     """The linked worktrees of ``top`` that ``given`` names, each once
     (``place(text)``: the absolute path a text names; an existing path
     wins over a pattern, which is matched with ``fnmatch`` against the
-    paths of ``top``'s linked worktrees), and each given path that names
-    none, with why"""
+    paths of ``top``'s linked worktrees, see ``named``), and each given
+    path that names none, with why"""
     targets: dict[str, Path] = {}
     problems = []
     for text in given:
-        where = place(text)
-        if os.path.lexists(where) or not PATTERN_CHARS & set(text):
+        arg = named(text, place)
+        where = arg.path
+        if not arg.pattern:
             problem = target_problem(top, where)
             found = [where]
         else:
-            found = [w.path for w in list_worktrees(top)[1:]
-                     if fnmatchcase(str(w.path), str(where))]
-            problem = None if found else (
+            found = matching_worktrees(top, arg)
+            problem = None if found else Problem(Refusal.NO_MATCH, (
                 f'the pattern {text!r} matches no linked worktree of {top} '
-                f'(matched as {where}); nothing was removed')
+                f'(matched as {where}); nothing was removed'))
         if problem:
             problems.append((where, problem))
         for target in found:
@@ -179,13 +236,10 @@ def inspect(top: Path, target: Path, force: bool, keep_branch: bool,
     except Exception as e:
         outcome = failure(target, e, 'cannot inspect the worktrees below '
                                      f'{target}')
-        outcome.message += '; nothing was removed'
-        return [Result(target, outcome)], []
-    refused = [(Path(p), Outcome('impossible', why))
-               for p, why in linked.items()]
-    refused += [(p.member.path, Outcome('impossible', p.reason, p.keys))
+        return [Result(target, outcome.noted('nothing was removed'))], []
+    refused = [Result(Path(p), Outcome.refused(
+        Refusal.SYMLINK, f'{why}; nothing was removed'))
+        for p, why in linked.items()]
+    refused += [Result(p.member.path, p.refusal())
                 for p in plans if p.how is Removal.REFUSE]
-    for _, outcome in refused:
-        outcome.message += '; nothing was removed'
-    return [Result(where, outcome)
-            for where, outcome in refused], plans
+    return refused, plans
