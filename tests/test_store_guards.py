@@ -449,17 +449,8 @@ def command(name: str, origin: Path, runs: Path, tmp_path: Path) -> list:
     return dl.worktree_remove(str(runs), dataset=origin, **quiet())
 
 
-RAISES = pytest.mark.xfail(
-    raises=CommandError, strict=True,
-    reason="git's refusal of the repository is raised out of the command "
-           "(the hierarchy walk, list_worktrees or head_commit of the top) "
-           'instead of becoming a result record')
-
-
 @pytest.mark.parametrize('name,where', [
-    pytest.param(name, where, id=f'{name} in {where}',
-                 marks=[] if (name, where) == ('remove', 'raw/bpod')
-                 else [RAISES])
+    pytest.param(name, where, id=f'{name} in {where}')
     for where in ('.', 'raw/bpod')
     for name in ('add', 'list', 'sync', 'merge', 'remove')])
 @pytest.mark.parametrize('marker', sorted(REFUSED))

@@ -108,6 +108,9 @@ class Refusal(Enum):
     """A repository's configuration blocks it"""
     TOOLS = 'tools'
     """git or git-annex missing, or too old for this"""
+    REFUSED_REPOSITORY = 'refused-repository'
+    """git itself refuses the repository (a format or extension it does not
+    know)"""
     CANNOT_INSPECT = 'cannot-inspect'
     """Reading the repository failed, so it was not checked"""
 

@@ -11,7 +11,10 @@ import argparse
 import os
 import re
 from functools import wraps
-from inspect import isgenerator
+from inspect import (
+    isgenerator,
+    signature,
+)
 from pathlib import (
     Path,
 )
@@ -47,6 +50,8 @@ from datalad_next.constraints import (
     EnsureStr,
 )
 
+from datalad_worktree.base.outcome import failure
+from datalad_worktree.commands.results import make_result
 from datalad_worktree.engine.progress import no_progress_bars
 from datalad_worktree.repo.annex import uses_annex
 from datalad_worktree.runners import tools
@@ -222,6 +227,28 @@ def bars_for_people(command: Callable) -> Callable:
 def _without_bars(results: Iterator[dict]) -> Iterator[dict]:
     with no_progress_bars():
         yield from results
+
+
+def failures_reported(action: str) -> Callable:
+    """Wrap a command's generator (below ``@eval_results``) so that an
+    exception raised out of its work, such as git refusing the dataset
+    itself, ends the command with one 'error' record for the dataset
+    (``action``, the message naming the dataset and git's reason, the
+    exception as ``CapturedException``) instead of a traceback; DataLad's
+    ``on_failure`` then applies as to any failure. Interruptions
+    (``KeyboardInterrupt``) are not caught."""
+    def decorate(command: Callable) -> Callable:
+        @wraps(command)
+        def call(*args, **kwargs):
+            top = signature(command).bind(*args, **kwargs).arguments[
+                'dataset'].ds.pathobj
+            try:
+                yield from command(*args, **kwargs)
+            except Exception as e:
+                yield make_result(action, top, top, failure(
+                    top, e, f'{action} stopped: it failed in {top}'))
+        return call
+    return decorate
 
 
 class WorktreeInterface(ValidatedInterface):

@@ -29,6 +29,7 @@ from datalad_worktree.commands._common import (
     EnsureBranchName,
     WorktreeInterface,
     bars_for_people,
+    failures_reported,
     max_depth,
     tools_problem,
     worker_count,
@@ -215,6 +216,7 @@ class WorktreeAdd(WorktreeInterface):
     @datasetmethod(name='worktree_add')
     @bars_for_people
     @eval_results
+    @failures_reported(ACTION)
     def __call__(
             path,
             *,

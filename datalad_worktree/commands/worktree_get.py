@@ -29,6 +29,7 @@ from datalad_worktree.commands._common import (
     SETUP_PARAM,
     WorktreeInterface,
     bars_for_people,
+    failures_reported,
     max_depth,
     tools_problem,
 )
@@ -126,6 +127,7 @@ class WorktreeGet(WorktreeInterface):
     @datasetmethod(name='worktree_get')
     @bars_for_people
     @eval_results
+    @failures_reported(ACTION)
     def __call__(path, *, dataset=None, recursive=False,
                  recursion_limit=None, dry_run=False, mtimes=True,
                  setup=None):

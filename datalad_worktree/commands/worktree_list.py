@@ -17,6 +17,7 @@ from datalad_worktree.commands._common import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
     bars_for_people,
+    failures_reported,
     max_depth,
     render_result,
     shown,
@@ -107,6 +108,7 @@ class WorktreeList(ValidatedInterface):
     @datasetmethod(name='worktree_list')
     @bars_for_people
     @eval_results
+    @failures_reported(ACTION)
     def __call__(*, dataset=None, recursive=False, recursion_limit=None):
         top = dataset.ds.pathobj
         yield from records(ACTION, top, list_hierarchy(

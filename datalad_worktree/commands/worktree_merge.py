@@ -26,6 +26,7 @@ from datalad_worktree.commands._common import (
     MTIMES_PARAM,
     WorktreeInterface,
     bars_for_people,
+    failures_reported,
     max_depth,
     tools_problem,
     worker_count,
@@ -185,6 +186,7 @@ class WorktreeMerge(WorktreeInterface):
     @datasetmethod(name='worktree_merge')
     @bars_for_people
     @eval_results
+    @failures_reported(ACTION)
     def __call__(
             source,
             *,

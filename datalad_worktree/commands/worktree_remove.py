@@ -20,7 +20,11 @@ from datalad_next.constraints import (
 
 from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.base.paths import absolute_path
-from datalad_worktree.commands._common import WorktreeInterface, bars_for_people
+from datalad_worktree.commands._common import (
+    WorktreeInterface,
+    bars_for_people,
+    failures_reported,
+)
 from datalad_worktree.commands.results import make_result, records
 from datalad_worktree.engine.remove.execute import execute
 from datalad_worktree.engine.remove.plan import plan_removal
@@ -144,6 +148,7 @@ class WorktreeRemove(WorktreeInterface):
     @datasetmethod(name='worktree_remove')
     @bars_for_people
     @eval_results
+    @failures_reported(ACTION)
     def __call__(path, *, dataset=None, force=False, keep_branch=False,
                  dry_run=False):
         top = dataset.ds.pathobj

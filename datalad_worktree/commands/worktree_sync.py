@@ -24,6 +24,7 @@ from datalad_worktree.commands._common import (
     SETUP_PARAM,
     WorktreeInterface,
     bars_for_people,
+    failures_reported,
     max_depth,
     tools_problem,
     worker_count,
@@ -168,6 +169,7 @@ class WorktreeSync(WorktreeInterface):
     @datasetmethod(name='worktree_sync')
     @bars_for_people
     @eval_results
+    @failures_reported(ACTION)
     def __call__(
             *,
             dataset=None,

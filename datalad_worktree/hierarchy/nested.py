@@ -15,6 +15,7 @@ from pathlib import (
     PurePosixPath,
 )
 
+from datalad_worktree.base.outcome import Problem, Refusal
 from datalad_worktree.base.paths import (
     at_or_below,
     first_link,
@@ -62,11 +63,11 @@ class Member:
 
 def find_members(top: Path, target: Path,
                  listed: dict[Path, list[tuple[Worktree, str]]] | None = None
-                 ) -> tuple[list[Member], dict[str, str]]:
+                 ) -> tuple[list[Member], dict[str, Problem]]:
     """The linked worktrees at and below ``target`` of every dataset in
     ``top``'s hierarchy and in the worktree's own hierarchy, deepest first,
-    and the places that a symbolic link makes lead elsewhere, each with why
-    it is refused. ``listed`` keeps each repository's worktrees (by its
+    and the places that are refused, each with why: where a symbolic link
+    makes a path lead elsewhere, or a repository that git refuses. ``listed`` keeps each repository's worktrees (by its
     common git directory), each with its real location, for the next
     call, where nothing changes in between: several targets then cost one
     listing per repository and no file system lookup per worktree."""
@@ -79,8 +80,11 @@ def find_members(top: Path, target: Path,
         for node in walk_hierarchy(root, head_commit(root), None):
             if node.problem and root is target and \
                     not unsafe_relpath(str(node.relpath)):
-                linked.setdefault(os.path.normpath(node.path), link_refusal(
-                    node.path, target, node.relpath))
+                linked.setdefault(os.path.normpath(node.path), Problem(
+                    Refusal.SYMLINK, link_refusal(
+                        node.path, target, node.relpath))
+                    if node.problem.refusal is Refusal.SYMLINK
+                    else node.problem)
             if not node.installed or node.problem:
                 continue
             repository = git_dirs(node.path)[1]
@@ -98,7 +102,8 @@ def find_members(top: Path, target: Path,
                     wt.path, place, node.path, target,
                     at_or_below(real, roots[1]))
                 if problem:
-                    linked.setdefault(os.path.normpath(wt.path), problem)
+                    linked.setdefault(os.path.normpath(wt.path),
+                                      Problem(Refusal.SYMLINK, problem))
                 elif place:
                     found.setdefault(str(wt.path),
                                      Member(wt, worktrees[0][0], place[0]))

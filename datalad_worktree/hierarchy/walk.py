@@ -19,7 +19,7 @@ from typing import (
 
 from datalad_worktree.base.outcome import Problem, Refusal
 from datalad_worktree.base.paths import redirected, unsafe_relpath
-from datalad_worktree.repo.queries import is_repo_root
+from datalad_worktree.repo.queries import is_repo_root, repository_refusal
 from datalad_worktree.repo.records import gitlinks, submodule_paths
 
 TOP = PurePosixPath('.')
@@ -118,8 +118,15 @@ def _children(parent: Node, commit: str) -> Iterator[Node]:
             yield Node(commit=sha, **child, installed=False, problem=Problem(
                 Refusal.SYMLINK, f'refusing the subdataset at {location}: a '
                 'symbolic link on its path leads elsewhere'))
+        elif not is_repo_root(location):
+            yield Node(commit=sha, **child, installed=False)
         else:
-            yield Node(commit=sha, **child, installed=is_repo_root(location))
+            refused = repository_refusal(location)
+            yield Node(commit=sha, **child, problem=refused and Problem(
+                Refusal.REFUSED_REPOSITORY, f'git refuses the repository of '
+                f'the subdataset at {location} ({refused}); nothing is done '
+                'with it: use a git that knows its format, or repair its '
+                'configuration'))
 
 
 def children_of(nodes: list[Node]) -> dict[PurePosixPath, list[Node]]:

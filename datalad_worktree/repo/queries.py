@@ -13,6 +13,8 @@ from pathlib import Path
 
 from datalad_next.runners import CommandError
 
+from datalad_worktree.base.outcome import error_line
+from datalad_worktree.repo.store.guard import format_problem
 from datalad_worktree.repo.store.refs import Head, branch_commit, git_dirs, read_head
 from datalad_worktree.runners import git
 
@@ -105,6 +107,25 @@ def branch_name_problem(repo: Path, name: str) -> str | None:
                 '--branch, or use --detach')
     if normalized != [name]:
         return f'refusing branch name {name!r}: give a plain branch name'
+    return None
+
+
+def repository_refusal(repo: Path) -> str | None:
+    """git's own refusal of the repository checked out at ``repo`` (a
+    repository format or extension this git does not know), or None. Asked
+    of git only where the repository's files cannot be read directly (see
+    ``store.guard``), so that a repository of git's default format costs
+    no process"""
+    try:
+        _, common = git_dirs(repo)
+    except OSError:
+        return None
+    if format_problem(common) is None:
+        return None
+    try:
+        git.run(repo, ['rev-parse', '--git-dir'])
+    except CommandError as e:
+        return error_line(e)
     return None
 
 

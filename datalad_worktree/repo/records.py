@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from datalad_worktree.repo.queries import GITLINK_MODE, head_commit
+from datalad_worktree.repo.store.guard import OBJECTS, readable
 from datalad_worktree.repo.store.objects import (
     GITLINK,
     TREE,
@@ -24,7 +25,6 @@ from datalad_worktree.repo.store.objects import (
     tree_entry,
     tree_files,
 )
-from datalad_worktree.repo.store.guard import OBJECTS, readable
 from datalad_worktree.repo.store.refs import OBJECT_NAME, git_dirs
 from datalad_worktree.runners import git
 

@@ -238,7 +238,7 @@ def inspect(top: Path, target: Path, force: bool, keep_branch: bool,
                                      f'{target}')
         return [Result(target, outcome.noted('nothing was removed'))], []
     refused = [Result(Path(p), Outcome.refused(
-        Refusal.SYMLINK, f'{why}; nothing was removed'))
+        why.refusal, f'{why.message}; nothing was removed'))
         for p, why in linked.items()]
     refused += [Result(p.member.path, p.refusal())
                 for p in plans if p.how is Removal.REFUSE]
