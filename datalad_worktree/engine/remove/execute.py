@@ -23,7 +23,7 @@ from datalad_worktree.hierarchy.clones import delete_clone
 from datalad_worktree.hierarchy.nested import Member, link_refusal
 from datalad_worktree.repo.annex import has_own_annex, link_shared_annex
 from datalad_worktree.repo.queries import short_log
-from datalad_worktree.repo.store.refs import git_dirs
+from datalad_worktree.repo.store.refs import git_dirs, worktree_path
 from datalad_worktree.repo.worktrees import (
     find_worktree,
     forget_worktree,
@@ -174,16 +174,16 @@ def no_longer_removable(m: Member) -> str | None:
 def still_registered(repo: Path, path: Path) -> bool:
     """Whether a linked worktree of ``repo`` is registered at ``path``:
     read from the one registration that ``path/.git`` names, where that is
-    one of ``repo``'s, else from the list of all of its worktrees (which
-    costs a look at each of them)"""
+    one of ``repo``'s (its ``gitdir`` file, also a relative one, see
+    ``store.refs.worktree_path``), else from the list of all of its
+    worktrees (which costs a look at each of them)"""
     try:
-        admin, common = git_dirs(path)
-        recorded = (admin / 'gitdir').read_text().rstrip('\n')
+        admin, _ = git_dirs(path)
+        recorded = worktree_path(admin)
     except OSError:
         recorded = None
-    if recorded is not None and admin.parent == git_dirs(repo)[1] / \
-            'worktrees':
-        return same_path(Path(recorded).parent, path)
+    if recorded and admin.parent == git_dirs(repo)[1] / 'worktrees':
+        return same_path(recorded, path)
     return find_worktree(list_worktrees(repo)[1:], path) is not None
 
 
