@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from datalad import api as dl
 
-from .conftest import (
+from tests.fixtures import built_once
+from tests.helpers import (
     add,
-    built_once,
     by_path,
     git,
     snapshot,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import (
+from tests.helpers import (
     BENCHMARKS,
     load_benchmark,
 )

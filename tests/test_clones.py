@@ -17,7 +17,7 @@ from datalad import api as dl
 
 from datalad_worktree.repo.worktrees import same_repository
 
-from .conftest import (
+from tests.helpers import (
     DATALAD,
     DERIVED,
     add,

@@ -23,7 +23,7 @@ from datalad_next.runners import CommandError
 from datalad_worktree.runners import git as gitlayer
 from datalad_worktree.runners.locks import retry_on_lock
 
-from .conftest import (
+from tests.helpers import (
     CODE,
     DATALAD,
     DERIVED,

@@ -12,14 +12,13 @@ from pathlib import Path
 import pytest
 from datalad import api as dl
 
-from .conftest import (
+from tests.fixtures import built_once, restore
+from tests.helpers import (
     DERIVED,
     add,
-    built_once,
     by_path,
     datalad_cli,
     git,
-    restore,
 )
 
 INPUTS = ['inputs/bpod/sub-01/trials.tsv', 'inputs/2p/sub-01/F.csv']

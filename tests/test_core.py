@@ -141,7 +141,7 @@ def on_a_terminal(*args: str, cwd) -> str:
     import subprocess
     import termios
 
-    from .conftest import DATALAD
+    from tests.helpers import DATALAD
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 120, 0, 0))
     proc = subprocess.Popen(
@@ -169,7 +169,7 @@ def test_progress_bars_show_on_a_terminal_only(origin, tmp_path):
     import json
     import re
 
-    from .conftest import datalad_cli
+    from tests.helpers import datalad_cli
     seen = on_a_terminal('worktree-add', '-r', str(tmp_path / 'tty'),
                          cwd=origin)
     assert 'checking datasets' in seen and 'creating worktrees' in seen

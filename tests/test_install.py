@@ -40,7 +40,7 @@ def test_missing_git_annex_is_named_up_front(origin, runs, tmp_path):
     import os
     import shutil
 
-    from .conftest import (
+    from tests.helpers import (
         datalad_cli,
         snapshot,
     )
@@ -71,7 +71,7 @@ def test_too_old_git_and_git_annex_are_refused_up_front(origin, runs,
 
     from datalad_worktree.runners import tools as gitlayer
 
-    from .conftest import (
+    from tests.helpers import (
         quiet,
         snapshot,
     )

@@ -16,7 +16,7 @@ from datalad_worktree.hierarchy.walk import Node
 from datalad_worktree.commands.results import make_result
 from datalad_worktree.engine.scheduler import bottom_up
 
-from .conftest import (
+from tests.helpers import (
     add,
     by_path,
     commit_file,
@@ -318,7 +318,7 @@ def adjust(repo: Path) -> None:
 
 
 def test_add_refuses_a_dataset_on_an_adjusted_branch(origin, tmp_path):
-    from .conftest import snapshot
+    from tests.helpers import snapshot
     adjust(origin / BPOD)
     before = snapshot(origin)
     wt = tmp_path / 'runs'

@@ -9,7 +9,7 @@ import os
 import pytest
 from datalad import api as dl
 
-from .conftest import (
+from tests.helpers import (
     CODE,
     DERIVED,
     add,

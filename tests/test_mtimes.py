@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from datalad import api as dl
 
-from .conftest import (
+from tests.helpers import (
     CODE,
     DERIVED,
     add,

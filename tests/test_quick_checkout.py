@@ -15,7 +15,7 @@ from pathlib import Path
 
 from datalad_worktree.repo.annex import uses_annex
 
-from .conftest import (
+from tests.helpers import (
     add,
     clean,
     commit_file,

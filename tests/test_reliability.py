@@ -25,19 +25,18 @@ from pathlib import Path
 import pytest
 from datalad import api as dl
 
-from .conftest import (
+from tests.fixtures import built_once, restore
+from tests.helpers import (
     CODE,
     DATALAD,
     DERIVED,
     INSTALLED,
     add,
-    built_once,
     by_path,
     datasets_of,
     git,
     quiet,
     recorded,
-    restore,
     snapshot,
 )
 

@@ -14,7 +14,7 @@ from datalad_next.constraints.exceptions import CommandParametrizationError
 
 from datalad_worktree.commands._common import worker_count
 
-from .conftest import (
+from tests.helpers import (
     add,
     snapshot,
 )

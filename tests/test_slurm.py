@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from . import slurm
-from .conftest import (DERIVED, clean, datalad_cli, datasets_of,
+from tests.helpers import (DERIVED, clean, datalad_cli, datasets_of,
                        env_with_datalad, git, snapshot)
 
 RECIPE = Path(__file__).parent.parent / 'docs' / 'examples' / 'slurm'

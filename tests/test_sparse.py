@@ -11,7 +11,7 @@ import sys
 import pytest
 from datalad import api as dl
 
-from .conftest import (
+from tests.helpers import (
     DERIVED,
     add,
     by_path,

@@ -4,7 +4,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from .conftest import env_with_datalad
+from tests.helpers import env_with_datalad
 
 TUTORIAL = Path(__file__).parent.parent / 'docs' / 'tutorial.rst'
 

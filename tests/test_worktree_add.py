@@ -15,7 +15,7 @@ from datalad import api as dl
 from datalad.distribution.dataset import Dataset
 from datalad_next.constraints.exceptions import CommandParametrizationError
 
-from .conftest import (
+from tests.helpers import (
     DATALAD,
     INSTALLED,
     PARENT,

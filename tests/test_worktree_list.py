@@ -7,7 +7,7 @@ import shutil
 
 from datalad import api as dl
 
-from .conftest import (
+from tests.helpers import (
     CODE,
     add,
     commit_file,

@@ -7,7 +7,7 @@ import json
 import pytest
 from datalad import api as dl
 
-from .conftest import (
+from tests.helpers import (
     CODE,
     DERIVED,
     RUN_CMD,

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from datalad import api as dl
 
-from .conftest import (
+from tests.helpers import (
     CODE,
     INSTALLED,
     PARENT,

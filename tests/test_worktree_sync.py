@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from datalad import api as dl
 
-from .conftest import (
+from tests.helpers import (
     CODE,
     by_path,
     clean,
