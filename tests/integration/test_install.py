@@ -7,7 +7,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-TOP = Path(__file__).parent.parent
+TOP = Path(__file__).parents[2]
 
 
 def test_wheel_has_its_own_name_and_registers_the_commands(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tests.helpers import env_with_datalad
 
-TUTORIAL = Path(__file__).parent.parent / 'docs' / 'tutorial.rst'
+TUTORIAL = Path(__file__).parents[2] / 'docs' / 'tutorial.rst'
 
 
 def shell_blocks(text: str) -> list[str]:

@@ -24,7 +24,7 @@ from tests.helpers import (
     quiet,
     recorded,
 )
-from .test_reliability import (
+from tests.integration.test_reliability import (
     PAUSED,
     WIDE,
     assert_parents_record_children,

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DOCS = Path(__file__).parent.parent / 'docs'
+DOCS = Path(__file__).parents[2] / 'docs'
 
 
 def test_docs_build_with_warnings_as_errors(tmp_path):

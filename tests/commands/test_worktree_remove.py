@@ -190,7 +190,7 @@ def test_a_separate_clone_with_work_of_its_own_is_never_removed(
         origin, runs, tmp_path):
     # a full clone where the worktree has a subdataset mount point, with a
     # commit that the main worktree's copy lacks (a clone holding nothing
-    # of its own is deleted: tests/test_clones.py)
+    # of its own is deleted: tests/hierarchy/test_clones.py)
     shutil.rmtree(runs / 'derived/L5b/inputs/2p')
     git(origin / 'derived/L5b/inputs/2p', 'worktree', 'prune')
     subprocess.run(['git', 'clone', '-q', str(origin / 'raw/2p'),

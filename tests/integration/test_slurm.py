@@ -1,7 +1,7 @@
 """The SLURM job-array recipe (docs/examples/slurm) on a real SLURM
 
-A single-node cluster of its own (tests/slurm.py) runs the recipe on a copy
-of the project hierarchy: array tasks that each make a worktree, run
+A single-node cluster of its own (tests/integration/slurm.py) runs the
+recipe on a copy of the project hierarchy: array tasks that each make a worktree, run
 ``datalad run`` in derived/L5b (where outputs are annexed) and exit, and a
 merge job that brings everything home and removes the worktrees.
 
@@ -26,7 +26,7 @@ from . import slurm
 from tests.helpers import (DERIVED, clean, datalad_cli, datasets_of,
                        env_with_datalad, git, snapshot)
 
-RECIPE = Path(__file__).parent.parent / 'docs' / 'examples' / 'slurm'
+RECIPE = Path(__file__).parents[2] / 'docs' / 'examples' / 'slurm'
 REQUIRE = 'WORKTREE_TESTS_REQUIRE_SLURM'
 TASKS = 8
 RUN_RECORD = '=== Do not change lines below ==='

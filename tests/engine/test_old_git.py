@@ -26,7 +26,7 @@ from tests.helpers import (
     recorded,
     snapshot,
 )
-from .test_worktree_merge import (
+from tests.commands.test_worktree_merge import (
     assert_left_as_it_was,
     batch,
     content_conflict,

@@ -494,7 +494,7 @@ def test_cli_failure_is_a_message_not_a_traceback(origin, tmp_path):
 
 def test_readme_demo_runs(tmp_path):
     """The demo the README points to: a real nested dataset, made on the spot"""
-    demo = Path(__file__).parent.parent / 'docs/examples/demo.sh'
+    demo = Path(__file__).parents[2] / 'docs/examples/demo.sh'
     out = subprocess.run(['bash', str(demo), str(tmp_path)],
                          env=env_with_datalad(),
                          capture_output=True, text=True)
