@@ -39,6 +39,7 @@ def test_jobs_follow_datalads_setting(max_jobs):
     assert worker_count(2) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('how', ['merge', 'ff-only'])
 def test_sync_force_needs_reset(origin, tmp_path, how):
     wt = tmp_path / 'runs'

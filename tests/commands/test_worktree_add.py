@@ -44,6 +44,7 @@ def assert_refused(results, origin, wt, before, *fragments):
     assert not wt.exists() or not any(wt.iterdir())
 
 
+@pytest.mark.slow
 def test_recursive_add_builds_the_hierarchy(origin, tmp_path):
     wt = tmp_path / 'runs'
     res = add(origin, wt, branch='runs', recursive=True)
@@ -98,6 +99,7 @@ def test_subdataset_follows_recorded_commit_not_its_head(origin, tmp_path):
     assert not (wt / 'derived/L5b/code/new.py').exists()
 
 
+@pytest.mark.slow
 def test_run_save_rerun_work_in_the_worktree(origin, runs):
     wt = runs  # conftest's: worktree-add -r --branch runs, restored
     derived = Dataset(wt / 'derived/L5b')
@@ -462,6 +464,7 @@ def test_dataset_method_and_non_dataset(origin, tmp_path):
     assert not (tmp_path / 'x').exists()
 
 
+@pytest.mark.slow
 def test_cli(origin, tmp_path):
     out = datalad_cli('worktree-add', '-r', '--branch', 'runs',
                       str(tmp_path / 'runs'), cwd=origin)
@@ -482,6 +485,7 @@ def test_cli(origin, tmp_path):
         ('ok', str(origin / 'raw/2p'), str(tmp_path / 'raw2p'))]
 
 
+@pytest.mark.slow
 def test_cli_failure_is_a_message_not_a_traceback(origin, tmp_path):
     before = snapshot(origin)
     out = datalad_cli('worktree-add', '--branch=--upload-pack=evil',
@@ -492,6 +496,7 @@ def test_cli_failure_is_a_message_not_a_traceback(origin, tmp_path):
     assert snapshot(origin) == before
 
 
+@pytest.mark.slow
 def test_readme_demo_runs(tmp_path):
     """The demo the README points to: a real nested dataset, made on the spot"""
     demo = Path(__file__).parents[2] / 'docs/examples/demo.sh'
@@ -524,6 +529,7 @@ def test_missing_annex_link_is_reported_with_a_repair(origin, tmp_path):
     assert (wt / 'raw/bpod/sub-01/trials.tsv').read_text().startswith('bpod')
 
 
+@pytest.mark.slow
 def test_killed_run_converges_when_run_again(origin, tmp_path):
     """SIGKILL a real `datalad worktree-add -r` once it has made some
     worktrees; running it again completes the hierarchy (or names the one
@@ -571,6 +577,7 @@ def test_killed_run_converges_when_run_again(origin, tmp_path):
                 if line.startswith('refs/annex/')}
 
 
+@pytest.mark.slow
 def test_a_worktree_deleted_by_hand_is_cleared_by_the_advice(origin,
                                                              tmp_path):
     wt = tmp_path / 'wt'
@@ -604,6 +611,7 @@ def test_forgotten_r_is_pointed_out(origin, tmp_path):
     assert 'left out' not in res[0]['message']
 
 
+@pytest.mark.slow
 def test_a_fully_merged_branch_is_moved_forward_and_used(origin, tmp_path):
     wt = tmp_path / 'wt'
     add(origin, wt, branch='runs', recursive=True)

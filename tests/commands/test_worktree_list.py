@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from datalad import api as dl
 
 from tests.helpers import (
@@ -22,6 +24,7 @@ def listing(origin, **kw):
     return {(r['worktree_root'], r['relpath']): r for r in res}
 
 
+@pytest.mark.slow
 def test_list_after_add_sync_and_merge(origin, runs):
     wt = listing(origin, recursive=True)
     assert {rel for root, rel in wt if root == str(runs)} == {
@@ -76,6 +79,7 @@ def test_not_recursive_lists_the_dataset_only(origin, runs):
     assert list(listing(origin)) == [(str(runs), '.')]
 
 
+@pytest.mark.slow
 def test_cli_groups_by_worktree_root(origin, runs):
     commit_file(runs / CODE, 'result.txt', 'r\n', 'a result')
     out = datalad_cli('worktree-list', '-r', cwd=origin)

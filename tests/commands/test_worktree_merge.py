@@ -20,6 +20,8 @@ from tests.helpers import (
     snapshot,
 )
 
+pytestmark = pytest.mark.slow
+
 
 def merge(origin, source, **kw):
     kw.setdefault('on_failure', 'ignore')

@@ -53,6 +53,7 @@ def assert_refused_intact(res, origin, runs, before, *says):
         assert (runs / rel / '.git').exists()
 
 
+@pytest.mark.slow
 def test_remove_after_merge_bottom_up(origin, runs):
     commit_file(runs / CODE, 'result.txt', 'r\n', 'a result')
     dl.save(dataset=str(runs), recursive=True, message='save',
@@ -220,6 +221,7 @@ def test_paths_that_are_not_removable_worktrees(origin, runs, tmp_path,
     assert (runs / 'raw/bpod/.git').exists()
 
 
+@pytest.mark.slow
 def test_dry_run_and_cli(origin, runs):
     before = snapshot(origin)
     res = remove(origin, runs, dry_run=True)

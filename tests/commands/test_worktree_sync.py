@@ -241,6 +241,7 @@ def test_change_that_would_overwrite_a_file_git_does_not_track(
     assert snapshot(runs) == before
 
 
+@pytest.mark.slow
 def test_new_subdataset_in_the_source_gets_a_worktree(origin, runs):
     """A subdataset new in the development state, installed in the main
     worktree, becomes a linked worktree of it at the recorded commit"""
@@ -290,6 +291,7 @@ def test_parallel_jobs_and_non_recursive(origin, runs):
     assert clean(runs)
 
 
+@pytest.mark.slow
 def test_cli(origin, runs):
     new = develop_code(origin)
     out = datalad_cli('worktree-sync', '-r', cwd=runs / CODE)
@@ -403,6 +405,7 @@ def test_lock_left_by_a_killed_git_is_named(origin, runs, lock):
     assert sync(runs, recursive=True)[CODE]['status'] == 'ok'
 
 
+@pytest.mark.slow
 def test_a_no_op_prints_only_the_summary_but_json_has_every_record(runs):
     out = datalad_cli('worktree-sync', '-r', cwd=runs)
     assert out.returncode == 0, out.stderr

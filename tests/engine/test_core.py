@@ -162,6 +162,7 @@ def on_a_terminal(*args: str, cwd) -> str:
     return seen.decode(errors='replace')
 
 
+@pytest.mark.slow
 def test_progress_bars_show_on_a_terminal_only(origin, tmp_path):
     """On an interactive terminal, DataLad draws the bars; with output to a
     pipe, or results rendered for programs (-f json), nothing of them

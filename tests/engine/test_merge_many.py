@@ -22,6 +22,8 @@ from tests.helpers import (
 )
 from .test_old_git import old_git  # noqa: F401 (a fixture)
 
+pytestmark = pytest.mark.slow
+
 
 def merge(origin, sources, **kw):
     """worktree_merge of ``sources``; its results, and by (path relative to

@@ -63,6 +63,7 @@ def test_the_emulated_git_lacks_the_feature(old_git, origin):
     assert res.returncode == 129 and 'write-tree' in res.stderr
 
 
+@pytest.mark.slow
 def test_content_conflict_is_undone(origin, runs, old_git):
     batch(runs)
     content_conflict(origin, runs)
@@ -76,6 +77,7 @@ def test_content_conflict_is_undone(origin, runs, old_git):
     assert not (origin / DERIVED / '.git' / 'MERGE_HEAD').exists()
 
 
+@pytest.mark.slow
 def test_pointer_conflict_is_still_resolved(origin, runs, old_git):
     batch(runs)
     pointer_conflict(origin)

@@ -21,6 +21,8 @@ from tests.helpers import (
     git,
 )
 
+pytestmark = pytest.mark.container
+
 INPUTS = ['inputs/bpod/sub-01/trials.tsv', 'inputs/2p/sub-01/F.csv']
 ENTRYPOINT = '#!/bin/sh\nexec "$@"\n'
 # the container sees /usr and the dataset it runs in, nothing else
@@ -132,6 +134,7 @@ def test_the_container_sees_only_bound_paths(boxed, tmp_path):
     assert not (wt / DERIVED / 'results/count.txt').exists()
 
 
+@pytest.mark.slow
 def test_containers_run_works_in_the_worktree(boxed, tmp_path):
     wt = tmp_path / 'runs'
     res = add(boxed, wt, recursive=True)
@@ -158,6 +161,7 @@ def test_containers_run_works_in_the_worktree(boxed, tmp_path):
     assert not [r for r in again if r['action'] == 'worktree-bindpaths']
 
 
+@pytest.mark.slow
 def test_container_of_a_subdataset(origin, tmp_path):
     """Containers kept in a subdataset, run from its parent, which commits
     only the substitution's default"""
@@ -178,6 +182,7 @@ def test_container_of_a_subdataset(origin, tmp_path):
     assert (wt / DERIVED / 'results/count.txt').read_text().strip() == '4'
 
 
+@pytest.mark.slow
 def test_run_records_stay_rerunnable(boxed, tmp_path):
     # inputs/2p is left out: in the main worktree it is an ephemeral clone,
     # whose annex lies outside the dataset, where the container cannot see
@@ -272,6 +277,7 @@ def yoda(origin):
     return origin
 
 
+@pytest.mark.slow
 def test_unedited_containers_of_a_yoda_subdataset_work(yoda, tmp_path):
     wt = tmp_path / 'runs'
     res = [r for r in add(yoda, wt, recursive=True)
@@ -298,6 +304,7 @@ def test_unedited_containers_of_a_yoda_subdataset_work(yoda, tmp_path):
                                 'config', '--list', '--local')
 
 
+@pytest.mark.slow
 def test_unedited_container_records_rerun_in_main_and_a_clone(yoda,
                                                               tmp_path):
     wt = tmp_path / 'runs'
@@ -330,6 +337,7 @@ def test_shared_core_worktree_is_refused_and_left_alone(boxed, tmp_path):
         capture_output=True).returncode == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('flag, shown', [([], True),
                                           (['--no-bindpaths'], False)])
 def test_cli(boxed, tmp_path, flag, shown):

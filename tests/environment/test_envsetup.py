@@ -89,6 +89,7 @@ def venv_python(wt: Path) -> Path:
     return wt / CODE / '.venv/bin/python'
 
 
+@pytest.mark.slow
 def test_new_worktree_is_ready_to_run(project, tmp_path):
     configure(project / CODE, SETUP)
     dl.Dataset(project).save(path=CODE, recursive=True,
@@ -112,6 +113,7 @@ def test_new_worktree_is_ready_to_run(project, tmp_path):
         'hello from mypkg\n'
 
 
+@pytest.mark.slow
 def test_sync_keeps_or_rebuilds_the_environment(project, tmp_path):
     configure(project / CODE, SETUP)
     wt = tmp_path / 'runs'
@@ -136,6 +138,7 @@ def test_sync_keeps_or_rebuilds_the_environment(project, tmp_path):
     assert out.returncode == 0
 
 
+@pytest.mark.slow
 def test_failing_setup_is_an_error_and_the_worktree_stays(project, tmp_path):
     configure(project / CODE, 'echo "resolving deps"; echo broken >&2; exit 3')
     wt = tmp_path / 'runs'
@@ -155,6 +158,7 @@ def test_failing_setup_is_an_error_and_the_worktree_stays(project, tmp_path):
     assert venv_python(wt).exists()
 
 
+@pytest.mark.slow
 def test_cli_shows_output_and_fails_on_a_broken_setup(project, tmp_path):
     configure(project / CODE, 'echo step one; exit 5')
     out = datalad_cli('worktree-add', '-r', '-b', 'runs',
@@ -165,6 +169,7 @@ def test_cli_shows_output_and_fails_on_a_broken_setup(project, tmp_path):
     assert 'Traceback' not in out.stderr
 
 
+@pytest.mark.slow
 def test_setup_that_comes_with_the_dataset_needs_consent(project, tmp_path):
     configure(project / CODE, SETUP, where='committed')
     dl.Dataset(project).save(path=CODE, recursive=True,

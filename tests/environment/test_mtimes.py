@@ -145,6 +145,7 @@ def test_new_worktree_is_up_to_date_for_make(pipeline, tmp_path):
     assert make(wt / DERIVED, '-q') == 1
 
 
+@pytest.mark.slow
 def test_merged_results_are_up_to_date_for_make(pipeline, tmp_path):
     wt = tmp_path / 'runs'
     add(pipeline, wt, branch='runs', recursive=True)
@@ -178,6 +179,7 @@ def test_merged_results_are_up_to_date_for_make(pipeline, tmp_path):
     assert make(pipeline / DERIVED, '-q') == 0
 
 
+@pytest.mark.slow
 def test_merge_by_branch_name_uses_its_worktree(pipeline, tmp_path):
     wt = tmp_path / 'runs'
     add(pipeline, wt, branch='runs', recursive=True)
@@ -216,6 +218,7 @@ def test_differing_content_keeps_its_checkout_time(origin, tmp_path):
     assert stat_clean(wt)
 
 
+@pytest.mark.slow
 def test_annexed_objects_and_unlocked_files_are_left_alone(origin, tmp_path):
     derived = origin / DERIVED
     # an unlocked annexed file, committed as such
@@ -259,6 +262,7 @@ def test_annexed_objects_and_unlocked_files_are_left_alone(origin, tmp_path):
     assert mtime(derived / 'results/summary.txt') == OLD
 
 
+@pytest.mark.slow
 def test_no_mtimes_gives_checkout_times(pipeline, tmp_path):
     os.utime(pipeline / ATTRS, ns=(OLD, OLD))
     wt = tmp_path / 'runs'
@@ -308,6 +312,7 @@ def test_snakemake_timestamps_travel_with_their_directory(origin, tmp_path):
                'results') == '?? results/.snakemake_timestamp'
 
 
+@pytest.mark.slow
 def test_sync_carries_times_into_the_worktree(pipeline, tmp_path):
     wt = tmp_path / 'runs'
     add(pipeline, wt, branch='runs', recursive=True)

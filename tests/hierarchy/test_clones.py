@@ -101,6 +101,7 @@ def test_get_recursive_and_refusals(origin, tmp_path):
     assert snapshot(origin) == before
 
 
+@pytest.mark.slow
 def test_get_installs_in_main_first_then_never_needs_the_source(
         origin, models, tmp_path):
     wt = tmp_path / 'wt'
@@ -164,6 +165,7 @@ def test_a_clone_holding_nothing_new_is_listed_and_replaced(origin, runs,
     assert (wt / BPOD / 'sub-01/trials.tsv').read_text().startswith('bpod')
 
 
+@pytest.mark.slow
 def test_a_clone_with_work_of_its_own_is_refused_until_brought_home(
         origin, tmp_path):
     wt = tmp_path / 'wt'
@@ -224,6 +226,7 @@ def test_remove_deletes_a_clone_holding_nothing_new(origin, tmp_path):
         'bpod')
 
 
+@pytest.mark.slow
 def test_a_clone_of_a_subdataset_main_lacks_is_refused(origin, models,
                                                        tmp_path):
     wt = tmp_path / 'wt'

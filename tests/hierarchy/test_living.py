@@ -63,6 +63,7 @@ def both_sides_commit(origin: Path, wt: Path) -> None:
     save_up(wt, 'record worktree side')
 
 
+@pytest.mark.slow
 def test_merge_after_a_subdataset_was_merged_by_hand(origin, runs):
     wt = runs  # conftest's: worktree-add -r --branch runs, restored
     both_sides_commit(origin, wt)
@@ -80,6 +81,7 @@ def test_merge_after_a_subdataset_was_merged_by_hand(origin, runs):
     assert clean(origin)
 
 
+@pytest.mark.slow
 def test_pointer_conflict_with_an_unmerged_subdataset_is_refused(
         origin, runs):
     """A subdataset whose checkout does not contain both sides is no
@@ -180,6 +182,7 @@ def test_rerun_of_add_makes_worktrees_of_subdatasets_installed_later(
     assert_linked_at_recorded_commit(origin, wt)
 
 
+@pytest.mark.slow
 def test_sync_makes_worktrees_of_subdatasets_new_in_development(
         origin, runs):
     wt = runs  # conftest's: worktree-add -r --branch runs, restored
@@ -218,6 +221,7 @@ def test_sync_refuses_a_new_worktree_it_cannot_make_and_changes_nothing(
 NAME = os.fsdecode(b'caf\xe9.txt')
 
 
+@pytest.mark.slow
 def test_non_utf8_names_in_every_command(origin, tmp_path):
     # in a commit of the main worktree: add checks out and carries mtimes
     code = origin / 'derived/L5b/code'
@@ -262,6 +266,7 @@ def test_non_utf8_names_in_every_command(origin, tmp_path):
     assert not wt.exists()
 
 
+@pytest.mark.slow
 def test_non_utf8_names_on_the_command_line(origin, tmp_path):
     import subprocess
     import sys

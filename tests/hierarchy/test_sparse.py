@@ -38,6 +38,7 @@ def job_worktree(origin, tmp_path, *paths, name='job-1'):
     return wt, by_path(res, wt)
 
 
+@pytest.mark.slow
 def test_sparse_job_worktree_spans_datasets(origin, tmp_path):
     before = snapshot(origin)
     wt = tmp_path / 'job-1'
@@ -83,6 +84,7 @@ def test_sparse_job_worktree_spans_datasets(origin, tmp_path):
         git(origin / DERIVED, 'sparse-checkout', 'list')
 
 
+@pytest.mark.slow
 def test_job_results_come_home_and_the_job_goes(origin, tmp_path):
     wt, _ = job_worktree(origin, tmp_path, SUBJECT, CODE)
     out = datalad_cli(

@@ -8,10 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import (
     BENCHMARKS,
     load_benchmark,
 )
+
+pytestmark = pytest.mark.slow
 
 SCRIPT = BENCHMARKS / 'bench_jobs.py'
 

@@ -7,9 +7,15 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 TOP = Path(__file__).parents[2]
 
 
+@pytest.mark.slow
+# pip builds the wheel in an isolated environment, with setuptools and wheel
+# from PyPI (build-system.requires)
+@pytest.mark.network
 def test_wheel_has_its_own_name_and_registers_the_commands(tmp_path):
     subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps',
                     '-q', '-w', str(tmp_path),
@@ -34,6 +40,7 @@ def test_no_page_says_to_install_the_other_project():
                     f'{page.name}: {line}'
 
 
+@pytest.mark.slow
 def test_missing_git_annex_is_named_up_front(origin, runs, tmp_path):
     """On a PATH where git is found but git-annex is not, every command
     that needs git-annex refuses before it changes anything, saying so"""
@@ -63,6 +70,7 @@ def test_missing_git_annex_is_named_up_front(origin, runs, tmp_path):
     assert not (tmp_path / 'new').exists()
 
 
+@pytest.mark.slow
 def test_too_old_git_and_git_annex_are_refused_up_front(origin, runs,
                                                         monkeypatch):
     """The real git and git-annex, against minimum versions above them:
@@ -96,6 +104,9 @@ def test_too_old_git_and_git_annex_are_refused_up_front(origin, runs,
     assert (snapshot(origin), snapshot(runs)) == before
 
 
+@pytest.mark.slow
+# pip installs DataLad from PyPI, and builds this distribution as above
+@pytest.mark.network
 def test_readme_install_into_an_existing_datalad_environment(tmp_path):
     """The README's commands, as written, in an environment that has only
     DataLad (from PyPI): afterwards its datalad has the commands"""

@@ -26,6 +26,9 @@ from . import slurm
 from tests.helpers import (DERIVED, clean, datalad_cli, datasets_of,
                        env_with_datalad, git, snapshot)
 
+# slurmd, which starts the jobs, runs as root (tests/integration/slurm.py)
+pytestmark = [pytest.mark.slurm, pytest.mark.root, pytest.mark.slow]
+
 RECIPE = Path(__file__).parents[2] / 'docs' / 'examples' / 'slurm'
 REQUIRE = 'WORKTREE_TESTS_REQUIRE_SLURM'
 TASKS = 8

@@ -4,7 +4,11 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import env_with_datalad
+
+pytestmark = [pytest.mark.docs, pytest.mark.slow]
 
 TUTORIAL = Path(__file__).parents[2] / 'docs' / 'tutorial.rst'
 

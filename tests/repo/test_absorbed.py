@@ -139,6 +139,7 @@ def remove(origin, path, **kw):
                    path)
 
 
+@pytest.mark.slow
 def test_worktree_reads_the_shared_annex(origin, wt):
     annex = gitdir_annex(wt / 'sub')
     assert annex.is_symlink()
@@ -214,6 +215,7 @@ def test_own_annex_without_unique_content_does_not_block_remove(origin, wt):
     assert (origin / 'sub/locked.dat').read_text() == 'locked content\n'
 
 
+@pytest.mark.slow
 def test_own_object_is_refused_kept_and_can_be_moved(origin, wt):
     sub = wt / 'sub'
     obj = own_object(sub)
