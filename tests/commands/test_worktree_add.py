@@ -147,7 +147,6 @@ def test_detach(origin, tmp_path):
     assert 'detached' not in git(origin, 'branch', '--list', 'detached')
 
 
-@pytest.mark.slow
 def test_existing_branch_at_recorded_commit_is_used(origin, tmp_path):
     code = origin / 'derived/L5b/code'
     git(code, 'branch', 'runs', recorded(origin / 'derived/L5b', 'code'))
@@ -348,7 +347,6 @@ def test_rerun_after_interruption_completes_the_hierarchy(origin, tmp_path):
     assert {r['status'] for r in again} == {'notneeded'}
 
 
-@pytest.mark.slow
 def test_rerun_keeps_worktrees_that_moved_on(origin, tmp_path):
     wt = tmp_path / 'wt'
     add(origin, wt, branch='runs', recursive=True)

@@ -250,7 +250,6 @@ def jobs(origin, tmp_path, *names):
     return made
 
 
-@pytest.mark.slow
 def test_several_paths_and_a_pattern(origin, runs, tmp_path):
     a, b = jobs(origin, tmp_path, 'job-a', 'job-b')
     res = remove(origin, [str(runs), str(tmp_path / 'jobs' / 'job-*')])

@@ -74,7 +74,6 @@ def test_detached_main_head_reaches_the_worktree(origin, runs):
             if k != 'derived/L5b/containers'} == {'notneeded'}
 
 
-@pytest.mark.slow
 def test_only_a_deep_subdataset_changed(origin, runs):
     deep = origin / 'derived/L5b/inputs/bpod'
     new = commit_file(deep, 'sub-03/trials.tsv', 'more\n', 'new subject')
@@ -113,7 +112,6 @@ def test_branch_moved_underneath_is_repaired(origin, runs):
     assert venv_intact(runs)
 
 
-@pytest.mark.slow
 def test_rewritten_branch_is_repaired(origin, runs):
     # runs was moved to a new commit (as above), synced, then jj squash
     # rewrote that commit and moved the bookmark again
@@ -179,7 +177,6 @@ def test_diverged_ff_only_is_refused(origin, runs):
     assert venv_intact(runs)
 
 
-@pytest.mark.slow
 def test_diverged_reset_refuses_to_orphan_commits(origin, runs):
     mine, theirs = diverge(origin, runs)
     before = snapshot(runs)

@@ -131,7 +131,6 @@ def run_advice(message: str) -> None:
         subprocess.run(shlex.split(cmd), check=True, capture_output=True)
 
 
-@pytest.mark.slow
 def test_a_clone_holding_nothing_new_is_listed_and_replaced(origin, runs,
                                                             tmp_path):
     wt = tmp_path / 'wt'

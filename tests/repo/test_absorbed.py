@@ -150,8 +150,6 @@ def test_worktree_reads_the_shared_annex(origin, wt):
     assert git(wt / 'sub', 'status', '--porcelain') == ''
 
 
-# not marked slow (about 1.9 s): the fast loop's worktree-merge that brings
-# a result home
 def test_run_fsck_merge_and_remove(origin, wt):
     sub = wt / 'sub'
     # a Dataset instance: the command runs in its root
