@@ -22,8 +22,8 @@ from datalad_next.runners import CommandError
 from datalad_worktree.runners import git as gitlayer
 from datalad_worktree.runners.locks import busy, retry_on_lock
 
-from .conftest import add, git
-from .test_concurrency import (
+from tests.helpers import add, git
+from tests.integration.test_concurrency import (
     test_many_jobs_add_worktrees_and_run_at_the_same_moment as many_jobs,
 )
 

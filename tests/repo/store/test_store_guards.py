@@ -435,7 +435,7 @@ refusal that a failure's message is to carry"""
 def command(name: str, origin: Path, runs: Path, tmp_path: Path) -> list:
     from datalad import api as dl
 
-    from .conftest import quiet
+    from tests.helpers import quiet
     if name == 'add':
         return dl.worktree_add(str(tmp_path / 'new'), dataset=origin,
                                recursive=True, branch='new', **quiet())
@@ -468,7 +468,7 @@ def test_a_command_reports_a_repository_git_refuses(origin, runs, tmp_path,
     """Each command on a hierarchy where the top dataset or a subdataset
     carries a marker git 2.39 refuses: a failure record that says why,
     nothing done, never a traceback or an answer read from files"""
-    from .conftest import snapshot
+    from tests.helpers import snapshot
     entries, says = REFUSED[marker]
     before = snapshot(runs)
     config = origin / where / '.git' / 'config'
