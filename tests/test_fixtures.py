@@ -8,8 +8,6 @@ import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import (
     DATALAD,
     INSTALLED,
@@ -60,7 +58,6 @@ def worktrees(repo: Path) -> list[str]:
             if line.startswith(('worktree ', 'prunable', 'locked'))]
 
 
-@pytest.mark.slow
 def test_restored_worktree_points_only_into_its_copy(
         origin, runs, template, runs_template, tmp_path):
     old = [template.parent.parent, runs_template]

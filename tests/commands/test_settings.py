@@ -57,7 +57,6 @@ def test_sync_force_needs_reset(origin, tmp_path, how):
     assert (snapshot(origin), snapshot(wt)) == before
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('how', ['override', 'environment'])
 def test_setup_from_datalad_configuration_runs(origin, tmp_path, how):
     """`datalad -c datalad.worktree.setup=...` and DATALAD_WORKTREE_SETUP

@@ -147,7 +147,6 @@ def test_detach(origin, tmp_path):
     assert 'detached' not in git(origin, 'branch', '--list', 'detached')
 
 
-@pytest.mark.slow
 def test_existing_branch_at_recorded_commit_is_used(origin, tmp_path):
     code = origin / 'derived/L5b/code'
     git(code, 'branch', 'runs', recorded(origin / 'derived/L5b', 'code'))
@@ -301,7 +300,6 @@ def test_uninitialized_annex_is_refused(origin, tmp_path):
                    f"git -C {sub} annex init")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('bad, says', [
     ('../escape', 'not a normalized path'),
     ('/tmp/abs', 'not a relative path'),
@@ -349,7 +347,6 @@ def test_rerun_after_interruption_completes_the_hierarchy(origin, tmp_path):
     assert {r['status'] for r in again} == {'notneeded'}
 
 
-@pytest.mark.slow
 def test_rerun_keeps_worktrees_that_moved_on(origin, tmp_path):
     wt = tmp_path / 'wt'
     add(origin, wt, branch='runs', recursive=True)
@@ -374,7 +371,6 @@ def test_rerun_keeps_worktrees_that_moved_on(origin, tmp_path):
         recorded(wt / 'derived/L5b', 'inputs/2p')
 
 
-@pytest.mark.slow
 def test_rerun_refuses_a_worktree_left_locked_by_git(origin, tmp_path):
     # git locks a worktree as 'initializing' while it checks it out; a
     # killed `git worktree add` leaves that lock and a partial checkout
@@ -600,7 +596,6 @@ def test_a_worktree_deleted_by_hand_is_cleared_by_the_advice(origin,
     assert (wt / 'raw/2p/sub-01/F.csv').read_text().startswith('2p')
 
 
-@pytest.mark.slow
 def test_forgotten_r_is_pointed_out(origin, tmp_path):
     wt = tmp_path / 'wt'
     res = add(origin, wt, branch='runs')

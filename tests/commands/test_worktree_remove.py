@@ -250,7 +250,6 @@ def jobs(origin, tmp_path, *names):
     return made
 
 
-@pytest.mark.slow
 def test_several_paths_and_a_pattern(origin, runs, tmp_path):
     a, b = jobs(origin, tmp_path, 'job-a', 'job-b')
     res = remove(origin, [str(runs), str(tmp_path / 'jobs' / 'job-*')])
@@ -267,7 +266,6 @@ def test_several_paths_and_a_pattern(origin, runs, tmp_path):
         'worktree ') == 1
 
 
-@pytest.mark.slow
 def test_a_refused_worktree_is_named_and_the_others_removed(origin, tmp_path):
     a, b = jobs(origin, tmp_path, 'job-a', 'job-b')
     lost = commit_file(a / CODE, 'result.txt', 'r\n', 'unmerged result')

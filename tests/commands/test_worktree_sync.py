@@ -50,7 +50,6 @@ def develop_code(origin, detach=True, name='dev.py'):
     return commit_file(code, name, 'print("dev")\n', f'add {name}')
 
 
-@pytest.mark.slow
 def test_detached_main_head_reaches_the_worktree(origin, runs):
     new = develop_code(origin)
     res = sync(runs, recursive=True)
@@ -75,7 +74,6 @@ def test_detached_main_head_reaches_the_worktree(origin, runs):
             if k != 'derived/L5b/containers'} == {'notneeded'}
 
 
-@pytest.mark.slow
 def test_only_a_deep_subdataset_changed(origin, runs):
     deep = origin / 'derived/L5b/inputs/bpod'
     new = commit_file(deep, 'sub-03/trials.tsv', 'more\n', 'new subject')
@@ -96,7 +94,6 @@ def stale_by_update_ref(origin, runs):
     return new
 
 
-@pytest.mark.slow
 def test_branch_moved_underneath_is_repaired(origin, runs):
     old = git(runs / CODE, 'rev-parse', 'HEAD')
     new = stale_by_update_ref(origin, runs)
@@ -115,7 +112,6 @@ def test_branch_moved_underneath_is_repaired(origin, runs):
     assert venv_intact(runs)
 
 
-@pytest.mark.slow
 def test_rewritten_branch_is_repaired(origin, runs):
     # runs was moved to a new commit (as above), synced, then jj squash
     # rewrote that commit and moved the bookmark again
@@ -156,7 +152,6 @@ def diverge(origin, runs):
     return mine, theirs
 
 
-@pytest.mark.slow
 def test_diverged_merge(origin, runs):
     mine, theirs = diverge(origin, runs)
     res = sync(runs, recursive=True)
@@ -182,7 +177,6 @@ def test_diverged_ff_only_is_refused(origin, runs):
     assert venv_intact(runs)
 
 
-@pytest.mark.slow
 def test_diverged_reset_refuses_to_orphan_commits(origin, runs):
     mine, theirs = diverge(origin, runs)
     before = snapshot(runs)
@@ -313,7 +307,6 @@ def test_cli(origin, runs):
     assert 'Traceback' not in bad.stderr
 
 
-@pytest.mark.slow
 def test_conflict_only_on_a_subdataset_pointer_is_resolved(origin, runs):
     # both sides recorded a different new commit of code in derived/L5b
     mine, theirs = diverge(origin, runs)

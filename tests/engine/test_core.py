@@ -84,7 +84,6 @@ def test_messages_show_paths_relative_to_the_current_directory(
         "runs', or see /usr/share/doc. https://example.org/x stays.")
 
 
-@pytest.mark.slow
 def test_commands_report_progress_through_datalad(origin, runs, tmp_path):
     """Every command that walks many datasets reports its progress through
     DataLad's progress API (the log records DataLad's progress handler

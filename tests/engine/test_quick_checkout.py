@@ -13,8 +13,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 from datalad_worktree.repo.annex import uses_annex
 
 from tests.helpers import (
@@ -58,7 +56,6 @@ def annexed_files_readable(worktree: Path) -> None:
     assert checked
 
 
-@pytest.mark.slow
 def test_no_unlocked_files_no_annex_checkout(origin, tmp_path, monkeypatch):
     trace = tmp_path / 'trace.json'
     wt = tmp_path / 'wt'
@@ -74,7 +71,6 @@ def test_no_unlocked_files_no_annex_checkout(origin, tmp_path, monkeypatch):
     assert clean(wt)
 
 
-@pytest.mark.slow
 def test_an_unlocked_file_keeps_the_annex_checkout(origin, tmp_path,
                                                    monkeypatch):
     bpod = origin / 'raw' / 'bpod'

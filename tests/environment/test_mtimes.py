@@ -288,7 +288,6 @@ def test_no_mtimes_gives_checkout_times(pipeline, tmp_path):
     assert mtime(cli / ATTRS) != OLD
 
 
-@pytest.mark.slow
 def test_snakemake_timestamps_travel_with_their_directory(origin, tmp_path):
     # a tracked marker whose origin copy differs is never overwritten
     commit_file(origin / CODE, '.snakemake_timestamp', 'committed\n',

@@ -131,7 +131,6 @@ def run_advice(message: str) -> None:
         subprocess.run(shlex.split(cmd), check=True, capture_output=True)
 
 
-@pytest.mark.slow
 def test_a_clone_holding_nothing_new_is_listed_and_replaced(origin, runs,
                                                             tmp_path):
     wt = tmp_path / 'wt'
@@ -262,7 +261,6 @@ def test_a_clone_of_a_subdataset_main_lacks_is_refused(origin, models,
     assert (origin / MODELS / '.git').is_dir()
 
 
-@pytest.mark.slow
 def test_nothing_is_made_inside_a_refused_clone(origin, tmp_path):
     wt = tmp_path / 'wt'
     add(origin, wt, branch='wt')

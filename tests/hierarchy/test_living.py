@@ -156,7 +156,6 @@ def assert_linked_at_recorded_commit(origin: Path, wt: Path) -> None:
     assert (wt / BPOD / 'sub-01/trials.tsv').read_text().startswith('bpod')
 
 
-@pytest.mark.slow
 def test_sync_makes_worktrees_of_subdatasets_installed_later(
         installed_later, origin):
     wt = installed_later
@@ -323,7 +322,6 @@ def adjust(repo: Path) -> None:
     git(repo, 'annex', 'adjust', '--unlock')
 
 
-@pytest.mark.slow
 def test_add_refuses_a_dataset_on_an_adjusted_branch(origin, tmp_path):
     from tests.helpers import snapshot
     adjust(origin / BPOD)
@@ -340,7 +338,6 @@ def test_add_refuses_a_dataset_on_an_adjusted_branch(origin, tmp_path):
     assert not wt.exists()
 
 
-@pytest.mark.slow
 def test_sync_and_merge_refuse_an_adjusted_worktree(origin, runs):
     wt = runs  # conftest's: worktree-add -r --branch runs, restored
     adjust(wt / BPOD)

@@ -118,7 +118,6 @@ def test_job_results_come_home_and_the_job_goes(origin, tmp_path):
     assert 'job-1' not in git(origin / DERIVED, 'branch', '--list')
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('path, says', [
     ('../outside', 'not a normalized path'),
     ('/etc', 'not a relative path'),
@@ -158,7 +157,6 @@ def test_rerun_is_notneeded_and_another_cone_is_refused(origin, tmp_path):
     assert cone(wt) == ['.datalad', CODE]
 
 
-@pytest.mark.slow
 def test_sync_keeps_a_sparse_worktree_sparse(origin, tmp_path):
     wt, _ = job_worktree(origin, tmp_path, CODE)
     derived = origin / DERIVED
@@ -233,7 +231,6 @@ def test_merge_refuses_deletions_a_sparse_save_made(origin, tmp_path):
     assert (origin / DERIVED / 'results' / 'summary.txt').is_symlink()
 
 
-@pytest.mark.slow
 def test_among_many_sources_only_the_deleting_one_is_refused(origin,
                                                              tmp_path):
     bad, _ = job_worktree(origin, tmp_path, CODE, name='job-bad')

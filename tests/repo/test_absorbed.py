@@ -150,8 +150,6 @@ def test_worktree_reads_the_shared_annex(origin, wt):
     assert git(wt / 'sub', 'status', '--porcelain') == ''
 
 
-# not marked slow (about 1.9 s): the fast loop's worktree-merge that brings
-# a result home
 def test_run_fsck_merge_and_remove(origin, wt):
     sub = wt / 'sub'
     # a Dataset instance: the command runs in its root
@@ -173,7 +171,6 @@ def test_run_fsck_merge_and_remove(origin, wt):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('command', ['sync', 'merge', 'add'])
 def test_own_annex_without_unique_content_is_repaired(origin, wt, command):
     sub = wt / 'sub'
@@ -269,7 +266,6 @@ def test_uncommitted_annex_branch_changes_are_refused(origin, wt):
                                 'locked.dat')
 
 
-@pytest.mark.slow
 def test_main_worktree_is_where_the_superdataset_checks_it_out(origin, wt):
     # git names the absorbed git directory as the main worktree, once
     # git-annex has unset its core.worktree

@@ -99,20 +99,17 @@ def packs_with_deltas(repo: Path) -> bool:
                if line[:40].isalnum())
 
 
-@pytest.mark.slow
 def test_loose_objects(repo):
     assert not list((repo / '.git' / 'objects' / 'pack').glob('*.pack'))
     agrees_with_git(repo)
 
 
-@pytest.mark.slow
 def test_packed_with_offset_deltas(repo):
     git(repo, 'repack', '-a', '-d', '-q', '--depth=50', '--window=50')
     assert packs_with_deltas(repo)
     agrees_with_git(repo)
 
 
-@pytest.mark.slow
 def test_packed_with_name_deltas(repo):
     git(repo, '-c', 'repack.useDeltaBaseOffset=false', 'repack', '-a', '-d',
         '-q', '--depth=50', '--window=50')
@@ -120,7 +117,6 @@ def test_packed_with_name_deltas(repo):
     agrees_with_git(repo)
 
 
-@pytest.mark.slow
 def test_recorded_subdatasets_from_files_equal_git(repo):
     """What the hierarchy walk asks: the gitlinks and whether a commit has
     a .gitmodules, from files, loose and packed"""
@@ -134,7 +130,6 @@ def test_recorded_subdatasets_from_files_equal_git(repo):
         git(repo, 'repack', '-a', '-d', '-q')
 
 
-@pytest.mark.slow
 def test_what_cannot_be_read_is_left_to_git(repo):
     objects = repo / '.git' / 'objects'
     head = git(repo, 'rev-parse', 'HEAD')
@@ -153,7 +148,6 @@ def test_what_cannot_be_read_is_left_to_git(repo):
     assert read_object(objects, head) is None
 
 
-@pytest.mark.slow
 def test_pointer_files_are_found_in_every_form(repo):
     """A commit with an unlocked annexed file (a blob that is a git-annex
     pointer) is told from one without, loose and packed, also when the
