@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from .conftest import (
+from tests.helpers import (
     DATALAD,
     INSTALLED,
     clean,

@@ -1,0 +1,217 @@
+"""The SLURM job-array recipe (docs/examples/slurm) on a real SLURM
+
+A single-node cluster of its own (tests/integration/slurm.py) runs the
+recipe on a copy of the project hierarchy: array tasks that each make a worktree, run
+``datalad run`` in derived/L5b (where outputs are annexed) and exit, and a
+merge job that brings everything home and removes the worktrees.
+
+Where SLURM cannot be started (not root, not installed, a daemon that does
+not come up), the tests are skipped with the reason; with
+WORKTREE_TESTS_REQUIRE_SLURM=1 (as in CI) they fail instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from . import slurm
+from tests.helpers import (DERIVED, clean, datalad_cli, datasets_of,
+                       env_with_datalad, git, snapshot)
+
+# slurmd, which starts the jobs, runs as root (tests/integration/slurm.py)
+pytestmark = [pytest.mark.slurm, pytest.mark.root, pytest.mark.slow]
+
+RECIPE = Path(__file__).parents[2] / 'docs' / 'examples' / 'slurm'
+REQUIRE = 'WORKTREE_TESTS_REQUIRE_SLURM'
+TASKS = 8
+RUN_RECORD = '=== Do not change lines below ==='
+RUN_RECORD_END = '^^^ Do not change lines above ^^^'
+
+
+def unavailable(why: str):
+    """Skip, or fail where SLURM is required"""
+    if os.environ.get(REQUIRE):
+        pytest.fail(f'SLURM is required here ({REQUIRE} is set), but it '
+                    f'cannot be started: {why}')
+    pytest.skip(why)
+
+
+@pytest.fixture(scope='module')
+def cluster():
+    """A running single-node SLURM (in each test process that runs tests
+    of this module), stopped with everything it runs after them"""
+    reason = slurm.missing()
+    if reason:
+        unavailable(reason)
+    # munged wants its socket reachable by all, all the way up: not below
+    # pytest's private temporary directories
+    root = Path(tempfile.mkdtemp(prefix='worktree-slurm-'))
+    root.chmod(0o755)
+    try:
+        started = slurm.start(root)
+    except slurm.Unavailable as e:
+        shutil.rmtree(root)
+        unavailable(str(e))
+    yield started
+    started.stop()
+    shutil.rmtree(root)
+
+
+def job_env(cluster, **extra) -> dict:
+    """The environment a user submits from: ``datalad`` on PATH, the
+    tests' git configuration, and the cluster"""
+    return dict(env_with_datalad(), SLURM_CONF=str(cluster.conf), **extra)
+
+
+def wait_for(cluster, *jobs: str, timeout: float = 300) -> None:
+    """Wait until none of ``jobs`` (array jobs with all their tasks) is
+    pending or running"""
+    deadline = time.monotonic() + timeout
+    while cluster.run('squeue', '-h', '-o', '%i',
+                      f'--jobs={",".join(jobs)}').stdout.strip():
+        if time.monotonic() > deadline:
+            pytest.fail(f'jobs {jobs} still queued after {timeout} s:\n'
+                        + cluster.run('squeue').stdout + cluster.logs())
+        time.sleep(0.5)
+
+
+def jobs_of(cluster, job: str) -> list[dict]:
+    """The controller's record of ``job`` (scontrol's fields), one per task
+    of an array job. Ended jobs are kept in memory for MinJobAge (300 s):
+    no accounting database needed"""
+    out = cluster.run('scontrol', '-o', 'show', 'job', job)
+    assert out.returncode == 0, out.stderr
+    return [dict(f.split('=', 1) for f in line.split() if '=' in f)
+            for line in out.stdout.splitlines()]
+
+
+def states(cluster, job: str) -> dict:
+    """JobState of each job of ``job``, by JobId"""
+    return {j['JobId']: j['JobState'] for j in jobs_of(cluster, job)}
+
+
+def check_completed(cluster, *jobs: str) -> None:
+    """Every job of ``jobs`` completed; if not, fail with the output of
+    each one that did not"""
+    records = [j for job in jobs for j in jobs_of(cluster, job)]
+    failed = [j for j in records if j['JobState'] != 'COMPLETED']
+    report = '\n'.join(
+        f"--- job {j['JobId']} ({j['JobState']}), output {j['StdOut']}:\n"
+        + (Path(j['StdOut']).read_text(errors='replace')
+           if Path(j['StdOut']).exists() else '(none)\n')
+        for j in failed)
+    assert not failed, report
+
+
+def submit(cluster, origin: Path, scratch: Path, tasks: int,
+           analysis: str) -> tuple[str, str]:
+    """Run the recipe's submit.sh; returns the array and merge job ids"""
+    out = subprocess.run(
+        ['bash', str(RECIPE / 'submit.sh'), str(origin), str(scratch),
+         str(tasks)], env=job_env(cluster, ANALYSIS=analysis,
+                                  INPUTS=f'{DERIVED}/inputs/bpod/sub-01'),
+        capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    array, merge = out.stdout.split()
+    return array, merge
+
+
+def run_records(repo: Path) -> list[tuple[str, dict]]:
+    """(commit, run record) of each ``datalad run`` commit in HEAD's
+    history"""
+    log = git(repo, 'log', '--format=%H%x00%B%x01', 'HEAD')
+    records = []
+    for entry in log.split('\x01'):
+        commit, _, message = entry.strip().partition('\x00')
+        if RUN_RECORD in message:
+            body = message.split(RUN_RECORD, 1)[1].split(RUN_RECORD_END)[0]
+            records.append((commit, json.loads(body)))
+    return records
+
+
+def test_jobs_get_the_submitters_environment(cluster, tmp_path):
+    """sbatch passes the tests' isolated git configuration and PATH on"""
+    env = job_env(cluster)
+    out = subprocess.run(
+        ['sbatch', '--parsable', f'--output={tmp_path}/env.out', '--wrap',
+         'echo "$HOME"; echo "$GIT_CONFIG_GLOBAL"; '
+         'git config --global user.email; command -v datalad'],
+        env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    job = out.stdout.strip()
+    wait_for(cluster, job, timeout=60)
+    check_completed(cluster, job)
+    assert (tmp_path / 'env.out').read_text().splitlines() == [
+        env['HOME'], env['GIT_CONFIG_GLOBAL'], 'test@example.com',
+        shutil.which('datalad', path=env['PATH'])]
+
+
+def test_job_array_results_merged_home(cluster, origin, tmp_path):
+    """TASKS array tasks each run in a worktree of their own; the merge
+    job brings every result and run record home and removes the
+    worktrees and their branches"""
+    scratch = tmp_path / 'scratch'
+    derived = origin / DERIVED
+    before = len(run_records(derived))
+    array, merge = submit(cluster, origin, scratch, TASKS, DERIVED)
+    wait_for(cluster, array, merge)
+    check_completed(cluster, array, merge)
+    assert len(states(cluster, array)) == TASKS
+
+    for task in range(1, TASKS + 1):
+        result = derived / 'results' / f'task-{task}' / 'result.txt'
+        assert result.is_symlink(), f'{result} is not annexed'
+        assert result.read_text() == f'result of task {task}\n'
+
+    records = run_records(derived)[:-before or None]
+    assert sorted((r['cmd'], r['outputs']) for _, r in records) == sorted(
+        (f"mkdir -p results/task-{task} && echo 'result of task {task}' "
+         f'> results/task-{task}/result.txt',
+         [f'results/task-{task}/result.txt'])
+        for task in range(1, TASKS + 1))
+
+    assert not list(scratch.glob('job-*'))
+    for ds in datasets_of(origin):
+        assert git(ds, 'worktree', 'list', '--porcelain').count(
+            'worktree ') == 1, ds
+        assert git(ds, 'for-each-ref', 'refs/heads/job-*') == '', ds
+        if git(ds, 'config', '--default', '', 'annex.uuid'):
+            fsck = subprocess.run(['git', 'annex', 'fsck', '--fast',
+                                   '--quiet'], cwd=ds, capture_output=True,
+                                  text=True)
+            assert fsck.returncode == 0, (ds, fsck.stdout + fsck.stderr)
+
+    # the newest record, rerun in the main worktree: same output
+    rerun = datalad_cli('rerun', records[0][0], cwd=derived)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    rerun_out = records[0][1]['outputs'][0]
+    task = rerun_out.split('-')[1].split('/')[0]
+    assert (derived / rerun_out).read_text() == f'result of task {task}\n'
+    assert clean(origin)
+
+
+def test_a_failed_task_cancels_the_merge(cluster, origin, tmp_path):
+    """A task that fails leaves its output for a look; the merge job never
+    runs and nothing reaches the main worktree"""
+    scratch = tmp_path / 'scratch'
+    before = snapshot(origin)
+    array, merge = submit(cluster, origin, scratch, 1, 'no/such/dataset')
+    wait_for(cluster, array, merge)
+    assert states(cluster, array) == {array: 'FAILED'}
+    assert states(cluster, merge) == {merge: 'CANCELLED'}
+    log = (scratch / 'logs' / f'job-{array}_1.out').read_text()
+    assert 'no/such/dataset' in log
+    assert not (scratch / 'logs' / f'merge-{merge}.out').exists()
+    assert (scratch / 'job-1' / '.git').exists()
+    after = snapshot(origin)
+    for ds, state in before.items():
+        for key in ('head', 'symbolic', 'status'):
+            assert after[ds][key] == state[key], (ds, key)
