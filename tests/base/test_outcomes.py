@@ -23,17 +23,10 @@ from datalad_worktree.commands.results import make_result
 from datalad_worktree.engine.integrate import integrate, record_pointers
 from datalad_worktree.hierarchy.walk import Node
 
-try:
-    # the layout of the tests where conftest.py only registers fixtures
-    from tests.helpers import (
-        commit_file,
-        git,
-    )
-except ImportError:  # as long as conftest.py holds the helpers
-    from tests.conftest import (
-        commit_file,
-        git,
-    )
+from tests.helpers import (
+    commit_file,
+    git,
+)
 
 
 def test_an_outcome_cannot_be_changed():

@@ -7,34 +7,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from datalad import api as dl
 from datalad_next.exceptions import CapturedException
 
 from datalad_worktree.base.outcome import Refusal
 
-try:
-    # the layout of the tests where conftest.py only registers fixtures
-    from tests.helpers import (
-        CODE,
-        DERIVED,
-        add,
-        by_path,
-        commit_file,
-        git,
-        quiet,
-        snapshot,
-    )
-except ImportError:  # as long as conftest.py holds the helpers
-    from tests.conftest import (
-        CODE,
-        DERIVED,
-        add,
-        by_path,
-        commit_file,
-        git,
-        quiet,
-        snapshot,
-    )
+from tests.helpers import (
+    CODE,
+    DERIVED,
+    add,
+    by_path,
+    commit_file,
+    git,
+    quiet,
+    snapshot,
+)
 
 CODES = {r.value for r in Refusal}
 
@@ -103,6 +91,7 @@ def test_add_error_keeps_the_exception(origin, tmp_path):
     assert not wt.exists() or not any(wt.iterdir())
 
 
+@pytest.mark.slow
 def test_sync(origin, runs):
     before = snapshot(origin), snapshot(runs)
     res = dl.worktree_sync(dataset=origin, **quiet())
@@ -119,6 +108,7 @@ def test_sync(origin, runs):
     assert (snapshot(origin), snapshot(runs)) == before
 
 
+@pytest.mark.slow
 def test_merge(origin, runs):
     # notes.txt committed differently on both sides of derived/L5b
     commit_file(runs / DERIVED, 'notes.txt', 'runs notes\n', 'in runs')
