@@ -22,7 +22,6 @@ from datalad_worktree.base.outcome import (
 from datalad_worktree.commands.results import make_result
 from datalad_worktree.engine.integrate import integrate, record_pointers
 from datalad_worktree.hierarchy.walk import Node
-
 from tests.helpers import (
     commit_file,
     git,

@@ -12,7 +12,6 @@ from datalad import api as dl
 from datalad_next.exceptions import CapturedException
 
 from datalad_worktree.base.outcome import Refusal
-
 from tests.helpers import (
     CODE,
     DERIVED,
