@@ -26,7 +26,7 @@ def test_wheel_has_its_own_name_and_registers_the_commands(tmp_path):
         names = zf.namelist()
         points, = [n for n in names if n.endswith('entry_points.txt')]
         entry = zf.read(points).decode()
-        assert 'datalad_worktree/worktree_get.py' in names
+        assert 'datalad_worktree/commands/worktree_get.py' in names
     assert '[datalad.extensions]' in entry
     assert 'datalad_worktree:command_suite' in entry
 
