@@ -216,23 +216,34 @@ def save_whole_dataset(worktree):
     assert 'results/summary.txt' in deleted
 
 
-def test_merge_refuses_deletions_a_sparse_save_made(origin, tmp_path):
+def test_merge_keeps_what_a_sparse_save_deleted(origin, tmp_path):
+    """The deletions are undone by a commit on top of the source's, and
+    the job's own change arrives (the hierarchy of the fixtures: the
+    subdatasets outside the cone stay as they are)"""
     wt, _ = job_worktree(origin, tmp_path, CODE)
     save_whole_dataset(wt / DERIVED)
-    before = snapshot(origin)
+    derived = origin / DERIVED
+    files = git(derived, 'ls-tree', '-r', 'HEAD')
     res = dl.worktree_merge(str(wt), dataset=origin, recursive=True,
                             **quiet())
-    refused = [r for r in res if r['status'] == 'impossible']
-    assert refused and refused[0]['path'] == str(origin / DERIVED), res
-    assert 'never checked out' in refused[0]['message']
-    assert 'results/summary.txt' in refused[0]['message']
-    assert 'datalad run --explicit' in refused[0]['message']
-    assert snapshot(origin) == before
-    assert (origin / DERIVED / 'results' / 'summary.txt').is_symlink()
+    assert res and all(r['status'] in ('ok', 'notneeded') for r in res), res
+    mine = by_path(res, origin)[DERIVED]
+    assert 'kept the files outside the sparse checkout' in mine['message']
+    assert (derived / 'results' / 'mine.txt').read_text() == 'mine\n'
+    assert (derived / 'results' / 'summary.txt').is_symlink()
+    assert 'inputs/bpod/sub-01/trials.tsv: 2 lines' in \
+        (derived / 'results' / 'summary.txt').read_text()
+    assert set(files.splitlines()) <= set(
+        git(derived, 'ls-tree', '-r', 'HEAD').splitlines())
+    assert git(derived, 'log', '-1', '--format=%s') == \
+        "Restore files outside the sparse job's checkout"
+    assert git(origin, 'status', '--porcelain',
+               '--ignore-submodules=none') == ''
+    removed = dl.worktree_remove(str(wt), dataset=origin, **quiet())
+    assert removed and all(r['status'] == 'ok' for r in removed), removed
 
 
-def test_among_many_sources_only_the_deleting_one_is_refused(origin,
-                                                             tmp_path):
+def test_among_many_sources_the_deleting_one_merges_too(origin, tmp_path):
     bad, _ = job_worktree(origin, tmp_path, CODE, name='job-bad')
     save_whole_dataset(bad / DERIVED)
     good, _ = job_worktree(origin, tmp_path, CODE, f'{DERIVED}/results',
@@ -240,11 +251,14 @@ def test_among_many_sources_only_the_deleting_one_is_refused(origin,
     commit_file(good / DERIVED, 'results/good.txt', 'good\n', 'good job')
     res = dl.worktree_merge(['job-*'], dataset=origin, recursive=True,
                             **quiet())
+    assert res and all(r['status'] in ('ok', 'notneeded') for r in res), res
     mine = [r for r in res if r['path'] == str(origin / DERIVED)]
-    refused = [r for r in mine if r['status'] == 'impossible']
-    assert [r['source'] for r in refused] == ['branch job-bad'], mine
-    assert 'never checked out' in refused[0]['message']
+    assert mine[-1]['sources'] == ['branch job-bad', 'branch job-good']
+    assert 'branch job-bad: ' in mine[-1]['message']
     assert (origin / DERIVED / 'results' / 'good.txt').read_text() == \
         'good\n'
-    assert not (origin / DERIVED / 'results' / 'mine.txt').exists()
+    assert (origin / DERIVED / 'results' / 'mine.txt').read_text() == \
+        'mine\n'
     assert (origin / DERIVED / 'results' / 'summary.txt').is_symlink()
+    assert git(origin, 'status', '--porcelain',
+               '--ignore-submodules=none') == ''

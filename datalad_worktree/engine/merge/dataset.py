@@ -30,7 +30,7 @@ from datalad_worktree.engine.integrate import (
 from datalad_worktree.engine.merge.octopus import build_merge
 from datalad_worktree.engine.merge.sources import MergeSource, branch_worktrees
 from datalad_worktree.environment.mtimes import carry_brought, carry_from
-from datalad_worktree.hierarchy.cones import sparse_deletion_problem
+from datalad_worktree.hierarchy.cones import restored_outside
 from datalad_worktree.hierarchy.walk import Node
 from datalad_worktree.repo.annex import repair_own_annex
 from datalad_worktree.repo.queries import (
@@ -124,11 +124,7 @@ def merge_into(node: Node, sources: list[tuple[str, MergeSource]],
     todo = usable(sources, blocked, opts.dry_run, fates)
     head = head_commit(repo)
     detached = current_branch(repo) is None
-    commits = {s.commit for _, s in todo}
-    settled = settled_subdatasets(
-        repo, next(iter(commits)) if len(commits) == 1 else None,
-        children, merged_children)
-    contained = contained_in(repo, list(commits), head)
+    contained = contained_in(repo, list({s.commit for _, s in todo}), head)
     already = [s for _, s in todo if s.commit in contained]
     for key, s in todo:
         if s.commit in contained:
@@ -136,9 +132,14 @@ def merge_into(node: Node, sources: list[tuple[str, MergeSource]],
                 f'already contains {s.name} ({s.commit[:10]})'), dict(
                 source=s.name, detached=detached, from_commit=head,
                 to_commit=head, how=None))
+    notes: dict[str, str] = {}
     todo = kept_whole(repo, head, [(k, s) for k, s in todo
                                    if s.commit not in contained],
-                      places, fates)
+                      places, fates, notes)
+    commits = {s.commit for _, s in todo} | {s.commit for s in already}
+    settled = settled_subdatasets(
+        repo, next(iter(commits)) if len(commits) == 1 else None,
+        children, merged_children)
     merged = None
     if len(todo) == 1:
         merged = merge_one(repo, *todo[0], settled, opts, detached, places,
@@ -152,6 +153,10 @@ def merge_into(node: Node, sources: list[tuple[str, MergeSource]],
     elif todo:
         merged = merge_several(repo, head, todo, children, settled, opts,
                                detached, places, fates)
+    if merged:
+        merged = replace(merged, outcome=merged.outcome.noted(restored_note(
+            [notes[k] for k, s in todo if k in notes and s in merged.sources]
+        )))
     if opts.one:
         outcome = merged.outcome if merged else next(iter(fates.values()))
         refused = {}
@@ -225,20 +230,40 @@ def usable(sources: list[tuple[str, MergeSource]], blocked: dict[str, str],
 
 
 def kept_whole(repo: Path, head: str, todo: list[tuple[str, MergeSource]],
-               places: dict[str, Path], fates: dict[str, Outcome]
-               ) -> list[tuple[str, MergeSource]]:
-    """Those of ``todo`` that delete no file their sparse worktree left
-    out; the others are refused in ``fates`` (see ``sparse``)"""
+               places: dict[str, Path], fates: dict[str, Outcome],
+               notes: dict[str, str]) -> list[tuple[str, MergeSource]]:
+    """``todo``, each source whose commits delete files that its sparse
+    worktree left out (DataLad's save records them as deleted,
+    datalad/datalad#7815) with the commit that restores them on top of
+    its own instead (see ``restored_outside``), its key with how many in
+    ``notes``; a source where that cannot be done is refused in
+    ``fates``"""
     found = []
     for key, s in todo:
-        problem = sparse_deletion_problem(repo, head, s.commit, s.name,
-                                          s.checked_out_at(places))
-        if problem:
-            fates[key] = Outcome.refused(Refusal.SPARSE_DELETIONS, problem,
+        restored = restored_outside(repo, head, s.commit, s.name,
+                                    s.checked_out_at(places))
+        if restored.problem:
+            fates[key] = Outcome.refused(Refusal.SPARSE_DELETIONS,
+                                         restored.problem,
                                          dict(source=s.name))
-        else:
-            found.append((key, s))
+            continue
+        if restored.files:
+            notes[key] = (f'{s.name}: {restored.files}, restored by '
+                          f'{restored.commit[:10]}')
+            s = replace(s, commit=restored.commit)
+        found.append((key, s))
     return found
+
+
+def restored_note(notes: list[str]) -> str | None:
+    """What the merge says about the files outside sparse checkouts it
+    kept (``notes``, one per source), or None where there were none"""
+    if not notes:
+        return None
+    more = len(notes) - SHOWN
+    return ('kept the files outside the sparse checkout that DataLad '
+            'recorded as deleted (' + '; '.join(notes[:SHOWN]) +
+            (f'; and {more} more sources' if more > 0 else '') + ')')
 
 
 def merge_one(repo: Path, key: str, source: MergeSource,
@@ -276,9 +301,16 @@ def merge_several(repo: Path, head: str,
     for key, s in todo:
         by_commit.setdefault(s.commit, []).append((key, s))
     heads = subheads(repo, head, children, settled)
-    built = build_merge(repo, head, list(by_commit), heads,
-                        lambda path, commits: contained_in(
-                            repo / path, sorted(commits), heads[path]))
+    # a dry run merged nothing in the subdatasets; a real run would have
+    # merged there every source that reaches this dataset
+    merged_below = {c.subpath for c in settled} if opts.dry_run else set()
+
+    def contained(path: str, commits: set[str]) -> set[str]:
+        if path in merged_below:
+            return set(commits)
+        return contained_in(repo / path, sorted(commits), heads[path])
+
+    built = build_merge(repo, head, list(by_commit), heads, contained)
     for commit, conflicts in built.refused.items():
         for key, s in by_commit[commit]:
             fates[key] = Outcome.refused(Refusal.CONFLICTS, (
