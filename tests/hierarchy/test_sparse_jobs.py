@@ -19,6 +19,7 @@ outputs/sub-NN.txt`` and a ``datalad save`` of the whole dataset.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -368,3 +369,38 @@ def test_restored_names_are_kept_byte_for_byte(main):
     assert restore == "Restore files outside the sparse job's checkout"
     assert git(main, 'rev-parse', 'HEAD^') == git(wt, 'rev-parse', 'HEAD')
     assert git(main, 'status', '--porcelain') == ''
+
+
+def test_git_refuses_files_it_stores_outside_the_cone(main):
+    """Where git itself stores what a job writes outside its cone (a plain
+    git dataset), ``git add`` refuses it, so DataLad's save fails after
+    the command ran: nothing is committed, the file stays in the
+    worktree, main is untouched. (Annexed files git-annex adds anyway:
+    ``test_deletion_in_the_cone_and_writes_outside_it_merge``.) The cure
+    is the output directory as a ``--sparse`` PATH, made before the run"""
+    wt = main.parent / 'jobs' / 'job-01'
+    res = add(main, wt, branch='job-01', recursive=True,
+              sparse=['inputs/sub-01', 'code/lib'])
+    assert res and all(r['status'] == 'ok' for r in res), res
+    assert git(wt / 'code', 'sparse-checkout', 'list').splitlines() == \
+        ['.datalad', 'lib']
+    before = snapshot(main)
+    head = git(wt / 'code', 'rev-parse', 'HEAD')
+    out = datalad_cli('run', '-m', 'outside', '-o', 'other/new.txt',
+                      'mkdir -p other && echo new > other/new.txt',
+                      cwd=wt / 'code')
+    assert out.returncode != 0
+    assert 'outside of your sparse-checkout definition' in \
+        out.stdout + out.stderr
+    assert git(wt / 'code', 'rev-parse', 'HEAD') == head
+    assert (wt / 'code' / 'other' / 'new.txt').read_text() == 'new\n'
+    assert snapshot(main) == before
+    # inside a --sparse PATH, the same output is saved
+    shutil.rmtree(wt / 'code' / 'other')
+    assert git(wt / 'code', 'status', '--porcelain') == ''
+    out = datalad_cli('run', '-m', 'inside', '-o', 'lib/new.txt',
+                      'mkdir -p lib && echo new > lib/new.txt',
+                      cwd=wt / 'code')
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert 'lib/new.txt' in git(wt / 'code', 'show', '--name-only',
+                                '--format=', 'HEAD')
