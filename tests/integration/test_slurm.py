@@ -112,12 +112,15 @@ def check_completed(cluster, *jobs: str) -> None:
 
 
 def submit(cluster, origin: Path, scratch: Path, tasks: int,
-           analysis: str) -> tuple[str, str]:
-    """Run the recipe's submit.sh; returns the array and merge job ids"""
+           analysis: str, explicit: bool = False) -> tuple[str, str]:
+    """Run the recipe's submit.sh (its tasks with a plain ``datalad run``,
+    or with ``explicit`` ``datalad run --explicit``); returns the array
+    and merge job ids"""
     out = subprocess.run(
         ['bash', str(RECIPE / 'submit.sh'), str(origin), str(scratch),
          str(tasks)], env=job_env(cluster, ANALYSIS=analysis,
-                                  INPUTS=f'{DERIVED}/inputs/bpod/sub-01'),
+                                  INPUTS=f'{DERIVED}/inputs/bpod/sub-01',
+                                  EXPLICIT='1' if explicit else ''),
         capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     array, merge = out.stdout.split()
@@ -154,17 +157,41 @@ def test_jobs_get_the_submitters_environment(cluster, tmp_path):
         shutil.which('datalad', path=env['PATH'])]
 
 
-def test_job_array_results_merged_home(cluster, origin, tmp_path):
-    """TASKS array tasks each run in a worktree of their own; the merge
-    job brings every result and run record home and removes the
-    worktrees and their branches"""
+def tracked_files(repo: Path) -> list[str]:
+    return git(repo, 'ls-tree', '-r', '--name-only', 'HEAD').splitlines()
+
+
+@pytest.mark.parametrize('explicit', [False, True],
+                         ids=['datalad-run', 'datalad-run-explicit'])
+def test_job_array_results_merged_home(cluster, origin, tmp_path,
+                                       explicit):
+    """TASKS array tasks each run in a sparse worktree of their own, with
+    a plain ``datalad run`` (which records the files the sparse checkout
+    left out as deleted, datalad/datalad#7815) or ``datalad run
+    --explicit``; the merge job brings every result and run record home,
+    keeps every file the tasks never had, and removes the worktrees and
+    their branches"""
     scratch = tmp_path / 'scratch'
     derived = origin / DERIVED
     before = len(run_records(derived))
-    array, merge = submit(cluster, origin, scratch, TASKS, DERIVED)
+    files = {ds: tracked_files(ds) for ds in datasets_of(origin)}
+    array, merge = submit(cluster, origin, scratch, TASKS, DERIVED,
+                          explicit)
     wait_for(cluster, array, merge)
     check_completed(cluster, array, merge)
     assert len(states(cluster, array)) == TASKS
+    # every file is still there, the tasks' results besides
+    for ds, tracked in files.items():
+        assert set(tracked) <= set(tracked_files(ds)), ds
+    assert 'inputs/bpod/sub-01/trials.tsv: 2 lines' in \
+        (derived / 'results' / 'summary.txt').read_text()
+    assert (derived / 'inputs/bpod/sub-02/notes.txt').read_text() == \
+        'bpod notes\n'
+    restored = {ds for ds in datasets_of(origin) if
+                "Restore files outside the sparse job's checkout" in
+                git(ds, 'log', '--format=%s')}
+    assert restored == (set() if explicit else {derived,
+                                                derived / 'inputs' / 'bpod'})
 
     for task in range(1, TASKS + 1):
         result = derived / 'results' / f'task-{task}' / 'result.txt'

@@ -6,7 +6,8 @@
 # Usage (as an array task): job.sh DATASET SCRATCH
 # Environment: ANALYSIS, the dataset to run in, relative to DATASET
 # (default: DATASET itself); INPUTS, the directories the task reads,
-# relative to DATASET, separated by spaces (default: none).
+# relative to DATASET, separated by spaces (default: none); EXPLICIT, if
+# not empty: `datalad run --explicit` instead of a plain `datalad run`.
 set -euo pipefail
 
 dataset=$1
@@ -30,11 +31,18 @@ datalad worktree-add -d "$dataset" -r --branch "job-$task" "${sparse[@]}" \
 # The task's work, recorded by `datalad run` with its output, which is
 # annexed where the dataset annexes files. Put your command here (or use
 # `datalad containers-run`); this one writes a result that depends on I.
-# --explicit saves the outputs only: in a sparse worktree, a save of the
-# whole dataset would record the files left out as deleted (DataLad does
-# not know sparse checkouts yet), which worktree-merge refuses.
+# A plain `datalad run` (as the handbook writes it) saves the whole
+# dataset: in a sparse worktree that also records the files the checkout
+# left out as deleted (DataLad does not know sparse checkouts yet,
+# datalad/datalad#7815), and worktree-merge keeps those files when it
+# merges. With EXPLICIT=1, `datalad run --explicit` saves the outputs only.
+# Either way, write only below the --sparse directories above: git refuses
+# to add files it stores itself outside them.
+explicit=()
+if [ -n "${EXPLICIT:-}" ]; then explicit=(--explicit); fi
 cd "$worktree/$analysis"
-datalad run --explicit -m "task $task" --output "$out/result.txt" \
+datalad run ${explicit[@]+"${explicit[@]}"} -m "task $task" \
+    --output "$out/result.txt" \
     "mkdir -p $out && echo 'result of task $task' > $out/result.txt"
 
 # Nothing else to commit: the datasets above ANALYSIS need not record its

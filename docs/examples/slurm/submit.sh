@@ -18,8 +18,8 @@
 # The jobs get this shell's environment (sbatch --export=ALL): `datalad`
 # on PATH, the git identity. ANALYSIS, the path of the dataset in which
 # each task runs, relative to DATASET, is passed on too (default: DATASET
-# itself). Other sbatch options come from SBATCH_* variables as usual,
-# e.g. SBATCH_PARTITION.
+# itself), and so are INPUTS and EXPLICIT (see job.sh). Other sbatch
+# options come from SBATCH_* variables as usual, e.g. SBATCH_PARTITION.
 set -euo pipefail
 
 if [ $# -ne 3 ]; then
