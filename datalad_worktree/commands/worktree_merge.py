@@ -71,6 +71,11 @@ class WorktreeMerge(WorktreeInterface):
     readable after the merge, and ``datalad rerun`` of a merged run record
     works in DATASET.
 
+    A source from a sparse worktree whose commits delete files that its
+    checkout never had (what DataLad's save of the whole dataset, also a
+    plain ``datalad run``, records there) is merged through a commit on top
+    of its own that restores those files, so that DATASET keeps them.
+
     A separate clone in the source where a subdataset's worktree belongs
     (from a ``datalad get -n`` in the worktree) has commits and annexed
     content of its own: while DATASET lacks any of them, that subdataset and
