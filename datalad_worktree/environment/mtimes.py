@@ -230,9 +230,17 @@ def tracked_children(entries) -> dict[str, set[str]]:
     holds in the commit, by directory ('' for the top)"""
     found: dict[str, set[str]] = {}
     for path in entries:
-        parts = path.split('/')
-        for i in range(len(parts)):
-            found.setdefault('/'.join(parts[:i]), set()).add(parts[i])
+        while True:
+            parent, _, name = path.rpartition('/')
+            names = found.get(parent)
+            if names is not None:
+                # its parents are known already
+                names.add(name)
+                break
+            found[parent] = {name}
+            if not parent:
+                break
+            path = parent
     return found
 
 
@@ -462,6 +470,16 @@ def dirty_sides(source: Path, dest: Path, commit: str) -> list[bytes]:
                         (source, differing_args(commit, 'untracked'))])
 
 
+def uncommitted_sides(source: Path, dest: Path, source_diff: bytes,
+                      dest_diff: bytes) -> str:
+    """Which of ``dest`` and ``source`` have uncommitted changes, for a
+    message, by their ``dirty_sides`` outputs"""
+    sides = [str(p) for p, out in ((dest, dest_diff), (source, source_diff))
+             if out]
+    return f'{" and ".join(sides)} ' \
+        f'{"have" if len(sides) > 1 else "has"} uncommitted changes'
+
+
 def up_to_date(source: Path, dest: Path, commit: str) -> Carried:
     """Carry newer modification times from the worktree ``source`` into
     the worktree ``dest``, which has ``commit`` checked out and was not
@@ -491,11 +509,8 @@ def up_to_date(source: Path, dest: Path, commit: str) -> Carried:
     if dest_diff or source_diff:
         if not newer:
             return Carried()
-        sides = [str(p) for p, out in ((dest, dest_diff),
-                                      (source, source_diff)) if out]
-        return withheld(source, len(newer), UNCOMMITTED, (
-            f'{" and ".join(sides)} {"have" if len(sides) > 1 else "has"} '
-            'uncommitted changes'))
+        return withheld(source, len(newer), UNCOMMITTED, uncommitted_sides(
+            source, dest, source_diff, dest_diff))
     files = copy_times(source, dest, newer, set(), newer_only=True)
     if files:
         refresh_index(dest)
@@ -522,8 +537,8 @@ def between_worktrees(source: Path, dest: Path, commit: str,
     skip = parse_names(dest_diff) | parse_names(source_diff)
     entries = listed_files(dest, commit)
     head = head_commit(source)
-    if not dest_diff and not source_diff and head and \
-            same_tree(dest, head, commit):
+    same = bool(head) and same_tree(dest, head, commit)
+    if same and not dest_diff and not source_diff:
         files = copy_times(source, dest, entries, skip)
         if files:
             refresh_index(dest)
@@ -541,16 +556,13 @@ def between_worktrees(source: Path, dest: Path, commit: str,
                                         p not in skip})
     if not others:
         return Carried(files)
-    if dest_diff or source_diff:
-        sides = [str(p) for p, out in ((dest, dest_diff),
-                                      (source, source_diff)) if out]
-        why = (f'{" and ".join(sides)} '
-               f'{"have" if len(sides) > 1 else "has"} uncommitted changes')
-        reason = UNCOMMITTED
-    else:
+    if not same:
         why = (f'it has {(head or "no commit")[:10]} checked out, whose '
                f'files differ from {commit[:10]} here')
         reason = OTHER_TREE
+    else:
+        why = uncommitted_sides(source, dest, source_diff, dest_diff)
+        reason = UNCOMMITTED
     found = withheld(source, len(others), reason, why)
     return replace(found, files=files)
 

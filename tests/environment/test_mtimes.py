@@ -451,3 +451,45 @@ def test_sync_up_to_date_brings_main_s_newer_times(pipeline, tmp_path):
     assert mtime(wt / DERIVED / 'results/y.txt') == \
         mtime(pipeline / DERIVED / 'results/y.txt')
     assert stat_clean(wt)
+
+
+@pytest.mark.slow
+def test_several_sources_found_contained_lend_newer_times(pipeline,
+                                                          tmp_path):
+    one, two = tmp_path / 'runs1', tmp_path / 'runs2'
+    add(pipeline, one, branch='runs1', recursive=True)
+    add(pipeline, two, branch='runs2', recursive=True)
+    new_code_synced(pipeline, one)
+    sync(two, recursive=True)
+    rerun_identically(one)
+    res = merge(pipeline, 'runs*', recursive=True)
+    assert {r['status'] for r in res.values()} == {'notneeded'}, res
+    assert res[DERIVED]['already'] == ['branch runs1', 'branch runs2']
+    y = 'results/y.txt'
+    assert mtime(pipeline / DERIVED / y) == mtime(one / DERIVED / y)
+    assert make(pipeline / DERIVED, '-q') == 0
+
+
+@pytest.mark.slow
+def test_after_a_merge_commit_only_written_files_get_times(pipeline,
+                                                           tmp_path):
+    wt = tmp_path / 'runs'
+    add(pipeline, wt, branch='runs', recursive=True)
+    derived, here = pipeline / DERIVED, wt / DERIVED
+    # the worktree reruns y.txt identically and commits a new file
+    (wt / CODE / 'fmt.py').touch()
+    time.sleep(0.05)
+    assert make(here) == 0
+    commit_file(here, 'notes.txt', 'from the worktree\n', 'notes')
+    # main moved on meanwhile: a parameter file of its own
+    commit_file(derived, 'params.txt', 'main\n', 'params')
+    y = derived / 'results/y.txt'
+    before = mtime(y)
+    res = merge(derived, here)
+    outcome = res['.']
+    assert outcome['status'] == 'ok' and outcome['how'] == 'merge', outcome
+    # the merged file has the worktree's time, the rerun's output not
+    assert mtime(derived / 'notes.txt') == mtime(here / 'notes.txt')
+    assert mtime(y) == before
+    assert outcome['mtimes_withheld'] == 'other-tree', outcome
+    assert stat_clean(derived)
