@@ -135,6 +135,9 @@ def test_identical_rerun_merged_home_is_up_to_date(plots, tmp_path):
     save(plots, 'comment fmt.py')
     assert not up_to_date(derived)
     sync(wt, recursive=True)
+    # the sync brought the directory's and its marker's times along
+    assert mtime(here / MARKER) == mtime(derived / MARKER)
+    assert mtime(here / 'results/plots') == mtime(derived / 'results/plots')
     assert not up_to_date(here)
     # the worktree reruns: byte for byte the same, nothing to commit
     before = heads(wt)
