@@ -167,10 +167,11 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
     outcome = record_pointers(repo, children, POINTER_MESSAGE, outcome, 'new')
     if stale:
         outcome = replace(outcome, status='ok')
-    if mtimes and (stale or
-                   outcome.keys['to_commit'] != outcome.keys['from_commit']):
-        outcome = outcome.noted(carry_from(source_wt.path, repo,
-                                           outcome.keys['to_commit']))
+    if mtimes:
+        # also where it was up to date: newer times, where earned
+        outcome = carry_from(
+            source_wt.path, repo, outcome.keys['to_commit'],
+            stale or outcome.keys['from_commit']).onto(outcome)
     return outcome
 
 

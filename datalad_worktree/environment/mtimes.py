@@ -30,7 +30,7 @@ import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import (
     Callable,
@@ -39,6 +39,8 @@ from typing import (
 
 from datalad_next.runners import CommandError
 
+from datalad_worktree.base.outcome import Outcome
+from datalad_worktree.repo.queries import head_commit
 from datalad_worktree.repo.records import files_of
 from datalad_worktree.repo.sparse_checkout import Cone, checked_out, cone_pathspecs
 from datalad_worktree.repo.store.objects import blob_id, blob_of
@@ -76,11 +78,18 @@ def ls_tree_args(commit: str) -> list[str]:
     return ['ls-tree', '-r', '-l', '-z', '--full-tree', commit]
 
 
-def differing_args(commit: str) -> list[str]:
+def differing_args(commit: str, submodules: str = 'all') -> list[str]:
     """git arguments that name the files whose working content differs
-    from ``commit`` (also files that are staged differently or missing)"""
+    from ``commit`` (also files that are staged differently or missing);
+    ``submodules`` is git's ``--ignore-submodules``: 'all' names no
+    subdataset
+
+    git compares content where the stat data in the index does not match
+    a file (and refreshes the index for those that are unchanged,
+    ``diff.autoRefreshIndex``), so a file that was only rewritten with
+    the same bytes is not named, and a racily clean one is checked."""
     return [*NO_ANNEX_FILTER, 'diff', '--name-only', '-z', '--no-ext-diff',
-            '--no-renames', '--ignore-submodules=all', commit, '--']
+            '--no-renames', f'--ignore-submodules={submodules}', commit, '--']
 
 
 def listed_files(repo: Path, commit: str) -> dict[str, Entry]:
@@ -135,10 +144,12 @@ def is_plain(path: str, entry: Entry, st: os.stat_result) -> bool:
 
 
 def copy_times(source: Path, dest: Path, entries: dict[str, Entry],
-               skip: set[str], check_pointers: bool = True) -> int:
+               skip: set[str], check_pointers: bool = True,
+               newer_only: bool = False) -> int:
     """Give each file of ``entries`` (not in ``skip``) in ``dest`` the
     modification time of the same file in ``source``, where both are of
-    the entry's kind; returns how many files got a new time"""
+    the entry's kind (with ``newer_only``: only where the source's time
+    is the newer); returns how many files got a new time"""
     changed = 0
     # plain strings: much faster than Path objects for many files
     src_root, dst_root = os.path.join(source, ''), os.path.join(dest, '')
@@ -151,7 +162,8 @@ def copy_times(source: Path, dest: Path, entries: dict[str, Entry],
             dst = os.lstat(target)
         except OSError:
             continue
-        if src.st_mtime_ns == dst.st_mtime_ns:
+        if src.st_mtime_ns == dst.st_mtime_ns or \
+                newer_only and src.st_mtime_ns < dst.st_mtime_ns:
             continue
         if entry.mode == '120000':
             if not (stat.S_ISLNK(src.st_mode) and stat.S_ISLNK(dst.st_mode)):
@@ -213,12 +225,121 @@ def directories(paths) -> set[str]:
     return found
 
 
+def tracked_children(entries) -> dict[str, set[str]]:
+    """The names that each directory of the files ``entries`` (paths)
+    holds in the commit, by directory ('' for the top)"""
+    found: dict[str, set[str]] = {}
+    for path in entries:
+        while True:
+            parent, _, name = path.rpartition('/')
+            names = found.get(parent)
+            if names is not None:
+                # its parents are known already
+                names.add(name)
+                break
+            found[parent] = {name}
+            if not parent:
+                break
+            path = parent
+    return found
+
+
+def _later(src: int, dst: int, newer_only: bool) -> bool:
+    """Whether a time ``src`` is to replace ``dst``"""
+    return src > dst if newer_only else src != dst
+
+
+def copy_dir_times(source: Path, dest: Path, children: dict[str, set[str]],
+                   skip: set[str], newer_only: bool = False,
+                   markers: tuple[str, ...] = MARKERS) -> int:
+    """Give each directory of ``children`` (directory: the names the
+    commit has in it) in ``dest`` the modification time of the same
+    directory in ``source``, where it holds what the source's holds:
+
+    * the same names on both sides, each a file or directory of the
+      commit or a marker file (``markers``, which make-style tools keep
+      next to their outputs and which git does not track); an untracked
+      or ignored file, a subdataset, or anything only one side has keeps
+      the directory's time, so that nothing the commit does not hold can
+      be made to look as fresh as the source's directory;
+    * none of its files in ``skip`` (differing from the commit);
+    * not the dataset's top (which holds ``.git``).
+
+    An untracked marker there gets the time of the source's (a missing
+    one is copied, as ``copy_markers`` does); with ``newer_only`` only
+    where the source's time is the newer, for a copied marker than the
+    directory's time here. Returns how many directories got a time."""
+    changed = 0
+    src_root, dst_root = os.path.join(source, ''), os.path.join(dest, '')
+    allowed = set(markers)
+    for d, names in children.items():
+        if not d or any(f'{d}/{n}' in skip for n in names):
+            continue
+        src_dir, dst_dir = src_root + d, dst_root + d
+        try:
+            src, dst = os.lstat(src_dir), os.lstat(dst_dir)
+            if not (stat.S_ISDIR(src.st_mode) and stat.S_ISDIR(dst.st_mode)):
+                continue
+            here, there = set(os.listdir(dst_dir)), set(os.listdir(src_dir))
+        except OSError:
+            continue
+        own = names | allowed
+        if not (here <= own and there <= own) or \
+                (here ^ there) - allowed or (here - there):
+            continue
+        for m in sorted((there - names) & allowed):
+            carry_marker(os.path.join(src_dir, m), os.path.join(dst_dir, m),
+                         dst.st_mtime_ns, newer_only)
+        try:
+            if set(os.listdir(dst_dir)) != there:
+                continue
+            dst = os.lstat(dst_dir)
+        except OSError:
+            continue
+        if _later(src.st_mtime_ns, dst.st_mtime_ns, newer_only):
+            os.utime(dst_dir, ns=(dst.st_atime_ns, src.st_mtime_ns),
+                     follow_symlinks=False)
+            changed += 1
+    return changed
+
+
+def carry_marker(src: str, dst: str, dir_time: int, newer_only: bool
+                 ) -> None:
+    """Give the untracked marker file ``dst`` the time of ``src`` (both
+    regular files of the same size), or copy it where ``dst`` is missing;
+    with ``newer_only``, only a newer time (for a copy: newer than the
+    directory's time ``dir_time``, which it stands for)"""
+    st = os.lstat(src)
+    if not stat.S_ISREG(st.st_mode):
+        return
+    try:
+        here = os.lstat(dst)
+    except FileNotFoundError:
+        if newer_only and st.st_mtime_ns <= dir_time:
+            return
+        with open(src, 'rb') as f_in:
+            data = f_in.read()
+        try:
+            with open(dst, 'xb') as f_out:
+                f_out.write(data)
+        except FileExistsError:
+            return
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns),
+                 follow_symlinks=False)
+        return
+    if stat.S_ISREG(here.st_mode) and here.st_size == st.st_size and \
+            _later(st.st_mtime_ns, here.st_mtime_ns, newer_only):
+        os.utime(dst, ns=(here.st_atime_ns, st.st_mtime_ns),
+                 follow_symlinks=False)
+
+
 def into_new_worktree(origin: Path, worktree: Path, commit: str,
                       annex: bool = True, cone: Cone | None = None) -> int:
     """Carry modification times from the working tree ``origin`` into the
     worktree just made at ``worktree``, which has ``commit`` checked out
-    (sparse to ``cone``, where given), and copy marker files there;
-    returns how many files got a time
+    (sparse to ``cone``, where given), and copy marker files there; then
+    the directories' times (see ``copy_dir_times``); returns how many
+    files got a time
 
     Files that differ from ``commit`` in ``origin`` keep their checkout
     time. Without ``annex`` (no git-annex in the dataset), files are not
@@ -231,50 +352,249 @@ def into_new_worktree(origin: Path, worktree: Path, commit: str,
         entries = {path: entry for path, entry in entries.items()
                    if checked_out(path, cone)}
         pathspecs = cone_pathspecs(cone)
-    differing = git.run(origin, differing_args(commit) + pathspecs)
-    changed = copy_times(origin, worktree, entries, parse_names(differing),
+    differing = parse_names(git.run(origin, differing_args(commit) +
+                                    pathspecs))
+    changed = copy_times(origin, worktree, entries, differing,
                          check_pointers=annex)
     if changed:
         refresh_index(worktree)
     copy_markers(origin, worktree, directories(entries))
+    copy_dir_times(origin, worktree, tracked_children(entries), differing)
     return changed
 
 
-def between_worktrees(source: Path, dest: Path, commit: str) -> int:
-    """Carry modification times from the worktree ``source`` to the
-    worktree ``dest`` of the same repository, which has ``commit`` checked
-    out, for the files of ``commit`` whose working content is that of
-    ``commit`` on both sides; returns how many files got a time"""
-    dest_diff, source_diff = git.run_all([
-        (dest, differing_args(commit)), (source, differing_args(commit))])
-    changed = copy_times(source, dest, listed_files(dest, commit),
-                         parse_names(dest_diff) | parse_names(source_diff))
-    if changed:
+OTHER_TREE = 'other-tree'
+"""Why no newer time was carried: the source has another tree checked out"""
+UNCOMMITTED = 'uncommitted-changes'
+"""Why no newer time was carried: a side has uncommitted changes"""
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What carrying times into one dataset did, for its record"""
+    files: int = 0
+    dirs: int = 0
+    withheld: int = 0
+    """Files with the same content whose source has a newer time that was
+    not carried, because it was not earned (see ``reason``)"""
+    reason: str | None = None
+    """``OTHER_TREE`` or ``UNCOMMITTED``, where files were withheld"""
+    notes: tuple[str, ...] = ()
+    """Why times were withheld, or that carrying them failed"""
+
+    def onto(self, outcome: Outcome) -> Outcome:
+        """``outcome`` with the notes in its message, and the key
+        ``mtimes_withheld`` (the reason) where times were withheld"""
+        for note in self.notes:
+            outcome = outcome.noted(note)
+        if self.reason:
+            outcome = outcome.with_keys(mtimes_withheld=self.reason)
+        return outcome
+
+
+def combined(carried: list[Carried]) -> Carried:
+    """The sum of several ``Carried`` (the first reason)"""
+    return Carried(
+        files=sum(c.files for c in carried), dirs=sum(c.dirs for c in carried),
+        withheld=sum(c.withheld for c in carried),
+        reason=next((c.reason for c in carried if c.reason), None),
+        notes=tuple(n for c in carried for n in c.notes))
+
+
+def withheld(source: Path, count: int, reason: str, why: str) -> Carried:
+    """No newer time carried from ``source`` for ``count`` files"""
+    note = (f'no modification times carried from {source}: {why}, so '
+            f'{count} newer time(s) there would not say that the files were '
+            'made from what this checkout holds')
+    return Carried(withheld=count, reason=reason, notes=(note,))
+
+
+def same_tree(repo: Path, a: str, b: str) -> bool:
+    """Whether the commits ``a`` and ``b`` of ``repo`` have the same tree"""
+    if a == b:
+        return True
+    trees = git.text(repo, ['rev-parse', f'{a}^{{tree}}', f'{b}^{{tree}}']
+                     ).split()
+    return len(trees) == 2 and trees[0] == trees[1]
+
+
+def newer_files(source: Path, dest: Path, entries: dict[str, Entry]
+                ) -> dict[str, Entry]:
+    """Those of ``entries`` whose file in ``source`` is of the same kind as
+    in ``dest`` (regular file, symbolic link) and has a newer time: stat
+    data only, nothing read"""
+    found = {}
+    src_root, dst_root = os.path.join(source, ''), os.path.join(dest, '')
+    for path, entry in entries.items():
+        try:
+            src = os.lstat(src_root + path)
+            dst = os.lstat(dst_root + path)
+        except OSError:
+            continue
+        if src.st_mtime_ns > dst.st_mtime_ns and \
+                stat.S_IFMT(src.st_mode) == stat.S_IFMT(dst.st_mode):
+            found[path] = entry
+    return found
+
+
+def newer_dirs(source: Path, dest: Path, children: dict[str, set[str]]
+               ) -> bool:
+    """Whether a directory of ``children`` (or a marker file in it) is
+    newer in ``source`` than in ``dest``: stat data only"""
+    for d in children:
+        if not d:
+            continue
+        try:
+            dst = os.lstat(os.path.join(dest, d)).st_mtime_ns
+            times = [os.lstat(os.path.join(source, d)).st_mtime_ns]
+        except OSError:
+            continue
+        for m in MARKERS:
+            try:
+                times.append(os.lstat(os.path.join(source, d, m)).st_mtime_ns)
+                dst = max(dst, os.lstat(os.path.join(dest, d, m)).st_mtime_ns)
+            except OSError:
+                pass
+        if max(times) > dst:
+            return True
+    return False
+
+
+def dirty_sides(source: Path, dest: Path, commit: str) -> list[bytes]:
+    """What differs from ``commit`` in ``dest`` and in ``source`` (the
+    outputs of ``differing_args``), asked of git at the same time: also
+    the subdatasets that have another commit checked out than ``commit``
+    records, or uncommitted changes of their own (an output here may have
+    been made from their files; untracked files do not count)"""
+    return git.run_all([(dest, differing_args(commit, 'untracked')),
+                        (source, differing_args(commit, 'untracked'))])
+
+
+def uncommitted_sides(source: Path, dest: Path, source_diff: bytes,
+                      dest_diff: bytes) -> str:
+    """Which of ``dest`` and ``source`` have uncommitted changes, for a
+    message, by their ``dirty_sides`` outputs"""
+    sides = [str(p) for p, out in ((dest, dest_diff), (source, source_diff))
+             if out]
+    return f'{" and ".join(sides)} ' \
+        f'{"have" if len(sides) > 1 else "has"} uncommitted changes'
+
+
+def up_to_date(source: Path, dest: Path, commit: str) -> Carried:
+    """Carry newer modification times from the worktree ``source`` into
+    the worktree ``dest``, which has ``commit`` checked out and was not
+    moved: only where they are earned, the source's checkout holding the
+    tree of ``commit`` and neither side differing from it (so the source
+    made its files from what ``dest`` holds), and only newer times, to
+    files (and directories, see ``copy_dir_times``) that hold the same
+    on both sides. Costs no git process where no file or directory is
+    newer in ``source``."""
+    entries = listed_files(dest, commit)
+    newer = newer_files(source, dest, entries)
+    children = tracked_children(entries)
+    if not newer and not newer_dirs(source, dest, children):
+        return Carried()
+    head = head_commit(source)
+    if head is None:
+        return Carried()
+    if not same_tree(dest, head, commit):
+        theirs = listed_files(source, head)
+        count = sum(1 for p, e in newer.items() if theirs.get(p) == e)
+        if not count:
+            return Carried()
+        return withheld(source, count, OTHER_TREE, (
+            f'it has {head[:10]} checked out, whose files differ from '
+            f'{commit[:10]} here'))
+    dest_diff, source_diff = dirty_sides(source, dest, commit)
+    if dest_diff or source_diff:
+        if not newer:
+            return Carried()
+        return withheld(source, len(newer), UNCOMMITTED, uncommitted_sides(
+            source, dest, source_diff, dest_diff))
+    files = copy_times(source, dest, newer, set(), newer_only=True)
+    if files:
         refresh_index(dest)
-    return changed
+    dirs = copy_dir_times(source, dest, children, set(), newer_only=True)
+    return Carried(files, dirs)
 
 
-def carry_problem(carry, *args, **kwargs) -> str | None:
-    """Run one of the carrying functions; a message if it failed, else None
+def between_worktrees(source: Path, dest: Path, commit: str,
+                      before: str | None = None) -> Carried:
+    """Carry modification times from the worktree ``source`` to the
+    worktree ``dest`` of the same repository, whose checkout was moved
+    from ``before`` to ``commit`` (None: not known, every file may have
+    been written), for the files of ``commit`` whose working content is
+    that of ``commit`` on both sides:
+
+    * where it is earned (the source's checkout holds the tree of
+      ``commit``, and neither side differs from it, subdatasets' commits
+      included), every such file gets the source's time, and the
+      directories theirs (see ``copy_dir_times``);
+    * else only the files that the move wrote (changed from ``before``),
+      which have the time of the checkout; newer times of the others are
+      withheld (and counted)."""
+    dest_diff, source_diff = dirty_sides(source, dest, commit)
+    skip = parse_names(dest_diff) | parse_names(source_diff)
+    entries = listed_files(dest, commit)
+    head = head_commit(source)
+    same = bool(head) and same_tree(dest, head, commit)
+    if same and not dest_diff and not source_diff:
+        files = copy_times(source, dest, entries, skip)
+        if files:
+            refresh_index(dest)
+        dirs = copy_dir_times(source, dest, tracked_children(entries), skip)
+        return Carried(files, dirs)
+    written = set(entries) if before is None else parse_names(git.run(
+        dest, ['diff', '--name-only', '-z', '--no-renames', before, commit,
+               '--']))
+    files = copy_times(source, dest, {p: e for p, e in entries.items()
+                                      if p in written}, skip)
+    if files:
+        refresh_index(dest)
+    others = newer_files(source, dest, {p: e for p, e in entries.items()
+                                        if p not in written and
+                                        p not in skip})
+    if not others:
+        return Carried(files)
+    if not same:
+        why = (f'it has {(head or "no commit")[:10]} checked out, whose '
+               f'files differ from {commit[:10]} here')
+        reason = OTHER_TREE
+    else:
+        why = uncommitted_sides(source, dest, source_diff, dest_diff)
+        reason = UNCOMMITTED
+    found = withheld(source, len(others), reason, why)
+    return replace(found, files=files)
+
+
+def carry_problem(carry, *args, **kwargs) -> Carried:
+    """Run one of the carrying functions; what it did, or a note that it
+    failed
 
     Modification times are a convenience: a failure to carry them is
     reported, but does not undo or fail what the command did.
     """
     try:
-        carry(*args, **kwargs)
+        found = carry(*args, **kwargs)
     except (CommandError, OSError) as e:
         detail = e.stderr.strip().splitlines()[-1:] if isinstance(
             e, CommandError) and e.stderr else [str(e)]
-        return f'modification times not carried over: {detail[0]}'
-    return None
+        return Carried(notes=(
+            f'modification times not carried over: {detail[0]}',))
+    return found if isinstance(found, Carried) else Carried(files=found)
 
 
-def carry_from(source: Path | None, dest: Path, commit: str) -> str | None:
-    """``between_worktrees``, where ``source`` is a worktree other than
-    ``dest``; a message if it failed, else None"""
+def carry_from(source: Path | None, dest: Path, commit: str,
+               before: str | None = None) -> Carried:
+    """Carry times from the worktree ``source`` (where it is one other than
+    ``dest``) into ``dest``, whose checkout was moved from ``before`` to
+    ``commit``: ``between_worktrees``, or where it was not moved (``before``
+    is ``commit``), ``up_to_date``"""
     if source is None or os.path.realpath(source) == os.path.realpath(dest):
-        return None
-    return carry_problem(between_worktrees, source, dest, commit)
+        return Carried()
+    if before == commit:
+        return carry_problem(up_to_date, source, dest, commit)
+    return carry_problem(between_worktrees, source, dest, commit, before)
 
 
 def carry_into_new_worktree(origin: Path, worktree: Path, commit: str,
@@ -282,8 +602,8 @@ def carry_into_new_worktree(origin: Path, worktree: Path, commit: str,
     """``into_new_worktree``, with a failure logged as a warning"""
     problem = carry_problem(into_new_worktree, origin, worktree, commit,
                             annex=annex, cone=cone)
-    if problem:
-        lgr.warning('%s: %s', worktree, problem)
+    for note in problem.notes:
+        lgr.warning('%s: %s', worktree, note)
 
 
 @contextmanager
@@ -314,12 +634,12 @@ def carrying(enabled: bool, workers: int = 1
 
 
 def carry_brought(dest: Path, commit: str,
-                  sources: list[tuple[Path, dict[str, str]]]) -> str | None:
+                  sources: list[tuple[Path, dict[str, str]]]) -> Carried:
     """Carry modification times into ``dest``, which has ``commit`` checked
     out, from several source worktrees, each only for the files it brought
     (path: blob): where the source's file holds that blob, ``commit`` has
     it too, and ``dest``'s file does not differ from ``commit``. Costs no
-    git process per source. A message if it failed, else None"""
+    git process per source. What it did, or a note that it failed"""
     return carry_problem(_carry_brought, dest, commit, sources)
 
 

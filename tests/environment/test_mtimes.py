@@ -341,3 +341,155 @@ def test_sync_carries_times_into_the_worktree(pipeline, tmp_path):
     save(pipeline, 'old counting')
     sync(wt, recursive=True, mtimes=False)
     assert make(wt / DERIVED, '-q') == 1
+
+
+def rerun_identically(wt: Path) -> None:
+    """A batch in the worktree that changes nothing: fmt.py gets a new time
+    there, make reruns y.txt byte for byte the same, and saving finds
+    nothing to commit"""
+    heads = {ds: git(ds, 'rev-parse', 'HEAD') for ds in datasets_of(wt)}
+    time.sleep(0.05)
+    assert make(wt / DERIVED, '-q') == 1
+    assert make(wt / DERIVED) == 0
+    save(wt, 'nothing new')
+    assert {ds: git(ds, 'rev-parse', 'HEAD') for ds in datasets_of(wt)} == \
+        heads
+    assert make(wt / DERIVED, '-q') == 0
+
+
+def new_code_synced(pipeline: Path, wt: Path) -> None:
+    """Development in the main worktree that leaves y.txt out of date
+    there (fmt.py gets a comment, committed), synced into the worktree"""
+    (pipeline / CODE / 'fmt.py').write_text('# a comment\n' + FMT_PY)
+    save(pipeline, 'comment fmt.py')
+    assert make(pipeline / DERIVED, '-q') == 1
+    res = sync(wt, recursive=True)
+    assert {r['status'] for r in res.values()} <= {'ok', 'notneeded'}, res
+
+
+@pytest.mark.slow
+def test_identical_rerun_merged_home_is_up_to_date_for_make(pipeline,
+                                                             tmp_path):
+    wt = tmp_path / 'runs'
+    add(pipeline, wt, branch='runs', recursive=True)
+    new_code_synced(pipeline, wt)
+    rerun_identically(wt)
+    y = 'results/y.txt'
+    res = merge(pipeline, wt, recursive=True)
+    # nothing to merge anywhere, and yet the rerun's times came home
+    assert {r['status'] for r in res.values()} == {'notneeded'}, res
+    assert all('mtimes_withheld' not in r for r in res.values()), res
+    assert mtime(pipeline / DERIVED / y) == mtime(wt / DERIVED / y)
+    assert make(pipeline / DERIVED, '-q') == 0
+    assert stat_clean(pipeline)
+    # only newer times travel: an older one in the worktree is not taken
+    os.utime(wt / ATTRS, ns=(OLD, OLD))
+    before = mtime(pipeline / ATTRS)
+    merge(pipeline, wt, recursive=True)
+    assert mtime(pipeline / ATTRS) == before
+
+
+@pytest.mark.slow
+def test_no_times_where_main_moved_on_after_the_sync(pipeline, tmp_path):
+    wt = tmp_path / 'runs'
+    add(pipeline, wt, branch='runs', recursive=True)
+    new_code_synced(pipeline, wt)
+    rerun_identically(wt)
+    # main changes the code again after the sync: the worktree's rerun
+    # was made from other code than main has now
+    (pipeline / CODE / 'fmt.py').write_text('# again\n' + FMT_PY)
+    save(pipeline, 'comment fmt.py again')
+    y = pipeline / DERIVED / 'results/y.txt'
+    before = mtime(y)
+    assert make(pipeline / DERIVED, '-q') == 1
+    res = merge(pipeline, wt, recursive=True)
+    assert {r['status'] for r in res.values()} == {'notneeded'}, res
+    derived = res[DERIVED]
+    assert derived['mtimes_withheld'] == 'other-tree', derived
+    assert 'no modification times carried from' in derived['message']
+    assert 'checked out' in derived['message']
+    assert mtime(y) == before
+    assert make(pipeline / DERIVED, '-q') == 1
+
+
+@pytest.mark.slow
+def test_no_times_where_a_side_has_uncommitted_changes(pipeline, tmp_path):
+    wt = tmp_path / 'runs'
+    add(pipeline, wt, branch='runs', recursive=True)
+    new_code_synced(pipeline, wt)
+    rerun_identically(wt)
+    # main edits the code, not committed: the rerun was not made from it
+    fmt = pipeline / CODE / 'fmt.py'
+    fmt.write_text('# not committed\n' + FMT_PY)
+    y = pipeline / DERIVED / 'results/y.txt'
+    before = mtime(y)
+    res = merge(pipeline, wt, recursive=True)
+    assert {r['status'] for r in res.values()} == {'notneeded'}, res
+    # the parent's output was made from the committed code, not from what
+    # its subdataset holds now (which has no newer time to give)
+    derived = res[DERIVED]
+    assert derived['mtimes_withheld'] == 'uncommitted-changes', derived
+    assert f'{pipeline / DERIVED} has uncommitted changes' in \
+        derived['message']
+    assert 'mtimes_withheld' not in res[CODE]
+    assert mtime(y) == before
+    assert make(pipeline / DERIVED, '-q') == 1
+    assert fmt.read_text().startswith('# not committed')
+
+
+@pytest.mark.slow
+def test_sync_up_to_date_brings_main_s_newer_times(pipeline, tmp_path):
+    wt = tmp_path / 'runs'
+    add(pipeline, wt, branch='runs', recursive=True)
+    new_code_synced(pipeline, wt)
+    assert make(wt / DERIVED, '-q') == 1
+    # main reruns, byte for byte the same: nothing to commit
+    rerun_identically(pipeline)
+    res = sync(wt, recursive=True)
+    assert {r['status'] for r in res.values()} == {'notneeded'}, res
+    assert make(wt / DERIVED, '-q') == 0
+    assert mtime(wt / DERIVED / 'results/y.txt') == \
+        mtime(pipeline / DERIVED / 'results/y.txt')
+    assert stat_clean(wt)
+
+
+@pytest.mark.slow
+def test_several_sources_found_contained_lend_newer_times(pipeline,
+                                                          tmp_path):
+    one, two = tmp_path / 'runs1', tmp_path / 'runs2'
+    add(pipeline, one, branch='runs1', recursive=True)
+    add(pipeline, two, branch='runs2', recursive=True)
+    new_code_synced(pipeline, one)
+    sync(two, recursive=True)
+    rerun_identically(one)
+    res = merge(pipeline, 'runs*', recursive=True)
+    assert {r['status'] for r in res.values()} == {'notneeded'}, res
+    assert res[DERIVED]['already'] == ['branch runs1', 'branch runs2']
+    y = 'results/y.txt'
+    assert mtime(pipeline / DERIVED / y) == mtime(one / DERIVED / y)
+    assert make(pipeline / DERIVED, '-q') == 0
+
+
+@pytest.mark.slow
+def test_after_a_merge_commit_only_written_files_get_times(pipeline,
+                                                           tmp_path):
+    wt = tmp_path / 'runs'
+    add(pipeline, wt, branch='runs', recursive=True)
+    derived, here = pipeline / DERIVED, wt / DERIVED
+    # the worktree reruns y.txt identically and commits a new file
+    (wt / CODE / 'fmt.py').touch()
+    time.sleep(0.05)
+    assert make(here) == 0
+    commit_file(here, 'notes.txt', 'from the worktree\n', 'notes')
+    # main moved on meanwhile: a parameter file of its own
+    commit_file(derived, 'params.txt', 'main\n', 'params')
+    y = derived / 'results/y.txt'
+    before = mtime(y)
+    res = merge(derived, here)
+    outcome = res['.']
+    assert outcome['status'] == 'ok' and outcome['how'] == 'merge', outcome
+    # the merged file has the worktree's time, the rerun's output not
+    assert mtime(derived / 'notes.txt') == mtime(here / 'notes.txt')
+    assert mtime(y) == before
+    assert outcome['mtimes_withheld'] == 'other-tree', outcome
+    assert stat_clean(derived)

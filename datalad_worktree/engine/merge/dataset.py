@@ -29,7 +29,12 @@ from datalad_worktree.engine.integrate import (
 )
 from datalad_worktree.engine.merge.octopus import build_merge
 from datalad_worktree.engine.merge.sources import MergeSource, branch_worktrees
-from datalad_worktree.environment.mtimes import carry_brought, carry_from
+from datalad_worktree.environment.mtimes import (
+    Carried,
+    carry_brought,
+    carry_from,
+    combined,
+)
 from datalad_worktree.hierarchy.cones import restored_outside
 from datalad_worktree.hierarchy.walk import Node
 from datalad_worktree.repo.annex import repair_own_annex
@@ -81,9 +86,8 @@ class Merged:
     """What ``integrate`` brought into the dataset"""
     outcome: Outcome
     sources: list[MergeSource]
-    carry: Callable[[], str | None]
-    """Carries modification times from the sources' worktrees; a note
-    where that failed"""
+    carry: Callable[[], Carried]
+    """Carries modification times from the sources' worktrees"""
 
 
 def names(sources: list[MergeSource]) -> str:
@@ -164,7 +168,8 @@ def merge_into(node: Node, sources: list[tuple[str, MergeSource]],
         outcome = dataset_outcome(merged, already, head, detached)
         refused = {k: o for k, o in fates.items() if o.failed}
     if not outcome.failed and not opts.dry_run:
-        outcome = finish(repo, outcome, settled, detached, merged, opts)
+        outcome = finish(repo, outcome, settled, detached, merged, opts,
+                         lambda: carry_found(repo, head, already, places))
     return Report(outcome, refused)
 
 
@@ -185,18 +190,33 @@ def dataset_outcome(merged: Merged | None, already: list[MergeSource],
 
 
 def finish(repo: Path, outcome: Outcome, settled: list[Node],
-           detached: bool, merged: Merged | None, opts: Options) -> Outcome:
+           detached: bool, merged: Merged | None, opts: Options,
+           found: Callable[[], Carried]) -> Outcome:
     """``outcome`` after recording the merged subdatasets, with a note
     where merged sources have uncommitted changes, and after carrying
-    modification times from the sources merged (with ``opts.mtimes``)"""
+    modification times (with ``opts.mtimes``) from the sources merged,
+    or where none was, from those found contained already (``found``)"""
     outcome = record_pointers(repo, settled, POINTER_MESSAGE, outcome,
                               'merged')
     if detached and outcome.status == 'ok':
         outcome = outcome.noted('(on a detached HEAD)', sep=' ')
     if merged is None:
-        return outcome
+        return found().onto(outcome) if opts.mtimes else outcome
     outcome = note_uncommitted(outcome, merged.sources)
-    return outcome.noted(merged.carry() if opts.mtimes else None)
+    return merged.carry().onto(outcome) if opts.mtimes else outcome
+
+
+def carry_found(repo: Path, head: str, already: list[MergeSource],
+                places: dict[str, Path]) -> Carried:
+    """Carry modification times from the worktrees of the sources that
+    ``repo``, at ``head`` before the subdatasets were recorded, was found
+    to contain already (see ``mtimes.up_to_date``: only newer times, only
+    where earned)"""
+    if not already:
+        return Carried()
+    commit = head_commit(repo)
+    return combined([carry_from(s.checked_out_at(places), repo, commit,
+                                before=head) for s in already])
 
 
 def usable(sources: list[tuple[str, MergeSource]], blocked: dict[str, str],
@@ -285,7 +305,7 @@ def merge_one(repo: Path, key: str, source: MergeSource,
 
     def carry():
         return carry_from(source.checked_out_at(places), repo,
-                          head_commit(repo))
+                          head_commit(repo), outcome.keys['from_commit'])
 
     return Merged(outcome, [source], carry)
 
