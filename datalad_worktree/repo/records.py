@@ -11,9 +11,11 @@ trees (up to ``BY_HAND`` files): reading a tree in Python costs about
 0.1 ms per file, git's ``ls-tree -r -l`` and ``cat-file --batch`` a
 process (about 2.5 ms) and next to nothing per file (at 20 000 files,
 2.2 s against 20 ms). Larger trees are asked of git, one ``ls-tree`` and
-at most one ``cat-file --batch`` per question, whatever their size. Whether the
-object store may be read at all is ``store.guard``'s to say, for each
-repository once per question: where git would read a replacement (``git
+one ``cat-file --batch`` per question (a second only where git-annex's
+mark turns up), whatever their size.
+
+Whether the object store may be read at all is ``store.guard``'s to
+say, for each repository once per question: where git would read a replacement (``git
 replace``) or another object store, every question goes to git, so that
 no answer mixes git's view of a commit with the raw one.
 """
@@ -23,6 +25,8 @@ from __future__ import annotations
 import os
 from contextlib import closing
 from pathlib import Path
+
+from datalad_next.runners import CommandError
 
 from datalad_worktree.repo.queries import GITLINK_MODE, head_commit
 from datalad_worktree.repo.sparse_checkout import checked_out
@@ -172,8 +176,13 @@ def may_hold_unlocked_files(repo: Path, commit: str, files: int = BY_HAND,
     count."""
     located = _tree_from_files(repo, commit)
     found = None if located is None else pointers_in(*located, files, cone)
-    return _pointers_from_git(repo, commit, cone) if found is None \
-        else found
+    if found is not None:
+        return found
+    try:
+        return _pointers_from_git(repo, commit, cone)
+    except CommandError:
+        # git cannot read the commit: the checkout will say why
+        return True
 
 
 def _pointers_from_git(repo: Path, commit: str,

@@ -99,3 +99,10 @@ def test_files_of_lists_small_trees_only(repo):
     assert len(files_of(repo, small)) == BY_HAND
     large = commit_files(repo, many(BY_HAND + 1))
     assert files_of(repo, large) is None
+
+
+def test_a_commit_git_cannot_read_may_hold_anything(repo):
+    """Where git cannot read the commit, the answer is 'may hold', and the
+    checkout (with git-annex's filter) is left to say why it fails"""
+    commit_files(repo, many(BY_HAND * 2))
+    assert may_hold_unlocked_files(repo, '1' * 40)
