@@ -33,7 +33,8 @@ The output: the machine; per N, how long the build took and the bytes a
 worktree adds; a table of medians, ms per dataset, git processes per
 dataset, and each figure as a ratio to its baseline; the ms per dataset
 of each figure at each N, with the ratio of that at the largest N to that
-at the smallest (at most 1.3: "linear"); and the targets of issue #17,
+at the smallest (at most 1.3: "linear"); and the targets of issues #17
+and #27,
 each with its ratio per N and "met" or "not met". Usage::
 
     python benchmarks/bench_nested.py            # N=100, 500, 1000; 3 rounds
@@ -150,8 +151,15 @@ TARGETS = [
     ('worktree-merge -r no-op', 'worktree-merge -r (no-op)', 1.0, None),
     ('worktree-list -r', 'worktree-list -r', 1.2, None),
     ('worktree-remove', 'worktree-remove --force', 2.0, None),
+    # issue #27: the lead kept
+    ('#27 worktree-add -r serial', 'worktree-add -r', 0.50, (100, 500)),
+    ('#27 worktree-sync -r no-op', 'worktree-sync -r (no-op)', 1.0,
+     (500, 1000)),
+    ('#27 worktree-merge -r no-op', 'worktree-merge -r (no-op)', 1.0,
+     (500, 1000)),
+    ('#27 worktree-remove', 'worktree-remove --force', 1.5, (500,)),
 ]
-"""The targets of issue #17; None: at every N"""
+"""The targets of issues #17 and #27 (those named so); None: at every N"""
 LINEAR = 1.3
 """The most that the cost per dataset at the largest N may be, as a
 multiple of that at the smallest N, to count as linear growth"""
@@ -736,7 +744,8 @@ def report(results: list[dict], notes: list[str]) -> str:
     lines += ['', 'Medians, ms per dataset, git processes per dataset, '
               'ratio to the baseline:', '', *figures_table(results), '',
               'Growth: ms per dataset at each N', '',
-              *linearity_table(results), '', 'Targets (issue #17):', '']
+              *linearity_table(results), '', 'Targets (issues #17 and #27):',
+              '']
     lines += targets_table(results)[0]
     return '\n'.join(lines)
 

@@ -12,6 +12,8 @@ from datalad_next.tests.fixtures import check_gitconfig_global  # noqa: F401
 
 from tests.fixtures import (  # noqa: F401 (fixtures, registered here)
     isolated_git_config,
+    large,
+    large_template,
     origin,
     runs,
     runs_template,

@@ -13,6 +13,10 @@ project, built once per test run, and git's configuration isolated
         ├── containers/          registered, not installed
         └── results/summary.txt  annexed output of the run record
 
+A second hierarchy has one subdataset of tens of thousands of files
+(``large``: ``build_large``, 20 000 files in git and 200 annexed, built
+once as ``large_template``), for checks of what the many-file paths do.
+
 It is built once per session (``template``), at ``project/super`` in a
 directory of its own; a second template adds a 'runs' worktree of the whole
 hierarchy next to it (``runs_template``: ``worktree-add -r --branch runs``
@@ -169,6 +173,59 @@ def runs_template(template, tmp_path_factory) -> Path:
         assert {r['status'] for r in res} <= {'ok', 'notneeded'}, res
 
     return built_once(tmp_path_factory, 'runs-template', build)
+
+
+LARGE_GIT_FILES = 20000
+LARGE_ANNEXED = 200
+"""The subdataset ``data`` of the large template: files in git (100 per
+directory, in ``sub-NNN/func/``), and locked annexed files"""
+
+
+def build_large(root: Path) -> Path:
+    """A superdataset with one subdataset ``data`` of ``LARGE_GIT_FILES``
+    files in git and ``LARGE_ANNEXED`` annexed ones, at ROOT/large/super:
+    made with DataLad, the files added with git-annex (annexed) and with
+    plain git (git-annex's filter off: much faster, and where they go is
+    said here), as a BIDS dataset holds them"""
+    quiet = {'result_renderer': 'disabled'}
+    sup = dl.create(root / 'large' / 'super', **quiet)
+    data = dl.create(sup.pathobj / 'data', dataset=sup, **quiet).pathobj
+    annexed = []
+    for i in range(LARGE_GIT_FILES):
+        d, n = divmod(i, 100)
+        func = data / f'sub-{d:03d}' / 'func'
+        if not n:
+            func.mkdir(parents=True)
+        (func / f'sub-{d:03d}_task-t{n:02d}_bold.json').write_text(
+            f'{{"RepetitionTime": {n}, "subject": {d}}}\n')
+        if n < LARGE_ANNEXED * 100 // LARGE_GIT_FILES:
+            name = func / f'sub-{d:03d}_task-t{n:02d}_bold.nii.gz'
+            name.write_bytes(b'nifti %d\n' % i)
+            annexed.append(str(name.relative_to(data)))
+    subprocess.run(['git', 'annex', 'add', '-q', '--force-large', '--',
+                    *annexed], cwd=data, check=True)
+    subprocess.run(['git', *NO_ANNEX_FILTER, 'add', '--', '.'], cwd=data,
+                   check=True)
+    subprocess.run(['git', '-c', 'gc.auto=0', 'commit', '-q', '-m',
+                    'BIDS-sized'], cwd=data, check=True)
+    subprocess.run(['git', 'repack', '-a', '-d', '-q'], cwd=data, check=True)
+    sup.save(path='data', message='record data', **quiet)
+    return sup.pathobj
+
+
+@pytest.fixture(scope='session')
+def large_template(tmp_path_factory) -> Path:
+    """The large hierarchy (``build_large``), built once; returns ROOT, with
+    the superdataset at ROOT/large/super"""
+    return built_once(tmp_path_factory, 'large', build_large)
+
+
+@pytest.fixture
+def large(large_template, tmp_path) -> Path:
+    """A private copy of the large hierarchy at tmp_path/large/super;
+    returns the superdataset"""
+    restore(large_template, tmp_path)
+    return tmp_path / 'large' / 'super'
 
 
 @pytest.fixture

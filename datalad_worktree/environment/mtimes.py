@@ -107,13 +107,14 @@ def parse_tree(out: bytes) -> dict[str, Entry]:
     """The carried kinds of files (regular files, symbolic links) of a
     ``git ls-tree -r -l -z`` listing, by path"""
     entries = {}
-    for record in out.split(b'\0'):
+    # decoded once: a file name comes back as os.fsdecode gives it
+    for record in os.fsdecode(out).split('\0'):
         if not record:
             continue
-        meta, path = record.split(b'\t', 1)
-        mode, _, blob, size = meta.decode().split()
+        meta, path = record.split('\t', 1)
+        mode, _, blob, size = meta.split()
         if mode in CARRIED_MODES:
-            entries[os.fsdecode(path)] = Entry(mode, blob, int(size))
+            entries[path] = Entry(mode, blob, int(size))
     return entries
 
 
@@ -219,9 +220,11 @@ def directories(paths) -> set[str]:
     """Every directory that holds one of ``paths``, '' for the top"""
     found = {''}
     for path in paths:
-        parts = path.split('/')[:-1]
-        for i in range(1, len(parts) + 1):
-            found.add('/'.join(parts[:i]))
+        parent = path.rpartition('/')[0]
+        # up to the first directory already found (its own are, too)
+        while parent not in found:
+            found.add(parent)
+            parent = parent.rpartition('/')[0]
     return found
 
 

@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from datalad_next.runners import CommandError
@@ -145,3 +148,97 @@ def run_all(calls: list[tuple[Path, list[str]]]) -> list[bytes]:
     if failed:
         raise failed
     return outputs
+
+
+@contextmanager
+def _fed(repo: Path, args: list[str], lines: Iterable[str]
+         ) -> Iterator[subprocess.Popen]:
+    """git with ``args`` in ``repo``, its standard input fed with
+    ``lines`` (each ended by a newline) from a thread of its own, so that
+    its output can be read while it runs; the process. When the context
+    is left before git's output was read to its end, git is ended. Raises
+    ``CommandError`` when git fails (exits with a code other than 0)."""
+    cmd = ['git', *args]
+    proc = subprocess.Popen(cmd, cwd=repo, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=environment())
+
+    def write():
+        try:
+            for line in lines:
+                proc.stdin.write(os.fsencode(line) + b'\n')
+        except (BrokenPipeError, ValueError):
+            pass  # git ended (failed, or was ended below)
+        finally:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    read_all = False
+    try:
+        yield proc
+        read_all = not proc.stdout.read(1)
+    finally:
+        if not read_all:
+            proc.kill()
+        writer.join()
+        err = proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+        code = proc.wait()
+    if code:
+        raise CommandError(cmd=cmd, code=code, stderr=os.fsdecode(err),
+                           cwd=repo)
+
+
+def stream(repo: Path, args: list[str], lines: Iterable[str],
+           size: int = 1 << 20) -> Iterator[bytes]:
+    """Run git with ``args`` in ``repo``, ``lines`` fed to its standard
+    input while it runs (see ``_fed``); its standard output, in chunks
+    of ``size`` bytes (the last one shorter), as they come. A generator: leaving it early
+    (``close``, or a ``break`` of the loop) ends git. Raises
+    ``CommandError`` when git fails."""
+    with _fed(repo, args, lines) as proc:
+        while True:
+            chunk = proc.stdout.read(size)
+            if not chunk:
+                break
+            yield chunk
+
+
+def cat_file(repo: Path, names: Iterable[str]
+             ) -> Iterator[tuple[str, bytes | None]]:
+    """The content of each object of ``names`` (object names or
+    revisions), in order, from one ``git cat-file --batch`` in ``repo``:
+    (its object name, its content), or (the name asked, None) where there
+    is no such object (or the name is ambiguous)
+
+    A generator that streams: git's output is read object by object while
+    the names are written to it (see ``_fed``), and no more than one
+    object is held here at a time. Leaving it early (``close``, or a
+    ``break`` of the loop) ends git. Raises ``CommandError`` when git
+    fails or answers something else.
+    """
+    args = ['cat-file', '--batch', '--buffer']
+    with _fed(repo, args, names) as proc:
+        out = proc.stdout
+        while True:
+            header = out.readline()
+            if not header:
+                break
+            meta = header[:-1].rsplit(b' ', 2)
+            if header.endswith(b'\n') and len(meta) == 3 and \
+                    meta[2].isdigit():
+                size = int(meta[2])
+                content = out.read(size + 1)
+                if len(content) == size + 1:
+                    yield os.fsdecode(meta[0]), content[:size]
+                    continue
+            elif header.endswith((b' missing\n', b' ambiguous\n')):
+                yield os.fsdecode(header[:header.rindex(b' ')]), None
+                continue
+            raise CommandError(cmd=['git', *args], cwd=repo,
+                               msg=f'unexpected output: {header[:200]!r}')

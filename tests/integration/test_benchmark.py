@@ -68,9 +68,38 @@ def test_a_tiny_run_end_to_end(tmp_path):
     assert set(result['medians']) == figures
     assert set(result['git_spawns_per_dataset']) == figures
     assert all(v > 0 for v in result['git_spawns_per_dataset'].values())
-    assert [t['target'] for t in data['targets']][:6] == \
+    assert [t['target'] for t in data['targets']][:len(bench.TARGETS)] == \
         [t[0] for t in bench.TARGETS]
     for text in ('git loop: worktree add', 'worktree-remove --force',
-                 'raw loop: rm + prune + branch -D', 'Targets (issue #17)',
+                 'raw loop: rm + prune + branch -D',
+                 'Targets (issues #17 and #27)',
                  'verdict'):
+        assert text in out.stdout
+
+
+def test_the_large_tree_profile_end_to_end(tmp_path):
+    """bench_bigtree.py: its large dataset (files in git, annexed files,
+    a clean and refreshed index), and a tiny run of it"""
+    bench = load_benchmark('bench_bigtree')
+    top = bench.build(tmp_path / 'built', 250, 20)
+    data = top / 'data'
+    assert git(top, 'status', '--porcelain').stdout == ''
+    assert git(data, 'status', '--porcelain').stdout == ''
+    tree = git(data, 'ls-tree', '-r', 'HEAD').stdout.splitlines()
+    assert sum(line.startswith('100644') for line in tree) == 250
+    assert sum(line.startswith('120000') for line in tree) == 20
+    assert git(top, 'rev-parse', 'HEAD:data').stdout.strip() == \
+        git(data, 'rev-parse', 'HEAD').stdout.strip()
+    results = tmp_path / 'results.json'
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / 'bench_bigtree.py'),
+         '--git-files', '120', '--annexed', '5', '--rounds', '1', '--json',
+         str(results)], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    [result] = json.loads(results.read_text())['results']
+    assert set(result['medians']) == set(bench.FIGURES)
+    assert set(result['peak_kib']) == set(bench.BASELINE)
+    assert all(v > 0 for v in result['peak_kib'].values())
+    for text in ('Targets (issue #27)', 'carrying times, share of add',
+                 'peak MiB', 'verdict'):
         assert text in out.stdout

@@ -149,17 +149,22 @@ def create(plan: Plan, carry=None) -> Outcome | None:
     if redirected(plan.root, node.relpath):
         return Outcome('error', f'refusing {target}: a symbolic link on its '
                                 'path leads elsewhere')
+    # asked once: for the checkout, and for carrying times (a worktree
+    # without unlocked files needs no check of its files for pointers)
+    unlocked = plan.annex and may_hold_unlocked_files(node.path, node.commit,
+                                                      cone=plan.cone)
     error = add_worktree(node.path, target, node.commit, plan.branch,
                          plan.new_branch, plan.annex, plan.moved_from,
-                         plan.cone)
+                         plan.cone, unlocked)
     if error is None and carry:
-        carry(node.path, target, node.commit, plan.annex, plan.cone)
+        carry(node.path, target, node.commit, unlocked, plan.cone)
     return error
 
 
 def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
                  new_branch: bool, annex: bool, moved_from: str = '',
-                 cone: Cone | None = None) -> Outcome | None:
+                 cone: Cone | None = None, unlocked: bool | None = None
+                 ) -> Outcome | None:
     """Make a linked worktree of ``repo`` at ``target``: ``branch`` (made
     at ``commit`` with ``new_branch``; moved from ``moved_from`` to
     ``commit`` first, where given, only if it is still there), or a
@@ -178,7 +183,10 @@ def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
     git-annex's are the only hooks, git-annex has nothing to do in the
     checkout but make its links (its filter and post-checkout hook act on
     unlocked files only): the checkout then runs without them, and the
-    links are made here, which saves most of the time a worktree takes."""
+    links are made here, which saves most of the time a worktree takes.
+    ``unlocked`` is whether the commit may hold an unlocked file (in the
+    cone), where the caller asked already (``may_hold_unlocked_files``),
+    at any number of files."""
     wait = lock_wait()
     if branch is not None and (new_branch or moved_from):
         error = place_branch(repo, branch, commit, moved_from, wait)
@@ -186,8 +194,9 @@ def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
             return error
     how = ['--detach', '--', str(target), commit] if branch is None else \
         ['--', str(target), branch]
-    quick = annex and not may_hold_unlocked_files(repo, commit, cone=cone) \
-        and annex_checkout_work_needless(repo)
+    if unlocked is None and annex:
+        unlocked = may_hold_unlocked_files(repo, commit, cone=cone)
+    quick = annex and not unlocked and annex_checkout_work_needless(repo)
     without_annex = ['-c', f'core.hooksPath={os.devnull}',
                      *git.NO_ANNEX_FILTER] if quick else []
     later = ['--no-checkout'] if cone is not None else []

@@ -176,35 +176,53 @@ def may_hold_pointers(objects: Path, tree: str, files: int,
     checkout has them), only the files such a checkout has count: those
     below a cone directory and those directly in a directory on the way
     to one."""
+    return pointers_in(objects, tree, files, cone) is not False
+
+
+def pointers_in(objects: Path, tree: str, files: int,
+                cone: tuple[str, ...] | None = None) -> bool | None:
+    """``may_hold_pointers``, telling the cases apart: True where a file
+    that may be a pointer was found, False where all files (at most
+    ``files``) were read and none is one, None where more than ``files``
+    or any of them could not be read here (then git is to be asked)"""
     budget = [files]
     wanted = None if cone is None else [c.split('/') for c in cone]
     try:
         return _may_hold_pointers(objects, tree, budget, wanted)
     except (OSError, ValueError, zlib.error, struct.error, IndexError,
             RecursionError):
-        return True
+        return None
+
+
+def is_pointer_like(data: bytes) -> bool:
+    """Whether a blob smaller than ``MAX_POINTER`` with content (or start)
+    ``data`` may be a git-annex pointer file"""
+    return POINTER_MARK in data[:1024]
 
 
 def _may_hold_pointers(objects: Path, tree: str, budget: list[int],
-                       cone: list[list[str]] | None) -> bool:
+                       cone: list[list[str]] | None) -> bool | None:
     entries = _tree(objects, tree)
     if entries is None:
-        return True
+        return None
     for base, (mode, name) in entries.items():
         if mode == TREE:
             below = _cone_below(cone, os.fsdecode(base))
-            if below != [] and _may_hold_pointers(objects, name, budget,
-                                                  below):
-                return True
+            if below != []:
+                found = _may_hold_pointers(objects, name, budget, below)
+                if found is not False:
+                    return found
         if mode not in FILE_MODES:
             continue
         budget[0] -= 1
         size = _size(objects, name) if budget[0] >= 0 else None
         if size is None:
-            return True
+            return None
         if size < MAX_POINTER:
             blob = read_object(objects, name)
-            if blob is None or POINTER_MARK in blob[1][:1024]:
+            if blob is None:
+                return None
+            if is_pointer_like(blob[1]):
                 return True
     return False
 
