@@ -14,25 +14,37 @@ times, each on a copy of that same start state, in one run:
   ``results``;
 * BABS's procedure (PennLINC/babs, ``babs merge``) on ``results``: ``git
   merge -m ... BRANCH...`` (an octopus merge) of the job branches in
-  chunks of up to 1000 (``--chunk``); where git refuses a chunk that
-  large, again on a fresh copy with chunks of 100. BABS merges in a clone
-  of its output store and records nothing in a superdataset;
+  chunks of up to 2000, BABS's default (``--chunk``); where git refuses a
+  chunk that large, again on a fresh copy with chunks of 100. BABS merges
+  in a clone of its output store and records nothing in a superdataset.
+  With ``--babs-budget SECONDS`` no chunk starts once that much time is
+  spent: then the time of all chunks is given as a lower bound (the
+  mean time of the chunks done, times their number: a later chunk merges
+  into a larger index, so it is not expected to take less);
 * a loop of ``git merge --no-edit BRANCH`` over the branches, one after
-  the other, in ``results``.
+  the other, in ``results``, only up to N = ``--loop-max`` (1000).
 
-Each is checked afterwards: ``results`` must have all N result files.
-The output: the seconds of each, and the ratio ours / BABS against the
-target of issue #18 (at most 0.5). Usage::
+Each is checked afterwards: ``results`` must have all N result files. The
+output, per N and way: the seconds, the milliseconds per branch (constant
+where the time grows linearly), and the peak memory: the largest resident
+set of the process or of any process it started (``wait4``'s
+``ru_maxrss``; for BABS and the loop, the largest of its ``git merge``
+processes). Then per N the ratio ours / BABS against the target of issue
+#18 (at most 0.5), and at 40 000 the target of issue #26 (under 300 s).
+Usage::
 
     python benchmarks/bench_jobs.py              # N=1000
     python benchmarks/bench_jobs.py --quick      # N=50
-    python benchmarks/bench_jobs.py --jobs 5000 --chunk 1000
+    python benchmarks/bench_jobs.py --jobs 1000 10000 40000 --babs-budget 240
 
 The job branches are written with git's plumbing (one ``git annex add``
 of all N result files for their annex keys, content and location log, then
 one ``git fast-import``), not with N ``worktree-add`` calls, which would
-take longer than everything timed here. Only public tools are used: git,
-git-annex, datalad and Python's standard library.
+take longer than everything timed here; then packed (``git repack -a
+-d``), as branches fetched or pushed from a cluster arrive, so that no
+``git gc --auto`` of the build's loose objects runs in a timed step. Only
+public tools are used: git, git-annex, datalad and Python's standard
+library.
 """
 
 from __future__ import annotations

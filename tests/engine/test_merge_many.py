@@ -340,7 +340,7 @@ def test_a_merge_of_more_sources_than_a_command_line_holds(
     monkeypatch.setattr(octopus, 'PARENTS_ON_COMMAND_LINE', 2)
     script = edited_jobs(origin, tmp_path)
     base = git(origin / CODE, 'rev-parse', 'HEAD')
-    res, by = merge(origin, 'job-*', recursive=True)
+    _, by = merge(origin, 'job-*', recursive=True)
     assert by[CODE]['sources'] == ['branch job-a', 'branch job-b',
                                    'branch job-c']
     assert parents(origin / CODE) == [base] + [

@@ -51,7 +51,8 @@ def test_a_quick_run_end_to_end():
     assert out.returncode == 0, out.stdout + out.stderr
     for text in ('50 job branches', 'ours: worktree-merge -r job-*',
                  'BABS: git merge octopus, chunks of 2000',
-                 'loop: git merge per branch', 'ratio ours / BABS', 'ms/branch', 'peak MiB',
+                 'loop: git merge per branch', 'ratio ours / BABS',
+                 'ms/branch', 'peak MiB',
                  'ours: super records the merged results: True'):
         assert text in out.stdout
 
