@@ -56,7 +56,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 DATALAD = str(Path(sys.executable).with_name('datalad'))
@@ -179,13 +178,16 @@ def copy_of(template: Path, dest: Path) -> Path:
     return dest
 
 
-@dataclass
 class Step:
     """One timed way of merging: its seconds, the peak memory of its
-    largest process, and what else to say of it"""
-    seconds: float = 0.0
-    peak_kib: int = 0
-    note: str = ''
+    largest process, and what else to say of it (a plain class: the tests
+    load this script without registering it as a module, which a
+    dataclass needs)"""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.peak_kib = 0
+        self.note = ''
 
 
 def measured(cmd: list[str], cwd: Path, step: Step) -> None:
