@@ -307,3 +307,48 @@ def test_modification_times_come_from_each_source(origin, tmp_path):
         os.utime(wt / CODE / f'{wt.name}.txt', (1_400_000_000,) * 2)
     merge(origin, ['job-c', 'job-d'], recursive=True, mtimes=False)
     assert os.stat(origin / CODE / 'job-c.txt').st_mtime > 1_400_000_000
+
+
+def test_commit_tree_writes_more_parents_than_a_command_line_holds(
+        tmp_path, monkeypatch):
+    """Above ``PARENTS_ON_COMMAND_LINE`` parents the commit is the very
+    object that ``git commit-tree`` writes with all of them on its command
+    line"""
+    from datalad_worktree.engine.merge import octopus
+    monkeypatch.setenv('GIT_AUTHOR_DATE', '1700000000 +0100')
+    monkeypatch.setenv('GIT_COMMITTER_DATE', '1700000001 +0200')
+    repo = tmp_path / 'repo'
+    git(tmp_path, 'init', '-q', str(repo))
+    tree = git(repo, 'write-tree')
+    tips = [git(repo, 'commit-tree', '-m', f'job {i}', tree)
+            for i in range(5)]
+    message = 'Merge results\n\nof 5 jobs, with an ä'
+    expected = git(repo, 'commit-tree', *[a for p in tips for a in ('-p', p)],
+                   '-m', message, tree)
+    assert octopus.commit_tree(repo, tree, tips, message) == expected
+    monkeypatch.setattr(octopus, 'PARENTS_ON_COMMAND_LINE', 2)
+    assert octopus.commit_tree(repo, tree, tips, message) == expected
+    assert parents(repo, expected) == tips
+
+
+def test_a_merge_of_more_sources_than_a_command_line_holds(
+        origin, tmp_path, monkeypatch):
+    """With the limit of parents on git's command line at 2, three jobs
+    (one of which git's own merge merges) become one merge commit of four
+    parents, as ever"""
+    from datalad_worktree.engine.merge import octopus
+    monkeypatch.setattr(octopus, 'PARENTS_ON_COMMAND_LINE', 2)
+    script = edited_jobs(origin, tmp_path)
+    base = git(origin / CODE, 'rev-parse', 'HEAD')
+    _, by = merge(origin, 'job-*', recursive=True)
+    assert by[CODE]['sources'] == ['branch job-a', 'branch job-b',
+                                   'branch job-c']
+    assert parents(origin / CODE) == [base] + [
+        git(origin / CODE, 'rev-parse', name)
+        for name in ('job-a', 'job-b', 'job-c')]
+    merged = (origin / CODE / 'process.py').read_text()
+    assert merged.startswith('# a\n') and merged.endswith('  # c\n')
+    assert merged.count('\n') == script.count('\n') + 1
+    assert len(parents(origin)) == 4
+    assert git(origin / CODE, 'fsck', '--no-dangling', '--no-progress') == ''
+    assert clean(origin)

@@ -50,9 +50,10 @@ def test_a_quick_run_end_to_end():
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     for text in ('50 job branches', 'ours: worktree-merge -r job-*',
-                 'BABS: git merge octopus, chunks of 1000',
+                 'BABS: git merge octopus, chunks of 2000',
                  'loop: git merge per branch', 'ratio ours / BABS',
-                 'super records the merged results: True'):
+                 'ms/branch', 'peak MiB',
+                 'ours: super records the merged results: True'):
         assert text in out.stdout
 
 

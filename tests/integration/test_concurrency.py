@@ -1,10 +1,11 @@
 """Scale-out: many jobs of a cluster start at the same second, each making
 its worktree of the same hierarchy and running in it
 
-24 ``datalad worktree-add -r`` processes on different branches (every other
-one with ``--sparse``) start at one moment (a start barrier releases them once DataLad is imported), then
-24 ``datalad run`` processes, one in each new worktree. Every one must
-succeed, and nothing may be left half made or locked.
+64 ``datalad worktree-add -r`` processes on different branches (every
+other one with ``--sparse``) start at one moment (a start barrier releases
+them once DataLad is imported), then 64 ``datalad run`` processes, one in
+each new worktree. Every one must succeed, and nothing may be left half
+made or locked.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.reliability
 
-JOBS = 24
+JOBS = 64
 SPARSE = ['--sparse', CODE, '--sparse', f'{DERIVED}/inputs/bpod/sub-01',
           '--sparse', f'{DERIVED}/results']
 """What every other job checks out: a sparse worktree"""
 IN_CONE = ['.', DERIVED, CODE, f'{DERIVED}/inputs/bpod']
 """The datasets that a sparse job has worktrees of"""
+INPUT = 'inputs/bpod/sub-01/trials.tsv'
+"""Every job's input, in derived/L5b: a small file"""
 
 LAUNCHER = """\
 import os, sys, time
@@ -127,12 +130,13 @@ def output_of(i: int) -> str:
 
 def test_many_jobs_add_worktrees_and_run_at_the_same_moment(origin,
                                                              tmp_path):
-    """24 ``worktree-add -r`` of different branches at one moment (every
-    other one sparse) all succeed, then 24 ``datalad run`` with annexed outputs, one in each,
-    at one moment: every run record is where it belongs with its output
-    readable, ``git annex fsck`` passes, no lock is left, every
-    repository lists all 24 worktrees, and the main worktrees are as
-    they were"""
+    """64 ``worktree-add -r`` of different branches at one moment (every
+    other one sparse) all succeed, then 64 ``datalad run`` with annexed
+    outputs, one in each, at one moment: every run record is where it
+    belongs, as it was given, with its output readable and known to the
+    annex, ``git annex fsck --all`` passes, no lock is left, every
+    repository has exactly the jobs' registrations, each on its branch at
+    its worktree's commit, and the main worktrees are as they were"""
     with_a_container(origin)
     before = snapshot(origin)
     jobs = [tmp_path / 'jobs' / f'job-{i}' for i in range(JOBS)]
@@ -150,9 +154,8 @@ def test_many_jobs_add_worktrees_and_run_at_the_same_moment(origin,
     runs = all_at_once(
         [(wt / DERIVED, [
             'run', *(['--explicit'] if i % 2 else []), '-m', f'job {i}',
-            '-i', 'inputs/bpod/sub-01/trials.tsv',
-            '-o', f'results/job-{i}.txt',
-            f'{sys.executable} code/process.py inputs/bpod/sub-01/trials.tsv'
+            '-i', INPUT, '-o', f'results/job-{i}.txt',
+            f'{sys.executable} code/process.py {INPUT}'
             f' results/job-{i}.txt && echo job {i} >> results/job-{i}.txt'])
          for i, wt in enumerate(jobs)], tmp_path / 'run-logs')
     run_time = time.monotonic() - started
@@ -163,22 +166,40 @@ def test_many_jobs_add_worktrees_and_run_at_the_same_moment(origin,
 
     derived = origin / DERIVED
     recorded_before = git(derived, 'rev-parse', 'HEAD')
+    keys = {}
     for i, wt in enumerate(jobs):
         here = wt / DERIVED
+        output = f'results/job-{i}.txt'
+        # one commit on what the job started from, of its output alone
         assert git(here, 'rev-parse', 'HEAD~1') == recorded_before
+        assert git(here, 'diff-tree', '--no-commit-id', '--name-only', '-r',
+                   'HEAD') == output
         record = run_record(git(here, 'log', '-1', '--format=%B'))
-        assert record['outputs'] == [f'results/job-{i}.txt']
-        assert f'echo job {i} ' in record['cmd']
-        assert (here / f'results/job-{i}.txt').read_text() == output_of(i)
+        assert record['outputs'] == [output]
+        assert record['inputs'] == [INPUT]
+        assert record['exit'] == 0 and record['pwd'] == '.'
+        assert record['cmd'].endswith(f'echo job {i} >> {output}')
+        assert (here / output).read_text() == output_of(i)
+        keys[os.path.basename(os.readlink(here / output))] = i
         assert git(here, 'status', '--porcelain') == ''
+    # every output is in the annex that all worktrees share, by its log
+    present = {r['key'] for r in map(json.loads, git(
+        derived, 'annex', 'whereis', '--all', '--json').splitlines())
+        if any(w['here'] for w in r['whereis'])}
+    assert set(keys) <= present, sorted(set(keys) - present)
     for rel in INSTALLED:
         ds = origin / rel
+        mine = [wt for i, wt in enumerate(jobs) if i % 2 == 0 or
+                rel in IN_CONE]
         listed = git(ds, 'worktree', 'list', '--porcelain').split('\n\n')
-        # the sparse jobs have no worktree of datasets outside their cone
-        assert len(listed) == 1 + (JOBS if rel in IN_CONE else JOBS // 2), \
-            listed
         assert not [w for w in listed if '\nlocked' in w or
                     '\nprunable' in w], listed
+        # the main worktree, then each job's, on its branch at its commit;
+        # the sparse jobs have none of datasets outside their cone
+        assert sorted(listed[1:]) == sorted(
+            f'worktree {wt / rel if rel != "." else wt}\n'
+            f'HEAD {git(wt / rel, "rev-parse", "HEAD")}\n'
+            f'branch refs/heads/{wt.name}' for wt in mine), listed
         assert lock_files(ds) == []
     for ds in datasets_of(origin):
         if (ds / '.git' / 'annex').exists() or \

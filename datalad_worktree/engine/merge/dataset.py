@@ -27,7 +27,7 @@ from datalad_worktree.engine.integrate import (
     record_pointers,
     settled_subdatasets,
 )
-from datalad_worktree.engine.merge.octopus import build_merge
+from datalad_worktree.engine.merge.octopus import build_merge, commit_tree
 from datalad_worktree.engine.merge.sources import MergeSource, branch_worktrees
 from datalad_worktree.environment.mtimes import (
     Carried,
@@ -46,7 +46,6 @@ from datalad_worktree.repo.queries import (
 )
 from datalad_worktree.repo.records import contained_in, gitlinks
 from datalad_worktree.repo.store.refs import git_dirs
-from datalad_worktree.runners import git
 from datalad_worktree.runners.locks import lock_problem
 
 POINTER_MESSAGE = 'Record the subdatasets merged by worktree-merge'
@@ -348,9 +347,7 @@ def merge_several(repo: Path, head: str,
         return None
     message = opts.message or ('Merge results from ' + names(merged) +
                                ' (worktree-merge)')
-    commit = git.text(repo, [
-        'commit-tree', *[a for p in [head, *built.merged] for a in ('-p', p)],
-        '-m', message, built.tree]).strip()
+    commit = commit_tree(repo, built.tree, [head, *built.merged], message)
     outcome = integrate(repo, commit, what=f'the merge of {len(merged)} '
                         f'sources ({commit[:10]})', ff_only=False,
                         message=message, subdatasets=[], dry_run=opts.dry_run,

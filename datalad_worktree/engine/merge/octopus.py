@@ -18,8 +18,8 @@ checkout:
 A source whose merge conflicts (with HEAD, or with a source merged before
 it) is left out and reported with the conflicting paths; conflicts only on
 the pointers of subdatasets whose checked-out commit contains both sides
-are resolved to that commit. The caller writes the commit and brings it
-into the checkout.
+are resolved to that commit. The caller writes the commit (``commit_tree``,
+for any number of parents) and brings it into the checkout.
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ from datalad_worktree.base.outcome import error_line
 from datalad_worktree.repo.queries import GITLINK_MODE
 from datalad_worktree.repo.store.refs import git_dirs
 from datalad_worktree.runners import git
+
+PARENTS_ON_COMMAND_LINE = 1000
+"""Up to how many parents a commit is written by ``git commit-tree -p
+...``; a commit with more gets them without the command line, whose
+length the system limits (ARG_MAX: 2 MiB on Linux, about 40 000 parents)"""
 
 INDEX_NAME = 'worktree-merge-index'
 """The index file, in the git directory of the checkout, that the merged
@@ -116,6 +121,35 @@ def build_merge(repo: Path, head: str, commits: list[str],
     finally:
         state.close()
     return built
+
+
+def commit_tree(repo: Path, tree: str, parents: list[str], message: str
+                ) -> str:
+    """The commit of ``tree`` with ``parents`` (in order) and ``message``,
+    written into ``repo``, for any number of parents
+
+    Up to ``PARENTS_ON_COMMAND_LINE`` parents it is ``git commit-tree``'s
+    own commit. With more, git writes the commit with the first parent
+    (its author, committer, dates, encoding as ``git commit-tree`` sets
+    them; not signed, as a signature would not survive the next step), and
+    the other parents' lines are added to that object, which ``git
+    hash-object -t commit`` checks and writes: the same commit that
+    ``git commit-tree`` would write with all of them, were the command line
+    long enough.
+    """
+    if len(parents) <= PARENTS_ON_COMMAND_LINE:
+        return git.text(repo, [
+            'commit-tree', *[a for p in parents for a in ('-p', p)],
+            '-m', message, tree]).strip()
+    first = git.text(repo, ['commit-tree', '--no-gpg-sign', '-p',
+                            parents[0], '-m', message, tree]).strip()
+    raw = git.text(repo, ['cat-file', 'commit', first])
+    line = f'parent {parents[0]}\n'
+    at = raw.index(line) + len(line)
+    whole = raw[:at] + ''.join(f'parent {p}\n' for p in parents[1:]) + \
+        raw[at:]
+    return git.text(repo, ['hash-object', '-t', 'commit', '-w', '--stdin'],
+                    input=whole).strip()
 
 
 def single_bases(repo: Path, head: str, commits: list[str]
@@ -292,9 +326,8 @@ class MergeState:
         """Merge ``commit`` into the tree with ``git merge-tree``; the
         paths it conflicts in, apart from resolvable pointers"""
         before = self.write_tree()
-        ours = git.text(self.repo, [
-            'commit-tree', '-m', 'worktree-merge: merged so far',
-            *[a for p in self.parents for a in ('-p', p)], before]).strip()
+        ours = commit_tree(self.repo, before, self.parents,
+                           'worktree-merge: merged so far')
         try:
             out = git.text(self.repo, [
                 'merge-tree', '--write-tree', '--name-only', '-z',
