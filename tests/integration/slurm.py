@@ -5,7 +5,8 @@ directory ``root`` and starts ``munged``, ``slurmctld`` and ``slurmd`` as
 child processes in the foreground, all as root: one node (this host's short
 name, at 127.0.0.1, with the CPUs this process may use), one default
 partition, process tracking without cgroups (proctrack/linuxproc,
-task/none), no accounting. State, spool, sockets and logs stay in
+task/none), no accounting; a job at its time limit gets SIGTERM, and
+SIGKILL 2 s later (KillWait). State, spool, sockets and logs stay in
 ``root``; the ports are free ones picked at start, so that a SLURM of the
 machine (or of another test run) is not disturbed. The client commands
 (``sbatch``, ``squeue``, ...) find the cluster through ``SLURM_CONF``
@@ -101,6 +102,8 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
+KillWait=2
+OverTimeLimit=0
 NodeName={node} NodeAddr=127.0.0.1 CPUs={cpus()} State=UNKNOWN
 PartitionName=tests Nodes={node} Default=YES MaxTime=INFINITE State=UP
 """
@@ -125,7 +128,7 @@ class Cluster:
         """A client command (``squeue``, ...) against this cluster"""
         return subprocess.run([program(args[0]), *args[1:]], env=self.env,
                               capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
 
     def logs(self, lines: int = 30) -> str:
         """The last ``lines`` of every daemon's log and output"""

@@ -22,9 +22,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import (
+    DERIVED,
+    clean,
+    datalad_cli,
+    datasets_of,
+    env_with_datalad,
+    git,
+    snapshot,
+)
+
 from . import slurm
-from tests.helpers import (DERIVED, clean, datalad_cli, datasets_of,
-                       env_with_datalad, git, snapshot)
 
 # slurmd, which starts the jobs, runs as root (tests/integration/slurm.py)
 pytestmark = [pytest.mark.slurm, pytest.mark.root, pytest.mark.slow]
@@ -112,16 +120,17 @@ def check_completed(cluster, *jobs: str) -> None:
 
 
 def submit(cluster, origin: Path, scratch: Path, tasks: int,
-           analysis: str, explicit: bool = False) -> tuple[str, str]:
+           analysis: str, explicit: bool = False, recipe: Path = RECIPE,
+           **env: str) -> tuple[str, str]:
     """Run the recipe's submit.sh (its tasks with a plain ``datalad run``,
-    or with ``explicit`` ``datalad run --explicit``); returns the array
-    and merge job ids"""
+    or with ``explicit`` ``datalad run --explicit``; ``env``: more of the
+    submitter's environment); returns the array and merge job ids"""
     out = subprocess.run(
-        ['bash', str(RECIPE / 'submit.sh'), str(origin), str(scratch),
+        ['bash', str(recipe / 'submit.sh'), str(origin), str(scratch),
          str(tasks)], env=job_env(cluster, ANALYSIS=analysis,
                                   INPUTS=f'{DERIVED}/inputs/bpod/sub-01',
-                                  EXPLICIT='1' if explicit else ''),
-        capture_output=True, text=True)
+                                  EXPLICIT='1' if explicit else '', **env),
+        capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     array, merge = out.stdout.split()
     return array, merge
@@ -145,9 +154,9 @@ def test_jobs_get_the_submitters_environment(cluster, tmp_path):
     env = job_env(cluster)
     out = subprocess.run(
         ['sbatch', '--parsable', f'--output={tmp_path}/env.out', '--wrap',
-         'echo "$HOME"; echo "$GIT_CONFIG_GLOBAL"; '
-         'git config --global user.email; command -v datalad'],
-        env=env, capture_output=True, text=True)
+         ('echo "$HOME"; echo "$GIT_CONFIG_GLOBAL"; '
+          'git config --global user.email; command -v datalad')],
+        env=env, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     job = out.stdout.strip()
     wait_for(cluster, job, timeout=60)
@@ -202,8 +211,8 @@ def test_job_array_results_merged_home(cluster, origin, tmp_path,
 
     records = run_records(derived)[:-before or None]
     assert sorted((r['cmd'], r['outputs']) for _, r in records) == sorted(
-        (f"mkdir -p results/task-{task} && echo 'result of task {task}' "
-         f'> results/task-{task}/result.txt',
+        ((f"mkdir -p results/task-{task} && echo 'result of task {task}' "
+          f'> results/task-{task}/result.txt'),
          [f'results/task-{task}/result.txt'])
         for task in range(1, TASKS + 1))
 
@@ -215,7 +224,7 @@ def test_job_array_results_merged_home(cluster, origin, tmp_path,
         if git(ds, 'config', '--default', '', 'annex.uuid'):
             fsck = subprocess.run(['git', 'annex', 'fsck', '--fast',
                                    '--quiet'], cwd=ds, capture_output=True,
-                                  text=True)
+                                  text=True, check=False)
             assert fsck.returncode == 0, (ds, fsck.stdout + fsck.stderr)
 
     # the newest record, rerun in the main worktree: same output
@@ -244,3 +253,78 @@ def test_a_failed_task_cancels_the_merge(cluster, origin, tmp_path):
     for ds, state in before.items():
         for key in ('head', 'symbolic', 'status'):
             assert after[ds][key] == state[key], (ds, key)
+
+
+COMMAND = ("\"mkdir -p $out && echo 'result of task $task' > "
+           '$out/result.txt"')
+FIRST_ATTEMPT = """\
+# task 2, on its first attempt only: part of its output, then past its
+# time limit
+if [ "$1" = 2 ] && [ ! -e "$0.tried" ]; then
+    touch "$0.tried"
+    mkdir -p "$2"
+    echo partial > "$2/result.txt"
+    echo scratch > "$2/part.tmp"
+    sleep 600
+fi
+"""
+
+
+def test_a_task_killed_at_its_time_limit_is_resubmitted(cluster, origin,
+                                                        tmp_path):
+    """Task 2 of 2 outlives its 1-minute time limit on its first attempt,
+    after writing part of its output; SLURM ends it (TIMEOUT) and cancels
+    the merge job. submit.sh again, as the docs say: task 2's worktree-add
+    goes on in its worktree, its run succeeds in spite of the leftovers,
+    task 1 finds its run committed and does nothing, and the merge job
+    brings both results home once"""
+    recipe = tmp_path / 'recipe'
+    shutil.copytree(RECIPE, recipe)
+    hook = tmp_path / 'first-attempt.sh'
+    hook.write_text(FIRST_ATTEMPT)
+    job = (recipe / 'job.sh').read_text()
+    assert job.count(COMMAND) == 1
+    (recipe / 'job.sh').write_text(job.replace(
+        COMMAND, f'"bash {hook} $task $out && ' + COMMAND[1:]))
+    scratch = tmp_path / 'scratch'
+    derived = origin / DERIVED
+    before = len(run_records(derived))
+
+    array, merge = submit(cluster, origin, scratch, 2, DERIVED,
+                          recipe=recipe, SBATCH_TIMELIMIT='1')
+    wait_for(cluster, array, merge, timeout=240)
+    assert {j['ArrayTaskId']: j['JobState']
+            for j in jobs_of(cluster, array)} == {'1': 'COMPLETED',
+                                                  '2': 'TIMEOUT'}
+    assert states(cluster, merge) == {merge: 'CANCELLED'}
+    left = scratch / 'job-2' / DERIVED / 'results' / 'task-2'
+    assert (left / 'result.txt').read_text() == 'partial\n'
+    assert (left / 'part.tmp').exists()
+    assert run_records(scratch / 'job-2' / DERIVED)[:-before or None] == []
+
+    array, merge = submit(cluster, origin, scratch, 2, DERIVED,
+                          recipe=recipe)
+    wait_for(cluster, array, merge)
+    check_completed(cluster, array, merge)
+    log = (scratch / 'logs' / f'job-{array}_1.out').read_text()
+    assert 'task 1: its run is already committed' in log
+
+    for task in (1, 2):
+        result = derived / 'results' / f'task-{task}' / 'result.txt'
+        assert result.is_symlink(), f'{result} is not annexed'
+        assert result.read_text() == f'result of task {task}\n'
+    assert not (derived / 'results' / 'task-2' / 'part.tmp').exists()
+    records = run_records(derived)[:-before or None]
+    assert sorted(r['outputs'] for _, r in records) == [
+        ['results/task-1/result.txt'], ['results/task-2/result.txt']]
+    assert not list(scratch.glob('job-*'))
+    for ds in datasets_of(origin):
+        assert git(ds, 'worktree', 'list', '--porcelain').count(
+            'worktree ') == 1, ds
+        assert git(ds, 'for-each-ref', 'refs/heads/job-*') == '', ds
+        if git(ds, 'config', '--default', '', 'annex.uuid'):
+            fsck = subprocess.run(['git', 'annex', 'fsck', '--fast',
+                                   '--quiet'], cwd=ds, capture_output=True,
+                                  text=True, check=False)
+            assert fsck.returncode == 0, (ds, fsck.stdout + fsck.stderr)
+    assert clean(origin)

@@ -41,7 +41,34 @@ datalad worktree-add -d "$dataset" -r --branch "job-$task" "${sparse[@]}" \
 explicit=()
 if [ -n "${EXPLICIT:-}" ]; then explicit=(--explicit); fi
 cd "$worktree/$analysis"
-datalad run ${explicit[@]+"${explicit[@]}"} -m "task $task" \
+
+# A task that SLURM ends at its time limit (SIGTERM, then SIGKILL), or
+# that a dead node or the OOM killer ends, is submitted again as it was
+# (submit.sh with the same arguments; see docs/jobs.rst). worktree-add
+# above then finds the task's worktree and goes on. If this task's run is
+# already committed on its branch (a task that had finished, or one killed
+# after its run's commit), there is nothing left to do: no second run and
+# no second run record.
+message="task $task"
+base=$(git -C "$dataset/$analysis" rev-parse HEAD)
+own=$(git log --format=%s HEAD --not "$base")   # commits of this branch only
+if grep -qxF "[DATALAD RUNCMD] $message" <<<"$own"; then
+    echo "task $task: its run is already committed in $worktree"
+    exit 0
+fi
+# Otherwise an earlier attempt may have left part of its output: files
+# under the task's own output directory that its command wrote, or that
+# a killed save staged, and that no commit holds. They are the task's
+# own (this worktree and this directory are the task's and nobody
+# else's), a plain `datalad run` refuses to start while they are there,
+# and a leftover that the run does not overwrite would stay uncommitted
+# in the worktree: put that directory back as its branch has it. Nothing outside it is
+# touched: a file there that no commit holds makes `datalad run` refuse,
+# and stays for a look.
+git reset -q -- "$out"
+if [ -n "$(git ls-files -- "$out")" ]; then git checkout -q -- "$out"; fi
+git clean -fdxq -- "$out"
+datalad run ${explicit[@]+"${explicit[@]}"} -m "$message" \
     --output "$out/result.txt" \
     "mkdir -p $out && echo 'result of task $task' > $out/result.txt"
 

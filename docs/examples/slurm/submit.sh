@@ -12,7 +12,12 @@
 # and a merge job (merge.sh: merge every job-* worktree into DATASET, then
 # remove them) that starts once every task has succeeded. If a task fails,
 # SLURM cancels the merge job, nothing is merged, and the worktrees stay in
-# SCRATCH for a look. Prints the two job ids: ARRAY_JOB_ID MERGE_JOB_ID.
+# SCRATCH for a look. After a task was killed (its time limit, a dead
+# node), run this again with the same arguments: each task goes on in its
+# worktree, one whose run is committed does nothing, one killed before
+# puts its own output directory back first (job.sh), and the new merge
+# job merges every worktree, those of the first submission included.
+# Prints the two job ids: ARRAY_JOB_ID MERGE_JOB_ID.
 # Job output goes to SCRATCH/logs/ (job-ARRAY_JOB_ID_I.out, merge-ID.out).
 #
 # The jobs get this shell's environment (sbatch --export=ALL): `datalad`
