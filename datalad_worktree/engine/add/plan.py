@@ -20,6 +20,7 @@ from pathlib import Path
 from datalad_worktree.base.outcome import Outcome, Problem, Refusal, failure
 from datalad_worktree.base.paths import is_within
 from datalad_worktree.engine.progress import progress
+from datalad_worktree.engine.recover import recover
 from datalad_worktree.hierarchy.clones import is_separate_clone, replace_advice
 from datalad_worktree.hierarchy.cones import (
     cone_at,
@@ -227,6 +228,8 @@ def preflight(node: Node, target_root: Path, branch: str | None,
             'subdataset not installed in the dataset; left as an empty '
             'mount point'))
     repo = node.path
+    # the one change before the plan: what a dead run of ours left there
+    recover(repo)
     try:
         present = has_commit(repo, node.commit)
         tip = branch_tip(repo, branch) if branch else None

@@ -1,0 +1,372 @@
+"""Convergence at every crash point: each git process that worktree-add,
+-sync, -merge and -remove start, killed just before, during and right
+after it runs, and the same command run again, with no repair by hand
+
+A ``git`` wrapper first on PATH (``CrashingGit``) counts the git
+processes that the command starts (not those that git and git-annex start
+under them) and, at the K-th one, kills the command's whole process group
+(the command runs in a session of its own) with SIGKILL:
+
+- ``before``: before the real git is started;
+- ``during``: the real git runs in the background and is killed with the
+  group once it created a lock file in the repository or after 20 ms,
+  whichever comes first (a git that ends sooner is killed in effect right
+  after it ended, before the command read its output);
+- ``after``: once the real git ended, before the command read its output.
+
+A clean run of the same command on the same hierarchy counts N first; then
+for every K in 1..N and every position the hierarchy is restored, the
+command killed at K and run again (through the Python API, at most twice),
+and the state must be the one the clean run made: the main hierarchy
+untouched (commits, annexed keys, local work), no registration locked or
+prunable, no stray branch, every worktree complete.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from datalad import api as dl
+
+from tests.fixtures import built_once, restore
+from tests.helpers import add, git, quiet
+from tests.integration.test_reliability import (
+    annex_add,
+    assert_nothing_lost,
+    baseline,
+    init_dataset,
+)
+
+pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+
+SUBS = {'a': True, 'p': False}
+"""The subdatasets of the small hierarchy: a uses git-annex (with an
+annexed file), p is plain git"""
+ALL = ['.', *SUBS]
+REAL_GIT = shutil.which('git')
+
+WRAPPER = """#!/bin/sh
+# crash-point wrapper: the real git is {git}
+if [ -n "$CRASH_INNER" ]; then exec "{git}" "$@"; fi
+export CRASH_INNER=1
+exec 9>>"{dir}/count.lock"
+flock 9
+n=$(( $(cat "{dir}/count" 2>/dev/null || echo 0) + 1 ))
+echo $n > "{dir}/count"
+echo "$n $PWD $*" >> "{dir}/log"
+exec 9>&-
+if [ "$n" = "${{CRASH_AT:-0}}" ]; then
+  case "$CRASH_WHERE" in
+    before) kill -KILL 0 ;;
+    during)
+      common=$("{git}" rev-parse --git-common-dir 2>/dev/null)
+      "{git}" "$@" <&0 &
+      child=$!
+      i=0
+      while [ $i -lt 20 ] && kill -0 $child 2>/dev/null; do
+        if [ -n "$common" ] && \\
+           [ -n "$(find "$common" -name '*.lock' -newer "{dir}/count" \\
+                   2>/dev/null | head -n 1)" ]; then
+          break
+        fi
+        sleep 0.001
+        i=$((i + 1))
+      done
+      kill -KILL 0 ;;
+    after) "{git}" "$@"; kill -KILL 0 ;;
+  esac
+fi
+exec "{git}" "$@"
+"""
+
+
+class CrashingGit:
+    """The wrapper's directory: ``bin/git``, its counter and its log"""
+
+    def __init__(self, root: Path):
+        self.dir = root
+        (root / 'bin').mkdir(parents=True)
+        script = root / 'bin' / 'git'
+        script.write_text(WRAPPER.format(git=REAL_GIT, dir=root))
+        script.chmod(0o755)
+
+    def run(self, args: list[str], cwd: Path, at: int = 0,
+            where: str = '') -> int:
+        """``datalad ARGS`` in a session of its own, killed at the git
+        process ``at`` (0: never) in the position ``where``; the number of
+        git processes it started"""
+        for name in ('count', 'log'):
+            (self.dir / name).unlink(missing_ok=True)
+        env = dict(os.environ, CRASH_AT=str(at), CRASH_WHERE=where,
+                   PATH=f'{self.dir / "bin"}{os.pathsep}{os.environ["PATH"]}')
+        env.pop('CRASH_INNER', None)
+        pid = fork_datalad(args, cwd, env)
+        _, status = os.waitpid(pid, 0)
+        returncode = os.waitstatus_to_exitcode(status)
+        out = (self.dir / 'output').read_bytes()
+        gone(pid)
+        if not at:
+            assert returncode == 0, out.decode()
+        else:
+            assert returncode == -signal.SIGKILL, \
+                f'not killed at {at} {where}: {out.decode()}'
+        return self.count()
+
+    def count(self) -> int:
+        counter = self.dir / 'count'
+        return int(counter.read_text()) if counter.exists() else 0
+
+    def log(self) -> str:
+        log = self.dir / 'log'
+        return log.read_text() if log.exists() else ''
+
+
+def fork_datalad(args: list[str], cwd: Path, env: dict) -> int:
+    """``datalad ARGS`` as the command line runs it, in ``cwd`` with the
+    environment ``env``, in a session of its own: forked from this
+    process, which has DataLad imported already (a new ``datalad`` process
+    takes seconds to start on a busy machine, for each of some 250 runs);
+    its output goes to the file ``output`` next to the wrapper. Returns
+    its process id"""
+    output = Path(env['PATH'].split(os.pathsep)[0]).parent / 'output'
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        os.setsid()
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        from datalad import cfg
+        from datalad.cli.main import main
+        cfg.reload(force=True)
+        try:
+            main(['datalad', *args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    finally:
+        os._exit(code)
+
+
+def gone(pgid: int) -> None:
+    """Wait until every process of the group ``pgid`` ended"""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)
+    os.killpg(pgid, signal.SIGKILL)
+    raise AssertionError('processes of the killed command survived')
+
+
+def build_small(root: Path) -> Path:
+    top = root / 'project' / 'super'
+    init_dataset(top, annex=True)
+    for name, annex in SUBS.items():
+        init_dataset(top / name, annex)
+        git(top / name, 'commit', '-q', '-m', f'make {name}')
+        for key, value in (('path', name), ('url', f'./{name}')):
+            git(top, 'config', '-f', '.gitmodules',
+                f'submodule.{name}.{key}', value)
+    git(top, '-c', 'advice.addEmbeddedRepo=false', 'add', '.gitmodules',
+        *SUBS)
+    git(top, 'commit', '-q', '-m', 'make super')
+    return top
+
+
+def leave_local_work(top: Path) -> dict:
+    """Untracked notes in the superdataset and in a, an unsaved edit in p"""
+    work = {top / 'notes.txt': 'my notes\n',
+            top / 'a' / 'scratch.txt': 'scratch\n',
+            top / 'p' / 'README': 'edited, not saved\n'}
+    for path, text in work.items():
+        path.write_text(text)
+    return work
+
+
+def commit_all(top: Path, name: str) -> None:
+    """A new file in every dataset below ``top``, subdatasets first"""
+    for rel in [*SUBS, '.']:
+        repo = top / rel
+        (repo / name).write_text(f'{name} of {rel}\n')
+        if SUBS.get(rel, True):
+            annex_add(repo, name)
+        else:
+            git(repo, 'add', '--', name)
+        git(repo, 'commit', '-q', '-m', f'{name} in {rel}', '--', name,
+            *(SUBS if rel == '.' else ()))
+
+
+PREPARE = {'add': 'plain', 'sync': 'dev', 'merge': 'results',
+           'remove': 'runs'}
+
+
+@pytest.fixture(scope='module')
+def small(tmp_path_factory):
+    """``small(kind)``: the ROOT of the template of ``kind`` (PREPARE):
+    the hierarchy alone, with a 'runs' worktree at ROOT/runs, and with new
+    commits in the main datasets (dev) or the worktree's (results)"""
+    made = {}
+
+    def template(kind: str) -> Path:
+        if kind in made:
+            return made[kind]
+
+        def build(root):
+            if kind == 'plain':
+                build_small(root)
+                return
+            restore(template('plain' if kind == 'runs' else 'runs'), root)
+            top, wt = root / 'project' / 'super', root / 'runs'
+            if kind == 'runs':
+                res = add(top, wt, branch='runs', recursive=True)
+                assert {r['status'] for r in res} == {'ok'}, res
+            elif kind == 'dev':
+                commit_all(top, 'dev.dat')
+            else:
+                commit_all(wt, 'result.dat')
+
+        made[kind] = built_once(tmp_path_factory, f'small-{kind}', build)
+        return made[kind]
+
+    return template
+
+
+def command_line(command: str, top: Path, wt: Path) -> tuple[list, Path]:
+    return {'add': (['worktree-add', '-r', '-b', 'runs', str(wt)], top),
+            'sync': (['worktree-sync', '-r'], wt),
+            'merge': (['worktree-merge', '-r', str(wt)], top),
+            'remove': (['worktree-remove', str(wt)], top)}[command]
+
+
+def rerun(command: str, top: Path, wt: Path) -> list:
+    if command == 'add':
+        return add(top, wt, branch='runs', recursive=True)
+    if command == 'sync':
+        return dl.worktree_sync(dataset=wt, recursive=True, **quiet())
+    if command == 'merge':
+        return dl.worktree_merge(str(wt), dataset=top, recursive=True,
+                                 **quiet())
+    return dl.worktree_remove(str(wt), dataset=top, **quiet())
+
+
+def state(top: Path, wt: Path) -> dict:
+    """What a run leaves, in terms that do not depend on when it ran: per
+    dataset the tree of each branch and HEAD in main and worktree, the
+    registrations (with no lock, nothing prunable), and the worktree's
+    status"""
+    found = {}
+    for rel in ALL:
+        repo = top / rel
+        found[rel] = dict(
+            branches=git(repo, 'for-each-ref', '--format=%(refname)',
+                         'refs/heads/'),
+            trees={b: git(repo, 'rev-parse', f'{b}^{{tree}}') for b in
+                   git(repo, 'for-each-ref', '--format=%(refname)',
+                       'refs/heads/').split()},
+            registered=[line for line in git(
+                repo, 'worktree', 'list', '--porcelain').splitlines()
+                if line.split(' ')[0] in ('worktree', 'branch', 'locked',
+                                           'prunable', 'detached')],
+            wt=None if not (wt / rel / '.git').exists() else dict(
+                tree=git(wt / rel, 'rev-parse', 'HEAD^{tree}'),
+                status=git(wt / rel, 'status', '--porcelain',
+                           '--ignored', '--untracked-files=all'),
+                files=sorted(p.name for p in (wt / rel).iterdir())))
+    found['wt exists'] = wt.exists()
+    return found
+
+
+def assert_complete(command: str, top: Path, wt: Path, got: dict) -> None:
+    """Whatever the state, nothing is locked or prunable and annexed files
+    are readable where a worktree is"""
+    for rel in ALL:
+        text = '\n'.join(got[rel]['registered'])
+        assert 'locked' not in text and 'prunable' not in text, (rel, text)
+        if got[rel]['wt'] is not None and SUBS.get(rel, True):
+            assert (wt / rel / 'data.dat').read_text() == \
+                f'data of {(top / rel).name}\n', rel
+
+
+def enumerate_points(command: str, where: str, small, tmp_path: Path,
+                     report) -> None:
+    template = small(PREPARE[command])
+    crash = CrashingGit(tmp_path / 'crash')
+    here = tmp_path / 'here'
+
+    def fresh():
+        if here.exists():
+            subprocess.run(['chmod', '-R', 'u+w', str(here)], check=True)
+            shutil.rmtree(here)
+        here.mkdir()
+        restore(template, here)
+        top, wt = here / 'project' / 'super', here / 'runs'
+        work = leave_local_work(top)
+        return top, wt, work
+
+    top, wt, work = fresh()
+    args, cwd = command_line(command, top, wt)
+    total = crash.run(args, cwd)
+    clean = state(top, wt)
+    assert_complete(command, top, wt, clean)
+    failures = []
+    only = os.environ.get('CRASH_POINTS')  # e.g. '17,18', when debugging
+    for at in range(1, total + 1):
+        if only and str(at) not in only.split(','):
+            continue
+        top, wt, work = fresh()
+        before = baseline(top, ALL)
+        crash.run(args, cwd, at, where)
+        log = crash.log().splitlines()[-1]
+        res = rerun(command, top, wt)
+        failed = [r for r in res if r['status'] in ('impossible', 'error')]
+        if failed:
+            res = rerun(command, top, wt)
+            failed = [r for r in res
+                      if r['status'] in ('impossible', 'error')]
+        try:
+            assert not failed, [(r['path'], r['message']) for r in failed]
+            got = state(top, wt)
+            assert_complete(command, top, wt, got)
+            assert got == clean
+            if command != 'merge':
+                assert_nothing_lost(top, before, work)
+        except AssertionError as e:
+            failures.append(f'{at}/{total} {where} ({log}): {e}')
+    report(command, where, total, failures)
+    assert not failures, '\n'.join(failures)
+
+
+TIMES = {}
+
+
+@pytest.fixture(scope='module')
+def report():
+    def note(command, where, total, failures):
+        TIMES[(command, where)] = (total, len(failures))
+    yield note
+    print(TIMES)
+
+
+@pytest.mark.parametrize('where', ['before', 'during', 'after'])
+@pytest.mark.parametrize('command', ['add', 'sync', 'merge', 'remove'])
+def test_every_crash_point_converges(command, where, small, tmp_path,
+                                     report):
+    enumerate_points(command, where, small, tmp_path, report)
