@@ -85,6 +85,24 @@ def recover(repo: Path) -> list[str]:
     return notes
 
 
+def live_maker(repo: Path, target: Path) -> journal.Record | None:
+    """The journal of a live run (another than this one) that is making
+    the worktree ``target`` of ``repo``, or None"""
+    try:
+        common = git_dirs(repo)[1]
+    except OSError:
+        return None
+    run = journal.current()
+    for record in journal.records(common):
+        if run and run.is_mine(record):
+            continue
+        if any(e.get('kind') == 'worktree' and not e.get('done') and
+               same_path(Path(e['target']), target)
+               for e in record.entries) and journal.alive(record):
+            return record
+    return None
+
+
 def after_interruption(run: journal.Run) -> list[str]:
     """Clean up what ``run``, this process's, started and did not finish
     as SIGINT or SIGTERM ended it (its work at hand has ended: its git

@@ -156,8 +156,10 @@ def lock_message(repo: Path, locks: list[Path]) -> str | None:
     if not locks:
         return None
     return (f'git left {" and ".join(map(str, locks))} in {repo}: a git '
-            'command there is still running, or was interrupted. If none '
-            'is running, delete the lock file and run the command again')
+            'command there is still running, or one that no run of this '
+            'package started was interrupted (what a killed run of it '
+            'left is removed by the next run). If none is running, delete '
+            'the lock file and run the command again')
 
 
 def lock_wait() -> float:

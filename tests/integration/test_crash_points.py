@@ -24,6 +24,7 @@ prunable, no stray branch, every worktree complete.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -35,7 +36,9 @@ import pytest
 from datalad import api as dl
 
 from tests.fixtures import built_once, restore
-from tests.helpers import add, git, quiet
+from datalad_worktree.runners import journal
+
+from tests.helpers import DATALAD, add, git, quiet
 from tests.integration.test_reliability import (
     annex_add,
     assert_nothing_lost,
@@ -370,3 +373,121 @@ def report():
 def test_every_crash_point_converges(command, where, small, tmp_path,
                                      report):
     enumerate_points(command, where, small, tmp_path, report)
+
+
+# --------------------------------------------------------------------------
+# A live run is never disturbed; SIGTERM and SIGINT end a run cleanly
+
+PAUSE = """#!/bin/sh
+case "$PWD" in
+  */{name}/p) touch "{marker}"
+    while [ ! -e "{release}" ]; do sleep 0.05; done ;;
+esac
+exit 0
+"""
+
+
+class CheckoutPause:
+    """A post-checkout hook in p that makes ``git worktree add`` of the
+    worktree ``name`` wait, after its checkout and before it ends, until
+    ``release``"""
+
+    def __init__(self, top: Path, name: str):
+        self.marker = top.parent / f'paused-{name}'
+        self.release_file = top.parent / f'release-{name}'
+        hook = top / 'p' / '.git' / 'hooks' / 'post-checkout'
+        hook.write_text(PAUSE.format(name=name, marker=self.marker,
+                                     release=self.release_file))
+        hook.chmod(0o755)
+
+    def wait(self, proc: subprocess.Popen) -> None:
+        deadline = time.monotonic() + 120
+        while not self.marker.exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, 'git never paused'
+            time.sleep(0.02)
+
+    def release(self) -> None:
+        self.release_file.touch()
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([DATALAD, '-f', 'json', *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+
+
+def assert_made(top: Path, wt: Path, branch: str) -> None:
+    for rel in ALL:
+        assert git(wt / rel, 'symbolic-ref', 'HEAD') == \
+            f'refs/heads/{branch}', rel
+        assert git(wt / rel, 'status', '--porcelain') == '', rel
+        listing = git(top / rel, 'worktree', 'list', '--porcelain')
+        assert 'locked' not in listing and 'prunable' not in listing, rel
+    assert (wt / 'a' / 'data.dat').read_text() == 'data of a\n'
+
+
+def test_a_live_run_is_never_disturbed(small, tmp_path):
+    """One worktree-add waits inside git (p's `git worktree add`, its
+    worktree made but not finished: its journal says so); a second
+    worktree-add of another worktree runs meanwhile: it finds the first's
+    journal, of a live process, touches nothing of it and succeeds; the
+    first then finishes as well"""
+    restore(small('plain'), tmp_path)
+    top = tmp_path / 'project' / 'super'
+    pause = CheckoutPause(top, 'job1')
+    first = start(['worktree-add', '-r', '-b', 'job1',
+                   str(tmp_path / 'job1')], top)
+    try:
+        pause.wait(first)
+        [record] = journal.records(top / 'p' / '.git')
+        assert record.pid == first.pid and not record.entries[0]['done']
+        res = add(top, tmp_path / 'job2', branch='job2', recursive=True)
+        assert {r['status'] for r in res} == {'ok'}, res
+        assert first.poll() is None, 'the first run was disturbed'
+        assert (tmp_path / 'job1' / 'p' / 'README').exists()
+        assert journal.records(top / 'p' / '.git') == [record]
+    finally:
+        pause.release()
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, out + err
+    assert_made(top, tmp_path / 'job1', 'job1')
+    assert_made(top, tmp_path / 'job2', 'job2')
+    assert journal.records(top / 'p' / '.git') == []
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_end_the_run_with_a_record(small, tmp_path, sig):
+    """SIGTERM (as SLURM ends a job at its time limit, to every process of
+    the job) or SIGINT (Ctrl-C), while git makes p's worktree: the command
+    ends with an 'error' record that names the signal, no traceback, no
+    journal left, and the same command again makes the worktree that one
+    clean run makes"""
+    restore(small('plain'), tmp_path)
+    top, wt = tmp_path / 'project' / 'super', tmp_path / 'runs'
+    before = baseline(top, ALL)
+    pause = CheckoutPause(top, 'runs')
+    proc = start(['worktree-add', '-r', '-b', 'runs', str(wt)], top)
+    pause.wait(proc)
+    os.killpg(proc.pid, sig)
+    out, err = proc.communicate(timeout=120)
+    gone(proc.pid)
+    pause.release()
+    assert proc.returncode == 1, out + err
+    assert 'Traceback' not in err, err
+    records = [json.loads(line) for line in out.splitlines()
+               if line.startswith('{')]
+    [stopped] = [r for r in records if r.get('interrupted')]
+    assert stopped['interrupted'] == sig.name
+    assert stopped['status'] == 'error'
+    assert f'interrupted by {sig.name}' in stopped['message']
+    assert 'run the same command again' in stopped['message']
+    for rel in ALL:
+        assert journal.records(top / rel / '.git') == []
+        listing = git(top / rel, 'worktree', 'list', '--porcelain')
+        assert 'locked' not in listing, listing
+    (top / 'p' / '.git' / 'hooks' / 'post-checkout').unlink()
+    res = add(top, wt, branch='runs', recursive=True)
+    assert {r['status'] for r in res} <= {'ok', 'notneeded'}, res
+    assert_made(top, wt, 'runs')
+    assert_nothing_lost(top, before)
