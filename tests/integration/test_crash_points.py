@@ -81,6 +81,8 @@ if [ "$n" = "${{CRASH_AT:-0}}" ]; then
         sleep 0.001
         i=$((i + 1))
       done
+      if kill -0 $child 2>/dev/null; then w=running; else w=ended; fi
+      echo $w > "{dir}/during"
       kill -KILL 0 ;;
     after) "{git}" "$@"; kill -KILL 0 ;;
   esac
@@ -104,7 +106,7 @@ class CrashingGit:
         """``datalad ARGS`` in a session of its own, killed at the git
         process ``at`` (0: never) in the position ``where``; the number of
         git processes it started"""
-        for name in ('count', 'log'):
+        for name in ('count', 'log', 'during'):
             (self.dir / name).unlink(missing_ok=True)
         env = dict(os.environ, CRASH_AT=str(at), CRASH_WHERE=where,
                    PATH=f'{self.dir / "bin"}{os.pathsep}{os.environ["PATH"]}')
@@ -124,6 +126,12 @@ class CrashingGit:
     def count(self) -> int:
         counter = self.dir / 'count'
         return int(counter.read_text()) if counter.exists() else 0
+
+    def during(self) -> str:
+        """For a kill 'during' git: whether git was still running
+        ('running') or had ended already ('ended')"""
+        path = self.dir / 'during'
+        return path.read_text().strip() if path.exists() else ''
 
     def log(self) -> str:
         log = self.dir / 'log'
@@ -272,27 +280,23 @@ def rerun(command: str, top: Path, wt: Path) -> list:
 
 def state(top: Path, wt: Path) -> dict:
     """What a run leaves, in terms that do not depend on when it ran: per
-    dataset the tree of each branch and HEAD in main and worktree, the
-    registrations (with no lock, nothing prunable), and the worktree's
-    status"""
+    dataset the tree of each branch in main, the registrations, and the
+    worktree's tree, status and files"""
     found = {}
     for rel in ALL:
         repo = top / rel
-        found[rel] = dict(
-            branches=git(repo, 'for-each-ref', '--format=%(refname)',
-                         'refs/heads/'),
-            trees={b: git(repo, 'rev-parse', f'{b}^{{tree}}') for b in
-                   git(repo, 'for-each-ref', '--format=%(refname)',
-                       'refs/heads/').split()},
-            registered=[line for line in git(
+        found[rel] = {
+            'branches': git(repo, 'for-each-ref',
+                            '--format=%(refname) %(tree)', 'refs/heads/'),
+            'registered': [line for line in git(
                 repo, 'worktree', 'list', '--porcelain').splitlines()
                 if line.split(' ')[0] in ('worktree', 'branch', 'locked',
                                            'prunable', 'detached')],
-            wt=None if not (wt / rel / '.git').exists() else dict(
-                tree=git(wt / rel, 'rev-parse', 'HEAD^{tree}'),
-                status=git(wt / rel, 'status', '--porcelain',
-                           '--ignored', '--untracked-files=all'),
-                files=sorted(p.name for p in (wt / rel).iterdir())))
+            'wt': None if not (wt / rel / '.git').exists() else {
+                'tree': git(wt / rel, 'rev-parse', 'HEAD^{tree}'),
+                'status': git(wt / rel, 'status', '--porcelain',
+                              '--ignored', '--untracked-files=all'),
+                'files': sorted(p.name for p in (wt / rel).iterdir())}}
     found['wt exists'] = wt.exists()
     return found
 
@@ -329,15 +333,18 @@ def enumerate_points(command: str, where: str, small, tmp_path: Path,
     total = crash.run(args, cwd)
     clean = state(top, wt)
     assert_complete(command, top, wt, clean)
-    failures = []
+    failures, hits = [], []
+    # the same in every restored copy: the template's commits and content
+    top, wt, work = fresh()
+    before = baseline(top, ALL)
     only = os.environ.get('CRASH_POINTS')  # e.g. '17,18', when debugging
     for at in range(1, total + 1):
         if only and str(at) not in only.split(','):
             continue
         top, wt, work = fresh()
-        before = baseline(top, ALL)
         crash.run(args, cwd, at, where)
         log = crash.log().splitlines()[-1]
+        hits.append(crash.during())
         res = rerun(command, top, wt)
         failed = [r for r in res if r['status'] in ('impossible', 'error')]
         if failed:
@@ -349,23 +356,29 @@ def enumerate_points(command: str, where: str, small, tmp_path: Path,
             got = state(top, wt)
             assert_complete(command, top, wt, got)
             assert got == clean
-            if command != 'merge':
-                assert_nothing_lost(top, before, work)
+            assert_nothing_lost(top, before, work)
         except AssertionError as e:
             failures.append(f'{at}/{total} {where} ({log}): {e}')
-    report(command, where, total, failures)
+    report(command, where, total, failures, hits)
     assert not failures, '\n'.join(failures)
 
 
-TIMES = {}
+FOUND = {}
 
 
 @pytest.fixture(scope='module')
 def report():
-    def note(command, where, total, failures):
-        TIMES[(command, where)] = (total, len(failures))
+    """Print, at the end of the module, per command and position: the git
+    processes of a clean run, the points that did not converge, and of the
+    kills 'during' git, how many found git still running"""
+    def note(command, where, total, failures, hits):
+        FOUND[(command, where)] = dict(
+            git_processes=total, failed=len(failures),
+            **({'killed_while_running': hits.count('running')}
+               if where == 'during' else {}))
     yield note
-    print(TIMES)
+    for key, value in FOUND.items():
+        print('crash points', *key, value)
 
 
 @pytest.mark.parametrize('where', ['before', 'during', 'after'])
@@ -456,23 +469,64 @@ def test_a_live_run_is_never_disturbed(small, tmp_path):
     assert journal.records(top / 'p' / '.git') == []
 
 
+REF_PAUSE = """#!/bin/sh
+[ "$1" = prepared ] || exit 0
+grep -q " refs/heads/{branch}$" || exit 0
+touch "{marker}"
+while [ ! -e "{release}" ]; do sleep 0.05; done
+exit 0
+"""
+
+
+class RefPause(CheckoutPause):
+    """A reference-transaction hook in p's repository that makes git wait,
+    holding the lock of ``branch`` it is about to move (or create, or
+    delete), until ``release``"""
+
+    def __init__(self, top: Path, branch: str):
+        self.marker = top.parent / 'paused'
+        self.release_file = top.parent / 'release'
+        hook = top / 'p' / '.git' / 'hooks' / 'reference-transaction'
+        hook.write_text(REF_PAUSE.format(branch=branch, marker=self.marker,
+                                         release=self.release_file))
+        hook.chmod(0o755)
+
+
+PAUSED_AT = {'add': 'runs', 'sync': 'runs', 'merge': 'main',
+             'remove': 'runs'}
+"""The branch of p whose update the signal test pauses: made by add,
+moved by sync (in the worktree) and merge (in main), deleted by remove"""
+
+
 @pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT])
-def test_sigterm_and_sigint_end_the_run_with_a_record(small, tmp_path, sig):
+@pytest.mark.parametrize('command', ['add', 'sync', 'merge', 'remove'])
+def test_sigterm_and_sigint_end_the_run_with_a_record(small, tmp_path,
+                                                      command, sig):
     """SIGTERM (as SLURM ends a job at its time limit, to every process of
-    the job) or SIGINT (Ctrl-C), while git makes p's worktree: the command
-    ends with an 'error' record that names the signal, no traceback, no
-    journal left, and the same command again makes the worktree that one
-    clean run makes"""
-    restore(small('plain'), tmp_path)
+    the job) or SIGINT (Ctrl-C), while git holds the lock of a branch it
+    updates in p: the command ends with an 'error' record that names the
+    signal, no traceback, no journal and no lock left, and the same
+    command again ends in the state that one clean run makes"""
+    template = small(PREPARE[command])
     top, wt = tmp_path / 'project' / 'super', tmp_path / 'runs'
+    args, cwd = command_line(command, top, wt)
+    restore(template, tmp_path)
+    rerun(command, top, wt)
+    clean = state(top, wt)
+    for entry in tmp_path.iterdir():
+        subprocess.run(['chmod', '-R', 'u+w', str(entry)], check=True)
+        shutil.rmtree(entry)
+    restore(template, tmp_path)
     before = baseline(top, ALL)
-    pause = CheckoutPause(top, 'runs')
-    proc = start(['worktree-add', '-r', '-b', 'runs', str(wt)], top)
-    pause.wait(proc)
-    os.killpg(proc.pid, sig)
-    out, err = proc.communicate(timeout=120)
-    gone(proc.pid)
-    pause.release()
+    pause = RefPause(top, PAUSED_AT[command])
+    proc = start(args, cwd)
+    try:
+        pause.wait(proc)
+        os.killpg(proc.pid, sig)
+        out, err = proc.communicate(timeout=120)
+        gone(proc.pid)
+    finally:
+        pause.release()
     assert proc.returncode == 1, out + err
     assert 'Traceback' not in err, err
     records = [json.loads(line) for line in out.splitlines()
@@ -484,10 +538,11 @@ def test_sigterm_and_sigint_end_the_run_with_a_record(small, tmp_path, sig):
     assert 'run the same command again' in stopped['message']
     for rel in ALL:
         assert journal.records(top / rel / '.git') == []
+        assert not list((top / rel / '.git').glob('**/*.lock')), rel
         listing = git(top / rel, 'worktree', 'list', '--porcelain')
         assert 'locked' not in listing, listing
-    (top / 'p' / '.git' / 'hooks' / 'post-checkout').unlink()
-    res = add(top, wt, branch='runs', recursive=True)
-    assert {r['status'] for r in res} <= {'ok', 'notneeded'}, res
-    assert_made(top, wt, 'runs')
+    (top / 'p' / '.git' / 'hooks' / 'reference-transaction').unlink()
+    res = rerun(command, top, wt)
+    assert not [r for r in res if r['status'] in ('impossible', 'error')]
+    assert state(top, wt) == clean
     assert_nothing_lost(top, before)
