@@ -75,10 +75,17 @@ def recover(repo: Path) -> list[str]:
             continue  # another run took it
         lgr.info('cleaning up after the dead run %s in %s', record.name,
                  repo)
-        notes += clean_locks(common, record.since, remote_live)
-        for entry in record.entries:
-            if not entry.get('done'):
-                notes += undo(Path(entry.get('repo', repo)), entry)
+        try:
+            notes += clean_locks(common, record.since, remote_live)
+            for entry in record.entries:
+                if not entry.get('done'):
+                    notes += undo(Path(entry.get('repo', repo)), entry)
+        except Exception as e:  # noqa: BLE001 (reported, tried again)
+            # given back, for the next run to try again
+            journal.unclaim(claimed, record)
+            why = error_line(e) if isinstance(e, CommandError) else e
+            notes.append(f'cleaning up after {record.name} failed: {why}')
+            continue
         journal.discard(claimed)
     for note in notes:
         lgr.warning('%s: %s', repo, note)
@@ -151,8 +158,9 @@ def clean_locks(common: Path, since: float, remote_live: bool
             removed.append(lock)
         except FileNotFoundError:
             continue
-    return [f'removed {", ".join(map(str, removed))}, left by a killed '
-            'run'] if removed else []
+    if not removed:
+        return []
+    return [f'removed {", ".join(map(str, removed))}, left by a killed run']
 
 
 def undo(repo: Path, entry: dict) -> list[str]:
@@ -180,6 +188,12 @@ def undo(repo: Path, entry: dict) -> list[str]:
         if registered is not None:
             prepare_status(target)
         left = discard_half_made(repo, target, mount_point)
+    if left and registered is not None and registered.locked is not None \
+            and find_worktree(list_worktrees(repo), target) is not None:
+        # it stays: locked as before, so that the refusal says what to do
+        git.run(repo, ['worktree', 'lock', '--reason',
+                       registered.locked or 'initializing', '--',
+                       str(target)])
     if left:
         notes.append(f'what the dead run was making at {target}{left}')
     elif not registered and entry.get('mount_point'):

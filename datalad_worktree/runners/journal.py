@@ -169,6 +169,15 @@ def claim(record: Record) -> Path | None:
     return claimed
 
 
+def unclaim(claimed: Path, record: Record) -> None:
+    """Give a claimed journal back (cleaning up after its run failed), for
+    a later run to try again"""
+    try:
+        os.rename(claimed, record.path)
+    except OSError:
+        pass
+
+
 def discard(path: Path) -> None:
     """Delete a claimed journal, once what it made is dealt with"""
     try:

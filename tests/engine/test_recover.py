@@ -249,3 +249,25 @@ def test_run_journals_and_deletes_its_journal(repo):
         with journal.running('worktree-sync') as (inner, own):
             assert inner is run and not own
     assert journal.records(common) == []
+
+
+def test_a_worktree_killed_before_its_head_was_set(repo, tmp_path):
+    """git registered the worktree (locked 'initializing', HEAD still the
+    null id git writes first, HEAD.lock of the killed `update-ref HEAD`)
+    and wrote its .git file, but checked out nothing: registration,
+    lock file and directory go"""
+    target = tmp_path / 'job'
+    entries = half_made(repo, target)
+    admin = Path(git(target, 'rev-parse', '--absolute-git-dir'))
+    for path in target.iterdir():
+        if path.name != '.git':
+            path.unlink()
+    (admin / 'index').unlink()
+    (admin / 'HEAD').write_text('0' * 40 + '\n')
+    (admin / 'HEAD.lock').write_text('')
+    assert 'HEAD 0000000000' in registered(repo)
+    write_journal(repo, gone_pid(), entries)
+    recover(repo)
+    assert str(target) not in registered(repo)
+    assert not target.exists() and not admin.exists()
+    assert git(repo, 'branch', '--list', 'job') == ''

@@ -347,12 +347,14 @@ def enumerate_points(command: str, where: str, small, tmp_path: Path,
         hits.append(crash.during())
         res = rerun(command, top, wt)
         failed = [r for r in res if r['status'] in ('impossible', 'error')]
+        first = [(r['path'], r['message']) for r in failed]
         if failed:
             res = rerun(command, top, wt)
             failed = [r for r in res
                       if r['status'] in ('impossible', 'error')]
         try:
-            assert not failed, [(r['path'], r['message']) for r in failed]
+            assert not failed, (first, [(r['path'], r['message'])
+                                        for r in failed])
             got = state(top, wt)
             assert_complete(command, top, wt, got)
             assert got == clean
