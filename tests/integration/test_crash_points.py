@@ -9,9 +9,11 @@ under them) and, at the K-th one, kills the command's whole process group
 
 - ``before``: before the real git is started;
 - ``during``: the real git runs in the background and is killed with the
-  group once it created a lock file in the repository or after 20 ms,
-  whichever comes first (a git that ends sooner is killed in effect right
-  after it ended, before the command read its output);
+  group once a lock file newer than the wrapper's start is in the
+  repository's git directory, or after 20 checks (some tens of
+  milliseconds), whichever comes first; a git that ended sooner is in
+  effect killed right after it ended, before the command read its output
+  (the report says how many kills found git still running);
 - ``after``: once the real git ended, before the command read its output.
 
 A clean run of the same command on the same hierarchy counts N first; then
@@ -20,6 +22,13 @@ command killed at K and run again (through the Python API, at most twice),
 and the state must be the one the clean run made: the main hierarchy
 untouched (commits, annexed keys, local work), no registration locked or
 prunable, no stray branch, every worktree complete.
+
+The DataLad command is forked from the test process, which has DataLad
+imported (a new ``datalad`` process takes seconds to start on a busy
+machine, for each of some 300 runs). ``CRASH_POINTS=3,4`` limits the
+points (for debugging); ``CRASH_REPORT=FILE`` appends the figures (git
+processes per command, failed points, kills that found git running) to
+FILE, also under pytest-xdist, whose workers' output is not shown.
 """
 
 from __future__ import annotations
@@ -379,8 +388,11 @@ def report():
             **({'killed_while_running': hits.count('running')}
                if where == 'during' else {}))
     yield note
-    for key, value in FOUND.items():
-        print('crash points', *key, value)
+    lines = [f'crash points {c} {w} {v}' for (c, w), v in FOUND.items()]
+    print(*lines, sep='\n')
+    if os.environ.get('CRASH_REPORT'):  # a file, also with pytest-xdist
+        with open(os.environ['CRASH_REPORT'], 'a') as out:
+            out.writelines(f'{line}\n' for line in lines)
 
 
 @pytest.mark.parametrize('where', ['before', 'during', 'after'])
