@@ -250,9 +250,10 @@ def failures_reported(action: str) -> Callable:
     def decorate(command: Callable) -> Callable:
         @wraps(command)
         def call(*args, **kwargs):
-            top = signature(command).bind(*args, **kwargs).arguments[
-                'dataset'].ds.pathobj
-            with journal.running(action) as (run, own), \
+            given = signature(command).bind(*args, **kwargs).arguments
+            top = given['dataset'].ds.pathobj
+            with journal.running(action, bool(given.get('dry_run'))) as (
+                    run, own), \
                     signals_interrupt(own):
                 try:
                     yield from command(*args, **kwargs)

@@ -52,7 +52,12 @@ lgr = logging.getLogger('datalad.worktree.recover')
 def recover(repo: Path) -> list[str]:
     """Clean up what dead runs of this package left in the repository of
     the working tree ``repo`` (see the module's docstring); notes on what
-    was done or left, for the log and the records"""
+    was done or left, for the log and the records. A dry run
+    (``Run.dry_run``) changes nothing: the checks that follow report what
+    is left"""
+    run = journal.current()
+    if run is not None and run.dry_run:
+        return []
     try:
         common = git_dirs(repo)[1]
     except OSError:
@@ -60,7 +65,6 @@ def recover(repo: Path) -> list[str]:
     found = journal.records(common)
     if not found:
         return []
-    run = journal.current()
     others = [r for r in found if not (run and run.is_mine(r))]
     limit = journal.stale_after()
     dead = [r for r in others if not journal.alive(r, limit)]

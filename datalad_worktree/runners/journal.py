@@ -196,8 +196,10 @@ class _Journal:
 class Run:
     """This process's run of ``command``, and its journals"""
 
-    def __init__(self, command: str):
+    def __init__(self, command: str, dry_run: bool = False):
         self.command = command
+        self.dry_run = dry_run
+        """A dry run changes nothing: it cleans up after no dead run"""
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.start = start_ticks(self.pid) or ''
@@ -307,7 +309,8 @@ def current() -> Run | None:
 
 
 @contextmanager
-def running(command: str) -> Iterator[tuple[Run, bool]]:
+def running(command: str, dry_run: bool = False
+            ) -> Iterator[tuple[Run, bool]]:
     """This process runs ``command``; yields the run and whether it is its
     own (a run already going on, as when one command calls another, stays
     the one, and is yielded with False). Its journals are deleted as it
@@ -316,7 +319,7 @@ def running(command: str) -> Iterator[tuple[Run, bool]]:
     if _current is not None:
         yield _current, False
         return
-    run = _current = Run(command)
+    run = _current = Run(command, dry_run)
     run.beat(max(1.0, stale_after() / 10))
     try:
         yield run, True

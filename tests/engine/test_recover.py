@@ -271,3 +271,13 @@ def test_a_worktree_killed_before_its_head_was_set(repo, tmp_path):
     assert str(target) not in registered(repo)
     assert not target.exists() and not admin.exists()
     assert git(repo, 'branch', '--list', 'job') == ''
+
+
+def test_a_dry_run_cleans_up_nothing(repo, tmp_path):
+    """--dry-run changes nothing, also not what a dead run left"""
+    target = tmp_path / 'job'
+    path = write_journal(repo, gone_pid(), half_made(repo, target))
+    with journal.running('worktree-add', dry_run=True):
+        assert recover(repo) == []
+    assert 'locked initializing' in registered(repo)
+    assert path.exists()
