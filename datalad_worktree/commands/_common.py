@@ -311,7 +311,7 @@ def interrupted(e: KeyboardInterrupt, notes: list[str]) -> Outcome:
     return Outcome('error', (
         f'interrupted by {name}: the work at hand was finished or undone'
         f'{done}; run the same command again to finish the job'),
-        dict(interrupted=name))
+        {'interrupted': name})
 
 
 class WorktreeInterface(ValidatedInterface):

@@ -31,10 +31,10 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from datalad import cfg as datalad_config
 
@@ -266,9 +266,9 @@ class Run:
             return [(c, j.since) for c, j in self._journals.items()]
 
     def _write(self, journal: _Journal) -> None:
-        data = dict(host=self.host, pid=self.pid, start=self.start,
-                    boot=self.boot, command=self.command,
-                    since=journal.since, entries=journal.entries)
+        data = {'host': self.host, 'pid': self.pid, 'start': self.start,
+                'boot': self.boot, 'command': self.command,
+                'since': journal.since, 'entries': journal.entries}
         journal.path.parent.mkdir(parents=True, exist_ok=True)
         new = journal.path.with_name(journal.path.name + '.new')
         new.write_text(json.dumps(data, indent=1))

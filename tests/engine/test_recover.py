@@ -52,10 +52,10 @@ def write_journal(repo: Path, pid: int, entries: list, host: str = '',
         start = journal.start_ticks(pid) or '1'
     path = repo / '.git' / journal.RUNS / f'{host}-{pid}-{start}.json'
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(
-        host=host, pid=pid, start=start, boot=journal.boot_id(),
-        command='worktree-add', since=time.time() - age - 5,
-        entries=entries)))
+    path.write_text(json.dumps({
+        'host': host, 'pid': pid, 'start': start, 'boot': journal.boot_id(),
+        'command': 'worktree-add', 'since': time.time() - age - 5,
+        'entries': entries}))
     then = time.time() - age
     os.utime(path, (then, then))
     return path
@@ -68,9 +68,9 @@ def half_made(repo: Path, target: Path) -> list:
     commit = git(repo, 'rev-parse', 'HEAD')
     git(repo, 'worktree', 'add', '-q', '-b', 'job', str(target))
     git(repo, 'worktree', 'lock', '--reason', 'initializing', str(target))
-    return [dict(kind='worktree', repo=str(repo), target=str(target),
-                 branch='job', new_branch=True, commit=commit,
-                 mount_point=False, done=False)]
+    return [{'kind': 'worktree', 'repo': str(repo), 'target': str(target),
+             'branch': 'job', 'new_branch': True, 'commit': commit,
+             'mount_point': False, 'done': False}]
 
 
 def registered(repo: Path) -> str:

@@ -44,9 +44,9 @@ from pathlib import Path
 import pytest
 from datalad import api as dl
 
-from tests.fixtures import built_once, restore
 from datalad_worktree.runners import journal
 
+from tests.fixtures import built_once, restore
 from tests.helpers import DATALAD, add, git, quiet
 from tests.integration.test_reliability import (
     annex_add,
