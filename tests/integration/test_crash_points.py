@@ -8,12 +8,12 @@ under them) and, at the K-th one, kills the command's whole process group
 (the command runs in a session of its own) with SIGKILL:
 
 - ``before``: before the real git is started;
-- ``during``: the real git runs in the background and is killed with the
-  group once a lock file newer than the wrapper's start is in the
-  repository's git directory, or after 20 checks (some tens of
-  milliseconds), whichever comes first; a git that ended sooner is in
-  effect killed right after it ended, before the command read its output
-  (the report says how many kills found git still running);
+- ``during``: the real git runs in the background, writing its trace2
+  events (``GIT_TRACE2_EVENT``) into a FIFO that the wrapper reads as git
+  writes them, and is killed with the group at the middle one of the
+  events that git process (with the git processes it started) wrote in
+  the clean run; where it writes fewer, it is killed as it ends (the
+  report says how many kills found git still running);
 - ``after``: once the real git ended, before the command read its output.
 
 A clean run of the same command on the same hierarchy counts N first; then
@@ -77,24 +77,27 @@ if [ "$n" = "${{CRASH_AT:-0}}" ]; then
   case "$CRASH_WHERE" in
     before) kill -KILL 0 ;;
     during)
-      common=$("{git}" rev-parse --git-common-dir 2>/dev/null)
-      "{git}" "$@" <&0 &
-      child=$!
+      # git reports its progress as trace2 events, each written when it
+      # happens: killed at the middle one of those a clean run's git made
+      fifo="{dir}/fifo"
+      rm -f "$fifo"; mkfifo "$fifo"
+      GIT_TRACE2_EVENT="$fifo" "{git}" "$@" <&0 &
+      half=$(( (${{CRASH_EVENTS:-2}} + 1) / 2 ))
       i=0
-      while [ $i -lt 20 ] && kill -0 $child 2>/dev/null; do
-        if [ -n "$common" ] && \\
-           [ -n "$(find "$common" -name '*.lock' -newer "{dir}/count" \\
-                   2>/dev/null | head -n 1)" ]; then
-          break
-        fi
-        sleep 0.001
+      while IFS= read -r line; do
         i=$((i + 1))
-      done
-      if kill -0 $child 2>/dev/null; then w=running; else w=ended; fi
-      echo $w > "{dir}/during"
+        if [ $i -ge $half ]; then
+          echo running > "{dir}/during"
+          kill -KILL 0
+        fi
+      done < "$fifo"
+      echo ended > "{dir}/during"
       kill -KILL 0 ;;
     after) "{git}" "$@"; kill -KILL 0 ;;
   esac
+fi
+if [ -n "$CRASH_COUNT_EVENTS" ]; then
+  export GIT_TRACE2_EVENT="{dir}/events-$n"
 fi
 exec "{git}" "$@"
 """
@@ -111,13 +114,17 @@ class CrashingGit:
         script.chmod(0o755)
 
     def run(self, args: list[str], cwd: Path, at: int = 0,
-            where: str = '') -> int:
+            where: str = '', events: int = 0) -> int:
         """``datalad ARGS`` in a session of its own, killed at the git
         process ``at`` (0: never) in the position ``where``; the number of
         git processes it started"""
         for name in ('count', 'log', 'during'):
             (self.dir / name).unlink(missing_ok=True)
+        for old in self.dir.glob('events-*'):
+            old.unlink()
         env = dict(os.environ, CRASH_AT=str(at), CRASH_WHERE=where,
+                   CRASH_EVENTS=str(events),
+                   CRASH_COUNT_EVENTS='' if at else '1',
                    PATH=f'{self.dir / "bin"}{os.pathsep}{os.environ["PATH"]}')
         env.pop('CRASH_INNER', None)
         pid = fork_datalad(args, cwd, env)
@@ -131,6 +138,12 @@ class CrashingGit:
             assert returncode == -signal.SIGKILL, \
                 f'not killed at {at} {where}: {out.decode()}'
         return self.count()
+
+    def events(self) -> dict[int, int]:
+        """After a clean run: how many trace2 events each git process
+        (with the ones it started) wrote"""
+        return {int(p.name.split('-')[1]): len(p.read_text().splitlines())
+                for p in self.dir.glob('events-*')}
 
     def count(self) -> int:
         counter = self.dir / 'count'
@@ -340,6 +353,7 @@ def enumerate_points(command: str, where: str, small, tmp_path: Path,
     top, wt, work = fresh()
     args, cwd = command_line(command, top, wt)
     total = crash.run(args, cwd)
+    events = crash.events()
     clean = state(top, wt)
     assert_complete(command, top, wt, clean)
     failures, hits = [], []
@@ -351,7 +365,7 @@ def enumerate_points(command: str, where: str, small, tmp_path: Path,
         if only and str(at) not in only.split(','):
             continue
         top, wt, work = fresh()
-        crash.run(args, cwd, at, where)
+        crash.run(args, cwd, at, where, events.get(at, 0))
         log = crash.log().splitlines()[-1]
         hits.append(crash.during())
         res = rerun(command, top, wt)
