@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
+import threading
+from contextlib import contextmanager
 from functools import wraps
 from inspect import (
     isgenerator,
@@ -50,11 +53,12 @@ from datalad_next.constraints import (
     EnsureStr,
 )
 
-from datalad_worktree.base.outcome import failure
+from datalad_worktree.base.outcome import Outcome, failure
 from datalad_worktree.commands.results import make_result
 from datalad_worktree.engine.progress import no_progress_bars
+from datalad_worktree.engine.recover import after_interruption
 from datalad_worktree.repo.annex import uses_annex
-from datalad_worktree.runners import tools
+from datalad_worktree.runners import journal, tools
 
 
 def max_depth(recursive: bool, recursion_limit: int | None) -> int | None:
@@ -235,20 +239,79 @@ def failures_reported(action: str) -> Callable:
     itself, ends the command with one 'error' record for the dataset
     (``action``, the message naming the dataset and git's reason, the
     exception as ``CapturedException``) instead of a traceback; DataLad's
-    ``on_failure`` then applies as to any failure. Interruptions
-    (``KeyboardInterrupt``) are not caught."""
+    ``on_failure`` then applies as to any failure.
+
+    The command runs as one run of this package (``journal.running``): it
+    journals what it makes in each repository, for a later run to clean up
+    should it die. SIGINT (Ctrl-C) and SIGTERM (as SLURM ends a job at its
+    time limit) end it after the work at hand: what it left half made is
+    cleaned up (``recover.after_interruption``) and one 'error' record
+    says so, with ``interrupted`` naming the signal."""
     def decorate(command: Callable) -> Callable:
         @wraps(command)
         def call(*args, **kwargs):
-            top = signature(command).bind(*args, **kwargs).arguments[
-                'dataset'].ds.pathobj
-            try:
-                yield from command(*args, **kwargs)
-            except Exception as e:
-                yield make_result(action, top, top, failure(
-                    top, e, f'{action} stopped: it failed in {top}'))
+            given = signature(command).bind(*args, **kwargs).arguments
+            top = given['dataset'].ds.pathobj
+            with journal.running(action, bool(given.get('dry_run'))) as (
+                    run, own), \
+                    signals_interrupt(own):
+                try:
+                    yield from command(*args, **kwargs)
+                except KeyboardInterrupt as e:
+                    if not own:
+                        raise
+                    yield make_result(action, top, top, interrupted(
+                        e, after_interruption(run)))
+                except Exception as e:
+                    yield make_result(action, top, top, failure(
+                        top, e, f'{action} stopped: it failed in {top}'))
+                except BaseException:
+                    # closed early (GeneratorExit), or a second signal
+                    if own:
+                        after_interruption(run)
+                    raise
         return call
     return decorate
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: ends a command as Ctrl-C does"""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate(signum, frame):
+    raise Terminated(signum)
+
+
+@contextmanager
+def signals_interrupt(own: bool) -> Iterator[None]:
+    """While a command runs (``own``: as the run of this process, not
+    called by another command), SIGTERM interrupts it as SIGINT does
+    (``Terminated``), where SIGTERM has its default action and this is the
+    main thread (the only one signal handlers can be set in)"""
+    if not own or threading.current_thread() is not \
+            threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def interrupted(e: KeyboardInterrupt, notes: list[str]) -> Outcome:
+    """The 'error' outcome of a command that SIGINT or SIGTERM ended"""
+    name = e.args[0] if isinstance(e, Terminated) else 'SIGINT'
+    done = f' ({"; ".join(notes)})' if notes else ''
+    return Outcome('error', (
+        f'interrupted by {name}: the work at hand was finished or undone'
+        f'{done}; run the same command again to finish the job'),
+        {'interrupted': name})
 
 
 class WorktreeInterface(ValidatedInterface):

@@ -26,6 +26,7 @@ from datalad_worktree.engine.integrate import (
     record_pointers,
 )
 from datalad_worktree.engine.missing_subdatasets import Provider
+from datalad_worktree.engine.recover import recover
 from datalad_worktree.engine.scheduler import bottom_up, split_hierarchy
 from datalad_worktree.engine.stale import inspect_checkout, update_stale_checkout
 from datalad_worktree.environment.mtimes import carry_from
@@ -49,7 +50,7 @@ from datalad_worktree.repo.queries import (
 )
 from datalad_worktree.repo.store.refs import git_dirs
 from datalad_worktree.repo.worktrees import linked_worktree_problem, list_worktrees
-from datalad_worktree.runners import git
+from datalad_worktree.runners import git, journal
 from datalad_worktree.runners.locks import lock_problem
 
 POINTER_MESSAGE = 'Record the subdatasets updated by worktree-sync'
@@ -128,6 +129,8 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
     if node.depth and is_separate_clone(repo, main_copy):
         return Outcome.refused(Refusal.SEPARATE_CLONE,
                                replace_advice(repo, main_copy, top))
+    # what a dead run of ours left there, before the checks
+    recover(repo)
     worktrees = list_worktrees(repo)
     refusal = first_refusal(
         (Refusal.NOT_A_LINKED_WORKTREE,
@@ -137,6 +140,8 @@ def sync_dataset(node: Node, children: list[Node], how: str, force: bool,
         (Refusal.OWN_ANNEX, lambda: repair_own_annex(repo, dry_run)))
     if refusal:
         return refusal
+    if not dry_run:
+        journal.enter(git_dirs(repo)[1])
     source_wt = worktrees[0]
     problem = adjusted_problem(source_wt.path)
     if problem:

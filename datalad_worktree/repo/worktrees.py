@@ -72,7 +72,8 @@ def _from_files(repo: Path) -> list[Worktree] | None:
         return None
     if registered is None:
         return None
-    return [Worktree(path=r.path, head=r.head.commit, branch=r.head.branch,
+    return [Worktree(path=r.path, head=_commit(r.head.commit),
+                     branch=r.head.branch,
                      locked=r.locked, prunable=r.prunable)
             for r in registered]
 

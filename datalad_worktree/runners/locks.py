@@ -156,8 +156,10 @@ def lock_message(repo: Path, locks: list[Path]) -> str | None:
     if not locks:
         return None
     return (f'git left {" and ".join(map(str, locks))} in {repo}: a git '
-            'command there is still running, or was interrupted. If none '
-            'is running, delete the lock file and run the command again')
+            'command there is still running, or one that no run of this '
+            'package started was interrupted (what a killed run of it '
+            'left is removed by the next run). If none is running, delete '
+            'the lock file and run the command again')
 
 
 def lock_wait() -> float:
@@ -171,3 +173,90 @@ def lock_wait() -> float:
     except (TypeError, ValueError):
         return LOCK_WAIT
     return value if value >= 0 else LOCK_WAIT
+
+
+def left_locks(common: Path, since: float) -> list[Path]:
+    """The lock files of git (and of git-annex's index) in the repository
+    with the common git directory ``common`` that were made at ``since``
+    (seconds of the epoch) or later: of the common directory (its index,
+    HEAD, configuration, packed refs, any ref), and of every linked
+    worktree's git directory (index, HEAD, its configuration)"""
+    found = []
+    candidates = [common / name for name in (
+        'index.lock', 'HEAD.lock', 'config.lock', 'packed-refs.lock',
+        'config.worktree.lock', 'annex/index.lock')]
+    for admin in _children(common / 'worktrees'):
+        candidates += [admin / name for name in (
+            'index.lock', 'HEAD.lock', 'config.worktree.lock')]
+    refs = common / 'refs'
+    for dirpath, _, filenames in os.walk(refs):
+        candidates += [Path(dirpath) / n for n in filenames
+                       if n.endswith('.lock')]
+    for path in candidates:
+        try:
+            made = path.lstat().st_mtime
+        except FileNotFoundError:
+            continue
+        # a second of leeway: file systems round modification times
+        if made >= since - 1:
+            found.append(path)
+    return found
+
+
+def _children(folder: Path) -> list[Path]:
+    try:
+        return [folder / n for n in os.listdir(folder)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def worktree_roots(common: Path) -> list[Path]:
+    """The working trees of the repository with the common git directory
+    ``common``: where its main one is (the parent of a ``.git``
+    directory), and each linked one that its registry names"""
+    roots = [common.parent] if common.name == '.git' else []
+    for admin in _children(common / 'worktrees'):
+        try:
+            roots.append(Path((admin / 'gitdir').read_text().strip()).parent)
+        except OSError:
+            pass
+    return roots
+
+
+def git_running_in(common: Path) -> bool | None:
+    """Whether a git process of this host (git, or git-annex, which runs
+    git) works in the repository with the common git directory
+    ``common``: its current directory is in one of its working trees or
+    git directories; None where that cannot be known (no ``/proc``)"""
+    proc = Path('/proc')
+    if not (proc / 'self' / 'cwd').exists():
+        return None
+    places = [common, *worktree_roots(common)]
+    me = os.getpid()
+    for entry in _children(proc):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            argv0 = (entry / 'cmdline').read_bytes().split(b'\0')[0]
+            if not os.path.basename(argv0).startswith(b'git'):
+                continue
+            cwd = Path(os.readlink(entry / 'cwd'))
+        except OSError:
+            continue
+        if any(_works_in(cwd, p) for p in places):
+            return True
+    return False
+
+
+def _works_in(cwd: Path, place: Path) -> bool:
+    """Whether a process in the directory ``cwd`` works in the repository
+    of the working tree (or git directory) ``place``: ``cwd`` is in it, and
+    not in another repository nested in it (a subdataset)"""
+    if cwd != place and place not in cwd.parents:
+        return False
+    at = cwd
+    while at != place:
+        if (at / '.git').exists() and at.name != '.git':
+            return False
+        at = at.parent
+    return True

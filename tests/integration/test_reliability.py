@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shlex
 import shutil
 import signal
@@ -314,47 +313,21 @@ def interrupt(args: list[str], cwd: Path, sig: int, progress,
     raise AssertionError(f'processes of {args} survived {sig!r}')
 
 
-def follow_advice(res: dict) -> None:
-    """Do what a refusal says to recover from an interrupted run; fail the
-    test if it is not a refusal with such advice"""
-    msg = res.get('message') or ''
-    assert res['status'] == 'impossible', \
-        f'a failure, not a refusal with advice, after an interruption: {res}'
-    if re.match(r'not (updated|merged), because (the merge into )?its '
-                r'subdataset', msg):
-        return  # held back by a subdataset, whose own record has advice
-    locks = [f for f in re.findall(r"(/\S+\.lock)\b", msg)
-             if os.path.exists(f)]
-    if 'is locked (initializing)' in msg:
-        # worktree-add: unlock, delete the directory, prune, run again
-        unlock, prune = re.findall(r"'(git -C [^']+)'", msg)
-        subprocess.run(shlex.split(unlock), check=True, capture_output=True)
-        shutil.rmtree(res['path'])
-        subprocess.run(shlex.split(prune), check=True, capture_output=True)
-    elif locks:
-        # lock files that a killed git left (index.lock, a ref's .lock)
-        for lock in locks:
-            os.unlink(lock)
-    else:
-        pytest.fail(f'a refusal with no advice for an interrupted run: {res}')
-
-
 def rerun_to_convergence(run) -> list:
     """Call ``run`` (the Python API call of the interrupted command) until
-    it neither refuses nor fails. Only a refusal that says how to recover
-    from what git left behind (a worktree locked while it was being made,
-    an index.lock) is accepted, and its advice is followed. The lock files
-    a killed git left are waited for only a second (see
-    ``settings.lock_wait``)"""
-    for _ in range(3):
+    it neither refuses nor fails, twice at most, with no repair by hand:
+    what a killed run left (a worktree locked while it was being made,
+    git's lock files, a branch made for it) is for the command itself to
+    clean up (see ``engine.recover``). Lock files are waited for only a
+    second (see ``settings.lock_wait``), so that one the command leaves
+    fails the test at once"""
+    for _ in range(2):
         with short_lock_wait():
             res = run()
         failed = [r for r in res if r['status'] in FAILED]
         if not failed:
             return res
-        for r in failed:
-            follow_advice(r)
-    pytest.fail(f'no convergence after 3 runs: {failed}')
+    pytest.fail(f'no convergence after 2 runs: {failed}')
 
 
 @contextmanager

@@ -47,7 +47,7 @@ from datalad_worktree.repo.records import may_hold_unlocked_files
 from datalad_worktree.repo.sparse_checkout import Cone, check_out_cone
 from datalad_worktree.repo.store.refs import git_dirs
 from datalad_worktree.repo.worktrees import find_worktree, list_worktrees
-from datalad_worktree.runners import git
+from datalad_worktree.runners import git, journal
 from datalad_worktree.runners.locks import lock_wait, retry_on_lock
 
 
@@ -188,9 +188,17 @@ def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
     cone), where the caller asked already (``may_hold_unlocked_files``),
     at any number of files."""
     wait = lock_wait()
+    common = git_dirs(repo)[1]
+    # journaled before the first change, for a later run to clean up
+    # after this one, should it die (see ``engine.recover``)
+    entry = journal.note(common, kind='worktree', repo=str(repo),
+                         target=str(target),
+                         branch=branch, new_branch=new_branch,
+                         commit=commit, mount_point=target.is_dir())
     if branch is not None and (new_branch or moved_from):
         error = place_branch(repo, branch, commit, moved_from, wait)
         if error:
+            journal.done(common, entry)
             return error
     how = ['--detach', '--', str(target), commit] if branch is None else \
         ['--', str(target), branch]
@@ -216,11 +224,15 @@ def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
         left = discard_half_made(repo, target, mount_point)
         if new_branch:
             left += discard_branch(repo, branch, commit, wait)
+        journal.done(common, entry)
         return Outcome('error', f'{failed} failed: {error_line(e)}{left}',
                        dict(exception=CapturedException(e)))
     problem = link_like_annex(target) if quick else None
     problem = problem or (repair_annex_link(target) if annex else None)
-    return Outcome('error', problem) if problem else None
+    if problem:
+        return Outcome('error', problem)
+    journal.done(common, entry)
+    return None
 
 
 def place_branch(repo: Path, branch: str, commit: str, moved_from: str,

@@ -20,6 +20,7 @@ from pathlib import Path
 from datalad_worktree.base.outcome import Outcome, Problem, Refusal, failure
 from datalad_worktree.base.paths import is_within
 from datalad_worktree.engine.progress import progress
+from datalad_worktree.engine.recover import live_maker, recover
 from datalad_worktree.hierarchy.clones import is_separate_clone, replace_advice
 from datalad_worktree.hierarchy.cones import (
     cone_at,
@@ -227,6 +228,8 @@ def preflight(node: Node, target_root: Path, branch: str | None,
             'subdataset not installed in the dataset; left as an empty '
             'mount point'))
     repo = node.path
+    # the one change before the plan: what a dead run of ours left there
+    recover(repo)
     try:
         present = has_commit(repo, node.commit)
         tip = branch_tip(repo, branch) if branch else None
@@ -375,14 +378,23 @@ def existing_worktree_problem(wt: Worktree, repo: Path, target: Path,
             'its branches where that loses no commit; --keep-branch '
             'keeps them), then run this again'))
     if wt.locked is not None:
-        # git locks a worktree while creating it ('initializing'): a lock
-        # left behind can mean an interrupted, incomplete checkout
+        # git locks a worktree while creating it ('initializing'); what a
+        # dead run of ours left half made was cleaned up before (see
+        # engine.recover) unless it holds files git did not check out
+        maker = live_maker(repo, target)
+        if maker is not None:
+            return Problem(Refusal.LOCKED, (
+                f'the worktree of {repo} at {target} is locked '
+                f'({wt.locked or "no reason given"}): {maker.name}, which is '
+                'still running, is creating it; wait for it to end, then '
+                'run this again'))
         return Problem(Refusal.LOCKED, (
             f'the worktree of {repo} at {target} is locked '
-            f'({wt.locked or "no reason given"}): another run may still be '
-            'creating it. If an interrupted run left it half made, check '
-            'that it holds nothing of yours, then: '
-            f"'git -C {repo} worktree unlock {target}', delete the "
+            f'({wt.locked or "no reason given"}), and no live run of '
+            'this package is making it: a git that no run of it started '
+            'locked it, or a killed run left it half made with files that '
+            'git did not check out. Check that it holds nothing of yours, '
+            f"then: 'git -C {repo} worktree unlock {target}', delete the "
             f"directory, 'git -C {repo} worktree prune', and run this again"))
     if wt.short_branch == branch and wt.head:
         return None

@@ -29,6 +29,7 @@ from datalad_worktree.engine.integrate import (
 )
 from datalad_worktree.engine.merge.octopus import build_merge, commit_tree
 from datalad_worktree.engine.merge.sources import MergeSource, branch_worktrees
+from datalad_worktree.engine.recover import recover
 from datalad_worktree.environment.mtimes import (
     Carried,
     carry_brought,
@@ -46,6 +47,7 @@ from datalad_worktree.repo.queries import (
 )
 from datalad_worktree.repo.records import contained_in, gitlinks
 from datalad_worktree.repo.store.refs import git_dirs
+from datalad_worktree.runners import journal
 from datalad_worktree.runners.locks import lock_problem
 
 POINTER_MESSAGE = 'Record the subdatasets merged by worktree-merge'
@@ -114,12 +116,16 @@ def merge_into(node: Node, sources: list[tuple[str, MergeSource]],
             return Report(next(iter(fates.values()), Outcome(
                 'notneeded', 'not installed here')))
         return Report(Outcome('notneeded', 'not installed here'), fates)
+    # what a dead run of ours left there, before the checks
+    recover(repo)
     problem = lock_problem(repo, *git_dirs(repo))
     if problem:
         return Report(Outcome.refused(Refusal.LOCK_FILES, problem))
     problem = adjusted_problem(repo)
     if problem:
         return Report(Outcome.refused(Refusal.ADJUSTED_BRANCH, problem))
+    if not opts.dry_run:
+        journal.enter(git_dirs(repo)[1])
     # why each source that is not merged here is not: refused, or nothing
     # to merge
     fates: dict[str, Outcome] = {}

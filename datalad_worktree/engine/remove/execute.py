@@ -29,7 +29,7 @@ from datalad_worktree.repo.worktrees import (
     forget_worktree,
     list_worktrees,
 )
-from datalad_worktree.runners import git
+from datalad_worktree.runners import git, journal
 from datalad_worktree.runners.locks import lock_wait, retry_on_lock
 
 TRASH = 'worktree-remove-trash'
@@ -112,6 +112,7 @@ def remove(plan: Plan) -> Outcome:
         return remove_clone(m, keys)
     repo = m.main.path
     try:
+        journal.enter(git_dirs(repo)[1])
         problem = no_longer_removable(m)
         if problem:
             return Outcome('error', problem, keys)

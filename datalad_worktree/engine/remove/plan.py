@@ -25,6 +25,7 @@ from datalad_worktree.base.outcome import (
 )
 from datalad_worktree.base.paths import same_path
 from datalad_worktree.engine.named import matching_worktrees, named
+from datalad_worktree.engine.recover import recover
 from datalad_worktree.hierarchy.clones import clone_refusal, unique_holdings
 from datalad_worktree.hierarchy.nested import Member, find_members
 from datalad_worktree.repo.annex import own_annex_problem
@@ -131,6 +132,8 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
     why it must not happen: every reason at once"""
     if same_path(m.main.path, m.path):
         return check_clone(m, top / m.relpath)
+    # what a dead run of ours left there, before the checks
+    recover(m.main.path)
     problems = []
     if m.entry.locked is not None:
         reason = f' ({m.entry.locked})' if m.entry.locked else ''
