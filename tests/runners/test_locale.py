@@ -23,6 +23,7 @@ from datalad_worktree.runners import git as gitlayer
 from datalad_worktree.runners.locks import busy, retry_on_lock
 
 from tests.helpers import add, git
+from tests.integration import test_concurrency
 from tests.integration.test_concurrency import (
     test_many_jobs_add_worktrees_and_run_at_the_same_moment as many_jobs,
 )
@@ -134,10 +135,19 @@ def test_retry_on_lock_waits_for_a_german_gits_lock(german, repo):
 
 
 @pytest.mark.reliability
-def test_many_jobs_at_the_same_moment_in_german(german, origin, tmp_path):
-    """The scale-out scenario of ``test_concurrency``, every job's datalad
-    (and git) in the German locale: they meet each other's locks, and wait
-    for them as in English"""
+GERMAN_JOBS = 24
+"""How many jobs the German scale-out runs: enough to meet each other's
+locks (``test_concurrency`` runs 64 in English; the deterministic lock
+tests of this module prove the German retry)"""
+
+
+def test_many_jobs_at_the_same_moment_in_german(german, origin, tmp_path,
+                                                monkeypatch):
+    """The scale-out scenario of ``test_concurrency``, with
+    ``GERMAN_JOBS`` jobs, every job's datalad (and git) in the German
+    locale: they meet each other's locks, and wait for them as in
+    English"""
+    monkeypatch.setattr(test_concurrency, 'JOBS', GERMAN_JOBS)
     many_jobs(origin, tmp_path)
 
 
