@@ -70,7 +70,9 @@ export CRASH_INNER=1
 exec 9>>"{dir}/count.lock"
 flock 9
 n=$(( $(cat "{dir}/count" 2>/dev/null || echo 0) + 1 ))
-echo $n > "{dir}/count"
+# a new file renamed over the old: a wrapper killed while it writes
+# (the kill reaches the whole process group) leaves the count whole
+echo $n > "{dir}/count.$$" && mv -f "{dir}/count.$$" "{dir}/count"
 echo "$n $PWD $*" >> "{dir}/log"
 exec 9>&-
 if [ "$n" = "${{CRASH_AT:-0}}" ]; then
@@ -134,7 +136,10 @@ class CrashingGit:
         gone(pid)
         if not at:
             assert returncode == 0, out.decode()
-        else:
+        elif not (returncode == 0 and self.count() < at):
+            # (a run that started fewer git processes than the clean one,
+            # as where a git another process held a lock for was not
+            # tried again, ends before the K-th: it is checked as is)
             assert returncode == -signal.SIGKILL, \
                 f'not killed at {at} {where}: {out.decode()}'
         return self.count()

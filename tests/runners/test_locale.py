@@ -134,13 +134,13 @@ def test_retry_on_lock_waits_for_a_german_gits_lock(german, repo):
     assert git(repo, 'config', 'x.y') == 'true'
 
 
-@pytest.mark.reliability
 GERMAN_JOBS = 24
 """How many jobs the German scale-out runs: enough to meet each other's
 locks (``test_concurrency`` runs 64 in English; the deterministic lock
 tests of this module prove the German retry)"""
 
 
+@pytest.mark.reliability
 def test_many_jobs_at_the_same_moment_in_german(german, origin, tmp_path,
                                                 monkeypatch):
     """The scale-out scenario of ``test_concurrency``, with
