@@ -149,6 +149,20 @@ def run_records(repo: Path) -> list[tuple[str, dict]]:
     return records
 
 
+def assert_no_job_left_and_annex_sound(origin: Path) -> None:
+    """Every dataset of ``origin`` has only its main worktree and no job-*
+    branch, and ``git annex fsck --fast`` passes where it uses git-annex"""
+    for ds in datasets_of(origin):
+        assert git(ds, 'worktree', 'list', '--porcelain').count(
+            'worktree ') == 1, ds
+        assert git(ds, 'for-each-ref', 'refs/heads/job-*') == '', ds
+        if git(ds, 'config', '--default', '', 'annex.uuid'):
+            fsck = subprocess.run(['git', 'annex', 'fsck', '--fast',
+                                   '--quiet'], cwd=ds, capture_output=True,
+                                  text=True, check=False)
+            assert fsck.returncode == 0, (ds, fsck.stdout + fsck.stderr)
+
+
 def test_jobs_get_the_submitters_environment(cluster, tmp_path):
     """sbatch passes the tests' isolated git configuration and PATH on"""
     env = job_env(cluster)
@@ -217,15 +231,7 @@ def test_job_array_results_merged_home(cluster, origin, tmp_path,
         for task in range(1, TASKS + 1))
 
     assert not list(scratch.glob('job-*'))
-    for ds in datasets_of(origin):
-        assert git(ds, 'worktree', 'list', '--porcelain').count(
-            'worktree ') == 1, ds
-        assert git(ds, 'for-each-ref', 'refs/heads/job-*') == '', ds
-        if git(ds, 'config', '--default', '', 'annex.uuid'):
-            fsck = subprocess.run(['git', 'annex', 'fsck', '--fast',
-                                   '--quiet'], cwd=ds, capture_output=True,
-                                  text=True, check=False)
-            assert fsck.returncode == 0, (ds, fsck.stdout + fsck.stderr)
+    assert_no_job_left_and_annex_sound(origin)
 
     # the newest record, rerun in the main worktree: same output
     rerun = datalad_cli('rerun', records[0][0], cwd=derived)
@@ -318,13 +324,5 @@ def test_a_task_killed_at_its_time_limit_is_resubmitted(cluster, origin,
     assert sorted(r['outputs'] for _, r in records) == [
         ['results/task-1/result.txt'], ['results/task-2/result.txt']]
     assert not list(scratch.glob('job-*'))
-    for ds in datasets_of(origin):
-        assert git(ds, 'worktree', 'list', '--porcelain').count(
-            'worktree ') == 1, ds
-        assert git(ds, 'for-each-ref', 'refs/heads/job-*') == '', ds
-        if git(ds, 'config', '--default', '', 'annex.uuid'):
-            fsck = subprocess.run(['git', 'annex', 'fsck', '--fast',
-                                   '--quiet'], cwd=ds, capture_output=True,
-                                  text=True, check=False)
-            assert fsck.returncode == 0, (ds, fsck.stdout + fsck.stderr)
+    assert_no_job_left_and_annex_sound(origin)
     assert clean(origin)
