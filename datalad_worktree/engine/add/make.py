@@ -260,11 +260,16 @@ def discard_branch(repo: Path, branch: str, commit: str, wait: float
     be made, only where it is still there (``git update-ref -d`` with the
     value expected, which changes nothing when it fails, and so is tried
     again while another git holds a lock); a note where it was left, or
-    ''"""
+    '' (also where it was never made: a run killed before it made it)"""
     try:
         retry_on_lock(lambda: git.run(repo, [
             'update-ref', '-d', f'refs/heads/{branch}', commit]), wait)
     except CommandError as e:
+        try:
+            git.run(repo, ['rev-parse', '--verify', '--quiet',
+                           f'refs/heads/{branch}'])
+        except CommandError:
+            return ''  # not there: nothing was left
         return (f'; the branch {branch} made for it was left: '
                 f'{error_line(e)}')
     return ''
