@@ -179,21 +179,25 @@ def undo(repo: Path, entry: dict) -> list[str]:
     target = Path(entry['target'])
     notes = []
     registered = find_worktree(list_worktrees(repo), target)
-    if registered is not None and registered.locked is not None:
+    unborn = registered is not None and registered.head is None
+    if registered is not None and registered.locked is not None and \
+            not unborn:
+        # (an unborn one's lock goes with its registration: git cannot
+        # unlock one killed while it wrote its commondir)
         try:
             git.run(repo, ['worktree', 'unlock', '--', str(target)])
         except CommandError as e:
             return [f'{target} stays locked: {error_line(e)}']
     mount_point = bool(entry.get('mount_point'))
-    if registered is not None and registered.head is None:
+    if unborn:
         # killed before git set its HEAD, so before its checkout
         left = drop_unborn(repo, target, mount_point)
     else:
         if registered is not None:
             prepare_status(target)
         left = discard_half_made(repo, target, mount_point)
-    if left and registered is not None and registered.locked is not None \
-            and find_worktree(list_worktrees(repo), target) is not None:
+    if left and not unborn and registered is not None and \
+            registered.locked is not None and find_worktree(list_worktrees(repo), target) is not None:
         # it stays: locked as before, so that the refusal says what to do
         git.run(repo, ['worktree', 'lock', '--reason',
                        registered.locked or 'initializing', '--',
@@ -233,6 +237,8 @@ def drop_unborn(repo: Path, target: Path, mount_point: bool) -> str:
     if dotgit.is_file() and not dotgit.is_symlink():
         dotgit.unlink()
     if admin is not None:
+        # git's lock, 'initializing', of the dead run's own making
+        (admin / 'locked').unlink(missing_ok=True)
         forget_worktree(admin, repo)
     if target.is_dir() and not mount_point:
         target.rmdir()

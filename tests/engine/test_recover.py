@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -281,3 +282,50 @@ def test_a_dry_run_cleans_up_nothing(repo, tmp_path):
         assert recover(repo) == []
     assert 'locked initializing' in registered(repo)
     assert path.exists()
+
+
+def test_a_worktree_killed_while_git_wrote_its_commondir(repo, tmp_path):
+    """git registered the worktree (locked 'initializing', its gitdir,
+    .git file and null HEAD written) and was killed while it wrote ``commondir``: the
+    file is empty, git itself cannot read or unlock that worktree (nor
+    list any), so registration, lock and directory go without it"""
+    target = tmp_path / 'job'
+    entries = half_made(repo, target)
+    admin = Path(git(target, 'rev-parse', '--absolute-git-dir'))
+    for path in target.iterdir():
+        if path.name != '.git':
+            path.unlink()
+    for name in ('index', 'ORIG_HEAD', 'logs'):
+        if (admin / name).is_dir():
+            shutil.rmtree(admin / name)
+        elif (admin / name).exists():
+            (admin / name).unlink()
+    # git writes HEAD (the null id) just before commondir
+    (admin / 'HEAD').write_text('0' * 40 + '\n')
+    (admin / 'commondir').write_text('')
+    broken = subprocess.run(['git', '-C', str(repo), 'worktree', 'list'],
+                            capture_output=True, text=True)
+    assert broken.returncode != 0 and 'commondir' in broken.stderr
+    write_journal(repo, gone_pid(), entries)
+    assert recover(repo) == []
+    assert str(target) not in registered(repo)
+    assert not target.exists() and not admin.exists()
+    assert git(repo, 'branch', '--list', 'job') == ''
+
+
+def test_a_commondir_killed_worktree_with_files_of_the_user(repo, tmp_path):
+    """As above, but a file that git did not check out is in it: it is
+    kept, and so are the registration and its lock, which the refusal
+    that follows reports"""
+    target = tmp_path / 'job'
+    entries = half_made(repo, target)
+    admin = Path(git(target, 'rev-parse', '--absolute-git-dir'))
+    (target / 'README').unlink()
+    (target / 'mine.txt').write_text('keep me\n')
+    (admin / 'HEAD').write_text('0' * 40 + '\n')
+    (admin / 'commondir').write_text('')
+    write_journal(repo, gone_pid(), entries)
+    notes = recover(repo)
+    assert len(notes) == 1 and 'were kept' in notes[0], notes
+    assert (target / 'mine.txt').read_text() == 'keep me\n'
+    assert (admin / 'locked').read_text().strip() == 'initializing'
