@@ -36,7 +36,9 @@ class WorktreeList(ValidatedInterface):
     hierarchy, so the nested worktrees made by ``worktree-add`` show up
     once per dataset. The command's own rendering groups them by the
     worktree of the top dataset they belong to and marks those that hold
-    commits the main worktree does not have (unmerged results), those that
+    commits of their own that the main worktree does not have (unmerged
+    results; not the commits that only record subdataset states the main
+    worktree's subdatasets contain), those that
     are not clean, and those whose directory is gone.
 
     Each result has ``action='worktree-list'``, ``status='ok'``,
@@ -47,7 +49,11 @@ class WorktreeList(ValidatedInterface):
     detached), ``head``, ``clean`` (no uncommitted changes and no untracked
     files; None when the directory is gone), ``ahead`` and ``behind``
     (commits it has that the main worktree's HEAD has not, and the other
-    way round), ``stale`` (its directory is gone) and ``locked`` (the lock
+    way round), ``unmerged`` (those of the ``ahead`` commits that are
+    unmerged results: all but the ones that only record subdataset states
+    which the main worktree's subdatasets contain, such as
+    ``worktree-sync`` makes; what ``worktree-remove`` refuses to give up),
+    ``stale`` (its directory is gone) and ``locked`` (the lock
     reason, '' for a lock without one, None when not locked) and
     ``own_annex`` (it keeps annexed content in an annex of its own, not in
     the shared one, as git-annex made it for an absorbed git directory;
@@ -130,7 +136,7 @@ class WorktreeList(ValidatedInterface):
         for r in listed:
             roots.setdefault(r['worktree_root'], []).append(r)
         for root, members in roots.items():
-            unmerged = sum(1 for r in members if r['ahead'])
+            unmerged = sum(1 for r in members if r['unmerged'])
             ui.message(f'{shown(root)}'
                        + (f'  [{unmerged} with unmerged results]'
                           if unmerged else ''))
@@ -147,8 +153,11 @@ def _summary(r: dict) -> str:
         bits.append('not clean')
     if r.get('sparse') is not None:
         bits.append(f"sparse: {', '.join(r['sparse'])}")
-    if r['ahead']:
-        bits.append(f"{r['ahead']} unmerged commit(s)")
+    if r['unmerged']:
+        bits.append(f"{r['unmerged']} unmerged commit(s)")
+    records = (r['ahead'] or 0) - (r['unmerged'] or 0)
+    if records > 0:
+        bits.append(f'{records} commit(s) only recording subdataset states')
     if r['behind']:
         bits.append(f"{r['behind']} behind")
     if r.get('clone'):

@@ -15,6 +15,7 @@ from datalad_worktree.base.outcome import Outcome, Result, failure
 from datalad_worktree.engine.progress import progress
 from datalad_worktree.engine.scheduler import split_hierarchy
 from datalad_worktree.hierarchy.clones import is_separate_clone, unique_holdings
+from datalad_worktree.hierarchy.unmerged import unmerged
 from datalad_worktree.hierarchy.walk import Node, children_of, walk_hierarchy
 from datalad_worktree.repo.annex import has_own_annex
 from datalad_worktree.repo.queries import (
@@ -78,19 +79,24 @@ def clone_keys(place: Path, child: Node, parent_keys: dict) -> dict:
         dataset=str(child.path), worktree_root=parent_keys['worktree_root'],
         relpath=str(relpath), branch=current_branch(place),
         head=head_commit(place), clean=not changes and not untracked,
-        ahead=None, behind=None, stale=False, locked=None, own_annex=None,
-        clone=True, holds=unique_holdings(place, child.path, files=False))
+        ahead=None, behind=None, unmerged=None, stale=False, locked=None,
+        own_annex=None, clone=True, holds=unique_holdings(place, child.path, files=False))
 
 
 def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
     """The result keys that describe one linked worktree"""
     stale = wt.prunable or not wt.path.is_dir()
-    ahead = behind = None
+    ahead = behind = work = None
     if wt.head and wt.head == main.head:
-        ahead = behind = 0
+        ahead = behind = work = 0
     elif wt.head and main.head:
         try:
             ahead, behind = ahead_behind(main.path, main.head, wt.head)
+            # the judgement of worktree-remove: commits that only record
+            # subdataset states the main worktree's subdatasets contain
+            # are not unmerged results
+            work = len(unmerged(main.path, wt.head, [main.head]).work) \
+                if ahead else 0
         except CommandError:
             pass
     clean = own_annex = cone = None
@@ -110,7 +116,8 @@ def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
     return dict(
         worktree_root=str(root), relpath=shown,
         branch=wt.short_branch,
-        head=wt.head, clean=clean, ahead=ahead, behind=behind, stale=stale,
+        head=wt.head, clean=clean, ahead=ahead, behind=behind,
+        unmerged=work, stale=stale,
         locked=wt.locked, own_annex=own_annex, clone=False,
         sparse=None if cone is None else list(cone),
     )

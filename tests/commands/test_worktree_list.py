@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from types import SimpleNamespace
 
 import pytest
 
@@ -93,3 +94,22 @@ def test_cli_groups_by_worktree_root(origin, runs):
     assert len([json.loads(ln) for ln in js.stdout.splitlines()]) == 7
     none = datalad_cli('worktree-list', cwd=origin / 'raw/2p')
     assert '../../../runs/raw/2p' in none.stdout
+
+
+def test_summary_counts_only_unmerged_results(monkeypatch):
+    """A worktree whose commits only record subdataset states is not one
+    'with unmerged results'; its line says what they are"""
+    from datalad_worktree.commands import worktree_list
+    said = []
+    monkeypatch.setattr(worktree_list, 'ui',
+                        SimpleNamespace(message=said.append))
+    base = dict(action='worktree-list', status='ok', worktree_root='/wt',
+                branch='runs', head='0' * 40, clean=True, stale=False,
+                locked=None, behind=0)
+    worktree_list.WorktreeList.custom_result_summary_renderer([
+        dict(base, relpath='.', ahead=2, unmerged=0),
+        dict(base, relpath='raw', ahead=1, unmerged=1)])
+    assert said[0] == '/wt  [1 with unmerged results]'
+    assert '2 commit(s) only recording subdataset states' in said[1]
+    assert 'unmerged commit(s)' not in said[1]
+    assert '1 unmerged commit(s)' in said[2]
