@@ -43,11 +43,24 @@ class WorktreeRemove(WorktreeInterface):
     pruned, and its branch is deleted unless [CMD: --keep-branch CMD][PY:
     keep_branch=True PY] is given.
 
+    PATH may also be a branch name, where no path of that name exists
+    (an existing path wins over a branch of the same name): the linked
+    worktrees that have that branch checked out, in any dataset of
+    DATASET's hierarchy, are removed, each with what is nested in it, as
+    if their paths were given; also those whose directory was deleted or
+    moved by hand, whose registrations are then pruned (each one alone).
+    A name that is neither a path nor such a branch is refused
+    (``refusal='no-match'``), and nothing is removed.
+
     Nothing is removed in any dataset if any of them has uncommitted
     changes, untracked files that are not ignored, or commits that would be
     lost: commits that neither the main worktree's HEAD nor another branch
     contains (with [CMD: --keep-branch CMD][PY: keep_branch=True PY], the
-    worktree's own branch counts as keeping them). [CMD: --force CMD][PY:
+    worktree's own branch counts as keeping them). Commits that only
+    record subdataset states which the main worktree's subdatasets
+    contain, such as those ``worktree-sync`` makes ("Record the
+    subdatasets updated by worktree-sync"), are not counted: they go with
+    the branch. [CMD: --force CMD][PY:
     force=True PY] lifts only that last refusal, and the result names the
     commits given up; uncommitted changes always block removal, so commit or
     discard them by hand. Ignored files, such as a ``.venv``, do not block
@@ -97,8 +110,9 @@ class WorktreeRemove(WorktreeInterface):
             nargs='+',
             doc="""the linked worktree to remove, with everything nested in
             it; several, or a pattern (``'../jobs/job-*'``) matched against the
-            paths of DATASET's linked worktrees.[PY:  A path or a list.
-            PY]"""),
+            paths of DATASET's linked worktrees, or a branch name (where no
+            such path exists): the worktrees that have it checked out.[PY:
+            A path or a list. PY]"""),
         dataset=Parameter(
             args=('-d', '--dataset'),
             metavar='DATASET',
@@ -139,6 +153,9 @@ class WorktreeRemove(WorktreeInterface):
         dict(text="Remove all job worktrees below '../jobs'",
              code_py="worktree_remove('../jobs/job-*')",
              code_cmd="datalad worktree-remove '../jobs/job-*'"),
+        dict(text="Remove the worktrees of branch 'runs', wherever they are",
+             code_py="worktree_remove('runs')",
+             code_cmd="datalad worktree-remove runs"),
         dict(text="Remove it but keep its branches",
              code_py="worktree_remove('../runs', keep_branch=True)",
              code_cmd="datalad worktree-remove --keep-branch ../runs"),

@@ -111,6 +111,32 @@ def find_members(top: Path, target: Path,
     return members, linked
 
 
+def checked_out_in_hierarchy(top: Path, branch: str
+                             ) -> tuple[list[Path], list[Path]]:
+    """Where ``branch`` (a short name) is checked out in the datasets of
+    ``top``'s hierarchy: the linked worktrees (also those whose directory
+    is gone), each once, in the order the hierarchy is walked, and the
+    main worktrees (which are never removed)"""
+    linked: dict[str, Path] = {}
+    main = []
+    seen: set[Path] = set()
+    ref = f'refs/heads/{branch}'
+    for node in walk_hierarchy(top, head_commit(top), None):
+        if not node.installed or node.problem:
+            continue
+        repository = git_dirs(node.path)[1]
+        if repository in seen:
+            continue
+        seen.add(repository)
+        worktrees = list_worktrees(node.path)
+        if worktrees[0].branch == ref:
+            main.append(worktrees[0].path)
+        for wt in worktrees[1:]:
+            if wt.branch == ref:
+                linked.setdefault(os.path.normpath(wt.path), wt.path)
+    return list(linked.values()), main
+
+
 def registration_problem(path: Path, place, repo: Path, target: Path,
                          really_inside: bool) -> str | None:
     """Why the worktree of ``repo`` registered at ``path`` (``place``, see

@@ -125,6 +125,22 @@ def forget_worktree(admin: Path, repo: Path) -> None:
         git.run(repo, ['worktree', 'prune'])
 
 
+def registration(repo: Path, path: Path) -> Path | None:
+    """The directory below ``worktrees`` in the git directory of ``repo``
+    that registers the linked worktree at ``path`` (its directory may be
+    gone), or None"""
+    base = git_dirs(repo)[1] / 'worktrees'
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return None
+    for name in names:
+        recorded = worktree_path(base / name)
+        if recorded and same_path(recorded, path):
+            return base / name
+    return None
+
+
 def find_worktree(worktrees: list[Worktree], path: Path) -> Worktree | None:
     """The entry of ``worktrees`` at ``path``, or None"""
     return next((w for w in worktrees if same_path(w.path, path)), None)

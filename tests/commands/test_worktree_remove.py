@@ -11,6 +11,7 @@ from datalad import api as dl
 
 from tests.helpers import (
     CODE,
+    DERIVED,
     INSTALLED,
     PARENT,
     add,
@@ -18,6 +19,7 @@ from tests.helpers import (
     commit_file,
     datalad_cli,
     git,
+    quiet,
     snapshot,
 )
 
@@ -300,3 +302,100 @@ def test_bad_paths_among_several_remove_nothing(origin, tmp_path, paths,
     assert says in res[0]['message']
     assert snapshot(origin) == before
     assert all((a / rel / '.git').exists() for rel in ALL)
+
+
+@pytest.mark.slow
+def test_commits_that_only_record_subdatasets_do_not_block(origin, runs):
+    # the main worktree's subdataset moves on; sync records it in the
+    # worktree's superdataset, a commit of its own that main lacks
+    commit_file(origin / 'raw/bpod', 'new.tsv', 'n\n', 'new raw data')
+    dl.worktree_sync(dataset=runs, recursive=True, result_renderer='disabled')
+    assert git(runs, 'log', '-1', '--format=%s') == \
+        'Record the subdatasets updated by worktree-sync'
+    listed = by_path(dl.worktree_list(dataset=origin, recursive=True,
+                                      **quiet()), runs)
+    assert (listed['.']['ahead'], listed['.']['unmerged']) == (1, 0)
+    dry = remove(origin, runs, dry_run=True)
+    assert all(r['status'] == 'ok' for r in dry), dry
+    # a commit that changes a file counts, the record commit still not;
+    # as does one that records a subdataset commit main's copy lacks
+    mine = commit_file(runs, 'notes.txt', 'n\n', 'my notes')
+    commit_file(runs / 'raw/2p', 'x.txt', 'x\n', 'work in 2p')
+    git(runs, 'commit', '-q', '-m', 'record 2p', '--', 'raw/2p')
+    recorded_2p = git(runs, 'rev-parse', 'HEAD')
+    listed = by_path(dl.worktree_list(dataset=origin, recursive=True,
+                                      **quiet()), runs)
+    assert (listed['.']['ahead'], listed['.']['unmerged']) == (3, 2)
+    assert listed['raw/2p']['unmerged'] == 1
+    before = snapshot(origin)
+    res = by_path(remove(origin, runs), runs)
+    assert res['.']['refusal'] == 'unmerged-commits'
+    assert 'has 2 commit(s)' in res['.']['message']
+    assert mine[:10] in res['.']['message'] and \
+        recorded_2p[:10] in res['.']['message']
+    assert 'Record the subdatasets' not in res['.']['message']
+    assert snapshot(origin) == before and (runs / 'notes.txt').exists()
+
+
+def test_a_branch_name_removes_its_worktrees_also_where_gone(
+        origin, runs, tmp_path, monkeypatch):
+    # a nested part deleted by hand, and another worktree's registration
+    # whose directory is gone too: only the branch's registrations go
+    shutil.rmtree(runs / DERIVED)
+    other = tmp_path / 'other'
+    git(origin / CODE, 'worktree', 'add', '-q', '--detach', str(other))
+    shutil.rmtree(other)
+    monkeypatch.chdir(origin)
+    assert not (origin / 'runs').exists()
+    res = by_path(remove(origin, 'runs'), runs)
+    assert sorted(res) == sorted(ALL)
+    assert all(r['status'] == 'ok' and r['branch_deleted']
+               for r in res.values()), res
+    assert 'already gone; pruned' in res[CODE]['message']
+    assert 'removed' in res['raw/bpod']['message']
+    assert not runs.exists()
+    for rel in ALL:
+        assert 'runs' not in branches(origin, rel).split()
+        assert str(runs) not in git(origin / rel, 'worktree', 'list')
+    assert str(other) in git(origin / CODE, 'worktree', 'list')
+
+
+@pytest.mark.slow
+def test_a_branch_name_keeps_the_safety_rules(origin, runs, monkeypatch):
+    lost = commit_file(runs / CODE, 'result.txt', 'r\n', 'unmerged result')
+    monkeypatch.chdir(origin)
+    before = snapshot(origin)
+    res = remove(origin, 'runs')
+    assert_refused_intact(res, origin, runs, before, lost[:10], '--force')
+    assert [r['refusal'] for r in res] == ['unmerged-commits']
+    # bad names: one record naming it, nothing changed
+    main_branch = git(origin, 'symbolic-ref', '--short', 'HEAD')
+    for name, code, says in [
+            ('nope', 'no-match', "'nope' is neither a linked worktree"),
+            ('-x', 'bad-branch', 'looks like an option'),
+            (main_branch, 'no-match', 'only in the main worktree'),
+            ('../nowhere', 'not-a-linked-worktree',
+             'is not a linked worktree of')]:
+        res = remove(origin, name)
+        assert [(r['status'], r['refusal']) for r in res] == \
+            [('impossible', code)], (name, res)
+        assert says in res[0]['message'] and \
+            'nothing was removed' in res[0]['message']
+        assert snapshot(origin) == before
+    assert all((runs / rel / '.git').exists() for rel in ALL)
+    res = by_path(remove(origin, 'runs', force=True), runs)
+    assert res[CODE]['given_up'] == [lost] and not runs.exists()
+
+
+def test_a_path_wins_over_a_branch_of_its_name(origin, tmp_path,
+                                               monkeypatch):
+    feature = tmp_path / 'feature'
+    git(origin, 'worktree', 'add', '-q', '--detach', str(feature))
+    git(origin / 'raw/2p', 'worktree', 'add', '-q', '-b', 'feature',
+        str(tmp_path / 'elsewhere'))
+    monkeypatch.chdir(tmp_path)
+    res = remove(origin, 'feature')
+    assert [(r['path'], r['status']) for r in res] == [(str(feature), 'ok')]
+    assert not feature.exists()
+    assert (tmp_path / 'elsewhere' / '.git').exists()
+    assert 'feature' in branches(origin, 'raw/2p').split()

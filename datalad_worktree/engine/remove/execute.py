@@ -28,6 +28,7 @@ from datalad_worktree.repo.worktrees import (
     find_worktree,
     forget_worktree,
     list_worktrees,
+    registration,
 )
 from datalad_worktree.runners import git, journal
 from datalad_worktree.runners.locks import lock_wait, retry_on_lock
@@ -132,6 +133,10 @@ def remove(plan: Plan) -> Outcome:
             retry_on_lock(lambda: git.run(repo, [
                 'update-ref', '-d', f'refs/heads/{m.branch}', m.head]),
                 lock_wait())
+        if admin is None:
+            # its directory is gone: this registration only, not every
+            # one that a prune would take
+            admin = registration(repo, m.path)
         if admin is None:
             git.run(repo, ['worktree', 'prune'])
         else:

@@ -23,13 +23,22 @@ from datalad_worktree.base.outcome import (
     Result,
     failure,
 )
-from datalad_worktree.base.paths import same_path
+from datalad_worktree.base.paths import at_or_below, same_path
 from datalad_worktree.engine.named import matching_worktrees, named
 from datalad_worktree.engine.recover import recover
 from datalad_worktree.hierarchy.clones import clone_refusal, unique_holdings
-from datalad_worktree.hierarchy.nested import Member, find_members
+from datalad_worktree.hierarchy.nested import (
+    Member,
+    checked_out_in_hierarchy,
+    find_members,
+)
+from datalad_worktree.hierarchy.unmerged import unmerged
 from datalad_worktree.repo.annex import own_annex_problem
-from datalad_worktree.repo.queries import commits_only_in, short_log, worktree_changes
+from datalad_worktree.repo.queries import (
+    branch_name_problem,
+    short_log,
+    worktree_changes,
+)
 from datalad_worktree.repo.store.refs import git_dirs
 from datalad_worktree.repo.worktrees import find_worktree, list_worktrees
 from datalad_worktree.runners.locks import branch_locks, lock_message
@@ -148,8 +157,11 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
         problems += filter(None, [branch_lock_problem(m)])
     lost = []
     if m.head and m.main.head and m.head != m.main.head:
-        lost = commits_only_in(m.main.path, m.head, [m.main.head],
-                               None if keep_branch else m.branch)
+        # commits that only record subdataset states the main worktree's
+        # subdatasets contain are not the user's: they go with the branch
+        lost = list(unmerged(m.main.path, m.head, [m.main.head],
+                             None if keep_branch else m.branch,
+                             branches=True).work)
     if lost and not force:
         problems.append(Problem(Refusal.UNMERGED_COMMITS, (
             f'{m.path} has {len(lost)} commit(s) that neither the main '
@@ -213,7 +225,10 @@ def read_targets(top: Path, given: list[str], place: Callable[[str], Path]
     for text in given:
         arg = named(text, place)
         where = arg.path
-        if not arg.pattern:
+        if not arg.exists and not arg.pattern and \
+                not find_worktree(list_worktrees(top)[1:], where):
+            problem, found = branch_targets(top, text, where)
+        elif not arg.pattern:
             problem = target_problem(top, where)
             found = [where]
         else:
@@ -226,6 +241,39 @@ def read_targets(top: Path, given: list[str], place: Callable[[str], Path]
         for target in found:
             targets.setdefault(os.path.normpath(target), target)
     return list(targets.values()), problems
+
+
+def branch_targets(top: Path, branch: str, where: Path
+                   ) -> tuple[Problem | None, list[Path]]:
+    """The linked worktrees that the branch name ``branch`` names (given
+    where no path ``where`` exists, nor a registration of one): where it
+    is checked out in the datasets of ``top``'s hierarchy, the outermost
+    of them (the ones inside those go with them, as for a path); or why
+    it names none. A name that no branch can have is a path that names
+    no worktree; one that looks like an option never reaches git"""
+    if branch.startswith('-'):
+        return Problem(Refusal.BAD_BRANCH, (
+            f'refusing {branch!r}: it looks like an option, and no worktree '
+            f'exists at {where}; nothing was removed')), []
+    if branch_name_problem(top, branch):
+        # no branch can be named so: a path, and not a worktree's
+        return target_problem(top, where), []
+    linked, main = checked_out_in_hierarchy(top, branch)
+    if not linked:
+        mains = (f' (it is checked out only in the main worktree '
+                 f'{", ".join(map(str, main))}, which is never removed)'
+                 if main else '')
+        return Problem(Refusal.NO_MATCH, (
+            f'{branch!r} is neither a linked worktree of {top} (no path '
+            f'{where}) nor a branch checked out in a linked worktree of '
+            f'its hierarchy{mains}; nothing was removed')), []
+    outermost: list[Path] = []
+    for path in sorted(linked, key=lambda p: len(Path(
+            os.path.normpath(p)).parts)):
+        if not any(at_or_below(os.path.normpath(path),
+                               os.path.normpath(o)) for o in outermost):
+            outermost.append(path)
+    return None, outermost
 
 
 def inspect(top: Path, target: Path, force: bool, keep_branch: bool,
