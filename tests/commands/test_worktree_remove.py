@@ -399,3 +399,24 @@ def test_a_path_wins_over_a_branch_of_its_name(origin, tmp_path,
     assert not feature.exists()
     assert (tmp_path / 'elsewhere' / '.git').exists()
     assert 'feature' in branches(origin, 'raw/2p').split()
+
+
+def test_drop_in_a_worktree_as_the_docs_say(origin, runs):
+    """troubleshooting.rst, 'Dropping annexed content in a worktree':
+    DataLad refuses to drop there; git-annex drops for main too"""
+    name = 'results/summary.txt'
+    main_copy, here = origin / DERIVED / name, runs / DERIVED
+    assert 'trials.tsv' in main_copy.read_text()
+    # DataLad's own check: an AssertionError in Python, not a record
+    with pytest.raises(AssertionError,
+                       match='Dropping from a symlinked annex is unsupported'):
+        dl.drop(str(here / name), dataset=str(here), **quiet())
+    assert 'trials.tsv' in main_copy.read_text()
+    out = subprocess.run(['git', 'annex', 'drop', '--', name], cwd=here,
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 1
+    assert 'Could not verify the existence of the 1 necessary copy' in \
+        out.stdout + out.stderr
+    assert 'trials.tsv' in main_copy.read_text()
+    git(here, 'annex', 'drop', '--force', '--', name)
+    assert not main_copy.exists()
