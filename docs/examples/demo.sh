@@ -46,10 +46,12 @@ echo "# the result is committed on branch 'runs', the main worktree is untouched
 git log --oneline -1
 git -C ../project log --oneline -1
 
-echo "# meanwhile, in the main worktree: the code learns to count responses"
+echo "# meanwhile, in the main worktree: the code learns to count responses,"
+echo "# committed with plain git (as 'datalad save -r' would)"
 cd ../project
 printf 'import sys\nrows = open(sys.argv[1]).readlines()[1:]\nprint(len(rows), "trials,", sum("left" in r for r in rows), "left")\n' > code/count.py
-datalad -f disabled save -r -m "count left responses too"
+git -C code commit -q -m "count left responses too" count.py
+git commit -q -m "count left responses too" code
 
 echo "# worktree-sync brings the new code into the worktree; its own result"
 echo "# commit stays (a merge where both sides have commits):"
