@@ -120,10 +120,15 @@ class Problem:
     """Why something cannot be done: a stable code and a message"""
     refusal: Refusal
     message: str
+    keys: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """Keys of its record that belong to the problem (such as the paths it
+    names), added to those the caller gives"""
 
     def outcome(self, keys: Mapping[str, Any] | None = None) -> Outcome:
-        """The 'impossible' outcome of this problem, with ``keys``"""
-        return Outcome.refused(self.refusal, self.message, keys)
+        """The 'impossible' outcome of this problem, with ``keys`` (and
+        the problem's own)"""
+        return Outcome.refused(self.refusal, self.message,
+                               {**(keys or {}), **self.keys})
 
 
 @dataclass(frozen=True)

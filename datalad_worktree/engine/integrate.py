@@ -8,6 +8,7 @@ fast-forward or a merge commit, and local work is never overwritten.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import (
     dataclass,
     replace,
@@ -15,6 +16,7 @@ from dataclasses import (
 from pathlib import Path
 from typing import (
     Any,
+    Iterator,
     Mapping,
 )
 
@@ -36,6 +38,7 @@ from datalad_worktree.repo.queries import (
     merge_conflicts,
     overwritten_paths,
     paths_differing_from,
+    staged_entries,
     touched_paths,
     tracked_paths,
     unmerged_paths,
@@ -50,9 +53,11 @@ def local_work_problem(repo: Path, base: str, source: str,
                        keep_untouched: bool) -> Problem | None:
     """Why local work in ``repo`` blocks bringing in ``source``, or None
 
-    Uncommitted changes to tracked files block it (with ``keep_untouched``:
-    only changes to files it would change), and so do untracked or ignored
-    files it would overwrite.
+    Uncommitted changes to tracked files, staged or not, block it (with
+    ``keep_untouched``: only changes to files that differ between ``base``
+    and ``source``, which is all that bringing in ``source`` changes), and
+    so do untracked or ignored files it would overwrite. The problem's
+    record lists the paths (``uncommitted``, ``untracked``).
     """
     return work_problem(repo, base, source, keep_untouched,
                         changed_paths(repo),
@@ -71,12 +76,30 @@ def work_problem(repo: Path, base: str, source: str, keep_untouched: bool,
         which = ' that this would change' if keep_untouched else ''
         return Problem(Refusal.UNCOMMITTED_CHANGES, (
             f'uncommitted changes in {repo}{which}: {", ".join(dirty)}; '
-            'commit or discard them first'))
+            'commit or discard them first'), dict(uncommitted=dirty))
     if blocked:
         return Problem(Refusal.UNTRACKED_FILES, (
             f'this would overwrite files in {repo} that git does not '
-            f'track: {", ".join(blocked)}; move them away first'))
+            f'track: {", ".join(blocked)}; move them away first'),
+            dict(untracked=blocked))
     return None
+
+
+@contextmanager
+def staged_kept(repo: Path, any_changes: bool = True) -> Iterator[None]:
+    """Keep the staged changes to tracked files of ``repo`` staged across
+    a merge or a reset, which git does only for a fast-forward: they are
+    set aside in the index (the files keep their content) and staged again
+    afterwards, also where the merge was refused and undone. Only for
+    changes to files that the merge or reset leaves alone (see
+    ``work_problem``). Without ``any_changes`` (the caller found no
+    uncommitted change) nothing needs to be done."""
+    entries = staged_entries(repo) if any_changes else []
+    set_index(repo, [(m, sha, p) for m, sha, _, _, p in entries])
+    try:
+        yield
+    finally:
+        set_index(repo, [(m, sha, p) for _, _, m, sha, p in entries])
 
 
 def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
@@ -130,10 +153,12 @@ def integrate(repo: Path, source: str, *, what: str, ff_only: bool,
         return Outcome('ok', f'would {how} from {head[:10]} to {what}',
                        dict(keys, dry_run=True))
     if ff:
+        # git keeps the other staged changes
         stage_as_in(repo, source, written)
         git.run(repo, ['merge', '--ff-only', '--no-edit', source])
     else:
-        conflicts = merge_commit(repo, source, message, pointers, what)
+        with staged_kept(repo, bool(dirty)):
+            conflicts = merge_commit(repo, source, message, pointers, what)
         if conflicts:
             return conflicts.outcome(dict(keys, conflicts=conflicts.paths))
     keys['to_commit'] = head_commit(repo)
@@ -249,8 +274,17 @@ def stage_as_in(repo: Path, commit: str, paths: list[str]) -> None:
         return
     found = tree_entries(repo, commit, paths)
     null = '0' * len(commit)
-    lines = [f'{found[p][0]} {found[p][1]}\t{p}' if p in found
-             else f'0 {null}\t{p}' for p in paths]
+    set_index(repo, [(*found[p], p) if p in found else ('0', null, p)
+                     for p in paths])
+
+
+def set_index(repo: Path, entries: list[tuple[str, str, str]]) -> None:
+    """Set the index entries of ``repo`` as ``entries`` (mode, blob, path)
+    say: mode 0 removes the path from the index; the files are not
+    touched"""
+    if not entries:
+        return
+    lines = [f'{mode} {sha}\t{path}' for mode, sha, path in entries]
     git.run(repo, ['update-index', '-z', '--index-info'],
             input='\0'.join(lines) + '\0')
 

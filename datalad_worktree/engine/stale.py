@@ -44,11 +44,15 @@ def inspect_checkout(repo: Path, target: str) -> Checkout:
     to ``target`` was interrupted there, and is finished like any other).
     One whose index holds an earlier position of its branch is stale, and
     can be updated unless there are local changes on top, or the update
-    would overwrite files git does not track; any other index has
-    uncommitted changes.
+    would overwrite files git does not track. A checkout whose own HEAD
+    moved last to HEAD is not stale: what its index holds besides is
+    staged work, kept or refused by the update as it touches it. Any
+    other index has uncommitted changes (a stale checkout's, perhaps, so
+    it is refused).
     """
     head = head_commit(repo)
-    if index_matches(repo, 'HEAD') or index_matches(repo, target):
+    if index_matches(repo, 'HEAD') or index_matches(repo, target) or \
+            moved_here(repo, head):
         return Checkout(head)
     stale = next((c for c in earlier_positions(repo, head)
                   if index_matches(repo, c)), None)
@@ -81,6 +85,12 @@ def update_stale_checkout(repo: Path, stale: str, head: str) -> None:
     git.run(repo, ['read-tree', '-m', '-u', stale, head])
     git.run(repo, ['update-ref', '-m', 'worktree-sync: update stale '
                    f'checkout from {stale}', 'HEAD', head])
+
+
+def moved_here(repo: Path, head: str) -> bool:
+    """Whether the worktree's own HEAD reflog says that it last checked
+    out ``head`` itself (so its branch was not moved underneath it)"""
+    return reflog(repo, 'HEAD', 1) == [head]
 
 
 def earlier_positions(repo: Path, head: str) -> list[str]:

@@ -24,6 +24,7 @@ from datalad_worktree.engine.integrate import (
     integrate,
     local_work_problem,
     record_pointers,
+    staged_kept,
 )
 from datalad_worktree.engine.missing_subdatasets import Provider
 from datalad_worktree.engine.recover import recover
@@ -204,7 +205,7 @@ def move_to(repo: Path, head: str, source: str, how: str, force: bool,
         repo, source, what=f'the development state {source[:10]}',
         ff_only=how == 'ff-only',
         message=f'Merge the development state {source[:10]} (worktree-sync)',
-        subdatasets=children, dry_run=dry_run, keep_untouched=False,
+        subdatasets=children, dry_run=dry_run, keep_untouched=True,
         keys=keys, head=head)
 
 
@@ -214,7 +215,7 @@ def reset_to(repo: Path, head: str, source: str, force: bool, dry_run: bool,
     (the outcome has ``keys``, and ``from_commit``, ``to_commit``,
     ``how``)"""
     keys = dict(keys, from_commit=head, to_commit=head, how=None)
-    problem = local_work_problem(repo, head, source, keep_untouched=False)
+    problem = local_work_problem(repo, head, source, keep_untouched=True)
     if problem:
         return problem.outcome(keys)
     orphans = commits_only_in(repo, 'HEAD', [source], current_branch(repo))
@@ -230,7 +231,10 @@ def reset_to(repo: Path, head: str, source: str, force: bool, dry_run: bool,
     if dry_run:
         return Outcome('ok', f'would reset from {head[:10]} to {source[:10]}',
                        dict(keys, dry_run=True))
-    git.run(repo, ['reset', '--quiet', '--keep', source])
+    with staged_kept(repo):
+        # --keep keeps the uncommitted changes, which touch no file that
+        # differs between the two commits
+        git.run(repo, ['reset', '--quiet', '--keep', source])
     keys['to_commit'] = source
     return Outcome('ok', f'reset from {head[:10]} to {source[:10]}', keys)
 

@@ -234,11 +234,13 @@ def overwritten_paths(repo: Path, old: str, new: str) -> list[str]:
     """Files on disk that git does not track (untracked or ignored) and
     that the change from ``old`` to ``new`` would overwrite: paths it adds
     that exist already (an empty directory where a subdataset appears is
-    fine)"""
+    fine), and files or symbolic links where it adds a directory"""
     found_entries = git.entries(repo, ['diff-tree', '-r', '-z', '--no-renames',
                                        '--diff-filter=A', old, new])
     found = []
+    parents: set[str] = set()
     for meta, path in zip(found_entries[::2], found_entries[1::2]):
+        parents.update(leading_dirs(path))
         where = repo / path
         if not os.path.lexists(where):
             continue
@@ -247,9 +249,30 @@ def overwritten_paths(repo: Path, old: str, new: str) -> list[str]:
                 not any(where.iterdir()):
             continue
         found.append(path)
+    found += sorted(p for p in parents if os.path.lexists(repo / p) and (
+        os.path.islink(repo / p) or not os.path.isdir(repo / p)))
     if found:
         tracked = set(tracked_paths(repo, found))
         found = [p for p in found if p not in tracked]
+    return found
+
+
+def leading_dirs(path: str) -> list[str]:
+    """The directories that lead to ``path`` ('a/b/c': 'a', 'a/b')"""
+    parts = path.split('/')[:-1]
+    return ['/'.join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
+def staged_entries(repo: Path) -> list[tuple[str, str, str, str, str]]:
+    """The staged changes to tracked files in ``repo`` (subdatasets left
+    out): for each, its mode and blob in HEAD, its mode and blob in the
+    index (mode '000000' where one side has none) and its path"""
+    out = git.entries(repo, ['diff-index', '--cached', '-z', '--no-renames',
+                             '--ignore-submodules=all', 'HEAD', '--'])
+    found = []
+    for meta, path in zip(out[::2], out[1::2]):
+        head_mode, index_mode, head_sha, index_sha = meta[1:].split(' ')[:4]
+        found.append((head_mode, head_sha, index_mode, index_sha, path))
     return found
 
 

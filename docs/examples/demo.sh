@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# A real run of the main job: a small nested dataset, then a recursive
-# worktree of it, in which annexed data is readable and `datalad run` works.
+# A real run of the main job, end to end: a small nested dataset, a
+# recursive worktree of it, in which annexed data is readable and `datalad
+# run` works; meanwhile new code in the main worktree, brought into the
+# worktree with worktree-sync; the result merged back with worktree-merge,
+# and the worktree removed.
 # Usage: bash docs/examples/demo.sh [DIRECTORY]   (default: a new temporary one)
 set -eu
 
@@ -35,10 +38,33 @@ datalad worktree-add -r --branch runs ../runs
 cd ../runs
 echo "# annexed data is readable at once, nothing was copied or fetched:"
 cat analysis/inputs/raw/trials.csv
-echo "# the new hierarchy is clean, so 'datalad run' can work here"
-datalad status -r
+echo "# the new hierarchy is clean, so 'datalad run' can work here:"
+datalad worktree-list -d ../project -r
 datalad run -d . -m "count trials" -o counts.txt \
     "python code/count.py analysis/inputs/raw/trials.csv > counts.txt"
 echo "# the result is committed on branch 'runs', the main worktree is untouched:"
 git log --oneline -1
 git -C ../project log --oneline -1
+
+echo "# meanwhile, in the main worktree: the code learns to count responses,"
+echo "# committed with plain git (as 'datalad save -r' would)"
+cd ../project
+printf 'import sys\nrows = open(sys.argv[1]).readlines()[1:]\nprint(len(rows), "trials,", sum("left" in r for r in rows), "left")\n' > code/count.py
+git -C code commit -q -m "count left responses too" count.py
+git commit -q -m "count left responses too" code
+
+echo "# worktree-sync brings the new code into the worktree; its own result"
+echo "# commit stays (a merge where both sides have commits):"
+cd ../runs
+datalad worktree-sync -r
+cat code/count.py | tail -1
+
+echo "# worktree-merge brings the result home; the worktree has nothing left"
+echo "# that main lacks, so worktree-remove takes it, branches and all:"
+cd ../project
+datalad worktree-merge -r ../runs
+datalad worktree-remove ../runs
+echo "# the result is in the main worktree, and no worktree is left:"
+cat counts.txt
+datalad worktree-list -r
+git log --oneline -3

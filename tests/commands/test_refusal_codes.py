@@ -97,7 +97,7 @@ def test_sync(origin, runs):
     assert codes(res) == ['not-a-linked-worktree']
     assert (snapshot(origin), snapshot(runs)) == before
     # new code in the main worktree, and an edit here that it would lose
-    commit_file(origin / CODE, 'dev.py', 'dev\n', 'development')
+    commit_file(origin / CODE, 'process.py', 'dev\n', 'development')
     (runs / CODE / 'process.py').write_text('unsaved edit\n')
     before = snapshot(origin), snapshot(runs)
     res = by_path(dl.worktree_sync(dataset=runs, recursive=True, **quiet()),

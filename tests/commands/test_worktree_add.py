@@ -511,7 +511,20 @@ def test_readme_demo_runs(tmp_path):
     assert 'worktree-add (ok: 5)' in out.stdout
     assert '1,left' in out.stdout
     assert '[DATALAD RUNCMD] count trials' in out.stdout
-    assert (tmp_path / 'runs/counts.txt').read_text() == '1 trials\n'
+    # the whole cycle: the new code synced into the worktree (a merge with
+    # its result), the result merged home, the worktree removed
+    assert 'worktree-sync(ok): code (dataset) [fast-forward' in out.stdout
+    assert 'worktree-sync(ok): . (dataset) [merge' in out.stdout
+    assert 'worktree-merge(ok): . (dataset) [fast-forward' in out.stdout
+    assert 'worktree-remove (ok: 5)' in out.stdout
+    assert out.stdout.rstrip().splitlines()[-5:-3] == [
+        '1 trials', 'no linked worktrees']
+    project = tmp_path / 'project'
+    assert (project / 'counts.txt').read_text() == '1 trials\n'
+    assert 'sum("left"' in (project / 'code/count.py').read_text()
+    assert not (tmp_path / 'runs').exists()
+    assert git(project, 'branch', '--list', 'runs') == ''
+    assert git(project, 'status', '--porcelain') == ''
 
 
 def test_missing_annex_link_is_reported_with_a_repair(origin, tmp_path):

@@ -189,6 +189,26 @@ def test_untouched_local_work_is_kept(origin, runs):
     assert (origin / CODE / 'again.py').exists()
 
 
+def test_staged_untouched_work_stays_staged_across_a_merge_commit(
+        origin, runs):
+    # git's own merge refuses any staged change where it makes a commit
+    batch(runs)
+    code = origin / CODE
+    git(code, 'checkout', '-q', '--detach')
+    commit_file(code, 'dev.py', 'dev\n', 'development')
+    (code / 'process.py').write_text('staged, untouched work\n')
+    git(code, 'add', 'process.py')
+    (code / 'process.py').write_text('and more on top\n')
+    staged = git(code, 'diff', '--cached')
+    res = merge(origin, runs, recursive=True)
+    assert res[CODE]['status'] == 'ok', res[CODE]['message']
+    assert res[CODE]['how'] == 'merge'
+    assert (code / 'again.py').exists()
+    assert git(code, 'diff', '--cached') == staged
+    assert git(code, 'status', '--porcelain') == 'MM process.py'
+    assert (code / 'process.py').read_text() == 'and more on top\n'
+
+
 def test_merge_by_branch_name(origin, runs):
     batch(runs)
     res = merge(origin, 'runs', recursive=True)

@@ -131,13 +131,20 @@ def test_rewritten_branch_is_repaired(origin, runs):
     assert venv_intact(runs)
 
 
-def test_stale_checkout_with_local_changes_is_refused(origin, runs):
+@pytest.mark.parametrize('staged', [False, True])
+def test_stale_checkout_with_local_changes_is_refused(origin, runs, staged):
     stale_by_update_ref(origin, runs)
     (runs / CODE / 'process.py').write_text('my edit\n')
+    if staged:
+        # staged on top of a stale checkout: not taken for staged work
+        # that the update leaves alone
+        git(runs / CODE, 'add', 'process.py')
     before = snapshot(runs / CODE)
     res = sync(runs, recursive=True)
     assert res[CODE]['status'] == 'impossible'
-    assert 'local changes on top: process.py' in res[CODE]['message']
+    assert res[CODE]['refusal'] == 'uncommitted-changes'
+    assert ('uncommitted changes in' if staged else
+            'local changes on top: process.py') in res[CODE]['message']
     assert (runs / CODE / 'process.py').read_text() == 'my edit\n'
     assert snapshot(runs / CODE) == before
     # its parents are left alone too
@@ -205,24 +212,81 @@ def test_reset_is_allowed_when_another_branch_keeps_the_commits(
     assert git(runs / CODE, 'rev-parse', 'HEAD') == theirs
 
 
-def test_dirty_worktree_is_refused_and_the_edit_kept(origin, runs):
-    develop_code(origin)
-    (runs / CODE / 'process.py').write_text('unsaved edit\n')
-    before = snapshot(runs)
-    res = sync(runs, recursive=True)
-    assert res[CODE]['status'] == 'impossible'
-    assert 'uncommitted changes' in res[CODE]['message']
-    assert 'process.py' in res[CODE]['message']
-    assert (runs / CODE / 'process.py').read_text() == 'unsaved edit\n'
-    assert snapshot(runs) == before
+def local_changes(repo):
+    """Uncommitted changes of every kind in ``repo`` (the code subdataset,
+    which has old.txt), none in a file that develop_code's commit changes:
+    an unstaged edit, a staged edit with another edit on top, a staged new
+    file, a staged deletion and an untracked file. Returns what must stay:
+    git's status and the files' content"""
+    (repo / 'process.py').write_text('unsaved edit\n')
+    (repo / '.gitignore').write_text('.venv/\n# staged\n')
+    git(repo, 'add', '.gitignore')
+    (repo / '.gitignore').write_text('.venv/\n# staged\n# and not\n')
+    git(repo, 'rm', '-q', 'old.txt')
+    (repo / 'notes.md').write_text('staged new file\n')
+    git(repo, 'add', 'notes.md')
+    (repo / 'scratch.txt').write_text('untracked\n')
+    return local_state(repo)
+
+
+def local_state(repo):
+    return (git(repo, 'status', '--porcelain', '--ignored'),
+            git(repo, 'diff', '--cached'), git(repo, 'diff'),
+            {p: (repo / p).read_text() for p in
+             ('process.py', '.gitignore', 'notes.md', 'scratch.txt')})
+
+
+@pytest.mark.parametrize('how', ['fast-forward', 'merge', 'reset'])
+def test_unrelated_local_changes_stay(origin, runs, how):
+    """Uncommitted changes, staged or not, and untracked files that the
+    update does not touch stay exactly as they were: content and what is
+    staged; also across a merge commit and a reset, which git itself
+    would refuse or unstage"""
+    code = runs / CODE
+    git(origin / CODE, 'checkout', '-q', '--detach')
+    commit_file(origin / CODE, 'old.txt', 'to be deleted\n', 'old.txt')
+    assert sync(code)['.']['how'] == 'fast-forward'
+    if how != 'fast-forward':
+        mine = commit_file(code, 'result.txt', 'result\n', 'a result')
+        if how == 'reset':
+            git(origin / CODE, 'branch', 'keep', mine)
+    new = develop_code(origin)
+    before = local_changes(code)
+    parent = runs / 'derived/L5b'
+    (parent / 'staged.txt').write_text('staged in the parent\n')
+    git(parent, 'add', 'staged.txt')
+    parent_staged = git(parent, 'diff', '--cached', '--name-status',
+                        '--ignore-submodules=all')
+    res = sync(runs, recursive=True,
+               how='reset' if how == 'reset' else 'merge')
+    assert res[CODE]['status'] == 'ok', res[CODE]['message']
+    assert res[CODE]['how'] == how
+    if how == 'merge':
+        assert git(code, 'rev-parse', 'HEAD^2') == new
+    else:
+        assert git(code, 'rev-parse', 'HEAD') == new
+    assert (code / 'dev.py').exists()
+    assert local_state(code) == before
     assert venv_intact(runs)
+    # the parent recorded the subdataset's new commit, nothing else of it
+    assert recorded(runs / 'derived/L5b', 'code') == \
+        git(code, 'rev-parse', 'HEAD')
+    assert git(parent, 'diff', '--cached', '--name-status',
+               '--ignore-submodules=all') == parent_staged == 'A\tstaged.txt'
 
 
-@pytest.mark.parametrize('where', ['untracked', 'ignored'])
+@pytest.mark.parametrize('where', ['untracked', 'ignored', 'directory'])
 def test_change_that_would_overwrite_a_file_git_does_not_track(
         origin, runs, where):
-    name = 'dev.py' if where == 'untracked' else '.venv/bin/python'
-    if where == 'ignored':
+    """An untracked or ignored file where the update adds one, or a file
+    where it adds a directory, is named, and nothing changes; moved away,
+    it no longer blocks"""
+    name = {'untracked': 'dev.py', 'ignored': '.venv/bin/python',
+            'directory': 'tools'}[where]
+    if where == 'directory':
+        develop_code(origin, name='tools/run.py')
+        (runs / CODE / name).write_text('my scratch\n')
+    elif where == 'ignored':
         git(origin / CODE, 'checkout', '-q', '--detach')
         (origin / CODE / '.venv/bin').mkdir(parents=True)
         (origin / CODE / name).write_text('tracked by mistake\n')
@@ -235,10 +299,14 @@ def test_change_that_would_overwrite_a_file_git_does_not_track(
     before = snapshot(runs)
     res = sync(runs, recursive=True)
     assert res[CODE]['status'] == 'impossible'
-    assert f'that git does not track: {name}' in \
+    assert res[CODE]['refusal'] == 'untracked-files'
+    assert f'that git does not track: {name}; move them away first' in \
         res[CODE]['message']
+    assert res[CODE]['untracked'] == [name]
     assert (runs / CODE / name).read_text() == mine
     assert snapshot(runs) == before
+    os.rename(runs / CODE / name, runs / 'moved-away')
+    assert sync(runs / CODE)['.']['status'] == 'ok'
 
 
 @pytest.mark.slow
@@ -344,13 +412,18 @@ def test_staged_changes_are_never_taken_for_a_stale_checkout(origin, runs):
     commit_file(code, 'result.txt', 'result\n', 'a result')
     git(code, 'rm', '-q', '--cached', 'result.txt')
     assert git(code, 'write-tree') == git(code, 'rev-parse', f'{first}^{{tree}}')
-    develop_code(origin)
-    before = snapshot(runs)
+    new = develop_code(origin)
+    staged = git(code, 'status', '--porcelain')
     res = sync(runs, recursive=True)
-    assert res[CODE]['status'] == 'impossible'
-    assert 'uncommitted changes' in res[CODE]['message']
-    assert 'result.txt' in res[CODE]['message']
-    assert snapshot(runs) == before
+    # merged as staged work that the update does not touch: the checkout
+    # was not reset to the state the index holds
+    assert res[CODE]['status'] == 'ok', res[CODE]['message']
+    assert 'repaired_from' not in res[CODE]
+    assert res[CODE]['how'] == 'merge'
+    assert git(code, 'rev-parse', 'HEAD^2') == new
+    assert git(code, 'cat-file', '-t', 'HEAD:result.txt') == 'blob'
+    assert git(code, 'status', '--porcelain') == staged
+    assert (code / 'result.txt').read_text() == 'result\n'
 
 
 @pytest.mark.parametrize('index', ['updated', 'not updated'])
@@ -372,16 +445,37 @@ def test_interrupted_fast_forward_is_finished(origin, runs, index):
     assert venv_intact(runs)
 
 
-def test_local_edit_unlike_the_source_still_blocks(origin, runs):
+@pytest.mark.slow
+@pytest.mark.parametrize('staged', [False, True])
+def test_local_change_to_a_file_the_update_changes_is_refused(
+        origin, runs, staged):
+    """Only the changed file is named (an unrelated edit does not block),
+    nothing changes; stashed away, the change no longer blocks"""
     code = origin / CODE
-    commit_file(code, 'process.py', 'print("v2")\n', 'change the script')
-    (runs / CODE / 'process.py').write_text('print("my edit")\n')
-    before = snapshot(runs / CODE)
-    res = sync(runs / CODE)
-    assert res['.']['status'] == 'impossible'
-    assert 'uncommitted changes' in res['.']['message']
-    assert snapshot(runs / CODE) == before
-    assert (runs / CODE / 'process.py').read_text() == 'print("my edit")\n'
+    new = commit_file(code, 'process.py', 'print("v2")\n',
+                      'change the script')
+    wt = runs / CODE
+    (wt / 'process.py').write_text('print("my edit")\n')
+    if staged:
+        git(wt, 'add', 'process.py')
+    (wt / '.gitignore').write_text('.venv/\n# unrelated\n')
+    before = snapshot(runs)
+    res = sync(runs, recursive=True)
+    assert res[CODE]['status'] == 'impossible'
+    assert res[CODE]['refusal'] == 'uncommitted-changes'
+    assert res[CODE]['message'] == (
+        f'uncommitted changes in {wt} that this would change: process.py; '
+        'commit or discard them first')
+    assert res[CODE]['uncommitted'] == ['process.py']
+    assert res['derived/L5b']['status'] == 'impossible'
+    assert snapshot(runs) == before
+    assert (wt / 'process.py').read_text() == 'print("my edit")\n'
+    git(wt, 'stash', '-q')
+    res = sync(runs, recursive=True)
+    assert res[CODE]['status'] == 'ok', res[CODE]['message']
+    assert git(wt, 'rev-parse', 'HEAD') == new
+    assert git(wt, 'stash', 'list').count('\n') == 0
+    assert git(wt, 'status', '--porcelain') == ''
 
 
 @pytest.mark.parametrize('lock', ['index.lock', 'HEAD.lock'])
