@@ -53,6 +53,7 @@ from datalad_next.constraints import (
     EnsureStr,
 )
 
+from datalad_worktree.base.advice import flag, option
 from datalad_worktree.base.outcome import Outcome, failure
 from datalad_worktree.commands.results import make_result
 from datalad_worktree.engine.progress import no_progress_bars
@@ -141,8 +142,9 @@ class EnsureBranchName(Constraint):
             normalized = EnsureGitRefName(allow_onelevel=True)(value)
         except ConstraintError as e:
             self.raise_for(value, '{__value__!r} is not a valid branch name; '
-                                  'choose another with --branch, or use '
-                                  '--detach', __caused_by__=e)
+                                  f'choose another with {flag("branch")}, '
+                                  f'or use {option("detach")}',
+                           __caused_by__=e)
         if normalized != value:
             self.raise_for(value, 'refusing branch name {__value__!r}: give '
                                   'a plain branch name')

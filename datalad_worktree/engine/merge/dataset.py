@@ -21,6 +21,7 @@ from dataclasses import (
 from pathlib import Path
 from typing import Callable
 
+from datalad_worktree.base.advice import option
 from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.engine.integrate import (
     integrate,
@@ -156,7 +157,8 @@ def merge_into(node: Node, sources: list[tuple[str, MergeSource]],
     elif todo and opts.ff_only:
         for key, s in todo:
             fates[key] = Outcome.refused(Refusal.NOT_FAST_FORWARD, (
-                f'{s.name}: with --ff-only, several sources with new '
+                f'{s.name}: with {option("ff_only")}, several sources with '
+                'new '
                 'commits cannot be merged: a merge commit would be needed'),
                 dict(source=s.name))
     elif todo:

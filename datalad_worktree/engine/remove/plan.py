@@ -16,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable
 
+from datalad_worktree.base.advice import command, option
 from datalad_worktree.base.outcome import (
     Outcome,
     Problem,
@@ -155,8 +156,9 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
             f'{m.path} has {len(lost)} commit(s) that neither the main '
             'worktree nor another branch contains '
             f'({short_log(m.main.path, lost)}); merge them first '
-            '(datalad worktree-merge), keep the branch (--keep-branch), or '
-            'give --force to give them up')))
+            f'({command("worktree-merge")}), keep the branch '
+            f'({option("keep_branch")}), or give {option("force")} to give '
+            'them up')))
     if problems:
         return Plan(m, Removal.REFUSE, reasons=tuple(problems))
     return Plan(m, Removal.PRUNE if stale else Removal.REMOVE, delete,
