@@ -182,7 +182,11 @@ def render_result(res: dict) -> None:
     ))
 
 
-ABSOLUTE_PATH = re.compile(r"(?<![\w/.:~-])/[^\s'\",;:()\[\]]*")
+ABSOLUTE_PATH = re.compile(
+    r"(?<![\w/.:~-])(?<!safe\.directory )(?<!safe\.directory ')"
+    r"/[^\s'\",;:()\[\]]*")
+"""An absolute path in a message; not the one of a ``safe.directory``,
+which git matches as an absolute path only"""
 
 
 def shown(path: str) -> str:
@@ -197,7 +201,8 @@ def shown(path: str) -> str:
 
 def relative_paths(message: str) -> str:
     """``message`` with its absolute paths shown relative to the current
-    directory, where that is shorter"""
+    directory, where that is shorter (but for those that must stay
+    absolute, see ``ABSOLUTE_PATH``)"""
     def one(match):
         path = match.group(0)
         end = len(path.rstrip('.'))

@@ -45,6 +45,7 @@ from datalad_worktree.repo.queries import (
     changed_paths,
     current_branch,
     head_commit,
+    refused_as_not_owned,
 )
 from datalad_worktree.repo.records import contained_in, gitlinks
 from datalad_worktree.repo.store.refs import git_dirs
@@ -241,6 +242,12 @@ def usable(sources: list[tuple[str, MergeSource]], blocked: dict[str, str],
             fates[key] = s.nothing.with_keys(source=s.name)
             continue
         if s.worktree is not None:
+            owned = refused_as_not_owned(s.worktree)
+            if owned:
+                # its uncommitted changes and times cannot be read
+                fates[key] = owned.outcome(f'{s.name} not merged',
+                                           dict(source=s.name))
+                continue
             problem = adjusted_problem(s.worktree)
             if problem:
                 fates[key] = Outcome.refused(
