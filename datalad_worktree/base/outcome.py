@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import pwd
+import re
+import shlex
 from dataclasses import (
     dataclass,
     field,
@@ -21,12 +24,86 @@ from datalad_next.runners import CommandError
 
 
 def error_line(exc: CommandError) -> str:
-    """The last line git wrote to stderr, for a message a person can read"""
-    stderr = exc.stderr or ''
-    if isinstance(stderr, bytes):
-        stderr = os.fsdecode(stderr)
+    """Why git failed, from what it wrote to stderr, for a message a
+    person can read: its reason (the lines that begin with 'fatal:' or
+    'error:', or else the last line that is not a hint); for a repository
+    that git refuses because another user owns it, that and the fix
+    (``not_owned``)"""
+    stderr = _stderr(exc)
+    owned = not_owned(stderr)
+    if owned:
+        return owned.reason
     found = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    reasons = [ln for ln in found if ln.startswith(('fatal:', 'error:'))]
+    if reasons:
+        return '; '.join(reasons[:3]) + ('; ...' if len(reasons) > 3 else '')
+    found = [ln for ln in found if not ln.startswith('hint:')] or found
     return found[-1] if found else str(exc)
+
+
+def _stderr(exc: CommandError) -> str:
+    stderr = exc.stderr or ''
+    return os.fsdecode(stderr) if isinstance(stderr, bytes) else stderr
+
+
+NOT_OWNED = re.compile(
+    r"detected dubious ownership in repository at '(?P<path>.*)'")
+
+
+@dataclass(frozen=True)
+class NotOwned:
+    """A repository git refuses because another user owns it, and no
+    ``safe.directory`` trusts it: the directory git named, as git names
+    it (absolute: git matches ``safe.directory`` against absolute paths
+    only), and the command that trusts it"""
+    path: str
+
+    @property
+    def fix(self) -> str:
+        return ('git config --global --add safe.directory '
+                f'{shlex.quote(self.path)}')
+
+    def outcome(self, what: str | None,
+                keys: Mapping[str, Any] | None = None) -> Outcome:
+        """The refusal ``DUBIOUS_OWNERSHIP``: (``what`` could not be done,)
+        the reason and the fix, ``safe_directory`` the path to trust"""
+        return Outcome.refused(Refusal.DUBIOUS_OWNERSHIP,
+                               f'{what}: {self.reason}' if what
+                               else self.reason,
+                               dict(keys or {}, safe_directory=self.path))
+
+    @property
+    def reason(self) -> str:
+        owner = _owner(self.path)
+        return (f'git refuses the repository at {self.path}, which belongs '
+                f"to {owner or 'another user'}, not to you (git: 'detected "
+                f"dubious ownership'); if you trust {owner or 'its owner'}, "
+                'trust the repository and run this command again; to trust '
+                f'it: {self.fix}')
+
+
+def not_owned(stderr: str) -> NotOwned | None:
+    """The repository that git's ``stderr`` says it refuses because
+    another user owns it, or None"""
+    found = NOT_OWNED.search(stderr)
+    return NotOwned(found.group('path')) if found else None
+
+
+def _owner(path: str) -> str | None:
+    """The name of the user who owns ``path`` (or of its ``.git``, where
+    the directory is one's own), or None where it cannot be told"""
+    me = os.geteuid()
+    for place in (path, os.path.join(path, '.git')):
+        try:
+            uid = os.stat(place).st_uid
+        except OSError:
+            continue
+        if uid != me:
+            try:
+                return pwd.getpwuid(uid).pw_name
+            except KeyError:
+                return f'uid {uid}'
+    return None
 
 
 FAILED = ('impossible', 'error')
@@ -113,6 +190,13 @@ class Refusal(Enum):
     know)"""
     CANNOT_INSPECT = 'cannot-inspect'
     """Reading the repository failed, so it was not checked"""
+    NO_PERMISSION = 'no-permission'
+    """A directory that the work would change is not writable for the
+    user (another user's)"""
+    DUBIOUS_OWNERSHIP = 'dubious-ownership'
+    """git refuses a repository that another user owns, where no
+    ``safe.directory`` trusts it; ``safe_directory`` names the path to
+    trust, and the message the command that does"""
 
 
 @dataclass(frozen=True)
@@ -190,7 +274,14 @@ def failure(path: Path, exc: Exception, what: str | None = None,
     """The 'error' outcome of an exception raised by the work on the
     dataset at ``path`` (``what`` was being done, by default: git, or the
     work as such, failed there); the exception is kept in the record,
-    with ``keys``"""
+    with ``keys``. Where git refused a repository because another user
+    owns it, the outcome is the refusal ``DUBIOUS_OWNERSHIP``, its
+    message naming the fix, ``safe_directory`` the path to trust."""
+    owned = not_owned(_stderr(exc)) if isinstance(exc, CommandError) \
+        else None
+    if owned:
+        return owned.outcome(what, dict(
+            keys or {}, exception=CapturedException(exc)))
     if isinstance(exc, CommandError):
         what = what or f'git failed in {path}'
         detail = error_line(exc)

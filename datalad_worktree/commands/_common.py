@@ -53,6 +53,7 @@ from datalad_next.constraints import (
     EnsureStr,
 )
 
+from datalad_worktree.base.advice import flag, option
 from datalad_worktree.base.outcome import Outcome, failure
 from datalad_worktree.commands.results import make_result
 from datalad_worktree.engine.progress import no_progress_bars
@@ -141,8 +142,9 @@ class EnsureBranchName(Constraint):
             normalized = EnsureGitRefName(allow_onelevel=True)(value)
         except ConstraintError as e:
             self.raise_for(value, '{__value__!r} is not a valid branch name; '
-                                  'choose another with --branch, or use '
-                                  '--detach', __caused_by__=e)
+                                  f'choose another with {flag("branch")}, '
+                                  f'or use {option("detach")}',
+                           __caused_by__=e)
         if normalized != value:
             self.raise_for(value, 'refusing branch name {__value__!r}: give '
                                   'a plain branch name')
@@ -180,7 +182,11 @@ def render_result(res: dict) -> None:
     ))
 
 
-ABSOLUTE_PATH = re.compile(r"(?<![\w/.:~-])/[^\s'\",;:()\[\]]*")
+ABSOLUTE_PATH = re.compile(
+    r"(?<![\w/.:~-])(?<!safe\.directory )(?<!safe\.directory ')"
+    r"/[^\s'\",;:()\[\]]*")
+"""An absolute path in a message; not the one of a ``safe.directory``,
+which git matches as an absolute path only"""
 
 
 def shown(path: str) -> str:
@@ -195,7 +201,8 @@ def shown(path: str) -> str:
 
 def relative_paths(message: str) -> str:
     """``message`` with its absolute paths shown relative to the current
-    directory, where that is shorter"""
+    directory, where that is shorter (but for those that must stay
+    absolute, see ``ABSOLUTE_PATH``)"""
     def one(match):
         path = match.group(0)
         end = len(path.rstrip('.'))

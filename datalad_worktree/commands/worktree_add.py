@@ -18,6 +18,7 @@ from datalad_next.constraints import (
     EnsureStr,
 )
 
+from datalad_worktree.base.advice import flag, option
 from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.base.paths import absolute_path
 from datalad_worktree.commands._common import (
@@ -71,7 +72,8 @@ class AddParameters(EnsureCommandParameterization):
     def _branch_or_detach(self, branch, detach):
         if branch is not None and detach:
             self.raise_for(dict(branch=branch, detach=detach),
-                           'give either --branch or --detach, not both')
+                           f'give either {flag("branch")} or '
+                           f'{option("detach")}, not both')
 
 
 @build_doc

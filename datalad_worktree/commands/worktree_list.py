@@ -72,7 +72,12 @@ class WorktreeList(ValidatedInterface):
 
     A subdataset that cannot be looked at, such as one reached through a
     symbolic link that leads elsewhere, is reported with
-    ``status='impossible'`` and why; its worktrees are not listed.
+    ``status='impossible'`` and why; its worktrees are not listed. A
+    linked worktree that cannot be looked at, such as one that git refuses
+    because another user owns it (refusal 'dubious-ownership', with
+    ``safe_directory``), is reported with ``dataset``, ``branch`` and
+    ``head`` and why; the others are listed. The summary counts what could
+    not be looked at.
 
     A refusal (``status='impossible'``) names why in ``refusal``, a code
     that stays the same when its message is reworded, for scripts to
@@ -129,8 +134,13 @@ class WorktreeList(ValidatedInterface):
     def custom_result_summary_renderer(results):
         listed = [r for r in results
                   if r.get('action') == ACTION and r['status'] == 'ok']
+        failed = sum(1 for r in results
+                     if r.get('status') in ('impossible', 'error'))
+        unlisted = (f'{failed} dataset(s) or worktree(s) could not be '
+                    'looked at (see above)') if failed else ''
         if not listed:
-            ui.message('no linked worktrees')
+            ui.message(f'no linked worktrees listed: {unlisted}'
+                       if failed else 'no linked worktrees')
             return
         roots: dict[str, list] = {}
         for r in listed:
@@ -142,6 +152,8 @@ class WorktreeList(ValidatedInterface):
                           if unmerged else ''))
             for r in sorted(members, key=lambda r: r['relpath']):
                 ui.message(f"  {r['relpath']:<30} {_summary(r)}")
+        if failed:
+            ui.message(f'and {unlisted}')
 
 
 def _summary(r: dict) -> str:

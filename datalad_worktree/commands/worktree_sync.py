@@ -16,6 +16,7 @@ from datalad_next.constraints import (
     EnsureDataset,
 )
 
+from datalad_worktree.base.advice import option
 from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.commands._common import (
     HIERARCHY_PARAMS,
@@ -60,9 +61,10 @@ class SyncParameters(EnsureCommandParameterization):
         if force and how != 'reset':
             self.raise_for(
                 dict(how=how, force=force),
-                "--force only applies to --how reset, where it allows "
-                "giving up commits; give '--how reset --force', or leave "
-                "out --force")
+                f"{option('force')} only applies to {option('how', 'reset')}, "
+                "where it allows giving up commits; give "
+                f"{option('how', 'reset')} together with {option('force')}, "
+                f"or leave out {option('force')}")
 
 
 @build_doc

@@ -22,6 +22,7 @@ from typing import (
 
 from datalad_next.runners import CommandError
 
+from datalad_worktree.base.advice import option
 from datalad_worktree.base.outcome import (
     Outcome,
     Problem,
@@ -172,7 +173,8 @@ def pointer_hint(repo: Path, head: str, conflicts: list[str]) -> str:
     subs = sorted(gitlinks(repo, head, conflicts))
     if not subs:
         return ''
-    return (f'. {", ".join(subs)}: subdataset(s); with -r (--recursive) '
+    return (f'. {", ".join(subs)}: subdataset(s); with '
+            f'{option("recursive")} '
             'subdatasets are handled first, and a pointer conflict is '
             "resolved where the subdataset's commit contains both sides")
 

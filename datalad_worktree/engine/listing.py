@@ -53,7 +53,17 @@ def listing(node: Node, children: list[Node]) -> Iterator[Result]:
         worktrees = list_worktrees(node.path)
         main = worktrees[0]
         for wt in worktrees[1:]:
-            keys = listing_keys(wt, main, node.relpath)
+            try:
+                keys = listing_keys(wt, main, node.relpath)
+            except Exception as e:
+                # this worktree only: git may refuse one that another
+                # user owns, and list the others
+                yield Result(wt.path, failure(
+                    wt.path, e, f'cannot look at the worktree {wt.path} '
+                    f'of {node.path}', dict(
+                        dataset=str(node.path), branch=wt.short_branch,
+                        head=wt.head)))
+                continue
             yield Result(wt.path, Outcome(
                 'ok', None, dict(dataset=str(node.path), **keys)))
             if not keys['stale']:

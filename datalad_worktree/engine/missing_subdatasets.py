@@ -17,6 +17,7 @@ from typing import (
     Iterator,
 )
 
+from datalad_worktree.base.advice import flag
 from datalad_worktree.base.outcome import Outcome, Refusal, Result, failure
 from datalad_worktree.engine.add.make import create_worktrees
 from datalad_worktree.engine.add.plan import Plan, Todo, checkout_phrase, plan_hierarchy
@@ -75,7 +76,7 @@ class Provider:
                             f'{node.relpath} lies outside the sparse '
                             f'checkout of {parent} '
                             f'({", ".join(cones[parent])}); make a worktree '
-                            'with --sparse for it instead')))
+                            f'with {flag("sparse")} for it instead')))
                 continue
             if not is_repo_root(self.main_copy(node)):
                 if not install:

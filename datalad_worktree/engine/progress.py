@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
 from itertools import count
 from typing import (
@@ -10,6 +11,7 @@ from typing import (
     Iterator,
 )
 
+import datalad
 from datalad.log import log_progress
 
 lgr = logging.getLogger('datalad.worktree')
@@ -18,25 +20,56 @@ lgr = logging.getLogger('datalad.worktree')
 _progress_ids = count()
 
 
+EVERY = 10.0
+"""Seconds between two lines of progress within a phase, where progress
+is logged as lines (see ``progress``)"""
+
+
+def phase_level() -> int:
+    """The level at which a phase's lines are logged where DataLad draws
+    no bars (stdin, stdout or stderr is not a terminal): INFO, shown by
+    default, for Python callers (a Jupyter notebook, whose stdin is no
+    terminal, sees nothing else while the work runs); DEBUG from the
+    command line, whose output to a pipe or a file stays the results'"""
+    return logging.INFO if datalad.get_apimode() == 'python' \
+        else logging.DEBUG
+
+
 @contextmanager
 def progress(label: str, total: int | None) -> Iterator[Callable[[], None]]:
     """A DataLad progress bar for work on ``total`` datasets (None: not
     known in advance), labelled ``label``; yields the function that counts
-    one dataset done. Shown like DataLad's own: on an interactive
-    terminal only, otherwise logged at debug level"""
+    one dataset done. Shown like DataLad's own on an interactive terminal;
+    elsewhere, as log lines (see ``phase_level``): one as the phase starts,
+    one as it ends, and between them one every ``EVERY`` seconds at
+    most"""
     pid = f'worktree-{label}-{next(_progress_ids)}'
-    quiet = dict(noninteractive_level=logging.DEBUG)
-    log_progress(lgr.info, pid, '%s: start', label, label=label,
-                 total=total, unit=' datasets', **quiet)
+    level = phase_level()
+    of = f' of {total}' if total is not None else ''
+    started = last = time.monotonic()
+    done = 0
+    log_progress(lgr.info, pid, '%s: %s', label,
+                 f'{total} datasets' if total is not None else 'started',
+                 label=label, total=total, unit=' datasets',
+                 noninteractive_level=level)
 
     def step():
-        log_progress(lgr.info, pid, '%s: one more', label, update=1,
-                     increment=True, **quiet)
+        nonlocal done, last
+        done += 1
+        now = time.monotonic()
+        shown = now - last >= EVERY
+        if shown:
+            last = now
+        log_progress(lgr.info, pid, '%s: %d%s datasets done', label, done,
+                     of, update=1, increment=True,
+                     noninteractive_level=level if shown else logging.DEBUG)
 
     try:
         yield step
     finally:
-        log_progress(lgr.info, pid, '%s: done', label, **quiet)
+        log_progress(lgr.info, pid, '%s: %d%s datasets done in %.1f s',
+                     label, done, of, time.monotonic() - started,
+                     noninteractive_level=level)
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from typing import (
     Mapping,
 )
 
+from datalad_worktree.base.advice import option
 from datalad_worktree.base.outcome import Outcome, Refusal, Result
 from datalad_worktree.engine.integrate import (
     integrate,
@@ -224,7 +225,8 @@ def reset_to(repo: Path, head: str, source: str, force: bool, dry_run: bool,
             f'resetting {repo} to {source[:10]} would leave '
             f'{len(orphans)} commit(s) that no other branch contains '
             f'({", ".join(c[:10] for c in orphans[:5])}); merge them '
-            'elsewhere first, or give --force to give them up'), keys)
+            f'elsewhere first, or give {option("force")} to give them up'),
+            keys)
     if orphans:
         keys['orphaned'] = orphans
     keys['how'] = 'reset'

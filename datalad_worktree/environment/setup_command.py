@@ -34,6 +34,7 @@ from typing import Callable
 
 from datalad_next.exceptions import CapturedException
 
+from datalad_worktree.base.advice import command, option
 from datalad_worktree.base.outcome import Outcome
 from datalad_worktree.repo.config import dataset_config, may_be_configured
 from datalad_worktree.repo.queries import differ_between
@@ -90,11 +91,12 @@ def setup_outcome(worktree: Path, wanted: bool | None,
 def skip_reason(setup: SetupCommand, wanted: bool | None) -> str | None:
     """Why ``setup`` does not run, given the user's --setup choice, or None"""
     if wanted is False:
-        return 'setup not run (--no-setup)'
+        return f'setup not run ({option("setup", False)})'
     if wanted is None and setup.committed:
         return (f"the dataset declares the setup command {setup.command!r} "
                 "in .datalad/config; it was not run because it comes with "
-                "the dataset: review it, then run it with --setup (or put it "
+                f"the dataset: review it, then run it with {option('setup')} "
+                "(or put it "
                 f"in the local configuration: git config {SETUP_KEY} ...)")
     return None
 
@@ -131,6 +133,7 @@ def run_setup(worktree: Path, setup: SetupCommand) -> Outcome:
         return Outcome('error', (
             f'setup command {setup.command!r} failed with exit code {code}; '
             f'last output: {last}. The worktree was kept: fix the problem, '
-            "then rerun the setup with 'datalad worktree-sync --setup'"),
+            'then rerun the setup with '
+            f"'{command('worktree-sync', setup=True)}'"),
             keys)
     return Outcome('ok', f'ran setup command {setup.command!r}', keys)

@@ -24,6 +24,7 @@ from pathlib import (
 
 from datalad_next.runners import CommandError
 
+from datalad_worktree.base.advice import flag
 from datalad_worktree.base.paths import unsafe_relpath
 from datalad_worktree.repo.queries import GITLINK_MODE
 from datalad_worktree.repo.records import path_kind
@@ -43,7 +44,8 @@ def sparse_paths(given: list[str]) -> tuple[Cone, list[str]]:
         problem = unsafe_relpath(path) if path != '.' else \
             'it is the whole dataset'
         if problem:
-            problems.append(f'--sparse {value!r} cannot be used: {problem}; '
+            problems.append(f'{flag("sparse")} {value!r} cannot be used: '
+                            f'{problem}; '
                             'give a directory relative to the dataset, '
                             "such as 'inputs/sub-01'")
         else:
@@ -90,7 +92,8 @@ def cone_problem(repo: Path, commit: str, cone: Cone) -> str | None:
     rest to that subdataset's own check."""
     for path in cone:
         if path_kind(repo, commit, path) == 'blob':
-            return (f'--sparse: {path} is a file in {repo}; git checks out '
+            return (f'{flag("sparse")}: {path} is a file in {repo}; git '
+                    'checks out '
                     'whole directories only, so give the directory that '
                     'holds it')
     return None

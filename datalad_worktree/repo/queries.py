@@ -13,10 +13,23 @@ from pathlib import Path
 
 from datalad_next.runners import CommandError
 
-from datalad_worktree.base.outcome import error_line
+from datalad_worktree.base.outcome import NotOwned, error_line, not_owned
 from datalad_worktree.repo.store.guard import format_problem
 from datalad_worktree.repo.store.refs import Head, branch_commit, git_dirs, read_head
 from datalad_worktree.runners import git
+
+
+def refused_as_not_owned(repo: Path) -> NotOwned | None:
+    """Whether git refuses ``repo`` because another user owns it (and no
+    ``safe.directory`` trusts it): asked of git only where another user
+    owns it, so that git's own rules decide"""
+    if not git.owned_by_another(repo):
+        return None
+    try:
+        git.run(repo, ['rev-parse', '--git-dir'])
+    except CommandError as e:
+        return not_owned(str(e.stderr or ''))
+    return None
 
 
 def adjusted_problem(repo: Path) -> str | None:

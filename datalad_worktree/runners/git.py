@@ -80,10 +80,49 @@ def run(repo: Path, args: list[str], input: str | None = None,
         input=None if input is None else os.fsencode(input),
         env=environment(env))
     if res.returncode:
-        raise CommandError(cmd=cmd, code=res.returncode,
-                           stdout=os.fsdecode(res.stdout),
-                           stderr=os.fsdecode(res.stderr), cwd=repo)
+        raise failed(cmd, res.returncode, repo, res.stdout, res.stderr)
     return res.stdout
+
+
+NOT_OWNED = 'detected dubious ownership'
+"""What git says where it refuses a repository that another user owns
+(and no ``safe.directory`` trusts)"""
+
+
+def failed(cmd: list[str], code: int, repo: Path, stdout: bytes | None,
+           stderr: bytes) -> CommandError:
+    """The ``CommandError`` of git ``cmd`` that failed in ``repo``
+
+    Where git ended with a fatal error (code 128) in a repository that
+    another user owns, git may have refused it for that without saying so
+    (``git config`` takes it for no repository at all): then git is asked
+    once more there, with a command that says why (``rev-parse``), and its
+    reason goes first in the error's stderr."""
+    err = os.fsdecode(stderr)
+    if code == 128 and NOT_OWNED not in err and owned_by_another(repo):
+        probe = subprocess.run(['git', 'rev-parse', '--git-dir'], cwd=repo,
+                               capture_output=True, env=environment())
+        reason = os.fsdecode(probe.stderr)
+        if probe.returncode and NOT_OWNED in reason:
+            err = f'{reason.rstrip()}\n{err}'
+    return CommandError(cmd=cmd, code=code, cwd=repo, stderr=err,
+                        stdout=None if stdout is None
+                        else os.fsdecode(stdout))
+
+
+def owned_by_another(repo: Path) -> bool:
+    """Whether ``repo``, or the ``.git`` in it (the link, the file, or the
+    git directory it names), belongs to another user than the one this
+    process runs as"""
+    me = os.geteuid()
+    for place, look in ((repo, os.stat), (repo / '.git', os.lstat),
+                        (repo / '.git', os.stat)):
+        try:
+            if look(place).st_uid != me:
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def text(repo: Path, args: list[str], input: str | None = None,
@@ -137,16 +176,14 @@ def run_all(calls: list[tuple[Path, list[str]]]) -> list[bytes]:
     procs = [(cwd, args, subprocess.Popen(
         ['git', *args], cwd=cwd, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, env=env)) for cwd, args in calls]
-    outputs, failed = [], None
+    outputs, error = [], None
     for cwd, args, proc in procs:
         out, err = proc.communicate()
         outputs.append(out)
-        if proc.returncode and failed is None:
-            failed = CommandError(cmd=['git', *args], code=proc.returncode,
-                                  stdout=os.fsdecode(out),
-                                  stderr=os.fsdecode(err), cwd=cwd)
-    if failed:
-        raise failed
+        if proc.returncode and error is None:
+            error = failed(['git', *args], proc.returncode, cwd, out, err)
+    if error:
+        raise error
     return outputs
 
 
@@ -190,8 +227,7 @@ def _fed(repo: Path, args: list[str], lines: Iterable[str]
         proc.stderr.close()
         code = proc.wait()
     if code:
-        raise CommandError(cmd=cmd, code=code, stderr=os.fsdecode(err),
-                           cwd=repo)
+        raise failed(cmd, code, repo, None, err)
 
 
 def stream(repo: Path, args: list[str], lines: Iterable[str],

@@ -48,11 +48,16 @@ def test_sync_force_needs_reset(origin, tmp_path, how):
     with pytest.raises(CommandParametrizationError) as e:
         dl.worktree_sync(dataset=wt, how=how, force=True,
                          result_renderer='disabled')
-    assert '--force only applies to --how reset' in str(e.value)
+    # advice in the caller's terms: Python arguments here, flags below
+    assert "force=True only applies to how='reset'" in str(e.value)
+    assert '--force' not in str(e.value)
     out = subprocess.run([DATALAD, 'worktree-sync', '--force'], cwd=wt,
                          capture_output=True, text=True)
     assert out.returncode != 0
     assert '--force only applies to --how reset' in out.stderr
+    assert 'give --how reset together with --force, or leave out --force' \
+        in out.stderr
+    assert "force=True only applies" not in out.stderr
     assert 'Traceback' not in out.stderr
     assert (snapshot(origin), snapshot(wt)) == before
 

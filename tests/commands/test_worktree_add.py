@@ -220,7 +220,7 @@ def test_branch_and_detach_together(origin, tmp_path):
     wt = tmp_path / 'wt'
     with pytest.raises(CommandParametrizationError) as e:
         add(origin, wt, branch='x', detach=True)
-    assert 'either --branch or --detach' in str(e.value)
+    assert 'either branch or detach=True' in str(e.value)
     assert snapshot(origin) == before and not wt.exists()
 
 
@@ -603,11 +603,14 @@ def test_a_worktree_deleted_by_hand_is_cleared_by_the_advice(origin,
     before = snapshot(origin)
     res = add(origin, wt, branch='runs', recursive=True)
     assert res and all(r['status'] == 'impossible' for r in res)
-    advice = f'datalad worktree-remove -d {origin} {wt}'
+    # the advice, in Python terms, and what it says works
+    advice = f'worktree_remove({str(wt)!r}, dataset={str(origin)!r})'
     assert advice in res[0]['message']
+    assert 'keep_branch=True keeps them' in res[0]['message']
     assert snapshot(origin) == before
-    out = datalad_cli(*advice.split()[1:])
-    assert out.returncode == 0, out.stdout + out.stderr
+    done = dl.worktree_remove(str(wt), dataset=str(origin),
+                              result_renderer='disabled', return_type='list')
+    assert {r['status'] for r in done} == {'ok'}, done
     res = by_path(add(origin, wt, branch='runs', recursive=True), wt)
     assert {r['status'] for r in res.values()} <= {'ok', 'notneeded'}
     assert (wt / 'raw/2p/sub-01/F.csv').read_text().startswith('2p')
@@ -618,7 +621,7 @@ def test_forgotten_r_is_pointed_out(origin, tmp_path):
     res = add(origin, wt, branch='runs')
     assert [r['status'] for r in res] == ['ok']
     assert "its 3 installed subdataset(s) (raw/bpod, raw/2p, derived/L5b) " \
-        'are left out as empty directories: give -r (--recursive)' in \
+        'are left out as empty directories: give recursive=True' in \
         res[0]['message']
     res = by_path(add(origin, wt, branch='runs', recursive=True), wt)
     assert res['.']['status'] == 'notneeded'

@@ -256,7 +256,7 @@ def test_a_pointer_conflict_without_r_says_that_r_resolves_it(origin, runs):
                             return_type='list')
     assert [r['status'] for r in res] == ['impossible']
     assert res[0]['conflicts'] == ['code']
-    assert 'code: subdataset(s); with -r (--recursive)' in res[0]['message']
+    assert 'code: subdataset(s); with recursive=True' in res[0]['message']
     assert snapshot(origin) == before
     assert merge(origin, runs, recursive=True)[DERIVED]['status'] == 'ok'
 

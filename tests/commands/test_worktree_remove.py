@@ -95,8 +95,18 @@ def test_unmerged_commits_refuse_and_force_gives_them_up(origin, runs):
     lost = commit_file(runs / CODE, 'result.txt', 'r\n', 'unmerged result')
     before = snapshot(origin)
     res = remove(origin, runs)
+    # the advice in the caller's terms: Python arguments here, flags at a
+    # shell
     assert_refused_intact(res, origin, runs, before, lost[:10],
-                          '--keep-branch', '--force')
+                          '(worktree_merge()), keep the branch '
+                          '(keep_branch=True), or give force=True')
+    assert '--' not in ' '.join(r['message'] for r in res)
+    out = datalad_cli('worktree-remove', str(runs), cwd=origin)
+    assert out.returncode != 0
+    assert '(datalad worktree-merge), keep the branch (--keep-branch), or ' \
+        'give --force to give them up' in out.stdout, out.stdout
+    assert '=True' not in out.stdout
+    assert snapshot(origin) == before
     res = by_path(remove(origin, runs, force=True), runs)
     assert res[CODE]['status'] == 'ok'
     assert res[CODE]['given_up'] == [lost]

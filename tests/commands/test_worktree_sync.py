@@ -190,7 +190,7 @@ def test_diverged_reset_refuses_to_orphan_commits(origin, runs):
     res = sync(runs, recursive=True, how='reset')
     assert res[CODE]['status'] == 'impossible'
     assert mine[:10] in res[CODE]['message']
-    assert '--force' in res[CODE]['message']
+    assert 'give force=True to give them up' in res[CODE]['message']
     assert snapshot(runs) == before
     # with --force, the commit is given up, and the record says which
     res = sync(runs, recursive=True, how='reset', force=True)

@@ -233,7 +233,7 @@ def test_ff_only_and_dry_run_with_several_sources(origin, tmp_path):
     assert snapshot(origin) == before
     res, by = merge(origin, 'job-*', recursive=True, ff_only=True)
     assert by[(CODE, 'branch job-a')]['status'] == 'impossible'
-    assert 'with --ff-only, several sources' in \
+    assert 'with ff_only=True, several sources' in \
         by[(CODE, 'branch job-a')]['message']
     assert snapshot(origin) == before
 

@@ -148,7 +148,7 @@ def test_failing_setup_is_an_error_and_the_worktree_stays(project, tmp_path):
     assert failed['exit_code'] == 3
     assert failed['output_tail'] == ['resolving deps', 'broken']
     assert 'failed with exit code 3' in failed['message']
-    assert "datalad worktree-sync --setup" in failed['message']
+    assert "worktree_sync(setup=True)" in failed['message']
     assert (wt / CODE / '.git').exists()
     # fixed: rerun it as the message says
     configure(project / CODE, SETUP)
@@ -192,5 +192,5 @@ def test_no_setup(project, tmp_path):
     wt = tmp_path / 'runs'
     res = setups(add(project, wt, recursive=True, setup=False), wt)
     assert res[CODE]['status'] == 'notneeded'
-    assert '--no-setup' in res[CODE]['message']
+    assert 'setup=False' in res[CODE]['message']
     assert not venv_python(wt).exists()

@@ -17,6 +17,7 @@ from dataclasses import (
 from enum import Enum
 from pathlib import Path
 
+from datalad_worktree.base.advice import command, flag, option
 from datalad_worktree.base.outcome import Outcome, Problem, Refusal, failure
 from datalad_worktree.base.paths import is_within
 from datalad_worktree.engine.progress import progress
@@ -188,7 +189,7 @@ def left_out_note(top: Path, head: str) -> str:
     shown = ', '.join(installed[:3]) + (', ...' if len(installed) > 3
                                         else '')
     return (f'; its {len(installed)} installed subdataset(s) ({shown}) are '
-            'left out as empty directories: give -r (--recursive) to '
+            f'left out as empty directories: give {option("recursive")} to '
             'include them (running it again adds only what is missing)')
 
 
@@ -219,7 +220,7 @@ def preflight(node: Node, target_root: Path, branch: str | None,
         return refuse(plan, node.problem)
     if not node.installed and cone is not None:
         return refuse(plan, Refusal.NOT_INSTALLED, (
-            f'--sparse: a directory asked for lies in the subdataset '
+            f'{flag("sparse")}: a directory asked for lies in the subdataset '
             f'{node.relpath}, which is not installed in the dataset; '
             f"install it first ('datalad get -n -d {node.top} "
             f"{node.relpath}')"))
@@ -283,7 +284,8 @@ def preflight(node: Node, target_root: Path, branch: str | None,
             f'branch {branch!r} exists in {repo} at {tip[:10]}, with commits '
             f'that the commit to check out, {node.commit[:10]}, does not '
             'contain; it is left untouched because it may hold unmerged '
-            'work: choose another --branch, or merge or delete it first'))
+            f'work: choose another {flag("branch")}, or merge or delete it '
+            'first'))
     elsewhere = checked_out_at(worktrees, branch)
     if elsewhere:
         return refuse(plan, Refusal.BRANCH_IN_USE, (
@@ -373,10 +375,11 @@ def existing_worktree_problem(wt: Worktree, repo: Path, target: Path,
             return Problem(Refusal.STALE_REGISTRATION,
                            f"{missing}; run 'git -C {repo} worktree prune'")
         return Problem(Refusal.STALE_REGISTRATION, (
-            f"{missing}: {root} was deleted. Run 'datalad worktree-remove "
-            f"-d {top} {root}' to prune what is left of it (it deletes "
-            'its branches where that loses no commit; --keep-branch '
-            'keeps them), then run this again'))
+            f"{missing}: {root} was deleted. Run "
+            f"'{command('worktree-remove', str(root), dataset=str(top))}' "
+            'to prune what is left of it (it deletes its branches where '
+            f'that loses no commit; {option("keep_branch")} keeps them), '
+            'then run this again'))
     if wt.locked is not None:
         # git locks a worktree while creating it ('initializing'); what a
         # dead run of ours left half made was cleaned up before (see

@@ -21,6 +21,7 @@ from dataclasses import (
 from pathlib import Path
 from typing import Callable
 
+from datalad_worktree.base.advice import option
 from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.engine.integrate import (
     integrate,
@@ -44,6 +45,7 @@ from datalad_worktree.repo.queries import (
     changed_paths,
     current_branch,
     head_commit,
+    refused_as_not_owned,
 )
 from datalad_worktree.repo.records import contained_in, gitlinks
 from datalad_worktree.repo.store.refs import git_dirs
@@ -156,7 +158,8 @@ def merge_into(node: Node, sources: list[tuple[str, MergeSource]],
     elif todo and opts.ff_only:
         for key, s in todo:
             fates[key] = Outcome.refused(Refusal.NOT_FAST_FORWARD, (
-                f'{s.name}: with --ff-only, several sources with new '
+                f'{s.name}: with {option("ff_only")}, several sources with '
+                'new '
                 'commits cannot be merged: a merge commit would be needed'),
                 dict(source=s.name))
     elif todo:
@@ -239,6 +242,12 @@ def usable(sources: list[tuple[str, MergeSource]], blocked: dict[str, str],
             fates[key] = s.nothing.with_keys(source=s.name)
             continue
         if s.worktree is not None:
+            owned = refused_as_not_owned(s.worktree)
+            if owned:
+                # its uncommitted changes and times cannot be read
+                fates[key] = owned.outcome(f'{s.name} not merged',
+                                           dict(source=s.name))
+                continue
             problem = adjusted_problem(s.worktree)
             if problem:
                 fates[key] = Outcome.refused(

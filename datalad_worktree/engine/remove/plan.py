@@ -11,11 +11,13 @@ carries the plan out.
 from __future__ import annotations
 
 import os
+import pwd
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Callable
 
+from datalad_worktree.base.advice import command, option
 from datalad_worktree.base.outcome import (
     Outcome,
     Problem,
@@ -151,6 +153,7 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
             f"'git -C {m.main.path} worktree unlock {m.path}' first")))
     stale = m.entry.prunable or not m.path.is_dir()
     if not stale:
+        problems += filter(None, [permission_problem(m.path)])
         problems += local_files_problems(m.path)
     delete = bool(m.branch) and not keep_branch
     if delete:
@@ -167,8 +170,9 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
             f'{m.path} has {len(lost)} commit(s) that neither the main '
             'worktree nor another branch contains '
             f'({short_log(m.main.path, lost)}); merge them first '
-            '(datalad worktree-merge), keep the branch (--keep-branch), or '
-            'give --force to give them up')))
+            f'({command("worktree-merge")}), keep the branch '
+            f'({option("keep_branch")}), or give {option("force")} to give '
+            'them up')))
     if problems:
         return Plan(m, Removal.REFUSE, reasons=tuple(problems))
     return Plan(m, Removal.PRUNE if stale else Removal.REMOVE, delete,
@@ -193,6 +197,28 @@ def branch_lock_problem(m: Member) -> Problem | None:
                            branch_locks(git_dirs(m.main.path)[1], m.branch,
                                         packed=True))
     return Problem(Refusal.LOCK_FILES, problem) if problem else None
+
+
+def permission_problem(path: Path) -> Problem | None:
+    """Why this user may not delete the worktree at ``path``: the
+    directory that holds it, it, or its git directory is not writable for
+    them (as where another user made it outside a directory the group may
+    change); or None"""
+    try:
+        private = [git_dirs(path)[0]]
+    except OSError:
+        private = []
+    for place in (path.parent, path, *private):
+        if not os.access(place, os.W_OK | os.X_OK):
+            try:
+                owner = pwd.getpwuid(place.stat().st_uid).pw_name
+            except (KeyError, OSError):
+                owner = 'another user'
+            return Problem(Refusal.NO_PERMISSION, (
+                f'{path} cannot be removed by you: {place} belongs to '
+                f'{owner} and you may not change it; ask {owner} to remove '
+                'the worktree, or to make it writable for the group'))
+    return None
 
 
 def local_files_problems(path: Path) -> list[Problem]:
