@@ -26,7 +26,7 @@ from datalad_next.runners import CommandError
 def error_line(exc: CommandError) -> str:
     """Why git failed, from what it wrote to stderr, for a message a
     person can read: its reason (the lines that begin with 'fatal:' or
-    'error:', or else the last line that is not a hint); for a repository
+    'error:', each with the indented lines that go on with it, or else the last line that is not a hint); for a repository
     that git refuses because another user owns it, that and the fix
     (``not_owned``)"""
     stderr = _stderr(exc)
@@ -34,7 +34,17 @@ def error_line(exc: CommandError) -> str:
     if owned:
         return owned.reason
     found = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    reasons = [ln for ln in found if ln.startswith(('fatal:', 'error:'))]
+    reasons: list[str] = []
+    going_on = False
+    for ln in stderr.splitlines():
+        if ln.startswith(('fatal:', 'error:')):
+            reasons.append(ln.strip())
+            going_on = True
+        elif going_on and ln[:1].isspace() and ln.strip():
+            # git goes on with a reason on indented lines ('\trefstorage')
+            reasons[-1] += f' {ln.strip()}'
+        else:
+            going_on = False
     if reasons:
         return '; '.join(reasons[:3]) + ('; ...' if len(reasons) > 3 else '')
     found = [ln for ln in found if not ln.startswith('hint:')] or found

@@ -37,7 +37,20 @@ def test_the_reason_and_not_the_last_line(tmp_path):
     line = error_line(e.value)
     assert line.startswith('error: Your local changes to the following '
                            'files would be overwritten by merge'), line
+    # with the files, which git gives on the indented lines after it
+    assert 'merge: file.txt' in line and 'Please' not in line, line
     assert (repo / 'file.txt').read_text() == 'mine\n'
+
+
+def test_a_reason_goes_on_on_indented_lines(tmp_path):
+    """git names what it does not know on the line after its reason"""
+    repo = repo_at(tmp_path / 'repo')
+    git(repo, 'config', 'core.repositoryformatversion', '1')
+    git(repo, 'config', 'extensions.refstorage', 'reftable')
+    with pytest.raises(CommandError) as e:
+        gitrun.run(repo, ['status'])
+    assert error_line(e.value) == \
+        'fatal: unknown repository extension found: refstorage'
 
 
 @pytest.mark.root
