@@ -23,9 +23,11 @@ and the state must be the one the clean run made: the main hierarchy
 untouched (commits, annexed keys, local work), no registration locked or
 prunable, no stray branch, every worktree complete.
 
-The DataLad command is forked from the test process, which has DataLad
-imported (a new ``datalad`` process takes seconds to start on a busy
-machine, for each of some 300 runs). ``CRASH_POINTS=3,4`` limits the
+The command is the Python API call, in a process forked from the test
+process, which has DataLad imported (a new ``datalad`` process, or
+DataLad's command line in the fork, takes a second or more to start, for
+each of some 300 runs; the signal tests below start the command line).
+``CRASH_POINTS=3,4`` limits the
 points (for debugging); ``CRASH_REPORT=FILE`` appends the figures (git
 processes per command, failed points, kills that found git running) to
 FILE, also under pytest-xdist, whose workers' output is not shown.
@@ -47,7 +49,7 @@ from datalad import api as dl
 from datalad_worktree.runners import journal
 
 from tests.fixtures import built_once, restore
-from tests.helpers import DATALAD, add, git, quiet
+from tests.helpers import DATALAD, add, git, quiet, wait_group_ended
 from tests.integration.test_reliability import (
     annex_add,
     assert_nothing_lost,
@@ -115,9 +117,9 @@ class CrashingGit:
         script.write_text(WRAPPER.format(git=REAL_GIT, dir=root))
         script.chmod(0o755)
 
-    def run(self, args: list[str], cwd: Path, at: int = 0,
+    def run(self, call, cwd: Path, at: int = 0,
             where: str = '', events: int = 0) -> int:
-        """``datalad ARGS`` in a session of its own, killed at the git
+        """``call()`` in a session of its own, killed at the git
         process ``at`` (0: never) in the position ``where``; the number of
         git processes it started"""
         for name in ('count', 'log', 'during'):
@@ -129,7 +131,7 @@ class CrashingGit:
                    CRASH_COUNT_EVENTS='' if at else '1',
                    PATH=f'{self.dir / "bin"}{os.pathsep}{os.environ["PATH"]}')
         env.pop('CRASH_INNER', None)
-        pid = fork_datalad(args, cwd, env)
+        pid = fork_command(call, cwd, env)
         _, status = os.waitpid(pid, 0)
         returncode = os.waitstatus_to_exitcode(status)
         out = (self.dir / 'output').read_bytes()
@@ -165,13 +167,16 @@ class CrashingGit:
         return log.read_text() if log.exists() else ''
 
 
-def fork_datalad(args: list[str], cwd: Path, env: dict) -> int:
-    """``datalad ARGS`` as the command line runs it, in ``cwd`` with the
-    environment ``env``, in a session of its own: forked from this
-    process, which has DataLad imported already (a new ``datalad`` process
-    takes seconds to start on a busy machine, for each of some 250 runs);
-    its output goes to the file ``output`` next to the wrapper. Returns
-    its process id"""
+def fork_command(call, cwd: Path, env: dict) -> int:
+    """``call()``, the Python API call of the command, in ``cwd`` with the
+    environment ``env``, in a process forked from this one (which has
+    DataLad and this package imported), in a session of its own: the
+    command's code, with every git process it starts, as a user's script
+    runs it. A new ``datalad`` process, or DataLad's command line in the
+    fork, takes a second or more to start (its parser loads every
+    extension) against some 0.2 s for the command here, for each of some
+    300 runs. It exits 0 where no record failed; the failed records go to
+    the file ``output`` next to the wrapper. Returns its process id"""
     output = Path(env['PATH'].split(os.pathsep)[0]).parent / 'output'
     pid = os.fork()
     if pid:
@@ -190,28 +195,22 @@ def fork_datalad(args: list[str], cwd: Path, env: dict) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         from datalad import cfg
-        from datalad.cli.main import main
         cfg.reload(force=True)
-        try:
-            main(['datalad', *args])
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else 1
+        failed = [r for r in call()
+                  if r['status'] in ('impossible', 'error')]
+        os.write(fd, repr(failed).encode())
+        code = 1 if failed else 0
+    except BaseException as e:  # noqa: BLE001 (the test reads it)
+        os.write(fd, f'{type(e).__name__}: {e}'.encode())
     finally:
         os._exit(code)
 
 
 def gone(pgid: int) -> None:
-    """Wait until every process of the group ``pgid`` ended"""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.01)
-    os.killpg(pgid, signal.SIGKILL)
-    raise AssertionError('processes of the killed command survived')
+    """Wait until no process of the group ``pgid`` runs"""
+    if not wait_group_ended(pgid):
+        os.killpg(pgid, signal.SIGKILL)
+        raise AssertionError('processes of the killed command survived')
 
 
 def build_small(root: Path) -> Path:
@@ -356,8 +355,12 @@ def enumerate_points(command: str, where: str, small, tmp_path: Path,
         return top, wt, work
 
     top, wt, work = fresh()
-    args, cwd = command_line(command, top, wt)
-    total = crash.run(args, cwd)
+    cwd = command_line(command, top, wt)[1]
+
+    def call():
+        return rerun(command, top, wt)
+
+    total = crash.run(call, cwd)
     events = crash.events()
     clean = state(top, wt)
     assert_complete(command, top, wt, clean)
@@ -370,7 +373,7 @@ def enumerate_points(command: str, where: str, small, tmp_path: Path,
         if only and str(at) not in only.split(','):
             continue
         top, wt, work = fresh()
-        crash.run(args, cwd, at, where, events.get(at, 0))
+        crash.run(call, cwd, at, where, events.get(at, 0))
         log = crash.log().splitlines()[-1]
         hits.append(crash.during())
         res = rerun(command, top, wt)

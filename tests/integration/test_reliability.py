@@ -37,6 +37,7 @@ from tests.helpers import (
     quiet,
     recorded,
     snapshot,
+    wait_group_ended,
 )
 
 pytestmark = pytest.mark.reliability
@@ -303,13 +304,8 @@ def interrupt(args: list[str], cwd: Path, sig: int, progress,
     running = proc.poll() is None
     os.killpg(proc.pid, sig)
     proc.wait(timeout=60)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return running
-        time.sleep(0.01)
+    if wait_group_ended(proc.pid):
+        return running
     raise AssertionError(f'processes of {args} survived {sig!r}')
 
 
