@@ -35,7 +35,9 @@ from tests.helpers import (
 from . import slurm
 
 # slurmd, which starts the jobs, runs as root (tests/integration/slurm.py)
-pytestmark = [pytest.mark.slurm, pytest.mark.root, pytest.mark.slow]
+# one test process runs them all, with one cluster (CI: --dist loadgroup)
+pytestmark = [pytest.mark.slurm, pytest.mark.root, pytest.mark.slow,
+              pytest.mark.xdist_group('slurm')]
 
 RECIPE = Path(__file__).parents[2] / 'docs' / 'examples' / 'slurm'
 REQUIRE = 'WORKTREE_TESTS_REQUIRE_SLURM'
