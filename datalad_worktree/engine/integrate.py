@@ -47,7 +47,7 @@ from datalad_worktree.repo.queries import (
 from datalad_worktree.repo.records import gitlinks, staged_gitlinks, tree_entries
 from datalad_worktree.repo.store.objects import blob_of
 from datalad_worktree.repo.store.refs import git_dirs
-from datalad_worktree.runners import git
+from datalad_worktree.runners import git, journal
 
 
 def local_work_problem(repo: Path, base: str, source: str,
@@ -96,11 +96,21 @@ def staged_kept(repo: Path, any_changes: bool = True) -> Iterator[None]:
     ``work_problem``). Without ``any_changes`` (the caller found no
     uncommitted change) nothing needs to be done."""
     entries = staged_entries(repo) if any_changes else []
+    if not entries:
+        yield
+        return
+    staged = [(m, sha, p) for _, _, m, sha, p in entries]
+    # journaled first: a run killed while they are set aside has them
+    # staged again by the next run (``engine.recover``)
+    common = git_dirs(repo)[1]
+    entry = journal.note(common, kind='staged', repo=str(repo),
+                         entries=[list(e) for e in staged])
     set_index(repo, [(m, sha, p) for m, sha, _, _, p in entries])
     try:
         yield
     finally:
-        set_index(repo, [(m, sha, p) for _, _, m, sha, p in entries])
+        set_index(repo, staged)
+        journal.done(common, entry)
 
 
 def integrate(repo: Path, source: str, *, what: str, ff_only: bool,

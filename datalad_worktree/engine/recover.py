@@ -15,7 +15,10 @@ exactly what they left half made:
   where it holds no file that git did not check out (see
   ``discard_half_made``); its empty mount point is put back;
 - a branch it created for that worktree, only where the branch is still
-  at the commit it was made at and no worktree has it checked out.
+  at the commit it was made at and no worktree has it checked out;
+- the user's staged changes that it set aside in the index while it
+  merged or reset (``integrate.staged_kept``): staged again where the
+  index has nothing else staged for their paths (``restage``).
 
 Whatever cannot be attributed to a dead run of ours, or holds anything of
 the user's, is left to the checks and refusals that follow, with their
@@ -34,6 +37,7 @@ from datalad_next.runners import CommandError
 
 from datalad_worktree.base.outcome import error_line
 from datalad_worktree.base.paths import same_path
+from datalad_worktree.repo.queries import staged_entries
 from datalad_worktree.repo.store.refs import git_dirs
 from datalad_worktree.repo.worktrees import (
     checked_out_at,
@@ -169,6 +173,8 @@ def clean_locks(common: Path, since: float, remote_live: bool
 
 def undo(repo: Path, entry: dict) -> list[str]:
     """Undo one thing a dead run was making in ``repo``; notes"""
+    if entry.get('kind') == 'staged':
+        return restage(repo, entry)
     if entry.get('kind') != 'worktree':
         return []
     # imported here: worktree-add's planning, which make imports, recovers
@@ -275,3 +281,21 @@ def prepare_status(target: Path) -> None:
         git.run(target, [*git.NO_ANNEX_FILTER, 'read-tree', 'HEAD'])
     except CommandError as e:
         lgr.debug('no index for %s: %s', target, error_line(e))
+
+
+def restage(repo: Path, entry: dict) -> list[str]:
+    """Stage again the user's staged changes that a dead run set aside
+    while it merged or reset (``integrate.staged_kept``): each path whose
+    index entry is still that of HEAD (none of the user's since) gets the
+    entry the run journaled; the files are not touched. Notes on paths
+    left as they are"""
+    from datalad_worktree.engine.integrate import set_index
+    wanted = {p: (m, sha) for m, sha, p in entry.get('entries', [])}
+    if not wanted or not repo.is_dir():
+        return []
+    now = {p: (m, sha) for _, _, m, sha, p in staged_entries(repo)}
+    back = [(m, sha, p) for p, (m, sha) in wanted.items() if p not in now]
+    set_index(repo, back)
+    kept = sorted(p for p, e in wanted.items() if p in now and now[p] != e)
+    return [f'{repo}: {", ".join(kept)} staged otherwise since a killed run '
+            'set them aside; left as they are'] if kept else []

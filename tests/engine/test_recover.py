@@ -329,3 +329,53 @@ def test_a_commondir_killed_worktree_with_files_of_the_user(repo, tmp_path):
     assert len(notes) == 1 and 'were kept' in notes[0], notes
     assert (target / 'mine.txt').read_text() == 'keep me\n'
     assert (admin / 'locked').read_text().strip() == 'initializing'
+
+
+def test_staged_changes_a_dead_run_set_aside_are_staged_again(repo):
+    """A sync or merge that keeps the user's staged changes across a merge
+    commit sets them aside in the index first (journaled); killed then,
+    the next run stages them again: a staged edit (partly, the file has
+    more on top), a staged new file and a staged deletion. A path the user
+    staged otherwise since is left as it is"""
+    from datalad_worktree.engine.integrate import staged_kept
+    commit_file(repo, 'gone.txt', 'to be deleted\n', 'second')
+    commit_file(repo, 'other.txt', 'other\n', 'third')
+    (repo / 'README').write_text('staged\n')
+    git(repo, 'add', 'README')
+    (repo / 'README').write_text('staged\nand more, not staged\n')
+    (repo / 'new.txt').write_text('new\n')
+    git(repo, 'add', 'new.txt')
+    git(repo, 'rm', '-q', 'gone.txt')
+    (repo / 'other.txt').write_text('other, staged\n')
+    git(repo, 'add', 'other.txt')
+    before = (git(repo, 'diff', '--cached'), git(repo, 'diff'))
+    common = repo / '.git'
+    with journal.running('worktree-merge'):
+        with staged_kept(repo):
+            # what the run journaled, as it set them aside
+            [record] = journal.records(common)
+            [entry] = record.entries
+            assert entry['kind'] == 'staged' and not entry['done']
+            assert git(repo, 'diff', '--cached') == ''
+            journaled = json.loads((common / journal.RUNS /
+                                    record.path.name).read_text())
+    assert (git(repo, 'diff', '--cached'), git(repo, 'diff')) == before
+    assert journal.records(common) == []
+    # the same, killed while they are set aside: its journal, and the
+    # index without them; the user staged other.txt otherwise since
+    git(repo, 'reset', '-q')
+    (repo / 'other.txt').write_text('other, staged anew\n')
+    git(repo, 'add', 'other.txt')
+    journaled['pid'] = gone_pid()
+    journaled['start'] = journal.start_ticks(journaled['pid']) or '1'
+    write_journal(repo, journaled['pid'], journaled['entries'],
+                  start=journaled['start'])
+    notes = recover(repo)
+    assert notes == [f'{repo}: other.txt staged otherwise since a killed '
+                     'run set them aside; left as they are'], notes
+    staged = git(repo, 'diff', '--cached', '--name-status')
+    assert staged.split('\n') == ['M\tREADME', 'D\tgone.txt', 'A\tnew.txt',
+                                  'M\tother.txt'], staged
+    assert git(repo, 'show', ':README') == 'staged'
+    assert git(repo, 'show', ':other.txt') == 'other, staged anew'
+    assert (repo / 'README').read_text() == 'staged\nand more, not staged\n'
