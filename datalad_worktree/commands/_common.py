@@ -20,6 +20,7 @@ from inspect import (
 )
 from pathlib import (
     Path,
+    PurePath,
 )
 from typing import (
     Callable,
@@ -38,6 +39,7 @@ from datalad.interface.utils import (
 from datalad.support import ansi_colors as ac
 from datalad.support.parallel import ProducerConsumer
 from datalad.ui import ui
+from datalad.utils import get_dataset_root
 from datalad_next.commands import (
     Parameter,
     ValidatedInterface,
@@ -45,8 +47,10 @@ from datalad_next.commands import (
 from datalad_next.constraints import (
     Constraint,
     ConstraintError,
+    DatasetParameter,
     EnsureBool,
     EnsureChoice,
+    EnsureDataset,
     EnsureGitRefName,
     EnsureInt,
     EnsureRange,
@@ -54,11 +58,12 @@ from datalad_next.constraints import (
 )
 
 from datalad_worktree.base.advice import flag, option
-from datalad_worktree.base.outcome import Outcome, failure
+from datalad_worktree.base.outcome import NotOwned, Outcome, failure
 from datalad_worktree.commands.results import make_result
 from datalad_worktree.engine.progress import no_progress_bars
 from datalad_worktree.engine.recover import after_interruption
 from datalad_worktree.repo.annex import uses_annex
+from datalad_worktree.repo.queries import refused_as_not_owned
 from datalad_worktree.runners import journal, tools
 
 
@@ -126,6 +131,60 @@ BINDPATHS_PARAM = Parameter(
     'worktree-binds-bwrap' or 'worktree-binds-apptainer' where a dataset
     uses it), so that 'datalad containers-run' there can read annexed
     files.""")
+
+
+class EnsureInstalledDataset(EnsureDataset):
+    """``EnsureDataset(installed=True)``, except for a dataset that git
+    refuses because another user owns it (no ``safe.directory`` trusts
+    it): for one without an annex, DataLad's check, and its look for
+    result hooks in the dataset's configuration, ask git and end the call
+    in an exception. Such a dataset is passed on as ``Untrusted``, for the
+    command to report git's refusal in its record, with the fix (see
+    ``base.outcome.NotOwned``)"""
+
+    def __init__(self, purpose: str):
+        super().__init__(installed=True, purpose=purpose)
+
+    def __call__(self, value) -> DatasetParameter:
+        try:
+            return super().__call__(value)
+        except Exception:
+            root = _refused_root(value)
+            if root is None:
+                raise
+            return DatasetParameter(value, Untrusted(*root))
+
+
+class Untrusted:
+    """A dataset that git refuses to work in (another user owns it): its
+    path and git's refusal; the command reports that and does nothing
+    (``failures_reported``). It is false, so that DataLad looks for result
+    hooks in the user's configuration alone, as it cannot read the
+    dataset's"""
+
+    def __init__(self, path: Path, refusal: NotOwned):
+        self.pathobj = path
+        self.path = str(path)
+        self.refusal = refusal
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f'Untrusted({self.path!r})'
+
+
+def _refused_root(value) -> tuple[Path, NotOwned] | None:
+    """The root of the dataset that ``value`` (a path, a Dataset or None:
+    the one here) names and git's refusal, where git refuses it as another
+    user's"""
+    if hasattr(value, 'pathobj'):
+        value = value.path
+    elif not isinstance(value, (str, PurePath, type(None))):
+        return None
+    root = get_dataset_root(str(value) if value is not None else os.getcwd())
+    refusal = refused_as_not_owned(Path(root)) if root else None
+    return (Path(root), refusal) if refusal else None
 
 
 class EnsureBranchName(Constraint):
@@ -258,7 +317,12 @@ def failures_reported(action: str) -> Callable:
         @wraps(command)
         def call(*args, **kwargs):
             given = signature(command).bind(*args, **kwargs).arguments
-            top = given['dataset'].ds.pathobj
+            ds = given['dataset'].ds
+            top = ds.pathobj
+            if isinstance(ds, Untrusted):
+                yield make_result(action, top, top, ds.refusal.outcome(
+                    f'{action} cannot work in {top}'))
+                return
             with journal.running(action, bool(given.get('dry_run'))) as (
                     run, own), \
                     signals_interrupt(own):

@@ -12,7 +12,6 @@ from datalad_next.commands import (
 )
 from datalad_next.constraints import (
     EnsureBool,
-    EnsureDataset,
     EnsureListOf,
     EnsurePath,
     EnsureStr,
@@ -28,6 +27,7 @@ from datalad_worktree.commands._common import (
     MTIMES_PARAM,
     SETUP_PARAM,
     EnsureBranchName,
+    EnsureInstalledDataset,
     WorktreeInterface,
     bars_for_people,
     failures_reported,
@@ -49,8 +49,7 @@ class AddParameters(EnsureCommandParameterization):
         super().__init__(
             dict(
                 path=EnsurePath(),
-                dataset=EnsureDataset(installed=True,
-                                      purpose='create a worktree of it'),
+                dataset=EnsureInstalledDataset(purpose='create a worktree of it'),
                 branch=EnsureBranchName(),
                 detach=EnsureBool(),
                 **HIERARCHY_VALIDATORS,

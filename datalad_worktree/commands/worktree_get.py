@@ -15,7 +15,6 @@ from datalad_next.commands import (
 )
 from datalad_next.constraints import (
     EnsureBool,
-    EnsureDataset,
     EnsureListOf,
     EnsurePath,
 )
@@ -27,6 +26,7 @@ from datalad_worktree.commands._common import (
     HIERARCHY_VALIDATORS,
     MTIMES_PARAM,
     SETUP_PARAM,
+    EnsureInstalledDataset,
     WorktreeInterface,
     bars_for_people,
     failures_reported,
@@ -101,8 +101,7 @@ class WorktreeGet(WorktreeInterface):
     _validator_ = EnsureCommandParameterization(
         dict(
             path=EnsurePath() | EnsureListOf(EnsurePath(), min_len=1),
-            dataset=EnsureDataset(installed=True,
-                                  purpose='get subdatasets into it'),
+            dataset=EnsureInstalledDataset(purpose='get subdatasets into it'),
             recursive=HIERARCHY_VALIDATORS['recursive'],
             recursion_limit=HIERARCHY_VALIDATORS['recursion_limit'],
             dry_run=EnsureBool(),

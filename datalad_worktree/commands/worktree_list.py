@@ -11,11 +11,11 @@ from datalad_next.commands import (
     datasetmethod,
     eval_results,
 )
-from datalad_next.constraints import EnsureDataset
 
 from datalad_worktree.commands._common import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
+    EnsureInstalledDataset,
     bars_for_people,
     failures_reported,
     max_depth,
@@ -99,7 +99,7 @@ class WorktreeList(ValidatedInterface):
 
     _validator_ = EnsureCommandParameterization(
         dict(
-            dataset=EnsureDataset(installed=True, purpose='list its worktrees'),
+            dataset=EnsureInstalledDataset(purpose='list its worktrees'),
             recursive=HIERARCHY_VALIDATORS['recursive'],
             recursion_limit=HIERARCHY_VALIDATORS['recursion_limit'],
         ),

@@ -13,7 +13,6 @@ from datalad_next.commands import (
 )
 from datalad_next.constraints import (
     EnsureBool,
-    EnsureDataset,
     EnsureListOf,
     EnsureStr,
 )
@@ -24,6 +23,7 @@ from datalad_worktree.commands._common import (
     HIERARCHY_PARAMS,
     HIERARCHY_VALIDATORS,
     MTIMES_PARAM,
+    EnsureInstalledDataset,
     WorktreeInterface,
     bars_for_people,
     failures_reported,
@@ -162,7 +162,7 @@ class WorktreeMerge(WorktreeInterface):
         dict(
             source=EnsureStr(min_len=1) |
             EnsureListOf(EnsureStr(min_len=1), min_len=1),
-            dataset=EnsureDataset(installed=True, purpose='merge into it'),
+            dataset=EnsureInstalledDataset(purpose='merge into it'),
             **HIERARCHY_VALIDATORS,
             ff_only=EnsureBool(),
             message=EnsureStr(min_len=1),

@@ -13,7 +13,6 @@ from datalad_next.commands import (
 )
 from datalad_next.constraints import (
     EnsureBool,
-    EnsureDataset,
     EnsureListOf,
     EnsurePath,
 )
@@ -21,6 +20,7 @@ from datalad_next.constraints import (
 from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.base.paths import absolute_path
 from datalad_worktree.commands._common import (
+    EnsureInstalledDataset,
     WorktreeInterface,
     bars_for_people,
     failures_reported,
@@ -137,8 +137,7 @@ class WorktreeRemove(WorktreeInterface):
     _validator_ = EnsureCommandParameterization(
         dict(
             path=EnsurePath() | EnsureListOf(EnsurePath(), min_len=1),
-            dataset=EnsureDataset(installed=True,
-                                  purpose='remove a worktree of it'),
+            dataset=EnsureInstalledDataset(purpose='remove a worktree of it'),
             force=EnsureBool(),
             keep_branch=EnsureBool(),
             dry_run=EnsureBool(),

@@ -13,7 +13,6 @@ from datalad_next.commands import (
 from datalad_next.constraints import (
     EnsureBool,
     EnsureChoice,
-    EnsureDataset,
 )
 
 from datalad_worktree.base.advice import option
@@ -23,6 +22,7 @@ from datalad_worktree.commands._common import (
     HIERARCHY_VALIDATORS,
     MTIMES_PARAM,
     SETUP_PARAM,
+    EnsureInstalledDataset,
     WorktreeInterface,
     bars_for_people,
     failures_reported,
@@ -42,7 +42,7 @@ class SyncParameters(EnsureCommandParameterization):
     def __init__(self):
         super().__init__(
             dict(
-                dataset=EnsureDataset(installed=True, purpose='update it'),
+                dataset=EnsureInstalledDataset(purpose='update it'),
                 **HIERARCHY_VALIDATORS,
                 how=EnsureChoice('merge', 'ff-only', 'reset'),
                 force=EnsureBool(),

@@ -135,10 +135,10 @@ def reachable(bindir: Path, member: Member) -> None:
         shutil.copy2(exe, bindir / 'git-annex')
 
 
-@pytest.fixture
-def lab():
-    """A group directory (setgid, group-writable) with the dataset
-    ``lab`` and its subdataset ``code``, made by alice; alice and bob"""
+def make_lab(annex: bool):
+    """A group directory (setgid, group-writable) with the dataset ``lab``
+    and its subdataset ``code`` (with git-annex, or without), made by
+    alice; alice and bob"""
     if os.geteuid() != 0:
         pytest.skip('needs root, to make the users of a group and to act '
                     'as them (CI runs as root)')
@@ -157,8 +157,9 @@ def lab():
         top = shared / 'lab'
 
         def make():
-            dl.create(top, result_renderer='disabled')
-            dl.create(top / 'code', dataset=top, result_renderer='disabled')
+            dl.create(top, annex=annex, result_renderer='disabled')
+            dl.create(top / 'code', dataset=top, annex=annex,
+                      result_renderer='disabled')
             for repo in (top, top / 'code'):
                 subprocess.run(['git', 'config', 'core.sharedRepository',
                                 'group'], cwd=repo, check=True)
@@ -169,6 +170,16 @@ def lab():
         yield top, alice, bob
     finally:
         shutil.rmtree(base)
+
+
+@pytest.fixture
+def lab():
+    yield from make_lab(annex=True)
+
+
+@pytest.fixture
+def plain_lab():
+    yield from make_lab(annex=False)
 
 
 def fix(path: Path) -> str:
@@ -318,3 +329,33 @@ def test_a_group_shared_dataset(lab, tmp_path):
         assert (private / 'wt' / 'code' / '.git').exists()
     finally:
         os.chdir(here)
+
+
+def test_a_group_shared_dataset_without_an_annex(plain_lab):
+    """Without an annex, DataLad's own check of the dataset (and its look
+    for result hooks in the dataset's configuration) asks git, which
+    refuses: still one record per command, naming the reason and the fix,
+    no exception, nothing changed"""
+    top, alice, bob = plain_lab
+    group = top.parent
+    before = alice(lambda: snapshot(top))
+    here = os.getcwd()
+    try:
+        for call in (
+                lambda: dl.worktree_add(group / 'wt-bob', dataset=top,
+                                        recursive=True, **quiet()),
+                lambda: dl.worktree_list(dataset=top, recursive=True,
+                                         **quiet()),
+                lambda: dl.worktree_sync(dataset=top, **quiet()),
+                lambda: dl.worktree_merge('nobranch', dataset=top,
+                                          **quiet()),
+                lambda: dl.worktree_get('code', dataset=top, **quiet()),
+                lambda: dl.worktree_remove('nobranch', dataset=top,
+                                           **quiet())):
+            res = bob(lambda: each(call()))
+            assert len(res) == 1, res
+            refused_for(res, top)
+    finally:
+        os.chdir(here)
+    assert not (group / 'wt-bob').exists()
+    assert alice(lambda: snapshot(top)) == before
