@@ -376,7 +376,7 @@ def test_a_branch_name_keeps_the_safety_rules(origin, runs, monkeypatch):
     monkeypatch.chdir(origin)
     before = snapshot(origin)
     res = remove(origin, 'runs')
-    assert_refused_intact(res, origin, runs, before, lost[:10], '--force')
+    assert_refused_intact(res, origin, runs, before, lost[:10], 'force=True')
     assert [r['refusal'] for r in res] == ['unmerged-commits']
     # bad names: one record naming it, nothing changed
     main_branch = git(origin, 'symbolic-ref', '--short', 'HEAD')
