@@ -74,6 +74,23 @@ def half_made(repo: Path, target: Path) -> list:
              'mount_point': False, 'done': False}]
 
 
+def git_started(repo: Path) -> subprocess.Popen:
+    """A git process that works in ``repo`` until its stdin is closed,
+    once it runs as git there (a process just forked runs as Python
+    first: on a busy machine the test looked too early)"""
+    live = subprocess.Popen(['git', 'cat-file', '--batch'], cwd=repo,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if Path(f'/proc/{live.pid}/comm').read_text().startswith('git'):
+                return live
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise AssertionError('git never started')
+
+
 def registered(repo: Path) -> str:
     return git(repo, 'worktree', 'list', '--porcelain')
 
@@ -203,8 +220,7 @@ def test_lock_files_stay_while_a_git_works_in_the_repository(repo):
     there) may hold the lock: nothing is removed"""
     index = repo / '.git' / 'index.lock'
     index.write_text('')
-    live = subprocess.Popen(['git', 'cat-file', '--batch'], cwd=repo,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    live = git_started(repo)
     try:
         assert git_running_in(repo / '.git') is True
         write_journal(repo, gone_pid(), [])
@@ -222,8 +238,7 @@ def test_a_git_in_a_subdataset_does_not_count(repo):
     sub = repo / 'sub'
     sub.mkdir()
     git(sub, 'init', '-q')
-    live = subprocess.Popen(['git', 'cat-file', '--batch'], cwd=sub,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    live = git_started(sub)
     try:
         assert git_running_in(repo / '.git') is False
         assert git_running_in(sub / '.git') is True

@@ -865,7 +865,7 @@ BAD_INPUT = [
      'worktree-add -d {O} -b runs {T}/wt', 'already checked out at {R}'),
     ('add: where a worktree was deleted by hand', 'T',
      'worktree-add -d {O} -b gone {G}',
-     "{G} was deleted. Run 'datalad worktree-remove -d {O} {G}'"),
+     "{G} was deleted. Run 'datalad worktree-remove --dataset {O} {G}'"),
     ('add: uninstalled subdataset', 'T',
      'worktree-add -d {O}/derived/L5b/containers {T}/wt', NOT_INSTALLED),
     ('add: zero jobs', 'T', 'worktree-add -d {O} -J 0 {T}/wt',
@@ -898,7 +898,8 @@ BAD_INPUT = [
     ('remove: a path that does not exist', 'T',
      'worktree-remove -d {O} {T}/nope', 'is not a linked worktree of {O}'),
     ('remove: option-like PATH after --', 'T', 'worktree-remove -d {O} -- -f',
-     'is not a linked worktree of {O}'),
+     "refusing '-f': it looks like an option, and no worktree exists at "
+     '{T}/-f'),
     ('remove: a subdataset of the main worktree', 'T',
      'worktree-remove -d {O} {O}/raw/bpod', 'is not a linked worktree of {O}'),
     ('remove: the main worktree, from a linked one', 'T',
