@@ -362,6 +362,8 @@ def enumerate_points(command: str, where: str, small, tmp_path: Path,
 
     total = crash.run(call, cwd)
     events = crash.events()
+    read_only = {int(line.split(' ', 1)[0]) for line in
+                 crash.log().splitlines() if reads_only(line.split(' ')[2:])}
     clean = state(top, wt)
     assert_complete(command, top, wt, clean)
     failures, hits = [], []
@@ -372,6 +374,8 @@ def enumerate_points(command: str, where: str, small, tmp_path: Path,
     for at in range(1, total + 1):
         if only and str(at) not in only.split(','):
             continue
+        if where != 'before' and at in read_only:
+            continue  # the same as before it (see ``reads_only``)
         top, wt, work = fresh()
         crash.run(call, cwd, at, where, events.get(at, 0))
         log = crash.log().splitlines()[-1]
@@ -392,8 +396,41 @@ def enumerate_points(command: str, where: str, small, tmp_path: Path,
             assert_nothing_lost(top, before, work)
         except AssertionError as e:
             failures.append(f'{at}/{total} {where} ({log}): {e}')
-    report(command, where, total, failures, hits)
+    report(command, where, total, failures, hits, len(read_only))
     assert not failures, '\n'.join(failures)
+
+
+READS = {'cat-file', 'check-attr', 'check-ignore', 'diff-tree',
+         'for-each-ref', 'log', 'ls-files', 'ls-tree', 'merge-base',
+         'rev-list', 'rev-parse', 'show', 'show-ref', 'var', 'version'}
+"""git commands that change nothing on the disk: no ref, index, object,
+configuration or file (``git status`` is not one: it may refresh the
+index; nor is ``merge-tree``, which writes objects)"""
+
+
+def reads_only(args: list[str]) -> bool:
+    """Whether the git process with the arguments ``args`` changes nothing
+    (``READS``; ``worktree list``, ``symbolic-ref`` and ``config`` where
+    they only read). Killed before it, while it runs, or after it ended,
+    the command (blocked in the same call, waiting for it) leaves the same
+    state: only the kill before it is tried"""
+    i = 0
+    while i < len(args) and args[i].startswith('-'):
+        i += 2 if args[i] in ('-c', '-C') else 1  # git's own options
+    if i >= len(args):
+        return False
+    sub, rest = args[i], args[i + 1:]
+    if sub in READS:
+        return True
+    if sub == 'worktree':
+        return rest[:1] == ['list']
+    if sub == 'symbolic-ref':
+        return len([a for a in rest if not a.startswith('-')]) == 1 and \
+            not {'-d', '--delete', '-m'} & set(rest)
+    if sub == 'config':
+        return bool({'--get', '--get-all', '--get-regexp', '-l', '--list'}
+                    & set(rest))
+    return False
 
 
 FOUND = {}
@@ -404,9 +441,9 @@ def report():
     """Print, at the end of the module, per command and position: the git
     processes of a clean run, the points that did not converge, and of the
     kills 'during' git, how many found git still running"""
-    def note(command, where, total, failures, hits):
+    def note(command, where, total, failures, hits, read_only):
         FOUND[(command, where)] = dict(
-            git_processes=total, failed=len(failures),
+            git_processes=total, read_only=read_only, failed=len(failures),
             **({'killed_while_running': hits.count('running')}
                if where == 'during' else {}))
     yield note

@@ -464,18 +464,20 @@ def interrupted(command, wide, wt, sig, point) -> tuple[dict, dict]:
     return before, work
 
 
-# kill points: when 5 or 15 of the 20 datasets are done (15: the leaves are
-# done, and sync and merge are at the parents), and while git moves a
-# branch in the dataset PAUSED (for sync and merge: after the checkout of a
-# fast-forward, before the branch moved)
-POINTS = [pytest.param(5, id='5done'), pytest.param(15, id='15done'),
-          pytest.param('ref', id='in-branch-update')]
+# kill points on the wide hierarchy: Ctrl-C when 15 of the 20 datasets are
+# done (the leaves are done, and sync and merge are at the parents), and
+# SIGKILL while git moves a branch in the dataset PAUSED (for sync and
+# merge: after the checkout of a fast-forward, before the branch moved).
+# A SIGKILL between any two git processes, at every one, is enumerated on
+# a small hierarchy (test_crash_points); so is SIGINT/SIGTERM inside git
 SIGNALS = [pytest.param(signal.SIGINT, id='SIGINT'),
            pytest.param(signal.SIGKILL, id='SIGKILL')]
+KILLS = [pytest.param(15, signal.SIGINT, id='15done-SIGINT'),
+         pytest.param('ref', signal.SIGINT, id='in-branch-update-SIGINT'),
+         pytest.param('ref', signal.SIGKILL, id='in-branch-update-SIGKILL')]
 
 
-@pytest.mark.parametrize('sig', SIGNALS)
-@pytest.mark.parametrize('point', POINTS)
+@pytest.mark.parametrize('point, sig', KILLS)
 def test_interrupted_add_converges(wide, tmp_path, sig, point):
     """A killed `worktree-add -r`, run again, completes the hierarchy, and
     the main hierarchy keeps every commit, annexed key and local change"""
@@ -486,8 +488,7 @@ def test_interrupted_add_converges(wide, tmp_path, sig, point):
     assert_nothing_lost(wide, before, work)
 
 
-@pytest.mark.parametrize('sig', SIGNALS)
-@pytest.mark.parametrize('point', POINTS)
+@pytest.mark.parametrize('point, sig', KILLS)
 def test_interrupted_sync_converges(wide_for, tmp_path, sig, point):
     """A killed `worktree-sync -r`, run again, brings every dataset of the
     worktree to its main worktree's HEAD, with parents recording children;
@@ -505,8 +506,7 @@ def test_interrupted_sync_converges(wide_for, tmp_path, sig, point):
     assert_nothing_lost(wide, before, work)
 
 
-@pytest.mark.parametrize('sig', SIGNALS)
-@pytest.mark.parametrize('point', POINTS)
+@pytest.mark.parametrize('point, sig', KILLS)
 def test_interrupted_merge_converges(wide_for, tmp_path, sig, point):
     """A killed `worktree-merge -r`, run again, brings every result home:
     each dataset of the main hierarchy is at its worktree's commit, the
@@ -523,8 +523,7 @@ def test_interrupted_merge_converges(wide_for, tmp_path, sig, point):
     assert_nothing_lost(wide, before, work)
 
 
-@pytest.mark.parametrize('sig', SIGNALS)
-@pytest.mark.parametrize('point', POINTS)
+@pytest.mark.parametrize('point, sig', KILLS)
 def test_interrupted_remove_converges(wide_for, tmp_path, sig, point):
     """A killed `worktree-remove`, run again, removes every worktree, its
     registration and its branch, and nothing of the main hierarchy"""

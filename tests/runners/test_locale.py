@@ -134,7 +134,7 @@ def test_retry_on_lock_waits_for_a_german_gits_lock(german, repo):
     assert git(repo, 'config', 'x.y') == 'true'
 
 
-GERMAN_JOBS = 24
+GERMAN_JOBS = 12
 """How many jobs the German scale-out runs: enough to meet each other's
 locks (``test_concurrency`` runs 64 in English; the deterministic lock
 tests of this module prove the German retry)"""
