@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from tests.environment.test_mtimes import FMT_PY, merge, mtime, save, sync
+from tests.fixtures import built_once, restore
 from tests.helpers import CODE, DERIVED, TOP, add, datasets_of, git
 
 pytestmark = pytest.mark.slow
@@ -78,21 +79,37 @@ def up_to_date(where: Path) -> bool:
     return NOTHING in snakemake(where, '-n')
 
 
+@pytest.fixture(scope='session')
+def plots_template(template, tmp_path_factory) -> Path:
+    """The hierarchy with the Snakemake workflow run once and its outputs
+    saved, made once per test run (Snakemake and DataLad take some 12 s
+    for it): ROOT/project/super; returns ROOT"""
+    def build(root):
+        restore(template.parent.parent, root)
+        origin = root / 'project' / 'super'
+        (origin / CODE / 'fmt.py').write_text(FMT_PY)
+        save(origin, 'fmt.py')
+        derived = origin / DERIVED
+        (derived / 'Snakefile').write_text(SNAKEFILE)
+        with open(derived / '.gitignore', 'a') as f:
+            f.write('.snakemake/\n.snakemake_timestamp\n')
+        with open(derived / '.gitattributes', 'a') as f:
+            f.write('Snakefile annex.largefiles=nothing\n'
+                    'results/plots/** annex.largefiles=nothing\n')
+        save(origin, 'the workflow')
+        snakemake(derived)
+        save(origin, 'run the workflow')
+
+    return built_once(tmp_path_factory, 'snakemake-plots', build)
+
+
 @pytest.fixture
-def plots(origin):
-    """The origin with the Snakemake workflow run once, its outputs saved"""
-    (origin / CODE / 'fmt.py').write_text(FMT_PY)
-    save(origin, 'fmt.py')
+def plots(plots_template, tmp_path):
+    """A copy of ``plots_template`` (times kept, as the copy keeps them):
+    the origin with the workflow run, nothing left to do"""
+    restore(plots_template, tmp_path)
+    origin = tmp_path / 'project' / 'super'
     derived = origin / DERIVED
-    (derived / 'Snakefile').write_text(SNAKEFILE)
-    with open(derived / '.gitignore', 'a') as f:
-        f.write('.snakemake/\n.snakemake_timestamp\n')
-    with open(derived / '.gitattributes', 'a') as f:
-        f.write('Snakefile annex.largefiles=nothing\n'
-                'results/plots/** annex.largefiles=nothing\n')
-    save(origin, 'the workflow')
-    snakemake(derived)
-    save(origin, 'run the workflow')
     assert (derived / MARKER).is_file()
     assert git(derived, 'status', '--porcelain') == ''
     assert up_to_date(derived)

@@ -468,12 +468,12 @@ def interrupted(command, wide, wt, sig, point) -> tuple[dict, dict]:
 # done (the leaves are done, and sync and merge are at the parents), and
 # SIGKILL while git moves a branch in the dataset PAUSED (for sync and
 # merge: after the checkout of a fast-forward, before the branch moved).
-# A SIGKILL between any two git processes, at every one, is enumerated on
-# a small hierarchy (test_crash_points); so is SIGINT/SIGTERM inside git
+# A SIGKILL before, during and after every git process is enumerated on a
+# small hierarchy (test_crash_points), as are SIGINT and SIGTERM while git
+# moves a branch (test_sigterm_and_sigint_end_the_run_with_a_record)
 SIGNALS = [pytest.param(signal.SIGINT, id='SIGINT'),
            pytest.param(signal.SIGKILL, id='SIGKILL')]
 KILLS = [pytest.param(15, signal.SIGINT, id='15done-SIGINT'),
-         pytest.param('ref', signal.SIGINT, id='in-branch-update-SIGINT'),
          pytest.param('ref', signal.SIGKILL, id='in-branch-update-SIGKILL')]
 
 

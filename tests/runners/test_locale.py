@@ -134,10 +134,11 @@ def test_retry_on_lock_waits_for_a_german_gits_lock(german, repo):
     assert git(repo, 'config', 'x.y') == 'true'
 
 
-GERMAN_JOBS = 12
-"""How many jobs the German scale-out runs: enough to meet each other's
-locks (``test_concurrency`` runs 64 in English; the deterministic lock
-tests of this module prove the German retry)"""
+GERMAN_JOBS = 8
+"""How many jobs the German scale-out runs at once, each with a git that
+speaks German (``test_concurrency`` runs 64 in English, which meet each
+other's locks; the deterministic lock tests of this module prove that the
+German retry waits)"""
 
 
 @pytest.mark.reliability
@@ -145,8 +146,7 @@ def test_many_jobs_at_the_same_moment_in_german(german, origin, tmp_path,
                                                 monkeypatch):
     """The scale-out scenario of ``test_concurrency``, with
     ``GERMAN_JOBS`` jobs, every job's datalad (and git) in the German
-    locale: they meet each other's locks, and wait for them as in
-    English"""
+    locale: every job's worktree and run made, as in English"""
     monkeypatch.setattr(test_concurrency, 'JOBS', GERMAN_JOBS)
     many_jobs(origin, tmp_path)
 
