@@ -91,6 +91,26 @@ def git_started(repo: Path) -> subprocess.Popen:
     raise AssertionError('git never started')
 
 
+def killed_before_checkout(repo: Path, target: Path) -> tuple[list, Path]:
+    """A worktree on a new branch 'job' as git leaves it when killed after
+    it registered it and before it set HEAD and checked out: locked
+    'initializing', only the .git file in the directory, no index or
+    reflog, HEAD the null id that git writes first; the journal entries of
+    that run, and the worktree's git directory"""
+    entries = half_made(repo, target)
+    admin = Path(git(target, 'rev-parse', '--absolute-git-dir'))
+    for path in target.iterdir():
+        if path.name != '.git':
+            path.unlink()
+    for name in ('index', 'ORIG_HEAD', 'logs'):
+        if (admin / name).is_dir():
+            shutil.rmtree(admin / name)
+        elif (admin / name).exists():
+            (admin / name).unlink()
+    (admin / 'HEAD').write_text('0' * 40 + '\n')
+    return entries, admin
+
+
 def registered(repo: Path) -> str:
     return git(repo, 'worktree', 'list', '--porcelain')
 
@@ -273,13 +293,7 @@ def test_a_worktree_killed_before_its_head_was_set(repo, tmp_path):
     and wrote its .git file, but checked out nothing: registration,
     lock file and directory go"""
     target = tmp_path / 'job'
-    entries = half_made(repo, target)
-    admin = Path(git(target, 'rev-parse', '--absolute-git-dir'))
-    for path in target.iterdir():
-        if path.name != '.git':
-            path.unlink()
-    (admin / 'index').unlink()
-    (admin / 'HEAD').write_text('0' * 40 + '\n')
+    entries, admin = killed_before_checkout(repo, target)
     (admin / 'HEAD.lock').write_text('')
     assert 'HEAD 0000000000' in registered(repo)
     write_journal(repo, gone_pid(), entries)
@@ -301,22 +315,12 @@ def test_a_dry_run_cleans_up_nothing(repo, tmp_path):
 
 def test_a_worktree_killed_while_git_wrote_its_commondir(repo, tmp_path):
     """git registered the worktree (locked 'initializing', its gitdir,
-    .git file and null HEAD written) and was killed while it wrote ``commondir``: the
-    file is empty, git itself cannot read or unlock that worktree (nor
-    list any), so registration, lock and directory go without it"""
+    .git file and null HEAD written: git writes HEAD just before
+    commondir) and was killed while it wrote ``commondir``: the file is
+    empty, git itself cannot read or unlock that worktree (nor list any),
+    so registration, lock and directory go without it"""
     target = tmp_path / 'job'
-    entries = half_made(repo, target)
-    admin = Path(git(target, 'rev-parse', '--absolute-git-dir'))
-    for path in target.iterdir():
-        if path.name != '.git':
-            path.unlink()
-    for name in ('index', 'ORIG_HEAD', 'logs'):
-        if (admin / name).is_dir():
-            shutil.rmtree(admin / name)
-        elif (admin / name).exists():
-            (admin / name).unlink()
-    # git writes HEAD (the null id) just before commondir
-    (admin / 'HEAD').write_text('0' * 40 + '\n')
+    entries, admin = killed_before_checkout(repo, target)
     (admin / 'commondir').write_text('')
     broken = subprocess.run(['git', '-C', str(repo), 'worktree', 'list'],
                             capture_output=True, text=True)
@@ -333,11 +337,8 @@ def test_a_commondir_killed_worktree_with_files_of_the_user(repo, tmp_path):
     kept, and so are the registration and its lock, which the refusal
     that follows reports"""
     target = tmp_path / 'job'
-    entries = half_made(repo, target)
-    admin = Path(git(target, 'rev-parse', '--absolute-git-dir'))
-    (target / 'README').unlink()
+    entries, admin = killed_before_checkout(repo, target)
     (target / 'mine.txt').write_text('keep me\n')
-    (admin / 'HEAD').write_text('0' * 40 + '\n')
     (admin / 'commondir').write_text('')
     write_journal(repo, gone_pid(), entries)
     notes = recover(repo)
