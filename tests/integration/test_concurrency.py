@@ -1,9 +1,9 @@
 """Scale-out: many jobs of a cluster start at the same second, each making
 its worktree of the same hierarchy and running in it
 
-64 ``datalad worktree-add -r`` processes on different branches (every
+32 ``datalad worktree-add -r`` processes on different branches (every
 other one with ``--sparse``) start at one moment (a start barrier releases
-them once DataLad is imported), then 64 ``datalad run`` processes, one in
+them once DataLad is imported), then 32 ``datalad run`` processes, one in
 each new worktree. Every one must succeed, and nothing may be left half
 made or locked.
 """
@@ -38,7 +38,7 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.reliability
 
-JOBS = 64
+JOBS = 32
 SPARSE = ['--sparse', CODE, '--sparse', f'{DERIVED}/inputs/bpod/sub-01',
           '--sparse', f'{DERIVED}/results']
 """What every other job checks out: a sparse worktree"""
@@ -130,8 +130,8 @@ def output_of(i: int) -> str:
 
 def test_many_jobs_add_worktrees_and_run_at_the_same_moment(origin,
                                                              tmp_path):
-    """64 ``worktree-add -r`` of different branches at one moment (every
-    other one sparse) all succeed, then 64 ``datalad run`` with annexed
+    """32 ``worktree-add -r`` of different branches at one moment (every
+    other one sparse) all succeed, then 32 ``datalad run`` with annexed
     outputs, one in each, at one moment: every run record is where it
     belongs, as it was given, with its output readable and known to the
     annex, ``git annex fsck --all`` passes, no lock is left, every

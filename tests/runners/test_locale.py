@@ -136,7 +136,7 @@ def test_retry_on_lock_waits_for_a_german_gits_lock(german, repo):
 
 GERMAN_JOBS = 8
 """How many jobs the German scale-out runs at once, each with a git that
-speaks German (``test_concurrency`` runs 64 in English, which meet each
+speaks German (``test_concurrency`` runs 32 in English, which meet each
 other's locks; the deterministic lock tests of this module prove that the
 German retry waits)"""
 
