@@ -43,6 +43,7 @@ from datalad_worktree.base.outcome import Outcome
 from datalad_worktree.repo.queries import head_commit
 from datalad_worktree.repo.records import files_of
 from datalad_worktree.repo.sparse_checkout import Cone, checked_out, cone_pathspecs
+from datalad_worktree.repo.store.index import file_times
 from datalad_worktree.repo.store.objects import blob_id, blob_of
 from datalad_worktree.runners import git
 from datalad_worktree.runners.git import NO_ANNEX_FILTER
@@ -440,11 +441,33 @@ def newer_files(source: Path, dest: Path, entries: dict[str, Entry]
     return found
 
 
-def newer_dirs(source: Path, dest: Path, children: dict[str, set[str]]
-               ) -> bool:
-    """Whether a directory of ``children`` (or a marker file in it) is
-    newer in ``source`` than in ``dest``: stat data only"""
-    for d in children:
+def newer_than_recorded(source: Path, recorded: dict[str, tuple[int, int]]
+                        ) -> list[str]:
+    """The paths of ``recorded`` (another worktree's index: mode and time
+    of each file) whose file in ``source`` is of the same kind and newer
+    than that worktree's index says: one ``lstat`` per file, on one side
+    only. An index may say a file is older than it is (written since),
+    never newer unless its time was set back: so each path found is
+    checked again on both sides (``newer_files``), and a time set back by
+    hand may go uncarried, which makes make redo work, never skip it."""
+    found = []
+    root = os.path.join(source, '')
+    for path, (mode, mtime_ns) in recorded.items():
+        try:
+            st = os.lstat(root + path)
+        except OSError:
+            continue
+        if st.st_mtime_ns > mtime_ns and \
+                stat.S_IFMT(st.st_mode) == stat.S_IFMT(mode):
+            found.append(path)
+    return found
+
+
+def newer_dirs(source: Path, dest: Path, dirs) -> bool:
+    """Whether a directory of ``dirs`` (its paths, '' for the top, which
+    is not looked at; or a marker file in one) is newer in ``source`` than
+    in ``dest``: stat data only"""
+    for d in dirs:
         if not d:
             continue
         try:
@@ -491,9 +514,17 @@ def up_to_date(source: Path, dest: Path, commit: str) -> Carried:
     made its files from what ``dest`` holds), and only newer times, to
     files (and directories, see ``copy_dir_times``) that hold the same
     on both sides. Costs no git process where no file or directory is
-    newer in ``source``."""
+    newer in ``source``, and where ``dest``'s index may be read (see
+    ``newer_than_recorded``) no listing of ``commit`` either."""
+    recorded = file_times(dest)
+    if recorded is not None:
+        maybe = newer_than_recorded(source, recorded)
+        if not maybe and not newer_dirs(source, dest,
+                                        directories(recorded)):
+            return Carried()
     entries = listed_files(dest, commit)
-    newer = newer_files(source, dest, entries)
+    newer = newer_files(source, dest, entries if recorded is None else {
+        p: entries[p] for p in maybe if p in entries})
     children = tracked_children(entries)
     if not newer and not newer_dirs(source, dest, children):
         return Carried()

@@ -1,0 +1,124 @@
+"""repo.store.index: the stat data of git's index, read from the file,
+against what git itself says (``git ls-files --debug``) on real indexes"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from datalad_worktree.repo.store.index import file_times, parse
+from tests.helpers import git
+
+
+def debug_times(repo) -> dict[str, tuple[int, int]]:
+    """Mode and mtime (ns) of each entry as ``git ls-files --debug``
+    prints them, with the entries of stage 0 only"""
+    out = git(repo, '-c', 'core.quotePath=false', 'ls-files', '--debug',
+              '-s')
+    found, path, mode = {}, None, None
+    for line in out.splitlines():
+        if not line.startswith(' '):
+            meta, path = line.split('\t', 1)
+            mode, _, stage = meta.split()
+            mode = int(mode, 8) if stage == '0' else None
+        elif line.lstrip().startswith('mtime:') and mode is not None:
+            sec, nsec = re.match(r'\s*mtime:\s*(\d+):(\d+)', line).groups()
+            found[path] = (mode, int(sec) * 10**9 + int(nsec))
+    return found
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A repository with files in a few directories, a symbolic link, a
+    long and a non-ASCII file name, an executable, all committed"""
+    repo = tmp_path / 'repo'
+    repo.mkdir()
+    git(repo, 'init', '-q')
+    for i in range(30):
+        d = repo / f'd{i % 3}' / 'sub'
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f'f{i}.txt').write_text(f'{i}\n')
+    (repo / ('n' * 250)).write_text('long\n')
+    (repo / 'run.sh').write_text('#!/bin/sh\n')
+    (repo / 'run.sh').chmod(0o755)
+    os.symlink('d0/sub/f0.txt', repo / 'link')
+    (repo / 'ü.txt').write_text('umlaut\n')
+    git(repo, 'add', '.')
+    git(repo, 'commit', '-q', '-m', 'files')
+    return repo
+
+
+def test_a_version_2_index_as_git_reads_it(repo):
+    found = file_times(repo)
+    assert found == debug_times(repo)
+    assert found['link'][0] == 0o120000
+    assert found['run.sh'][0] == 0o100755
+    assert 'ü.txt' in found and 'n' * 250 in found
+    assert len(found) == 34
+
+
+def test_version_3_entries_that_are_not_checked_out_are_left_out(repo):
+    """skip-worktree (sparse checkout), intent-to-add and conflicted
+    entries are not reported; the rest is as git says"""
+    git(repo, 'sparse-checkout', 'set', 'd0')
+    (repo / 'new.txt').write_text('new\n')
+    git(repo, 'add', '-N', 'new.txt')
+    with open(repo / '.git' / 'index', 'rb') as f:
+        assert int.from_bytes(f.read(8)[4:], 'big') == 3
+    found = file_times(repo)
+    assert 'new.txt' not in found
+    assert not any(p.startswith('d1/') for p in found)
+    assert 'd0/sub/f0.txt' in found
+    checked_out = {p: v for p, v in debug_times(repo).items()
+                   if (repo / p).exists() and p != 'new.txt'}
+    assert found == checked_out
+
+
+def test_conflicted_entries_are_left_out(repo):
+    git(repo, 'checkout', '-q', '-b', 'other')
+    (repo / 'run.sh').write_text('#!/bin/sh\necho other\n')
+    git(repo, 'commit', '-q', '-am', 'other')
+    git(repo, 'checkout', '-q', '-')
+    (repo / 'run.sh').write_text('#!/bin/sh\necho this\n')
+    git(repo, 'commit', '-q', '-am', 'this')
+    subprocess.run(['git', 'merge', '-q', 'other'], cwd=repo,
+                   capture_output=True, check=False)
+    assert 'UU run.sh' in git(repo, 'status', '--porcelain')
+    found = file_times(repo)
+    assert 'run.sh' not in found and 'link' in found
+
+
+@pytest.mark.parametrize('option', ['--index-version=4', '--split-index'])
+def test_other_index_layouts_are_left_to_git(repo, option):
+    git(repo, 'update-index', option)
+    assert debug_times(repo)  # git reads it
+    assert file_times(repo) is None
+
+
+def test_a_sparse_index_is_left_to_git(repo):
+    git(repo, 'sparse-checkout', 'set', '--cone', 'd0')
+    git(repo, 'sparse-checkout', 'reapply', '--sparse-index')
+    assert git(repo, 'ls-files', '--sparse', '-s', 'd1/').startswith(
+        '040000')
+    assert file_times(repo) is None
+
+
+def test_another_index_file_or_format_is_left_to_git(repo, monkeypatch):
+    assert file_times(repo) is not None
+    monkeypatch.setenv('GIT_INDEX_FILE', str(repo / '.git' / 'index'))
+    assert file_times(repo) is None
+    monkeypatch.delenv('GIT_INDEX_FILE')
+    git(repo, 'config', 'core.repositoryformatversion', '1')
+    git(repo, 'config', 'extensions.objectFormat', 'sha256')
+    assert file_times(repo) is None
+
+
+def test_what_does_not_parse_to_its_end_is_refused(repo):
+    data = (repo / '.git' / 'index').read_bytes()
+    assert parse(data) is not None
+    assert parse(data[:-30]) is None
+    assert parse(b'XXXX' + data[4:]) is None
+    assert parse(data[:12]) is None
