@@ -49,6 +49,7 @@ class AddParameters(EnsureCommandParameterization):
         super().__init__(
             dict(
                 path=EnsurePath(),
+                commit=EnsureStr(),
                 dataset=EnsureInstalledDataset(purpose='create a worktree of it'),
                 branch=EnsureBranchName(),
                 detach=EnsureBool(),
@@ -158,6 +159,16 @@ class WorktreeAdd(WorktreeInterface):
             doc="""where to create the worktree of the dataset: a location
             outside of any dataset that either does not exist or is an empty
             directory."""),
+        commit=Parameter(
+            args=('commit',),
+            nargs='?',
+            metavar='COMMIT-ISH',
+            doc="""the state of the dataset to check out: anything git
+            resolves in the dataset (a commit, tag, branch, 'HEAD~3', a
+            commit on no branch); every subdataset checks out the commit
+            that this state records for it. Given, the worktrees are
+            detached unless [CMD: --branch CMD][PY: branch PY] is given
+            too. Default: the dataset's HEAD."""),
         dataset=Parameter(
             args=('-d', '--dataset'),
             metavar='DATASET',
@@ -220,6 +231,7 @@ class WorktreeAdd(WorktreeInterface):
     @failures_reported(ACTION)
     def __call__(
             path,
+            commit=None,
             *,
             dataset=None,
             branch=None,
@@ -240,10 +252,14 @@ class WorktreeAdd(WorktreeInterface):
             yield make_result(ACTION, target, top, Outcome.refused(
                 Refusal.TOOLS, problem, dict(source=str(top))))
             return
+        # a past state is for visiting: detached unless a branch is asked
+        # for (git detaches for a commit or tag as well)
+        detached = detach or (commit is not None and branch is None)
         plan = plan_add(
-            top, target, None if detach else branch or target.name,
+            top, target, None if detached else branch or target.name,
             max_depth(recursive, recursion_limit),
             [sparse] if isinstance(sparse, str) else sparse,
-            note_left_out=not recursive and recursion_limit is None)
+            note_left_out=not recursive and recursion_limit is None,
+            revision=commit)
         yield from records(ACTION, top, make_worktrees(
             plan, dry_run, worker_count(jobs), mtimes, setup, bindpaths))

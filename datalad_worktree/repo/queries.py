@@ -85,6 +85,33 @@ def branch_tip(repo: Path, branch: str) -> str | None:
         'rev-parse', '--verify', '-q', f'refs/heads/{branch}^{{commit}}']))
 
 
+def revision_problem(revision: str) -> str | None:
+    """Why the COMMIT-ISH ``revision``, as a user gave it, is not even
+    asked of git: empty, or it looks like an option (it never reaches git
+    as one), or None"""
+    if not revision.strip():
+        return 'an empty revision names no commit'
+    if revision.startswith('-'):
+        return (f'refusing the revision {revision!r}: it looks like an '
+                'option; name a commit, tag or branch')
+    return None
+
+
+def resolve_commit(repo: Path, revision: str) -> str | None:
+    """The commit that ``revision`` (anything git resolves: a commit, tag,
+    branch, ``HEAD~3``) names in ``repo``, or None where it names none.
+    Check ``revision_problem`` first: ``--end-of-options`` keeps git from
+    taking it for an option, in case."""
+    return _first_line(git.optional_text(repo, [
+        'rev-parse', '--verify', '-q', '--end-of-options',
+        f'{revision}^{{commit}}']))
+
+
+def remotes(repo: Path) -> list[str]:
+    """The names of the remotes (DataLad's siblings) of ``repo``"""
+    return git.lines(repo, ['remote'])
+
+
 def _first_line(output: str | None) -> str | None:
     """The first line of what git answered, None for no answer"""
     return output.split('\n', 1)[0] or None if output else None
