@@ -183,3 +183,99 @@ def test_past_states_side_by_side(past):
     res = dl.worktree_remove(str(jj), dataset=top, force=True, **quiet())
     assert {r['status'] for r in res} == {'ok'} and not jj.exists()
     assert snapshot(top) == before
+
+
+def test_bad_revisions_are_refused(past):
+    """An unknown revision, an option-like one (never given to git) and a
+    state that records a commit its subdataset lacks: one refusal each,
+    naming it and what to do, and nothing made or changed"""
+    top, root = past['top'], past['root']
+    before = snapshot(top)
+    wt = root / 'bad'
+    res = add(top, wt, commit='no-such-tag', recursive=True)
+    assert [(r['status'], r['refusal']) for r in res] == [
+        ('impossible', 'unknown-revision')]
+    assert "unknown revision 'no-such-tag'" in res[0]['message']
+    assert res[0]['revision'] == 'no-such-tag'
+    for rev in ('--upload-pack=touch hacked', '-x', '--output=x'):
+        res = add(top, wt, commit=rev, recursive=True)
+        assert [r['refusal'] for r in res] == ['bad-revision'], res
+        assert 'looks like an option' in res[0]['message']
+        assert rev in res[0]['message']
+    # on the command line too, after '--'
+    out = datalad_cli('worktree-add', str(wt), '--', '--upload-pack=x',
+                      cwd=top)
+    assert out.returncode and 'looks like an option' in out.stdout + out.stderr
+    # the state 'broken' records a commit of code that only the sibling
+    # 'lab' has: refused before anything is made
+    res = add(top, wt, commit='broken', recursive=True)
+    refused = [r for r in res if r['status'] == 'impossible']
+    assert [r['refusal'] for r in refused] == ['missing-commit'], res
+    msg = refused[0]['message']
+    assert past['elsewhere'][:10] in msg and 'recorded for code' in msg
+    assert f"git -C {top / 'code'} fetch lab" in msg
+    assert f"datalad update -d {top / 'code'} --sibling lab" in msg
+    assert not wt.exists() and not (root / 'hacked').exists()
+    assert not (top / 'hacked').exists()
+    assert snapshot(top) == before
+
+
+def test_branch_at_a_past_state_is_merged_back(past):
+    """--branch B at v1 makes B in every dataset at what v1 records; work
+    done there is merged into main with worktree-merge"""
+    top, root = past['top'], past['root']
+    wt = root / 'fix'
+    res = by_path(add(top, wt, commit='v1', branch='fix-v1', recursive=True),
+                  wt)
+    assert {k: (r['status'], r['branch']) for k, r in res.items()
+            if r['status'] == 'ok'} == {
+        k: ('ok', 'fix-v1') for k in ('.', 'code', 'data')}
+    assert git(wt / 'code', 'rev-parse', 'fix-v1') == \
+        git(top, 'rev-parse', 'v1:code')
+    (wt / 'code' / 'check.py').write_text('print("checked")\n')
+    _save(wt, 'a check, made on the v1 state')
+    code_tip = git(wt / 'code', 'rev-parse', 'HEAD')
+    res = dl.worktree_merge(str(wt), dataset=top, recursive=True, **quiet())
+    assert {r['status'] for r in res} <= {'ok', 'notneeded'}, res
+    assert (top / 'code' / 'check.py').read_text() == 'print("checked")\n'
+    assert git(top / 'code', 'merge-base', '--is-ancestor', code_tip,
+               'HEAD') == ''
+    # main keeps what it had since v1
+    assert 'figure v2' in (top / 'code' / 'plot.py').read_text()
+    assert (top / 'new').is_dir()
+    res = dl.worktree_remove(str(wt), dataset=top, **quiet())
+    assert {r['status'] for r in res} == {'ok'}, res
+
+
+def test_sparse_past_state_and_rerun(past):
+    """A sparse worktree of v1 has only the parts asked for, as v1 has
+    them; in a full one, 'datalad rerun' of v1's run record reproduces
+    the figure of then"""
+    top, root = past['top'], past['root']
+    sparse = root / 'sparse'
+    res = by_path(add(top, sparse, commit='v1', recursive=True,
+                      sparse=['code']), sparse)
+    assert sorted(k for k, r in res.items() if r['status'] == 'ok') == \
+        ['.', 'code']
+    assert 'sparse' not in res['code']  # it lies in the cone: full
+    assert 'figure v1' in (sparse / 'code/plot.py').read_text()
+    assert not (sparse / 'figs').exists()
+    assert not any((sparse / 'data').iterdir())  # no worktree of data
+    assert res['.']['sparse'] == ['.datalad', 'code']
+
+    wt = root / 'rerun'
+    add(top, wt, commit='v1', recursive=True)
+    fig = wt / 'figs' / 'fig.txt'
+    fig_key = git(wt, 'annex', 'lookupkey', 'figs/fig.txt')
+    res = dl.rerun(past['run_v1'], dataset=str(wt), **quiet())
+    assert not [r for r in res if r['status'] in ('error', 'impossible')], res
+    # the old output was unlocked and made anew by the old code
+    done = {(r['action'], r['status'], r['path']) for r in res}
+    assert {('unlock', 'ok', str(fig)), ('run', 'ok', str(wt))} <= done
+    assert fig.read_text() == 'figure v1: 3 rows\n'
+    # the same content: nothing to save, the worktree is still at v1
+    assert git(wt, 'annex', 'lookupkey', 'figs/fig.txt') == fig_key
+    assert git(wt, 'rev-parse', 'HEAD') == past['v1']
+    assert git(wt, 'status', '--porcelain') == ''
+    res = dl.worktree_remove([str(wt), str(sparse)], dataset=top, **quiet())
+    assert {r['status'] for r in res} == {'ok'}, res
