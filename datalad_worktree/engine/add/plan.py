@@ -416,6 +416,9 @@ def checkout_phrase(plan: Plan, done: bool = False) -> str:
         what = f'branch {plan.branch} at {commit}'
     if plan.cone is not None:
         what += f', sparse to {", ".join(plan.cone)}'
+    if plan.made_from is not None:
+        what += (f', the state {plan.made_from}' if not plan.node.depth
+                 else f', as {plan.made_from} records it')
     return f'checked out {what}' if done else f'create worktree, {what}'
 
 
