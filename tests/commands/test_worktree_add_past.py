@@ -142,10 +142,10 @@ def test_past_states_side_by_side(past):
     assert 'figure v1' in (v1 / 'code/plot.py').read_text()
     # added after v1: not made at all
     assert not (v1 / 'new').exists()
-    # removed since: named with DataLad's get; not installed in main: with
-    # worktree-get
+    # removed since: named with DataLad's get -n (a clone); not installed
+    # in main: with worktree-get
     assert 'no longer has' in res['old']['message']
-    assert f"datalad get -n -d {v1} old" in res['old']['message']
+    assert f"datalad get -n -d {v1} {v1 / 'old'}" in res['old']['message']
     assert 'worktree_get(' in res['extra']['message']
     assert not any((v1 / 'old').iterdir())
 
@@ -172,6 +172,17 @@ def test_past_states_side_by_side(past):
     out = datalad_cli('worktree-list', '-r', cwd=top).stdout
     assert 'made from v1' in out and 'made from HEAD~1' in out
 
+    # the command named gets the removed subdataset: a clone from the URL
+    # v1 records. A commit of its own keeps the worktree; without one it
+    # holds nothing its sibling lacks, and goes with the worktree
+    out = datalad_cli('get', '-n', '-d', str(v1), str(v1 / 'old'))
+    assert out.returncode == 0, out.stderr
+    assert (v1 / 'old/notes.txt').read_text() == 'old notes\n'
+    git(v1 / 'old', 'commit', '-q', '--allow-empty', '-m', 'mine')
+    res = dl.worktree_remove(str(v1), dataset=top, **quiet())
+    assert [r['refusal'] for r in res] == ['separate-clone'], res
+    assert (v1 / 'old/notes.txt').exists()
+    git(v1 / 'old', 'reset', '-q', '--hard', 'HEAD~1')
     # v1 and HEAD~1 are contained in a tag and a branch: nothing to merge
     res = dl.worktree_remove([str(v1), str(older)], dataset=top, **quiet())
     assert {r['status'] for r in res} == {'ok'}, res

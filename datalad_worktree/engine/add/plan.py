@@ -343,7 +343,7 @@ def not_installed_reason(node: Node, root: Path) -> str:
                 'it in the dataset first)')
     return ('the dataset no longer has this subdataset (it was removed '
             'after this state); left as an empty mount point: '
-            f"'datalad get -n -d {root / node.parent} {node.subpath}' "
+            f"'datalad get -n -d {root / node.parent} {node.at(root)}' "
             'installs it there, cloned from the URL this state records '
             '(a separate clone, not a linked worktree)')
 
