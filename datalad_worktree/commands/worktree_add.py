@@ -108,10 +108,10 @@ class WorktreeAdd(WorktreeInterface):
     at the state's commit in every dataset (for work to be merged later
     with ``worktree-merge``); a branch name as COMMIT-ISH is resolved to
     its commit too. A subdataset of that state that the dataset has not
-    installed is left as an empty mount point, with the
-    ``worktree-get`` command that gets it; one that the dataset no
-    longer has at all (removed since), with the ``datalad get -n``
-    command that clones it from the URL the state records. A COMMIT-ISH
+    installed, or no longer has at all (removed since), is left as an
+    empty mount point, with the ``worktree-get`` command that gets it
+    (it installs the one in the dataset first, and clones the other into
+    the worktree from the URL the state records). A COMMIT-ISH
     that names no commit is refused ('unknown-revision'), one that starts
     with '-' is never given to git ('bad-revision'), and a commit the
     state records that a subdataset lacks is refused before anything is

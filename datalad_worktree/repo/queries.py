@@ -107,6 +107,29 @@ def resolve_commit(repo: Path, revision: str) -> str | None:
         f'{revision}^{{commit}}']))
 
 
+def recorded_url(repo: Path, subpath: str) -> str | None:
+    """The URL that the ``.gitmodules`` checked out in ``repo`` records
+    for the subdataset at ``subpath``, or None"""
+    found = git.optional_text(repo, [
+        'config', '--file', '.gitmodules', '--null', '--get-regexp',
+        r'^submodule\..*\.path$'])
+    for entry in (found or '').split('\0'):
+        key, _, value = entry.partition('\n')
+        if value == subpath:
+            name = key[len('submodule.'):-len('.path')]
+            return git_config(repo, f'submodule.{name}.url',
+                              ('--file', '.gitmodules'))
+    return None
+
+
+def remote_url(repo: Path, name: str = 'origin') -> str | None:
+    """The URL of the remote ``name`` of ``repo``, or None"""
+    try:
+        return git_config(repo, f'remote.{name}.url')
+    except CommandError:
+        return None
+
+
 def remotes(repo: Path) -> list[str]:
     """The names of the remotes (DataLad's siblings) of ``repo``"""
     return git.lines(repo, ['remote'])

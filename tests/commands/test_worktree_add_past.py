@@ -145,8 +145,10 @@ def test_past_states_side_by_side(past):
     # removed since: named with DataLad's get -n (a clone); not installed
     # in main: with worktree-get
     assert 'no longer has' in res['old']['message']
-    assert f"datalad get -n -d {v1} {v1 / 'old'}" in res['old']['message']
-    assert 'worktree_get(' in res['extra']['message']
+    assert f"worktree_get('{v1 / 'old'}', dataset='{v1}')" in \
+        res['old']['message']
+    assert f"worktree_get('{v1 / 'extra'}', dataset='{v1}')" in \
+        res['extra']['message']
     assert not any((v1 / 'old').iterdir())
 
     older = root / 'older'
@@ -173,11 +175,17 @@ def test_past_states_side_by_side(past):
     assert 'made from v1' in out and 'made from HEAD~1' in out
 
     # the command named gets the removed subdataset: a clone from the URL
-    # v1 records. A commit of its own keeps the worktree; without one it
-    # holds nothing its sibling lacks, and goes with the worktree
-    out = datalad_cli('get', '-n', '-d', str(v1), str(v1 / 'old'))
-    assert out.returncode == 0, out.stderr
+    # v1 records, and says so; again, it has nothing to do. A commit of
+    # its own keeps the worktree; without one the clone holds nothing its
+    # sibling lacks, and goes with the worktree
+    res = dl.worktree_get(str(v1 / 'old'), dataset=v1, **quiet())
+    url = str(root / 'sources' / 'old')
+    assert [(r['action'], r['status']) for r in res] == [
+        ('install', 'ok'), ('worktree-get', 'ok')], res
+    assert res[1]['source_url'] == url and url in res[1]['message']
     assert (v1 / 'old/notes.txt').read_text() == 'old notes\n'
+    again = dl.worktree_get(str(v1 / 'old'), dataset=v1, **quiet())
+    assert [r['status'] for r in again] == ['notneeded'], again
     git(v1 / 'old', 'commit', '-q', '--allow-empty', '-m', 'mine')
     res = dl.worktree_remove(str(v1), dataset=top, **quiet())
     assert [r['refusal'] for r in res] == ['separate-clone'], res

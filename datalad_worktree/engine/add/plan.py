@@ -15,7 +15,6 @@ from dataclasses import (
     replace,
 )
 from enum import Enum
-from functools import lru_cache
 from pathlib import Path
 
 from datalad_worktree.base.advice import command, flag, option
@@ -32,6 +31,7 @@ from datalad_worktree.hierarchy.cones import (
 )
 from datalad_worktree.hierarchy.walk import (
     Node,
+    recorded_now,
     subdataset_pointers,
     walk_hierarchy,
 )
@@ -326,32 +326,23 @@ def preflight(node: Node, target_root: Path, branch: str | None,
 
 def not_installed_reason(node: Node, root: Path) -> str:
     """Why the subdataset ``node`` (not installed in the dataset) is left
-    as an empty mount point in the worktree ``root``, and how to get it:
-    with ``worktree-get`` where the dataset still has it (it installs it
-    there first), with DataLad's ``get -n`` (a clone from the URL that
-    the state checked out records) where the dataset no longer has it"""
-    parent = node.top / node.parent
+    as an empty mount point in the worktree ``root``, and the
+    ``worktree-get`` call that gets it: it installs it in the dataset
+    first, or, where the dataset no longer has it (a subdataset of a past
+    state, removed since), clones it into the worktree"""
+    get = command('worktree-get', str(node.at(root)), dataset=str(root))
     try:
-        current = head_commit(parent)
-        now = _recorded_now(parent, current) if current else frozenset()
+        now = recorded_now(node.top / node.parent)
     except Exception:
         now = frozenset({node.subpath})
     if node.subpath in now:
-        get = command('worktree-get', str(node.at(root)), dataset=str(root))
         return ('subdataset not installed in the dataset; left as an '
                 f"empty mount point (get it with '{get}', which installs "
                 'it in the dataset first)')
     return ('the dataset no longer has this subdataset (it was removed '
             'after this state); left as an empty mount point: '
-            f"'datalad get -n -d {root / node.parent} {node.at(root)}' "
-            'installs it there, cloned from the URL this state records '
-            '(a separate clone, not a linked worktree)')
-
-
-@lru_cache(maxsize=64)
-def _recorded_now(parent: Path, commit: str) -> frozenset:
-    """The subdataset paths that ``commit`` of ``parent`` records"""
-    return frozenset(p for p, _ in subdataset_pointers(parent, commit))
+            f"'{get}' installs it here, cloned with DataLad from the URL "
+            'this state records (a separate clone, not a linked worktree)')
 
 
 def missing_commit_message(node: Node) -> str:
