@@ -24,6 +24,9 @@ from tests.helpers import (
     snapshot,
 )
 
+# the hierarchy and its history take about 9 s to build, once
+pytestmark = pytest.mark.slow
+
 PLOT_V1 = """\
 import sys
 from pathlib import Path
