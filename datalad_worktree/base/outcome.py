@@ -176,6 +176,10 @@ class Refusal(Enum):
     MISSING_COMMIT = 'missing-commit'
     """A commit recorded that the repository does not have"""
     NO_COMMIT = 'no-commit'
+    UNKNOWN_REVISION = 'unknown-revision'
+    """A COMMIT-ISH that names no commit of the dataset"""
+    BAD_REVISION = 'bad-revision'
+    """A COMMIT-ISH that cannot be used: empty, or like an option"""
     """A dataset without any commit"""
     EXISTS = 'exists'
     """Something other than what was asked for is there already"""

@@ -49,6 +49,7 @@ class AddParameters(EnsureCommandParameterization):
         super().__init__(
             dict(
                 path=EnsurePath(),
+                commit=EnsureStr(),
                 dataset=EnsureInstalledDataset(purpose='create a worktree of it'),
                 branch=EnsureBranchName(),
                 detach=EnsureBool(),
@@ -96,9 +97,34 @@ class WorktreeAdd(WorktreeInterface):
     not installed in the dataset are reported and left as empty mount points,
     as they are in the dataset itself.
 
+    With COMMIT-ISH (anything git resolves in the dataset: a commit, tag,
+    branch, ``HEAD~3``, a commit on no branch as Jujutsu leaves them), the
+    worktree checks out that past state instead of HEAD: every subdataset
+    checks out the commit that this state records for it, a subdataset it
+    does not have is not created, and the main worktree is not changed.
+    A past state is for visiting, so, as git does for a commit or a tag,
+    its worktrees are detached unless
+    [CMD: --branch CMD][PY: branch PY] is given, which makes that branch
+    at the state's commit in every dataset (for work to be merged later
+    with ``worktree-merge``); a branch name as COMMIT-ISH is resolved to
+    its commit too. A subdataset of that state that the dataset has not
+    installed, or no longer has at all (removed since), is left as an
+    empty mount point, with the ``worktree-get`` command that gets it
+    (it installs the one in the dataset first, and clones the other into
+    the worktree from the URL the state records). A COMMIT-ISH
+    that names no commit is refused ('unknown-revision'), one that starts
+    with '-' is never given to git ('bad-revision'), and a commit the
+    state records that a subdataset lacks is refused before anything is
+    made ('missing-commit'), naming the sibling to fetch it from. The
+    COMMIT-ISH is kept in each new worktree's own configuration
+    (``datalad.worktree.revision``), and ``worktree-list`` shows it; a
+    detached past state that nothing was committed in is removed by
+    ``worktree-remove`` without ``--force``. A past state's result
+    records have ``revision``, the COMMIT-ISH as given.
+
     Every dataset's worktree is on the same branch: the one given with
     [CMD: --branch CMD][PY: branch PY], or, like git does, a branch named
-    after PATH's last component. A missing branch is created at the commit
+    after PATH's last component (without COMMIT-ISH). A missing branch is created at the commit
     to be checked out. An existing branch is used if it points at that
     commit or at an ancestor of it (a fully merged branch is moved forward
     to it, which loses nothing); a branch with commits of its own may hold
@@ -158,6 +184,16 @@ class WorktreeAdd(WorktreeInterface):
             doc="""where to create the worktree of the dataset: a location
             outside of any dataset that either does not exist or is an empty
             directory."""),
+        commit=Parameter(
+            args=('commit',),
+            nargs='?',
+            metavar='COMMIT-ISH',
+            doc="""the state of the dataset to check out: anything git
+            resolves in the dataset (a commit, tag, branch, 'HEAD~3', a
+            commit on no branch); every subdataset checks out the commit
+            that this state records for it. Given, the worktrees are
+            detached unless [CMD: --branch CMD][PY: branch PY] is given
+            too. Default: the dataset's HEAD."""),
         dataset=Parameter(
             args=('-d', '--dataset'),
             metavar='DATASET',
@@ -168,7 +204,8 @@ class WorktreeAdd(WorktreeInterface):
             metavar='BRANCH',
             doc="""branch to check out in every dataset's worktree. It is
             created where it does not exist, at the commit to be checked
-            out. Default: the last component of PATH."""),
+            out. Default: the last component of PATH; with COMMIT-ISH,
+            detached HEADs."""),
         detach=Parameter(
             args=('--detach',),
             action='store_true',
@@ -208,6 +245,14 @@ class WorktreeAdd(WorktreeInterface):
                      "recursive=True, sparse=['code', 'inputs/sub-01'])",
              code_cmd="datalad worktree-add -r -b job-01 --sparse code "
                       "--sparse inputs/sub-01 /scratch/job-01"),
+        dict(text="Visit the state tagged 'v1' (detached), next to the "
+                  "current one",
+             code_py="worktree_add('../v1', 'v1', recursive=True)",
+             code_cmd="datalad worktree-add -r ../v1 v1"),
+        dict(text="Work on a past state on a branch, to merge it later",
+             code_py="worktree_add('../fix', 'HEAD~3', branch='fix', "
+                     "recursive=True)",
+             code_cmd="datalad worktree-add -r -b fix ../fix HEAD~3"),
         dict(text="Use four parallel jobs for a large hierarchy",
              code_py="worktree_add('../runs', recursive=True, jobs=4)",
              code_cmd="datalad worktree-add -r -J 4 ../runs"),
@@ -220,6 +265,7 @@ class WorktreeAdd(WorktreeInterface):
     @failures_reported(ACTION)
     def __call__(
             path,
+            commit=None,
             *,
             dataset=None,
             branch=None,
@@ -240,10 +286,14 @@ class WorktreeAdd(WorktreeInterface):
             yield make_result(ACTION, target, top, Outcome.refused(
                 Refusal.TOOLS, problem, dict(source=str(top))))
             return
+        # a past state is for visiting: detached unless a branch is asked
+        # for (git detaches for a commit or tag as well)
+        detached = detach or (commit is not None and branch is None)
         plan = plan_add(
-            top, target, None if detach else branch or target.name,
+            top, target, None if detached else branch or target.name,
             max_depth(recursive, recursion_limit),
             [sparse] if isinstance(sparse, str) else sparse,
-            note_left_out=not recursive and recursion_limit is None)
+            note_left_out=not recursive and recursion_limit is None,
+            revision=commit)
         yield from records(ACTION, top, make_worktrees(
             plan, dry_run, worker_count(jobs), mtimes, setup, bindpaths))

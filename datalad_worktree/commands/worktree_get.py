@@ -57,7 +57,12 @@ class WorktreeGet(WorktreeInterface):
     readable at once, and no remote is contacted. A subdataset that the
     main worktree has not installed either is installed there first, by
     ``datalad get -n`` from the source its parent records; its results are
-    passed on.
+    passed on. A subdataset that the main worktree no longer has at all (in
+    a worktree of a past state, ``worktree-add PATH COMMIT-ISH``, one
+    removed since) has no copy to make a worktree of: it is installed in
+    the worktree itself with ``datalad get -n``, a separate clone from the
+    URL the worktree's state records, and a record says so
+    (``source_url``).
 
     A separate clone found where such a worktree belongs (from a ``datalad
     get -n`` in the worktree, or made by hand) is replaced by a linked

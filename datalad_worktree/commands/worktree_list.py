@@ -60,7 +60,11 @@ class WorktreeList(ValidatedInterface):
     ``worktree-sync`` repairs it; None when the directory is gone),
     ``sparse`` (the directories of a sparse checkout, as
     ``worktree-add --sparse`` makes it; None for a full checkout),
-    ``clone`` (False).
+    ``clone`` (False), ``made_from`` (for a worktree of a past state, as
+    ``worktree-add PATH COMMIT-ISH`` makes it: ``revision``, the
+    COMMIT-ISH as given, and ``commit``, the commit this dataset's
+    worktree checked out for it; None for one made from HEAD, and when the
+    directory is gone).
 
     A separate clone found where a linked worktree of a subdataset belongs
     (made by ``datalad get -n`` inside the worktree, or by hand) is listed
@@ -165,6 +169,8 @@ def _summary(r: dict) -> str:
         bits.append('not clean')
     if r.get('sparse') is not None:
         bits.append(f"sparse: {', '.join(r['sparse'])}")
+    if r.get('made_from'):
+        bits.append(f"made from {r['made_from']['revision']}")
     if r['unmerged']:
         bits.append(f"{r['unmerged']} unmerged commit(s)")
     records = (r['ahead'] or 0) - (r['unmerged'] or 0)

@@ -132,8 +132,11 @@ def get_subdatasets(top: Path, wanted: Wanted, provider: Provider,
                     clones & set(node.relpath.parents):
                 # inside a separate clone: never touched from here
                 continue
-            if node.installed and not node.problem and \
-                    not is_separate_clone(node.path, provider.main_copy(node)):
+            if node.installed and not node.problem and (
+                    not is_separate_clone(node.path, provider.main_copy(node))
+                    or not provider.main_has(node)):
+                # a worktree; or a clone of what the main worktree no
+                # longer has, which no worktree can replace
                 continue
             if node.installed and not node.problem:
                 clones.add(node.relpath)

@@ -14,6 +14,7 @@ from datalad_next.runners import CommandError
 from datalad_worktree.base.outcome import Outcome, Result, failure
 from datalad_worktree.engine.progress import progress
 from datalad_worktree.engine.scheduler import split_hierarchy
+from datalad_worktree.environment.made_from import made_from
 from datalad_worktree.hierarchy.clones import is_separate_clone, unique_holdings
 from datalad_worktree.hierarchy.unmerged import unmerged
 from datalad_worktree.hierarchy.walk import Node, children_of, walk_hierarchy
@@ -109,12 +110,13 @@ def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
                 if ahead else 0
         except CommandError:
             pass
-    clean = own_annex = cone = None
+    clean = own_annex = cone = state = None
     if not stale:
         changes, untracked = worktree_changes(wt.path)
         clean = not changes and not untracked
         own_annex = has_own_annex(wt.path)
         cone = cone_of(wt.path)
+        state = made_from(wt.path)
     parts = Path(wt.path).parts
     rel = Path(*relpath.parts) if relpath.parts != ('.',) else None
     root = wt.path
@@ -130,4 +132,5 @@ def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
         unmerged=work, stale=stale,
         locked=wt.locked, own_annex=own_annex, clone=False,
         sparse=None if cone is None else list(cone),
+        made_from=state,
     )

@@ -24,8 +24,13 @@ from datalad_worktree.engine.add.plan import Plan, Todo, checkout_phrase, plan_h
 from datalad_worktree.environment.setup_command import ACTION as SETUP_ACTION
 from datalad_worktree.environment.setup_command import setup_outcome
 from datalad_worktree.hierarchy.cones import cone_at, in_cone
-from datalad_worktree.hierarchy.walk import Node
-from datalad_worktree.repo.queries import current_branch, is_repo_root
+from datalad_worktree.hierarchy.walk import Node, recorded_now
+from datalad_worktree.repo.queries import (
+    current_branch,
+    is_repo_root,
+    recorded_url,
+    remote_url,
+)
 from datalad_worktree.repo.sparse_checkout import cone_of
 from datalad_worktree.repo.worktrees import list_worktrees
 
@@ -78,6 +83,9 @@ class Provider:
                             f'({", ".join(cones[parent])}); make a worktree '
                             f'with {flag("sparse")} for it instead')))
                 continue
+            if install and not self.main_has(node):
+                yield from self.install_here(node)
+                continue
             if not is_repo_root(self.main_copy(node)):
                 if not install:
                     yield Result(node.path, Outcome('notneeded', (
@@ -91,6 +99,41 @@ class Provider:
                 self.main_copy(node), node.commit, node.path, self.branch,
                 depth(node), cone_at(PurePosixPath(node.subpath),
                                      cones[parent])))
+
+    def main_has(self, node: Node) -> bool:
+        """Whether the main worktree's copy of ``node``'s parent records
+        ``node`` (it does not where the worktree has a past state that
+        recorded a subdataset removed since)"""
+        return node.subpath in recorded_now(self.main_top / node.parent)
+
+    def install_here(self, node: Node) -> Iterator[Result | dict]:
+        """Install the subdataset ``node``, which the main worktree no
+        longer has, in the worktree itself with DataLad's ``get -n``: a
+        clone from the URL its parent here records (no copy to make a
+        linked worktree of); yields its results and one saying where from"""
+        where = node.path
+        url = recorded_url(self.top / node.parent, node.subpath)
+        if self.dry_run:
+            yield Result(where, Outcome('ok', (
+                'would install it here, cloned from '
+                f'{url or "the URL its parent records"}: the main worktree '
+                'no longer has it'), dict(dry_run=True, source_url=url)))
+            return
+        from datalad.api import get
+        try:
+            yield from get(str(where), dataset=str(self.top / node.parent),
+                           get_data=False, result_renderer='disabled',
+                           on_failure='ignore', return_type='generator')
+        except Exception as e:
+            yield Result(where, failure(where, e, f'installing {where} '
+                                                  'failed'))
+            return
+        if is_repo_root(where):
+            url = remote_url(where) or url
+            yield Result(where, Outcome('ok', (
+                'the main worktree no longer has this subdataset: installed '
+                f'it here with DataLad, cloned from {url} (a separate clone, '
+                'not a linked worktree)'), dict(source_url=url)))
 
     def install_in_main(self, node: Node) -> Iterator[Result | dict]:
         """Install the subdataset ``node`` in the main worktree, from the

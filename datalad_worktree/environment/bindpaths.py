@@ -160,7 +160,7 @@ def configure_binds(worktree: Path, keys: dict[str, str],
     worktree, as the substitutions ``names`` that the dataset uses and as
     the worktree-only cmdexec of ``containers`` reads them, and that
     cmdexec; None if all were set already"""
-    repo_problem = _worktree_config_problem(worktree)
+    repo_problem = worktree_config_problem(worktree)
     if repo_problem:
         return Outcome.refused(Refusal.CONFIGURATION, repo_problem)
     # 'git config --worktree' reads the registration of every worktree of
@@ -191,7 +191,7 @@ def configure_binds(worktree: Path, keys: dict[str, str],
              containers=len(containers)))
 
 
-def _worktree_config_problem(worktree: Path) -> str | None:
+def worktree_config_problem(worktree: Path) -> str | None:
     """Enable per-worktree configuration in the repository of ``worktree``
     (``extensions.worktreeConfig``) where that is safe; why not, or None
 

@@ -64,7 +64,9 @@ def unique_holdings(clone: Path, main_copy: Path, files: bool = True,
 def unreachable_tips(clone: Path, main_copy: Path) -> list[str]:
     """The branch tips and HEAD of ``clone`` that no ref of ``main_copy``
     reaches (its git-annex branch aside: what it records about content is
-    not work, and content is compared by itself)"""
+    not work, and content is compared by itself); where ``main_copy`` is
+    not installed, those that none of the clone's remote-tracking
+    branches reaches"""
     tips = {tip for tip, ref in (line.split(' ', 1) for line in git.lines(
         clone, ['for-each-ref', '--format=%(objectname) %(refname)',
                 'refs/heads/'])) if ref != 'refs/heads/git-annex'}
@@ -72,7 +74,13 @@ def unreachable_tips(clone: Path, main_copy: Path) -> list[str]:
     if head:
         tips.add(head)
     if not is_repo_root(main_copy):
-        return sorted(tips)
+        # nothing to compare with (not installed in the main worktree, or
+        # no longer in it at all, as a subdataset of a past state): what
+        # the clone's own remote-tracking branches hold came from the
+        # siblings it was cloned from, and stays there
+        return sorted(t for t in tips if not git.text(clone, [
+            'for-each-ref', '--count=1', '--format=%(refname)',
+            f'--contains={t}', 'refs/remotes/']).strip())
     present = [t for t, found in zip(sorted(tips),
                                      object_ids(main_copy, sorted(tips)))
                if found]

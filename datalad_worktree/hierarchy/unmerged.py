@@ -71,7 +71,8 @@ def unmerged(main: Path, commit: str, others: list[str],
              own_branch: str | None = None, branches: bool = False
              ) -> Unmerged:
     """The commits of ``commit`` that none of ``others`` contains (with
-    ``branches``: nor any branch but ``own_branch``, a short name), and
+    ``branches``: nor any branch but ``own_branch``, a short name, nor any
+    tag: a detached past state that a tag keeps holds nothing to lose), and
     which of them are unmerged work (see the module's docstring), judged
     against the subdatasets of ``main``, the main worktree of the
     repository"""
@@ -109,7 +110,7 @@ def _changes(repo: Path, commit: str, others: list[str],
     changes: from one ``git log``, a merge's changes as its combined diff
     (the paths that differ from every parent)"""
     limit = ([f'--exclude={own_branch}'] if own_branch else []) + \
-        (['--branches'] if branches else [])
+        (['--branches', '--tags'] if branches else [])
     out = git.run(repo, [
         'log', '-z', '--format=%x01%H %P', '-c', '--raw', '--no-renames',
         '--no-abbrev', '--no-show-signature', commit, '--not',

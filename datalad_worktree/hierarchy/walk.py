@@ -8,6 +8,7 @@ every recorded path is checked before it is used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import (
     Path,
     PurePosixPath,
@@ -19,7 +20,11 @@ from typing import (
 
 from datalad_worktree.base.outcome import Problem, Refusal
 from datalad_worktree.base.paths import redirected, unsafe_relpath
-from datalad_worktree.repo.queries import is_repo_root, repository_refusal
+from datalad_worktree.repo.queries import (
+    head_commit,
+    is_repo_root,
+    repository_refusal,
+)
 from datalad_worktree.repo.records import gitlinks, submodule_paths
 
 TOP = PurePosixPath('.')
@@ -71,6 +76,20 @@ def subdataset_pointers(repo: Path, commit: str
     safe = [p for p in paths if not unsafe_relpath(p)]
     pointers = gitlinks(repo, commit, safe)
     return unsafe + [(p, pointers[p]) for p in safe if p in pointers]
+
+
+def recorded_now(repo: Path) -> frozenset[str]:
+    """The paths of the subdatasets that the commit checked out in
+    ``repo`` records (none where it has no commit or is not installed)"""
+    if not is_repo_root(repo):
+        return frozenset()
+    head = head_commit(repo)
+    return _recorded(repo, head) if head else frozenset()
+
+
+@lru_cache(maxsize=64)
+def _recorded(repo: Path, commit: str) -> frozenset[str]:
+    return frozenset(p for p, _ in subdataset_pointers(repo, commit))
 
 
 def walk_hierarchy(

@@ -85,6 +85,56 @@ def branch_tip(repo: Path, branch: str) -> str | None:
         'rev-parse', '--verify', '-q', f'refs/heads/{branch}^{{commit}}']))
 
 
+def revision_problem(revision: str) -> str | None:
+    """Why the COMMIT-ISH ``revision``, as a user gave it, is not even
+    asked of git: empty, or it looks like an option (it never reaches git
+    as one), or None"""
+    if not revision.strip():
+        return 'an empty revision names no commit'
+    if revision.startswith('-'):
+        return (f'refusing the revision {revision!r}: it looks like an '
+                'option; name a commit, tag or branch')
+    return None
+
+
+def resolve_commit(repo: Path, revision: str) -> str | None:
+    """The commit that ``revision`` (anything git resolves: a commit, tag,
+    branch, ``HEAD~3``) names in ``repo``, or None where it names none.
+    Check ``revision_problem`` first: ``--end-of-options`` keeps git from
+    taking it for an option, in case."""
+    return _first_line(git.optional_text(repo, [
+        'rev-parse', '--verify', '-q', '--end-of-options',
+        f'{revision}^{{commit}}']))
+
+
+def recorded_url(repo: Path, subpath: str) -> str | None:
+    """The URL that the ``.gitmodules`` checked out in ``repo`` records
+    for the subdataset at ``subpath``, or None"""
+    found = git.optional_text(repo, [
+        'config', '--file', '.gitmodules', '--null', '--get-regexp',
+        r'^submodule\..*\.path$'])
+    for entry in (found or '').split('\0'):
+        key, _, value = entry.partition('\n')
+        if value == subpath:
+            name = key[len('submodule.'):-len('.path')]
+            return git_config(repo, f'submodule.{name}.url',
+                              ('--file', '.gitmodules'))
+    return None
+
+
+def remote_url(repo: Path, name: str = 'origin') -> str | None:
+    """The URL of the remote ``name`` of ``repo``, or None"""
+    try:
+        return git_config(repo, f'remote.{name}.url')
+    except CommandError:
+        return None
+
+
+def remotes(repo: Path) -> list[str]:
+    """The names of the remotes (DataLad's siblings) of ``repo``"""
+    return git.lines(repo, ['remote'])
+
+
 def _first_line(output: str | None) -> str | None:
     """The first line of what git answered, None for no answer"""
     return output.split('\n', 1)[0] or None if output else None

@@ -69,6 +69,27 @@ def test_add(origin, tmp_path):
     assert os.listdir(full) == ['mine.txt']
 
 
+def test_add_past_state(origin, tmp_path):
+    """A COMMIT-ISH that names no commit, one like an option, and one
+    whose state records a commit a subdataset lacks"""
+    before = snapshot(origin)
+    wt = tmp_path / 'wt'
+    assert codes(add(origin, wt, commit='v0.0-none')) == ['unknown-revision']
+    assert codes(add(origin, wt, commit='--upload-pack=x')) == \
+        ['bad-revision']
+    assert snapshot(origin) == before
+    derived = origin / DERIVED
+    git(derived, 'update-index', '--cacheinfo', f'160000,{"ab" * 20},code')
+    tree = git(derived, 'write-tree')
+    git(derived, 'reset', '-q')
+    broken = git(derived, 'commit-tree', tree, '-p', 'HEAD', '-m', 'broken')
+    before = snapshot(origin)
+    res = add(dl.Dataset(derived), wt, commit=broken, recursive=True)
+    assert [c for c in codes(res) if c] == ['missing-commit']
+    assert snapshot(origin) == before
+    assert not wt.exists()
+
+
 def test_add_error_keeps_the_exception(origin, tmp_path):
     """A post-checkout hook that fails: git's error, with the exception it
     raised, and nothing of the worktree left, nor its branch"""

@@ -38,6 +38,7 @@ def test_tutorial_runs_as_written(tmp_path):
     assert 'worktree-sync(ok):' in out.stdout
     assert 'with unmerged results' in out.stdout
     assert 'worktree-merge(ok):' in out.stdout
+    assert 'made from lab-meeting' in out.stdout
     assert 'worktree-remove(ok):' in out.stdout
     assert 'no linked worktrees' in out.stdout
     assert (tmp_path / 'analysis/results/median-batch.txt').read_text() == \

@@ -34,6 +34,7 @@ from datalad_worktree.engine.progress import progress
 from datalad_worktree.engine.scheduler import run_ordered
 from datalad_worktree.environment.bindpaths import ACTION as BINDPATHS_ACTION
 from datalad_worktree.environment.bindpaths import bind_hierarchy
+from datalad_worktree.environment.made_from import record_made_from
 from datalad_worktree.environment.mtimes import carrying
 from datalad_worktree.environment.setup_command import ACTION as SETUP_ACTION
 from datalad_worktree.environment.setup_command import setup_outcome
@@ -156,6 +157,11 @@ def create(plan: Plan, carry=None) -> Outcome | None:
     error = add_worktree(node.path, target, node.commit, plan.branch,
                          plan.new_branch, plan.annex, plan.moved_from,
                          plan.cone, unlocked)
+    if error is None and plan.made_from is not None:
+        problem = record_made_from(target, plan.made_from, node.commit)
+        if problem:
+            return Outcome('error', f'{problem}; which state it was made '
+                                    'from was not kept')
     if error is None and carry:
         carry(node.path, target, node.commit, unlocked, plan.cone)
     return error

@@ -31,6 +31,7 @@ from datalad_worktree.hierarchy.cones import (
 )
 from datalad_worktree.hierarchy.walk import (
     Node,
+    recorded_now,
     subdataset_pointers,
     walk_hierarchy,
 )
@@ -42,6 +43,9 @@ from datalad_worktree.repo.queries import (
     head_commit,
     is_ancestor,
     is_repo_root,
+    remotes,
+    resolve_commit,
+    revision_problem,
     toplevel,
 )
 from datalad_worktree.repo.records import has_commit
@@ -91,6 +95,8 @@ class Plan:
     the node's commit, or what an existing worktree has checked out"""
     cone: Cone | None = None
     """The directories of a sparse checkout, None for a full one"""
+    made_from: str | None = None
+    """The COMMIT-ISH of the top dataset asked for (None: its HEAD)"""
 
     @property
     def target(self) -> Path:
@@ -105,6 +111,8 @@ class Plan:
                     commit=self.head or None)
         if self.cone is not None:
             keys['sparse'] = list(self.cone)
+        if self.made_from is not None:
+            keys['revision'] = self.made_from
         return keys
 
     def outcome(self, status: str, message: str, **keys) -> Outcome:
@@ -137,13 +145,19 @@ class AddPlan:
 
 def plan_add(top: Path, target: Path, branch: str | None,
              depth: int | None, sparse: list[str] | None,
-             note_left_out: bool) -> AddPlan:
+             note_left_out: bool, revision: str | None = None) -> AddPlan:
     """The plan of making the worktree ``target`` of the dataset ``top``
     and of its subdatasets down to ``depth`` (None: all) on ``branch``
     (None: detached HEADs), sparse to the PATHs ``sparse`` where given;
     with ``note_left_out``, naming the installed subdatasets it leaves
-    out"""
-    head = head_commit(top)
+    out. ``revision`` (a COMMIT-ISH of ``top``; None: its HEAD) is the
+    state to check out: every subdataset follows what it records."""
+    problem = revision_refusal(top, revision)
+    if problem:
+        return AddPlan(top, target, refusal=problem.outcome(dict(
+            source=str(top), revision=revision)))
+    head = head_commit(top) if revision is None else \
+        resolve_commit(top, revision)
     cone, problems = (None, []) if sparse is None else sparse_paths(sparse)
     problem = Problem(Refusal.SPARSE_PATH, '; '.join(problems)) \
         if problems else request_problem(top, target, branch, head)
@@ -151,6 +165,8 @@ def plan_add(top: Path, target: Path, branch: str | None,
         return AddPlan(top, target,
                        refusal=problem.outcome(dict(source=str(top))))
     plans = plan_hierarchy(top, head, target, branch, depth, cone)
+    if revision is not None:
+        plans = [replace(p, made_from=revision) for p in plans]
     missing = tools.tools_problem(annex=True) \
         if any(p.annex for p in plans) else None
     if missing:
@@ -158,6 +174,23 @@ def plan_add(top: Path, target: Path, branch: str | None,
             Refusal.TOOLS, missing, dict(source=str(top))))
     return AddPlan(top, target, tuple(plans), left_out=left_out_note(
         top, head) if note_left_out else '')
+
+
+def revision_refusal(top: Path, revision: str | None) -> Problem | None:
+    """Why the COMMIT-ISH ``revision`` names no commit of ``top`` to check
+    out (one that looks like an option is never asked of git), or None"""
+    if revision is None:
+        return None
+    problem = revision_problem(revision)
+    if problem:
+        return Problem(Refusal.BAD_REVISION, f'{problem}; nothing was done')
+    if resolve_commit(top, revision) is None:
+        return Problem(Refusal.UNKNOWN_REVISION, (
+            f'unknown revision {revision!r}: it names no commit of {top} '
+            f"(see 'git -C {top} log --oneline --all' and 'git -C {top} "
+            "tag' for what it has; a commit made elsewhere must be "
+            'fetched first); nothing was done'))
+    return None
 
 
 def request_problem(top: Path, target: Path, branch: str | None,
@@ -225,9 +258,8 @@ def preflight(node: Node, target_root: Path, branch: str | None,
             f"install it first ('datalad get -n -d {node.top} "
             f"{node.relpath}')"))
     if not node.installed:
-        return replace(plan, todo=Todo.SKIP, reason=(
-            'subdataset not installed in the dataset; left as an empty '
-            'mount point'))
+        return replace(plan, todo=Todo.SKIP, reason=not_installed_reason(
+            node, target_root))
     repo = node.path
     # the one change before the plan: what a dead run of ours left there
     recover(repo)
@@ -240,10 +272,8 @@ def preflight(node: Node, target_root: Path, branch: str | None,
         return refuse(plan, Refusal.CANNOT_INSPECT,
                       failure(repo, e, f'cannot inspect {repo}').message)
     if not present:
-        return refuse(plan, Refusal.MISSING_COMMIT, (
-            f'commit {node.commit[:10]} recorded for {node.relpath} is not '
-            f'present in {repo}; update that subdataset first '
-            f"(e.g. 'datalad update --how ff-only -d {repo}')"))
+        return refuse(plan, Refusal.MISSING_COMMIT,
+                      missing_commit_message(node))
     problem = cone_problem(repo, node.commit, cone) if cone else None
     if problem:
         return refuse(plan, Refusal.SPARSE_PATH, problem)
@@ -294,6 +324,53 @@ def preflight(node: Node, target_root: Path, branch: str | None,
     return replace(plan, moved_from=tip if tip != node.commit else '')
 
 
+def not_installed_reason(node: Node, root: Path) -> str:
+    """Why the subdataset ``node`` (not installed in the dataset) is left
+    as an empty mount point in the worktree ``root``, and the
+    ``worktree-get`` call that gets it: it installs it in the dataset
+    first, or, where the dataset no longer has it (a subdataset of a past
+    state, removed since), clones it into the worktree"""
+    get = command('worktree-get', str(node.at(root)), dataset=str(root))
+    try:
+        now = recorded_now(node.top / node.parent)
+    except Exception:
+        now = frozenset({node.subpath})
+    if node.subpath in now:
+        return ('subdataset not installed in the dataset; left as an '
+                f"empty mount point (get it with '{get}', which installs "
+                'it in the dataset first)')
+    return ('the dataset no longer has this subdataset (it was removed '
+            'after this state); left as an empty mount point: '
+            f"'{get}' installs it here, cloned with DataLad from the URL "
+            'this state records (a separate clone, not a linked worktree)')
+
+
+def missing_commit_message(node: Node) -> str:
+    """Why the commit recorded for ``node`` cannot be checked out (its
+    repository lacks it), and how to fetch it: from the siblings that
+    repository has, by name"""
+    repo = node.path
+    try:
+        siblings = remotes(repo)
+    except Exception:
+        siblings = []
+    what = (f'commit {node.commit[:10]} recorded for {node.relpath} is not '
+            f'present in {repo}')
+    if not siblings:
+        return (f'{what}, and it has no sibling to fetch it from: add the '
+                "one it came from ('datalad siblings -d "
+                f"{repo} add --name NAME --url URL'), fetch it "
+                f"('datalad update -d {repo} --sibling NAME'), then run "
+                'this again')
+    name = 'origin' if 'origin' in siblings else siblings[0]
+    others = [s for s in siblings if s != name]
+    also = (f' (or from {", ".join(others)}, the other sibling(s) it '
+            'has)') if others else ''
+    return (f'{what}; it may come from its sibling {name!r}{also}: fetch '
+            f"it ('datalad update -d {repo} --sibling {name}', or "
+            f"'git -C {repo} fetch {name}'), then run this again")
+
+
 def other_cone_problem(target: Path, cone: Cone | None) -> Problem | None:
     """Why the existing worktree at ``target`` does not have the sparse
     checkout of ``cone`` asked for (None: a full one), or None"""
@@ -330,6 +407,9 @@ def checkout_phrase(plan: Plan, done: bool = False) -> str:
         what = f'branch {plan.branch} at {commit}'
     if plan.cone is not None:
         what += f', sparse to {", ".join(plan.cone)}'
+    if plan.made_from is not None:
+        what += (f', the state {plan.made_from}' if not plan.node.depth
+                 else f', as {plan.made_from} records it')
     return f'checked out {what}' if done else f'create worktree, {what}'
 
 

@@ -168,7 +168,7 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
     if lost and not force:
         problems.append(Problem(Refusal.UNMERGED_COMMITS, (
             f'{m.path} has {len(lost)} commit(s) that neither the main '
-            'worktree nor another branch contains '
+            'worktree nor another branch or a tag contains '
             f'({short_log(m.main.path, lost)}); merge them first '
             f'({command("worktree-merge")}), keep the branch '
             f'({option("keep_branch")}), or give {option("force")} to give '
