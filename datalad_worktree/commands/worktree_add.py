@@ -38,6 +38,7 @@ from datalad_worktree.commands._common import (
 from datalad_worktree.commands.results import make_result, records
 from datalad_worktree.engine.add.make import make_worktrees
 from datalad_worktree.engine.add.plan import plan_add
+from datalad_worktree.engine.get import with_missing_got
 
 ACTION = 'worktree-add'
 
@@ -107,11 +108,12 @@ class WorktreeAdd(WorktreeInterface):
     [CMD: --branch CMD][PY: branch PY] is given, which makes that branch
     at the state's commit in every dataset (for work to be merged later
     with ``worktree-merge``); a branch name as COMMIT-ISH is resolved to
-    its commit too. A subdataset of that state that the dataset has not
-    installed, or no longer has at all (removed since), is left as an
-    empty mount point, with the ``worktree-get`` command that gets it
-    (it installs the one in the dataset first, and clones the other into
-    the worktree from the URL the state records). A COMMIT-ISH
+    its commit too. With [CMD: --recursive CMD][PY: recursive=True PY],
+    a subdataset of that state that the dataset has not installed, or no
+    longer has at all (removed since), is got as ``worktree-get`` gets
+    it: the one is installed in the dataset first and gets a linked
+    worktree, the other is cloned into the worktree from the URL the
+    state records (the record says from where). A COMMIT-ISH
     that names no commit is refused ('unknown-revision'), one that starts
     with '-' is never given to git ('bad-revision'), and a commit the
     state records that a subdataset lacks is refused before anything is
@@ -295,5 +297,11 @@ class WorktreeAdd(WorktreeInterface):
             [sparse] if isinstance(sparse, str) else sparse,
             note_left_out=not recursive and recursion_limit is None,
             revision=commit)
-        yield from records(ACTION, top, make_worktrees(
-            plan, dry_run, worker_count(jobs), mtimes, setup, bindpaths))
+        depth = max_depth(recursive, recursion_limit)
+        made = make_worktrees(plan, dry_run, worker_count(jobs), mtimes,
+                              setup, bindpaths)
+        if commit is not None and depth != 0 and not dry_run:
+            # a past state's subdatasets that main lacks now: as
+            # worktree-get gets them
+            made = with_missing_got(plan, made, depth, mtimes, setup)
+        yield from records(ACTION, top, made)

@@ -15,10 +15,14 @@ from pathlib import (
     Path,
     PurePosixPath,
 )
-from typing import Iterator
+from typing import (
+    Iterable,
+    Iterator,
+)
 
 from datalad_worktree.base.outcome import Outcome, Refusal, Result
 from datalad_worktree.base.paths import is_within
+from datalad_worktree.engine.add.plan import AddPlan, Todo
 from datalad_worktree.engine.missing_subdatasets import Provider
 from datalad_worktree.engine.scheduler import guarded
 from datalad_worktree.hierarchy.clones import (
@@ -73,6 +77,34 @@ def get_into(top: Path, paths: list[Path], depth: int | None,
             yield Result(target, Outcome(
                 'notneeded', 'nothing to get: the datasets at and above it '
                              'are installed here'))
+
+
+def with_missing_got(plan: AddPlan, made: Iterable[Result],
+                     depth: int | None, mtimes: bool, setup: bool | None
+                     ) -> Iterator[Result | dict]:
+    """The results of making ``plan`` (``made``, see ``make_worktrees``),
+    with each subdataset that the plan leaves out because the dataset has
+    not installed it, or no longer has it, got into the new worktree as
+    ``get_into`` gets it (a linked worktree of the dataset's copy, which
+    DataLad installs there first; else a clone of its own, from the URL the
+    checked-out state records), down to ``depth`` levels below the top
+    (None: all); where anything was refused or failed, ``made`` as it is"""
+    skipped = {p.target: p for p in plan.plans if p.todo is Todo.SKIP}
+    held, failed = [], False
+    for result in made:
+        if result.path in skipped and result.outcome.status == 'notneeded':
+            held.append(result)
+            continue
+        failed = failed or result.outcome.status in ('impossible', 'error')
+        yield result
+    if failed:
+        yield from held
+        return
+    for result in held:
+        node = skipped[result.path].node
+        yield from get_into(plan.target, [result.path],
+                            None if depth is None else depth - node.depth,
+                            False, mtimes, setup)
 
 
 @dataclass(frozen=True)

@@ -124,35 +124,48 @@ def checked_out(wt: Path) -> str:
 def test_past_states_side_by_side(past):
     """A tag, HEAD~N and a commit on no branch, each detached, each
     dataset at what that state records; subdatasets that state lacks are
-    not made, one it has but main lacks is named with what gets it; list
-    says which state each worktree was made from; a past state that a
-    ref holds is removed without --force, one on no branch is not"""
+    not made; one it has but main has not installed is installed in main
+    and gets a linked worktree, one main no longer has is cloned from the
+    URL that state records (as worktree-get gets them); list says which
+    state each worktree was made from; a past state that a ref holds is
+    removed without --force, one on no branch is not"""
     top, root = past['top'], past['root']
     before, kept = snapshot(top), unchanged(top)
     v1 = root / 'v1'
-    res = by_path(add(top, v1, commit='v1', recursive=True, jobs=2), v1)
-    assert {k: r['status'] for k, r in res.items()} == {
-        '.': 'ok', 'code': 'ok', 'data': 'ok', 'old': 'notneeded',
-        'extra': 'notneeded'}
-    assert all(r['branch'] is None and r['revision'] == 'v1'
-               for r in res.values())
+    made = add(top, v1, commit='v1', recursive=True, jobs=2)
+    assert [(os.path.relpath(r['path'], v1), r['action']) for r in made
+            if r['action'] == 'install'] == [('old', 'install'),
+                                             ('../super/extra', 'install')]
+    res = by_path([r for r in made if r['action'] != 'install' or
+                   'super' in os.path.relpath(r['path'], v1)], v1)
+    assert {k: (r['action'], r['status']) for k, r in res.items()} == {
+        '.': ('worktree-add', 'ok'), 'code': ('worktree-add', 'ok'),
+        'data': ('worktree-add', 'ok'),
+        # removed since: a clone of its own, saying from where
+        'old': ('worktree-add', 'ok'),
+        # not installed in main: installed there, then a linked worktree
+        '../super/extra': ('install', 'ok'), 'extra': ('worktree-add', 'ok'),
+    }, res
+    assert all(res[k]['branch'] is None and res[k]['revision'] == 'v1'
+               for k in ('.', 'code', 'data'))
     assert checked_out(v1) == past['v1']
     assert git(v1, 'rev-parse', '--abbrev-ref', 'HEAD') == 'HEAD'
-    for sub in ('code', 'data'):
+    for sub in ('code', 'data', 'extra', 'old'):
         assert checked_out(v1 / sub) == git(top, 'rev-parse', f'v1:{sub}')
     # the old figure, readable at once; the old code
     assert (v1 / 'figs/fig.txt').read_text() == 'figure v1: 3 rows\n'
     assert 'figure v1' in (v1 / 'code/plot.py').read_text()
     # added after v1: not made at all
     assert not (v1 / 'new').exists()
-    # removed since: named with DataLad's get -n (a clone); not installed
-    # in main: with worktree-get
-    assert 'no longer has' in res['old']['message']
-    assert f"worktree_get('{v1 / 'old'}', dataset='{v1}')" in \
-        res['old']['message']
-    assert f"worktree_get('{v1 / 'extra'}', dataset='{v1}')" in \
-        res['extra']['message']
-    assert not any((v1 / 'old').iterdir())
+    url = str(root / 'sources' / 'old')
+    assert res['old']['source_url'] == url and url in res['old']['message']
+    assert (v1 / 'old/notes.txt').read_text() == 'old notes\n'
+    assert (v1 / 'extra/notes.txt').read_text() == 'extra notes\n'
+    assert git(top / 'extra', 'worktree', 'list').count('\n') == 1
+    # main gained the installed subdataset, and changed in nothing else
+    extra = str(top / 'extra')
+    assert {k: v for k, v in unchanged(top).items() if k != extra} == kept
+    before[extra] = unchanged(top)[extra]
 
     older = root / 'older'
     res2 = by_path(add(top, older, commit='HEAD~1', recursive=True), older)
@@ -164,7 +177,7 @@ def test_past_states_side_by_side(past):
     res3 = by_path(add(top, jj, commit=past['jj'][:12]), jj)
     assert res3['.']['status'] == 'ok' and checked_out(jj) == past['jj']
     # main is as it was: HEAD, branches, subdatasets
-    assert unchanged(top) == kept
+    assert {k: v for k, v in unchanged(top).items() if k != extra} == kept
 
     listed = dl.worktree_list(dataset=top, recursive=True,
                               **quiet())
@@ -177,16 +190,9 @@ def test_past_states_side_by_side(past):
     out = datalad_cli('worktree-list', '-r', cwd=top).stdout
     assert 'made from v1' in out and 'made from HEAD~1' in out
 
-    # the command named gets the removed subdataset: a clone from the URL
-    # v1 records, and says so; again, it has nothing to do. A commit of
-    # its own keeps the worktree; without one the clone holds nothing its
-    # sibling lacks, and goes with the worktree
-    res = dl.worktree_get(str(v1 / 'old'), dataset=v1, **quiet())
-    url = str(root / 'sources' / 'old')
-    assert [(r['action'], r['status']) for r in res] == [
-        ('install', 'ok'), ('worktree-get', 'ok')], res
-    assert res[1]['source_url'] == url and url in res[1]['message']
-    assert (v1 / 'old/notes.txt').read_text() == 'old notes\n'
+    # worktree-get has nothing more to do for it. A commit of its own
+    # keeps the worktree; without one the clone holds nothing its sibling
+    # lacks, and goes with the worktree
     again = dl.worktree_get(str(v1 / 'old'), dataset=v1, **quiet())
     assert [r['status'] for r in again] == ['notneeded'], again
     git(v1 / 'old', 'commit', '-q', '--allow-empty', '-m', 'mine')
@@ -204,7 +210,9 @@ def test_past_states_side_by_side(past):
     assert 'a commit on no branch' in res[0]['message'] and jj.is_dir()
     res = dl.worktree_remove(str(jj), dataset=top, force=True, **quiet())
     assert {r['status'] for r in res} == {'ok'} and not jj.exists()
-    assert snapshot(top) == before
+    after = snapshot(top)
+    assert 'worktree' in after[extra].pop('worktrees')
+    assert after == before
 
 
 def test_bad_revisions_are_refused(past):
@@ -249,9 +257,10 @@ def test_branch_at_a_past_state_is_merged_back(past):
     wt = root / 'fix'
     res = by_path(add(top, wt, commit='v1', branch='fix-v1', recursive=True),
                   wt)
-    assert {k: (r['status'], r['branch']) for k, r in res.items()
-            if r['status'] == 'ok'} == {
-        k: ('ok', 'fix-v1') for k in ('.', 'code', 'data')}
+    assert {k: (r['status'], r.get('branch')) for k, r in res.items()
+            if r['action'] == 'worktree-add'} == {
+        **{k: ('ok', 'fix-v1') for k in ('.', 'code', 'data', 'extra')},
+        'old': ('ok', None)}  # a clone: what main no longer has
     assert git(wt / 'code', 'rev-parse', 'fix-v1') == \
         git(top, 'rev-parse', 'v1:code')
     (wt / 'code' / 'check.py').write_text('print("checked")\n')
