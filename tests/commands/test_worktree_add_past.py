@@ -157,6 +157,13 @@ def test_past_states_side_by_side(past):
     assert 'figure v1' in (v1 / 'code/plot.py').read_text()
     # added after v1: not made at all
     assert not (v1 / 'new').exists()
+    # modification times as for HEAD: main's, where main holds the same
+    same = 'data/values.csv'
+    assert git(top / 'data', 'rev-parse', git(top, 'rev-parse', 'v1:data')
+               + ':values.csv') == git(top / 'data', 'rev-parse',
+                                       'HEAD:values.csv')
+    assert os.lstat(v1 / same).st_mtime_ns == \
+        os.lstat(top / same).st_mtime_ns
     url = str(root / 'sources' / 'old')
     assert res['old']['source_url'] == url and url in res['old']['message']
     assert (v1 / 'old/notes.txt').read_text() == 'old notes\n'
