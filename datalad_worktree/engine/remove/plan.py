@@ -28,6 +28,7 @@ from datalad_worktree.base.outcome import (
 from datalad_worktree.base.paths import at_or_below, same_path
 from datalad_worktree.engine.named import matching_worktrees, named
 from datalad_worktree.engine.recover import recover
+from datalad_worktree.engine.relink import moved_hint, moved_place
 from datalad_worktree.hierarchy.clones import clone_refusal, unique_holdings
 from datalad_worktree.hierarchy.nested import (
     Member,
@@ -131,6 +132,9 @@ def target_problem(top: Path, target: Path) -> Problem | None:
         return Problem(Refusal.MAIN_WORKTREE, (
             f'{target} is the main worktree of {top}; it is never removed'))
     if not find_worktree(worktrees[1:], target):
+        hint = moved_hint(target, top)
+        if hint:
+            return Problem(Refusal.MOVED, f'{hint}; nothing was removed')
         linked = ', '.join(str(w.path) for w in worktrees[1:]) or 'none'
         return Problem(Refusal.NOT_A_LINKED_WORKTREE, (
             f'{target} is not a linked worktree of {top} (its linked '
@@ -152,6 +156,13 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
             f'{m.path} is locked{reason}; unlock it with '
             f"'git -C {m.main.path} worktree unlock {m.path}' first")))
     stale = m.entry.prunable or not m.path.is_dir()
+    moved = moved_place(m.main.path, m.path) if stale else None
+    if moved:
+        problems.append(Problem(Refusal.MOVED, (
+            f'the directory of {m.path} is gone, but it was moved to {moved} '
+            'with its main dataset: repair it with '
+            f'{command("worktree-repair", str(moved), dataset=str(m.main.path))}'
+            ' (then remove it there, if that is what you want)')))
     if not stale:
         problems += filter(None, [permission_problem(m.path)])
         problems += local_files_problems(m.path)
