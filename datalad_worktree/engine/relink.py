@@ -165,6 +165,24 @@ def locate(path: Path, main: Path | None) -> Found | Problem:
     return Found(main=top, admin=admin, old=old, new=path)
 
 
+def topmost(found: Found) -> Found:
+    """The nested worktree that ``found`` is part of, moved with it: the
+    outermost directory above it that is a worktree moved from the same
+    place above ``found.old``"""
+    while True:
+        up = next((p for p in found.new.parents
+                   if os.path.lexists(p / '.git')), None)
+        if up is None:
+            return found
+        outer = locate(up, None)
+        rel = found.new.relative_to(up)
+        if isinstance(outer, Problem) or \
+                not same_path(outer.old / rel, found.old) and \
+                outer.old / rel != found.old:
+            return found
+        found = outer
+
+
 def _search(path: Path, main: Path | None) -> Path | None:
     """The registration that the broken ``.git`` of ``path`` names: in
     the repository of ``main``, or where its relative target leads from
@@ -436,7 +454,7 @@ def repair(path: Path, main: Path | None) -> Iterator[Result]:
     if isinstance(found, Problem):
         yield Result(path, found.outcome())
         return
-    yield from relink_hierarchy(found)
+    yield from relink_hierarchy(found if main else topmost(found))
 
 
 def moved_problem(path: Path) -> Problem | None:
@@ -460,6 +478,8 @@ def moved_problem(path: Path) -> Problem | None:
     found = locate(root, None)
     if isinstance(found, Problem):
         return found if found.refusal is Refusal.MOVED else None
+    found = topmost(found)
+    root = found.new
     return Problem(Refusal.MOVED, (
         f'{root} was moved from {found.old} (a worktree of {found.main}), '
         f'and its links to its repositories are broken; repair them with: '
@@ -496,6 +516,9 @@ def move_problem(found: Found, new: Path) -> Problem | None:
             at_or_below(real(new), real(old)):
         return Problem(Refusal.BAD_PATH, (
             f'cannot move {old} into itself ({new})'))
+    if any(part.startswith('-') for part in new.parts):
+        return Problem(Refusal.BAD_PATH, (
+            f'refusing {new}: a part of it looks like an option'))
     if '.git' in new.parts:
         return Problem(Refusal.BAD_PATH, (
             f'refusing to move a worktree into a .git directory: {new}'))
