@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path, PurePath
 from typing import Iterator
 
@@ -227,16 +228,10 @@ def find_place(admin: Path, main: Path) -> Path | None:
         return None
     if os.path.lexists(old / '.git'):
         return old
-    try:
-        # renamed in place: its relative links still lead home
-        siblings = sorted(old.parent.iterdir()) if old.parent.is_dir() \
-            else []
-    except OSError:
-        siblings = []
-    for place in siblings:
-        if place.is_dir() and not place.is_symlink() and \
-                str(leads_to(place) or '') == real(admin):
-            return place
+    # renamed in place: its relative links still lead home
+    place = _leading_home(old.parent).get(real(admin))
+    if place is not None:
+        return place
     for i in range(1, len(old.parts)):
         for up in main.parents:
             place = up.joinpath(*old.parts[i:])
@@ -244,6 +239,34 @@ def find_place(admin: Path, main: Path) -> Path | None:
                     names_registration(place, admin):
                 return place
     return None
+
+
+def _leading_home(parent: Path) -> dict[str, Path]:
+    """The directories in ``parent`` whose ``.git`` leads to a git
+    directory, by its real path; read once while ``parent`` stays the
+    same (many registrations of one directory of jobs ask it)"""
+    try:
+        st = os.stat(parent)
+    except OSError:
+        return {}
+    return _leading_home_at(str(parent), st.st_mtime_ns, st.st_ino)
+
+
+@lru_cache(maxsize=64)
+def _leading_home_at(parent: str, mtime_ns: int, inode: int
+                     ) -> dict[str, Path]:
+    found = {}
+    try:
+        entries = sorted(Path(parent).iterdir())
+    except OSError:
+        return found
+    for place in entries:
+        if place.is_dir() and not place.is_symlink() and \
+                os.path.lexists(place / '.git'):
+            led = leads_to(place)
+            if led is not None:
+                found.setdefault(str(led), place)
+    return found
 
 
 def relink_hierarchy(found: Found, action: str | None = None
@@ -508,6 +531,20 @@ def moved_place(main: Path, old: Path) -> Path | None:
     return place if place is not None and place != old else None
 
 
+def registrations(found: Found) -> list[tuple[Node, Path]]:
+    """Each dataset of the nested worktree ``found`` (not moved yet) with
+    its worktree's registration"""
+    pairs = []
+    for node in walk_hierarchy(found.main, head_commit(found.main), None):
+        if not node.installed or node.problem:
+            continue
+        admin = found.admin if node.relpath == TOP else \
+            registration(node.path, node.at(found.old))
+        if admin is not None:
+            pairs.append((node, admin))
+    return pairs
+
+
 def move_problem(found: Found, new: Path) -> Problem | None:
     """Why the nested worktree ``found`` cannot be moved to ``new``, or
     None; nothing is read but what is needed to tell"""
@@ -537,13 +574,7 @@ def move_problem(found: Found, new: Path) -> Problem | None:
         return Problem(Refusal.BAD_PATH, (
             f'{new} is inside the git working tree {inside}; choose a place '
             'outside of any dataset'))
-    for node in walk_hierarchy(found.main, head_commit(found.main), None):
-        if not node.installed or node.problem:
-            continue
-        admin = found.admin if node.relpath == TOP else \
-            registration(node.path, node.at(found.old))
-        if admin is None:
-            continue
+    for node, admin in registrations(found):
         if (admin / 'locked').exists():
             reason = (admin / 'locked').read_text().strip()
             return Problem(Refusal.LOCKED, (
@@ -585,9 +616,13 @@ def move(old: Path, new: Path, main: Path | None) -> Iterator[Result]:
             f'first with {command(REPAIR, str(old))}; nothing was moved')))
         return
     problem = move_problem(found, new)
+    commons = {admin.parent.parent for _, admin in registrations(found)}
     if problem:
         yield Result(old, problem.outcome(dict(moved_to=str(new))))
         return
+    for common in commons:
+        # other runs see that this one works there (see move_problem)
+        journal.enter(common)
     new.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(old, new)

@@ -179,6 +179,16 @@ def test_main_moved_and_moved_together(origin, tmp_path, monkeypatch):
     assert res['../../../wt']['linked'] is False
     assert res['../../../wt']['repair'] == \
         f"worktree_repair(dataset='{main}')"
+    # remove does not prune what is there with broken links
+    def files():
+        return sorted(str(p) for p in wt.rglob('*')) + sorted(
+            os.listdir(main / '.git' / 'worktrees'))
+    before = files()
+    res = dl.worktree_remove(str(wt), dataset=main, **quiet())
+    refused = [r for r in res if r['status'] == 'impossible']
+    assert {r['refusal'] for r in refused} == {'moved'}, res
+    assert all('worktree_repair(dataset=' in r['message'] for r in refused)
+    assert files() == before
     res = dl.worktree_repair(dataset=main, **quiet())
     assert statuses(res) == {'ok'}, res
     assert (main / CODE / '.git').read_text() == 'gitdir: ../.git/modules/code\n'

@@ -42,6 +42,7 @@ from datalad_worktree.repo.queries import (
     short_log,
     worktree_changes,
 )
+from datalad_worktree.repo.links import leads_nowhere, written_target
 from datalad_worktree.repo.store.refs import git_dirs
 from datalad_worktree.repo.worktrees import find_worktree, list_worktrees
 from datalad_worktree.runners.locks import branch_locks, lock_message
@@ -127,6 +128,13 @@ def plan_removal(top: Path, given: list[str], place: Callable[[str], Path],
 
 def target_problem(top: Path, target: Path) -> Problem | None:
     """Why ``target`` is not a linked worktree of ``top`` to remove"""
+    if leads_nowhere(target):
+        return Problem(Refusal.MOVED, (
+            f'the .git of {target} leads to {written_target(target)}, which '
+            'is gone (was the main dataset moved?); repair its links with '
+            f'{command("worktree-repair", dataset=str(top))}, or with '
+            f'{command("worktree-repair", str(target), dataset="MAIN")} '
+            'naming the main dataset where it is now; nothing was removed'))
     worktrees = list_worktrees(top)
     if same_path(worktrees[0].path, target):
         return Problem(Refusal.MAIN_WORKTREE, (
@@ -157,7 +165,13 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
             f"'git -C {m.main.path} worktree unlock {m.path}' first")))
     stale = m.entry.prunable or not m.path.is_dir()
     moved = moved_place(m.main.path, m.path) if stale else None
-    if moved:
+    if stale and os.path.lexists(m.path / '.git'):
+        # there, but its .git leads nowhere: its main dataset was moved
+        problems.append(Problem(Refusal.MOVED, (
+            f'the links of {m.path} to its repository are broken (was its '
+            'main dataset moved?); repair them with '
+            f'{command("worktree-repair", dataset=str(m.main.path))}')))
+    elif moved:
         problems.append(Problem(Refusal.MOVED, (
             f'the directory of {m.path} is gone, but it was moved to {moved} '
             'with its main dataset: repair it with '
