@@ -14,6 +14,7 @@ from pathlib import Path
 
 from datalad import api as dl
 
+from tests.engine.test_recover import write_journal
 from tests.helpers import (
     CODE,
     DERIVED,
@@ -140,6 +141,13 @@ def test_renamed_in_place_then_moved(origin, runs, tmp_path, monkeypatch):
     assert 'on a USB disk' in res[0]['message']
     assert os.listdir(full) == ['mine.txt']
     git(origin / BPOD, 'worktree', 'unlock', str(renamed / BPOD))
+    # another run of ours, alive (its heartbeat is fresh), works there
+    journal = write_journal(origin / 'raw/2p', 4242, [],
+                            host='node-17.cluster', start='99', age=5)
+    res = dl.worktree_move(renamed, tmp_path / 'elsewhere', **quiet())
+    assert [r.get('refusal') for r in res] == ['locked'], res
+    assert 'process 4242 on node-17.cluster' in res[0]['message']
+    journal.unlink()
     assert snapshot(origin) == before
     # moved as a whole; a rerun after the move only re-links
     target = tmp_path / 'archive' / '2024' / 'runs'
