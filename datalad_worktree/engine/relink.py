@@ -122,8 +122,8 @@ def locate(path: Path, main: Path | None) -> Found | Problem:
     """The nested worktree at ``path``, moved or not, with its
     registration; where it leads nowhere, the registration is looked for
     in ``main`` (the main dataset, where given) and where a relative link
-    leads from each directory above ``path``. Why it is not a worktree
-    of ours that can be re-linked, or None"""
+    leads from each directory above ``path``; or why it is not a worktree
+    of ours that can be re-linked"""
     dotgit = path / '.git'
     if not path.is_dir() or not os.path.lexists(dotgit):
         return Problem(Refusal.NOT_MOVED, (
@@ -178,8 +178,7 @@ def topmost(found: Found) -> Found:
         outer = locate(up, None)
         rel = found.new.relative_to(up)
         if isinstance(outer, Problem) or \
-                not same_path(outer.old / rel, found.old) and \
-                outer.old / rel != found.old:
+                not same_path(outer.old / rel, found.old):
             return found
         found = outer
 
