@@ -17,14 +17,16 @@ from datalad_next.constraints import (
     EnsurePath,
 )
 
+from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.base.paths import absolute_path
 from datalad_worktree.commands._common import (
     WorktreeInterface,
     bars_for_people,
     failures_reported,
 )
-from datalad_worktree.commands.results import records
+from datalad_worktree.commands.results import make_result, records
 from datalad_worktree.engine.relink import move
+from datalad_worktree.runners.tools import tools_problem
 
 ACTION = 'worktree-move'
 
@@ -95,5 +97,10 @@ class WorktreeMove(WorktreeInterface):
         def place(p):
             return absolute_path(Path(p), dataset) if dataset is not None \
                 else Path(os.path.abspath(p))
+        problem = tools_problem(annex=False)
+        if problem:
+            yield make_result(ACTION, place(old), main or place(old),
+                              Outcome.refused(Refusal.TOOLS, problem))
+            return
         yield from records(ACTION, main or place(old),
                            move(place(old), place(new), main))

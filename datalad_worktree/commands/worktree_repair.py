@@ -17,14 +17,16 @@ from datalad_next.constraints import (
     EnsurePath,
 )
 
+from datalad_worktree.base.outcome import Outcome, Refusal
 from datalad_worktree.base.paths import absolute_path
 from datalad_worktree.commands._common import (
     WorktreeInterface,
     bars_for_people,
     failures_reported,
 )
-from datalad_worktree.commands.results import records
+from datalad_worktree.commands.results import make_result, records
 from datalad_worktree.engine.relink import repair
+from datalad_worktree.runners.tools import tools_problem
 
 ACTION = 'worktree-repair'
 
@@ -121,4 +123,9 @@ class WorktreeRepair(WorktreeInterface):
             here = Path.cwd()
             where = next((p for p in (here, *here.parents)
                           if os.path.lexists(p / '.git')), here)
+        problem = tools_problem(annex=False)
+        if problem:
+            yield make_result(ACTION, where, main or where,
+                              Outcome.refused(Refusal.TOOLS, problem))
+            return
         yield from records(ACTION, main or where, repair(where, main))
