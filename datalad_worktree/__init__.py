@@ -44,5 +44,17 @@ command_suite = (
             'worktree-remove',
             'worktree_remove',
         ),
+        (
+            'datalad_worktree.commands.worktree_repair',
+            'WorktreeRepair',
+            'worktree-repair',
+            'worktree_repair',
+        ),
+        (
+            'datalad_worktree.commands.worktree_move',
+            'WorktreeMove',
+            'worktree-move',
+            'worktree_move',
+        ),
     ],
 )

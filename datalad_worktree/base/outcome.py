@@ -143,6 +143,14 @@ class Refusal(Enum):
     """A merge in progress with changes of its own"""
     STALE_REGISTRATION = 'stale-registration'
     """A worktree registered where its directory is gone"""
+    MOVED = 'moved'
+    """A worktree, or its main dataset, moved by hand: its links to its
+    repositories are broken; the message names the ``worktree-repair``
+    command that re-links them"""
+    NOT_MOVED = 'not-moved'
+    """``worktree-repair`` (or ``worktree-move``) given something that is
+    not a worktree of ours that was moved (or can be): a main worktree, a
+    copy, a directory of something else"""
     ADJUSTED_BRANCH = 'adjusted-branch'
     """An adjusted branch of git-annex (``git annex adjust``) checked out"""
     ANNEX_UNINITIALIZED = 'annex-uninitialized'

@@ -56,12 +56,14 @@ from datalad_next.constraints import (
     EnsureRange,
     EnsureStr,
 )
+from datalad_next.runners import CommandError
 
 from datalad_worktree.base.advice import flag, option
-from datalad_worktree.base.outcome import NotOwned, Outcome, failure
+from datalad_worktree.base.outcome import NotOwned, Outcome, Problem, failure
 from datalad_worktree.commands.results import make_result
 from datalad_worktree.engine.progress import no_progress_bars
 from datalad_worktree.engine.recover import after_interruption
+from datalad_worktree.engine.relink import moved_problem
 from datalad_worktree.repo.annex import uses_annex
 from datalad_worktree.repo.queries import refused_as_not_owned
 from datalad_worktree.runners import journal, tools
@@ -147,12 +149,55 @@ class EnsureInstalledDataset(EnsureDataset):
 
     def __call__(self, value) -> DatasetParameter:
         try:
-            return super().__call__(value)
+            found = super().__call__(value)
         except Exception:
+            moved = _moved(value)
+            if moved is not None:
+                return DatasetParameter(value, moved)
             root = _refused_root(value)
             if root is None:
                 raise
             return DatasetParameter(value, Untrusted(*root))
+        moved = _moved(value)
+        return DatasetParameter(value, moved) if moved is not None else found
+
+
+class Moved:
+    """A worktree that was moved by hand, or whose main dataset was: its
+    ``.git`` leads nowhere (DataLad finds no dataset there), or its
+    registration records another place. The command reports that, with
+    the ``worktree-repair`` command that re-links it, and does nothing
+    (``failures_reported``)"""
+
+    def __init__(self, path: Path, problem: Problem):
+        self.pathobj = path
+        self.path = str(path)
+        self.problem = problem
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f'Moved({self.path!r})'
+
+
+def _moved(value) -> Moved | None:
+    """The moved worktree that ``value`` (a path, a Dataset or None: the
+    one here) names, or None (also where that cannot be told)"""
+    if hasattr(value, 'pathobj'):
+        value = value.path
+    elif not isinstance(value, (str, PurePath, type(None))):
+        return None
+    path = Path(os.path.abspath(value if value is not None else os.getcwd()))
+    try:
+        problem = moved_problem(path)
+    except (OSError, CommandError):
+        return None
+    if problem is None:
+        return None
+    root = next(p for p in (path, *path.parents)
+                if os.path.lexists(p / '.git'))
+    return Moved(root, problem)
 
 
 class Untrusted:
@@ -317,11 +362,15 @@ def failures_reported(action: str) -> Callable:
         @wraps(command)
         def call(*args, **kwargs):
             given = signature(command).bind(*args, **kwargs).arguments
-            ds = given['dataset'].ds
-            top = ds.pathobj
+            param = given.get('dataset')
+            ds = getattr(param, 'ds', None)
+            top = ds.pathobj if ds is not None else Path.cwd()
             if isinstance(ds, Untrusted):
                 yield make_result(action, top, top, ds.refusal.outcome(
                     f'{action} cannot work in {top}'))
+                return
+            if isinstance(ds, Moved):
+                yield make_result(action, top, top, ds.problem.outcome())
                 return
             with journal.running(action, bool(given.get('dry_run'))) as (
                     run, own), \

@@ -53,7 +53,13 @@ class WorktreeList(ValidatedInterface):
     unmerged results: all but the ones that only record subdataset states
     which the main worktree's subdatasets contain, such as
     ``worktree-sync`` makes; what ``worktree-remove`` refuses to give up),
-    ``stale`` (its directory is gone) and ``locked`` (the lock
+    ``stale`` (its directory is gone), ``moved_to`` (where a worktree
+    whose directory is gone was found moved together with its main
+    dataset, else None), ``linked`` (False where its ``.git`` does not
+    lead back to the registration that records it there: it, or its main
+    dataset, was moved by hand), ``repair`` (the ``worktree-repair``
+    command that re-links a moved or broken one; NEWPATH where its new
+    place is not known; None where nothing is to repair) and ``locked`` (the lock
     reason, '' for a lock without one, None when not locked) and
     ``own_annex`` (it keeps annexed content in an annex of its own, not in
     the shared one, as git-annex made it for an absorbed git directory;
@@ -163,8 +169,16 @@ class WorktreeList(ValidatedInterface):
 def _summary(r: dict) -> str:
     """One line about a listed worktree, for people"""
     bits = [r['branch'] or 'detached', (r['head'] or '?')[:10]]
-    if r['stale']:
-        bits.append('STALE: directory gone')
+    if r['stale'] and r.get('moved_to'):
+        bits.append(f"MOVED to {shown(r['moved_to'])}: repair with "
+                    f"{r['repair']}")
+    elif r['stale']:
+        bits.append('STALE: directory gone; if you moved it: '
+                    f"{r['repair']}" if r.get('repair') else
+                    'STALE: directory gone')
+    elif r.get('linked') is False:
+        bits.append('LINKS BROKEN (its main dataset was moved?): repair '
+                    f"with {r['repair']}")
     elif r['clean'] is False:
         bits.append('not clean')
     if r.get('sparse') is not None:

@@ -6,19 +6,24 @@ clones found where a linked worktree of a subdataset belongs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
 from datalad_next.runners import CommandError
 
+from datalad_worktree.base.advice import command
 from datalad_worktree.base.outcome import Outcome, Result, failure
+from datalad_worktree.base.paths import same_path
 from datalad_worktree.engine.progress import progress
+from datalad_worktree.engine.relink import moved_place
 from datalad_worktree.engine.scheduler import split_hierarchy
 from datalad_worktree.environment.made_from import made_from
 from datalad_worktree.hierarchy.clones import is_separate_clone, unique_holdings
 from datalad_worktree.hierarchy.unmerged import unmerged
 from datalad_worktree.hierarchy.walk import Node, children_of, walk_hierarchy
 from datalad_worktree.repo.annex import has_own_annex
+from datalad_worktree.repo.links import leads_to, registered_at
 from datalad_worktree.repo.queries import (
     ahead_behind,
     current_branch,
@@ -56,6 +61,7 @@ def listing(node: Node, children: list[Node]) -> Iterator[Result]:
         for wt in worktrees[1:]:
             try:
                 keys = listing_keys(wt, main, node.relpath)
+                keys.update(moved_keys(wt, node, keys))
             except Exception as e:
                 # this worktree only: git may refuse one that another
                 # user owns, and list the others
@@ -67,7 +73,7 @@ def listing(node: Node, children: list[Node]) -> Iterator[Result]:
                 continue
             yield Result(wt.path, Outcome(
                 'ok', None, dict(dataset=str(node.path), **keys)))
-            if not keys['stale']:
+            if not keys['stale'] and keys['linked']:
                 for child in children:
                     if child.problem:
                         continue
@@ -91,12 +97,47 @@ def clone_keys(place: Path, child: Node, parent_keys: dict) -> dict:
         relpath=str(relpath), branch=current_branch(place),
         head=head_commit(place), clean=not changes and not untracked,
         ahead=None, behind=None, unmerged=None, stale=False, locked=None,
-        own_annex=None, clone=True, holds=unique_holdings(place, child.path, files=False))
+        own_annex=None, clone=True, holds=unique_holdings(place, child.path, files=False),
+        linked=True, moved_to=None, repair=None)
+
+
+def moved_keys(wt: Worktree, node: Node, keys: dict) -> dict:
+    """``moved_to``: where the worktree ``wt`` of ``node``'s dataset, whose
+    directory is gone, was moved together with its main dataset, if it
+    was; ``repair``: the command that re-links it, where it was moved or
+    its links are broken (its main dataset was moved), else None"""
+    top = node.top
+    if keys['stale']:
+        moved = moved_place(node.path, wt.path)
+        root = Path(keys['worktree_root'])
+        if moved is None:
+            return dict(moved_to=None, repair=command(
+                'worktree-repair', 'NEWPATH', dataset=str(top)))
+        new_root = Path(*moved.parts[:len(moved.parts) - (
+            len(wt.path.parts) - len(root.parts))])
+        return dict(moved_to=str(moved), repair=command(
+            'worktree-repair', str(new_root), dataset=str(top)))
+    return dict(moved_to=None, repair=None if keys.get('linked', True)
+                else command('worktree-repair', dataset=str(top)))
+
+
+def links_broken(wt: Worktree) -> bool:
+    """Whether the ``.git`` of the worktree ``wt``, whose directory is
+    there, does not lead to a registration that records it there (the
+    worktree's, or its main dataset's, directory was moved)"""
+    led = leads_to(wt.path)
+    if led is None:
+        return os.path.lexists(wt.path / '.git')
+    return not same_path(registered_at(led) or Path('/'), wt.path)
 
 
 def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
     """The result keys that describe one linked worktree"""
-    stale = wt.prunable or not wt.path.is_dir()
+    # prunable also where the .git is a link that leads nowhere (its main
+    # dataset moved): there, its links are broken, its directory is not gone
+    stale = not wt.path.is_dir() or (
+        wt.prunable and not os.path.lexists(wt.path / '.git'))
+    linked = stale or not links_broken(wt)
     ahead = behind = work = None
     if wt.head and wt.head == main.head:
         ahead = behind = work = 0
@@ -111,7 +152,7 @@ def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
         except CommandError:
             pass
     clean = own_annex = cone = state = None
-    if not stale:
+    if not stale and linked:
         changes, untracked = worktree_changes(wt.path)
         clean = not changes and not untracked
         own_annex = has_own_annex(wt.path)
@@ -131,6 +172,6 @@ def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
         head=wt.head, clean=clean, ahead=ahead, behind=behind,
         unmerged=work, stale=stale,
         locked=wt.locked, own_annex=own_annex, clone=False,
-        sparse=None if cone is None else list(cone),
+        sparse=None if cone is None else list(cone), linked=linked,
         made_from=state,
     )

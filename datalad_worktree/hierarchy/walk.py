@@ -18,8 +18,10 @@ from typing import (
     Iterator,
 )
 
+from datalad_worktree.base.advice import command
 from datalad_worktree.base.outcome import Problem, Refusal
 from datalad_worktree.base.paths import redirected, unsafe_relpath
+from datalad_worktree.repo.links import leads_nowhere, written_target
 from datalad_worktree.repo.queries import (
     head_commit,
     is_repo_root,
@@ -139,6 +141,12 @@ def _children(parent: Node, commit: str) -> Iterator[Node]:
                 'symbolic link on its path leads elsewhere'))
         elif not is_repo_root(location):
             yield Node(commit=sha, **child, installed=False)
+        elif leads_nowhere(location):
+            yield Node(commit=sha, **child, problem=Problem(
+                Refusal.MOVED, f'the .git of the subdataset at {location} '
+                f'leads to {written_target(location)}, which is gone: was '
+                'the dataset moved? Repair its links with '
+                f'{command("worktree-repair", dataset=str(parent.top))}'))
         else:
             refused = repository_refusal(location)
             yield Node(commit=sha, **child, problem=refused and Problem(

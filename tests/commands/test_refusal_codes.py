@@ -196,3 +196,27 @@ def test_remove(origin, runs, tmp_path):
     assert snapshot(origin) == before
     assert (runs / CODE / 'result.txt').exists()
     assert (runs / 'raw/bpod' / 'scratch.out').exists()
+
+
+def test_repair_and_move(origin, runs, tmp_path):
+    """A worktree moved by hand is 'moved' for the other commands; repair
+    and move refuse what is not a moved worktree, or a place to go"""
+    (tmp_path / 'full').mkdir()
+    (tmp_path / 'full' / 'mine.txt').write_text('mine\n')
+    before = snapshot(origin)
+    for target, code in ((tmp_path / 'full', 'exists'),
+                         (origin / 'inside', 'bad-path')):
+        assert codes(dl.worktree_move(runs, target, **quiet())) == [code]
+    assert codes(dl.worktree_repair(tmp_path / 'full', **quiet())) == \
+        ['not-moved']
+    assert snapshot(origin) == before
+    moved = tmp_path / 'elsewhere' / 'runs'
+    moved.parent.mkdir()
+    os.rename(runs, moved)
+    before = snapshot(origin)
+    assert codes(dl.worktree_sync(dataset=moved, **quiet())) == ['moved']
+    assert codes(dl.worktree_remove(str(moved), dataset=origin,
+                                    **quiet())) == ['moved']
+    assert snapshot(origin) == before
+    assert codes(dl.worktree_repair(moved, dataset=origin, **quiet())) == \
+        [None] * 7

@@ -44,6 +44,7 @@ from datalad_worktree.repo.annex import (
     repair_annex_link,
     repair_own_annex,
 )
+from datalad_worktree.repo.links import make_gitfile_relative
 from datalad_worktree.repo.records import may_hold_unlocked_files
 from datalad_worktree.repo.sparse_checkout import Cone, check_out_cone
 from datalad_worktree.repo.store.refs import git_dirs
@@ -237,6 +238,10 @@ def add_worktree(repo: Path, target: Path, commit: str, branch: str | None,
     problem = problem or (repair_annex_link(target) if annex else None)
     if problem:
         return Outcome('error', problem)
+    if not annex:
+        # git-annex's link is relative already: both survive moving the
+        # main dataset and its worktrees together
+        make_gitfile_relative(target, repo)
     journal.done(common, entry)
     return None
 

@@ -20,6 +20,7 @@ from typing import Callable
 from datalad_worktree.base.outcome import Outcome, Problem, Refusal
 from datalad_worktree.base.paths import same_path
 from datalad_worktree.engine.named import Named, matching_worktrees, named
+from datalad_worktree.engine.relink import moved_hint, moved_problem
 from datalad_worktree.hierarchy.clones import (
     clone_refusal,
     is_separate_clone,
@@ -114,10 +115,17 @@ def source_problem(top: Path, source_root: Path, branch: str | None
 def worktree_source_problem(top: Path, source_root: Path
                             ) -> Problem | None:
     """Why ``source_root`` is not a linked worktree of ``top``, or None"""
+    moved = moved_problem(source_root) if is_repo_root(source_root) \
+        else None
+    if moved:
+        return Problem(Refusal.MOVED, f'{moved.message}; nothing was merged')
     if same_path(source_root, top):
         return Problem(Refusal.SAME_DATASET, (
             f'{source_root} is the dataset itself; give another worktree'))
     if not is_repo_root(source_root) or not same_repository(top, source_root):
+        hint = moved_hint(source_root, top)
+        if hint:
+            return Problem(Refusal.MOVED, f'{hint}; nothing was merged')
         return Problem(Refusal.NOT_A_WORKTREE, (
             f'{source_root} is not a worktree of {top}; give the path of '
             'a worktree made by worktree-add, or a branch name'))

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
+from datalad_worktree.base.advice import command
 from datalad_worktree.base.outcome import Outcome, Refusal, Result, failure
 from datalad_worktree.base.paths import nested_within, redirected, same_path
 from datalad_worktree.engine.progress import progress
@@ -74,9 +75,19 @@ def planned(plan: Plan) -> Outcome:
     """The dry-run outcome of ``plan``"""
     return Outcome('ok', f'would {plan.how.value} {plan.member.path}'
                          f'{branch_note(plan, False)}'
-                         f'{given_up_note(plan, False)}',
+                         f'{given_up_note(plan, False)}{gone_note(plan)}',
                    dict(plan.keys, dry_run=True,
                         stale=plan.how is Removal.PRUNE))
+
+
+def gone_note(plan: Plan) -> str:
+    """For a member whose directory is gone: how to re-link it instead,
+    if it was moved, as the end of a message"""
+    if plan.how is not Removal.PRUNE:
+        return ''
+    return ('; its directory is gone: if it was moved rather than deleted, '
+            're-link it instead with '
+            f'{command("worktree-repair", "NEWPATH", dataset=str(plan.member.main.path))}')
 
 
 def branch_note(plan: Plan, done: bool) -> str:

@@ -28,6 +28,7 @@ from datalad_worktree.base.outcome import (
 from datalad_worktree.base.paths import at_or_below, same_path
 from datalad_worktree.engine.named import matching_worktrees, named
 from datalad_worktree.engine.recover import recover
+from datalad_worktree.engine.relink import moved_hint, moved_place
 from datalad_worktree.hierarchy.clones import clone_refusal, unique_holdings
 from datalad_worktree.hierarchy.nested import (
     Member,
@@ -41,6 +42,7 @@ from datalad_worktree.repo.queries import (
     short_log,
     worktree_changes,
 )
+from datalad_worktree.repo.links import leads_nowhere, written_target
 from datalad_worktree.repo.store.refs import git_dirs
 from datalad_worktree.repo.worktrees import find_worktree, list_worktrees
 from datalad_worktree.runners.locks import branch_locks, lock_message
@@ -126,11 +128,21 @@ def plan_removal(top: Path, given: list[str], place: Callable[[str], Path],
 
 def target_problem(top: Path, target: Path) -> Problem | None:
     """Why ``target`` is not a linked worktree of ``top`` to remove"""
+    if leads_nowhere(target):
+        return Problem(Refusal.MOVED, (
+            f'the .git of {target} leads to {written_target(target)}, which '
+            'is gone (was the main dataset moved?); repair its links with '
+            f'{command("worktree-repair", dataset=str(top))}, or with '
+            f'{command("worktree-repair", str(target), dataset="MAIN")} '
+            'naming the main dataset where it is now; nothing was removed'))
     worktrees = list_worktrees(top)
     if same_path(worktrees[0].path, target):
         return Problem(Refusal.MAIN_WORKTREE, (
             f'{target} is the main worktree of {top}; it is never removed'))
     if not find_worktree(worktrees[1:], target):
+        hint = moved_hint(target, top)
+        if hint:
+            return Problem(Refusal.MOVED, f'{hint}; nothing was removed')
         linked = ', '.join(str(w.path) for w in worktrees[1:]) or 'none'
         return Problem(Refusal.NOT_A_LINKED_WORKTREE, (
             f'{target} is not a linked worktree of {top} (its linked '
@@ -152,6 +164,19 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
             f'{m.path} is locked{reason}; unlock it with '
             f"'git -C {m.main.path} worktree unlock {m.path}' first")))
     stale = m.entry.prunable or not m.path.is_dir()
+    moved = moved_place(m.main.path, m.path) if stale else None
+    if stale and os.path.lexists(m.path / '.git'):
+        # there, but its .git leads nowhere: its main dataset was moved
+        problems.append(Problem(Refusal.MOVED, (
+            f'the links of {m.path} to its repository are broken (was its '
+            'main dataset moved?); repair them with '
+            f'{command("worktree-repair", dataset=str(m.main.path))}')))
+    elif moved:
+        problems.append(Problem(Refusal.MOVED, (
+            f'the directory of {m.path} is gone, but it was moved to {moved} '
+            'with its main dataset: repair it with '
+            f'{command("worktree-repair", str(moved), dataset=str(m.main.path))}'
+            ' (then remove it there, if that is what you want)')))
     if not stale:
         problems += filter(None, [permission_problem(m.path)])
         problems += local_files_problems(m.path)

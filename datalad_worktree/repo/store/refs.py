@@ -73,7 +73,11 @@ def _git_dirs(dotgit: Path) -> tuple[Path, Path]:
         if not named:
             raise OSError(f'{dotgit} names no git directory')
         gitdir = Path(named)
-        gitdir = repo / gitdir if not gitdir.is_absolute() else gitdir
+        # a relative one resolved as git resolves it: to a real path, which
+        # stays right while the working tree is moved (worktree-remove
+        # moves it aside before deleting it)
+        gitdir = Path(os.path.realpath(repo / gitdir)) \
+            if not gitdir.is_absolute() else gitdir
     else:
         gitdir = Path(os.path.realpath(dotgit))
     return gitdir, common_dir(gitdir)
