@@ -604,11 +604,14 @@ def test_a_worktree_deleted_by_hand_is_cleared_by_the_advice(origin,
     res = add(origin, wt, branch='runs', recursive=True)
     assert res and all(r['status'] == 'impossible' for r in res)
     # the advice, in Python terms, and what it says works
-    advice = f'worktree_remove({str(wt)!r}, dataset={str(origin)!r})'
+    advice = (f'worktree_remove({str(wt)!r}, dataset={str(origin)!r}, '
+              'force=True)')
     assert advice in res[0]['message']
-    assert 'keep_branch=True keeps them' in res[0]['message']
+    assert f"worktree_repair('NEWPATH', dataset={str(origin)!r})" in \
+        res[0]['message']
+    assert 'keep_branch=True keeps its branches' in res[0]['message']
     assert snapshot(origin) == before
-    done = dl.worktree_remove(str(wt), dataset=str(origin),
+    done = dl.worktree_remove(str(wt), dataset=str(origin), force=True,
                               result_renderer='disabled', return_type='list')
     assert {r['status'] for r in done} == {'ok'}, done
     res = by_path(add(origin, wt, branch='runs', recursive=True), wt)

@@ -190,8 +190,21 @@ def test_locked_worktree_is_refused_with_its_reason(origin, runs):
 
 
 def test_directory_deleted_by_hand_is_pruned(origin, runs):
+    """A worktree whose directory is gone may have been moved: its
+    registration (which holds its HEAD and index) is not pruned before the
+    user says it was deleted (--force); the refusal names the repair"""
     shutil.rmtree(runs)
+    before = snapshot(origin)
     res = by_path(remove(origin, runs), runs)
+    assert sorted(res) == sorted(ALL)
+    assert {r['refusal'] for r in res.values()} == {'stale-registration'}
+    message = res['raw/bpod']['message']
+    assert 'is gone. If' in message and 'delete for good' in message
+    assert f'If {runs} was moved' in message
+    assert f"worktree_repair('NEWPATH', dataset='{origin}')" in message
+    assert 'force=True' in message
+    assert snapshot(origin) == before
+    res = by_path(remove(origin, runs, force=True), runs)
     assert sorted(res) == sorted(ALL)
     assert all(r['status'] == 'ok' for r in res.values())
     assert 'already gone; pruned' in res['raw/bpod']['message']
@@ -358,6 +371,8 @@ def test_a_branch_name_removes_its_worktrees_also_where_gone(
     monkeypatch.chdir(origin)
     assert not (origin / 'runs').exists()
     res = by_path(remove(origin, 'runs'), runs)
+    assert res[CODE]['refusal'] == 'stale-registration'
+    res = by_path(remove(origin, 'runs', force=True), runs)
     assert sorted(res) == sorted(ALL)
     assert all(r['status'] == 'ok' and r['branch_deleted']
                for r in res.values()), res

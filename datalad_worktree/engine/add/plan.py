@@ -455,11 +455,14 @@ def existing_worktree_problem(wt: Worktree, repo: Path, target: Path,
             return Problem(Refusal.STALE_REGISTRATION,
                            f"{missing}; run 'git -C {repo} worktree prune'")
         return Problem(Refusal.STALE_REGISTRATION, (
-            f"{missing}: {root} was deleted. Run "
-            f"'{command('worktree-remove', str(root), dataset=str(top))}' "
-            'to prune what is left of it (it deletes its branches where '
-            f'that loses no commit; {option("keep_branch")} keeps them), '
-            'then run this again'))
+            f"{missing}: {root} was moved or deleted. If it was moved, "
+            're-link it with '
+            f"'{command('worktree-repair', 'NEWPATH', dataset=str(top))}' "
+            'and choose another PATH here; if it was deleted, run '
+            f"'{command('worktree-remove', str(root), dataset=str(top), force=True)}' "
+            'to prune what is left of it (it gives up commits that no '
+            f'other branch or tag holds; {option("keep_branch")} keeps its '
+            'branches), then run this again'))
     if wt.locked is not None:
         # git locks a worktree while creating it ('initializing'); what a
         # dead run of ours left half made was cleaned up before (see

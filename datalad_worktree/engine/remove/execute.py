@@ -18,7 +18,7 @@ from datalad_worktree.base.advice import command
 from datalad_worktree.base.outcome import Outcome, Refusal, Result, failure
 from datalad_worktree.base.paths import nested_within, redirected, same_path
 from datalad_worktree.engine.progress import progress
-from datalad_worktree.engine.remove.plan import Plan, Removal, RemovalPlan
+from datalad_worktree.engine.remove.plan import TRASH, Plan, Removal, RemovalPlan
 from datalad_worktree.engine.scheduler import run_ordered
 from datalad_worktree.hierarchy.clones import delete_clone
 from datalad_worktree.hierarchy.nested import Member, link_refusal
@@ -34,7 +34,6 @@ from datalad_worktree.repo.worktrees import (
 from datalad_worktree.runners import git, journal
 from datalad_worktree.runners.locks import lock_wait, retry_on_lock
 
-TRASH = 'worktree-remove-trash'
 """Where, in its own git directory, a worktree directory is moved to be
 deleted (``git worktree prune`` deletes what an interruption left there)"""
 
@@ -134,10 +133,10 @@ def remove(plan: Plan) -> Outcome:
             problem = link_shared_annex(m.path)
             if problem:
                 return Outcome('error', problem, keys)
-        admin = None
+        admin = trash = None
         if plan.how is Removal.REMOVE:
             admin = git_dirs(m.path)[0]
-            delete_directory(m.path)
+            trash = delete_directory(m.path)
         if plan.delete_branch and m.head:
             # by full ref name and expected tip: exact, never an option;
             # changes nothing where another git holds packed-refs.lock
@@ -148,6 +147,10 @@ def remove(plan: Plan) -> Outcome:
             # its directory is gone: this registration only, not every
             # one that a prune would take
             admin = registration(repo, m.path)
+        if trash is not None and os.path.lexists(trash):
+            # until here it says that this removal is ours (see
+            # plan.check); a run killed while deleting it leaves the rest
+            shutil.rmtree(trash)
         if admin is None:
             git.run(repo, ['worktree', 'prune'])
         else:
@@ -204,16 +207,20 @@ def still_registered(repo: Path, path: Path) -> bool:
     return find_worktree(list_worktrees(repo)[1:], path) is not None
 
 
-def delete_directory(path: Path) -> None:
-    """Delete the worktree directory ``path`` so that an interruption
-    leaves it complete or gone: it is first moved, in one step, into its
-    own git directory, which ``git worktree prune`` deletes with whatever
-    is left there (on another file system, it is deleted where it is)"""
+def delete_directory(path: Path) -> Path | None:
+    """Take the worktree directory ``path`` away so that an interruption
+    leaves it complete or gone: it is moved, in one step, into its own git
+    directory (``TRASH``), where it stays, as the sign that a run of ours
+    is removing it, until the caller deletes it with the registration
+    (which ``git worktree prune`` would delete with it as well); that
+    place is returned. On another file system it is deleted where it is
+    (None)."""
     trash = git_dirs(path)[0] / TRASH
     try:
         os.rename(path, trash)
     except OSError as e:
         if e.errno != errno.EXDEV:
             raise
-        trash = path
-    shutil.rmtree(trash)
+        shutil.rmtree(path)
+        return None
+    return trash

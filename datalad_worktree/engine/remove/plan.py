@@ -44,8 +44,26 @@ from datalad_worktree.repo.queries import (
 )
 from datalad_worktree.repo.links import leads_nowhere, written_target
 from datalad_worktree.repo.store.refs import git_dirs
-from datalad_worktree.repo.worktrees import find_worktree, list_worktrees
+from datalad_worktree.repo.worktrees import (
+    find_worktree,
+    list_worktrees,
+    registration,
+)
 from datalad_worktree.runners.locks import branch_locks, lock_message
+
+
+TRASH = 'worktree-remove-trash'
+"""Where, in a worktree's own git directory, ``execute`` moves the
+worktree's directory to delete it: while it is there, the removal is one
+of ours, also of a run that was killed"""
+
+
+def removing(m: Member) -> bool:
+    """Whether the member ``m``, whose directory is gone, is being removed
+    by a run of ours (one that was killed, before its registration went):
+    its directory is in ``TRASH`` of its registration"""
+    admin = registration(m.main.path, m.path)
+    return admin is not None and os.path.lexists(admin / TRASH)
 
 
 class Removal(Enum):
@@ -177,6 +195,16 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
             'with its main dataset: repair it with '
             f'{command("worktree-repair", str(moved), dataset=str(m.main.path))}'
             ' (then remove it there, if that is what you want)')))
+    elif stale and not force and not removing(m):
+        problems.append(Problem(Refusal.STALE_REGISTRATION, (
+            f'the directory of {m.path} is gone. If {m.root} was moved '
+            'rather than deleted, this registration holds its HEAD and '
+            'index, which pruning would delete for good: re-link it with '
+            f'{command("worktree-repair", "NEWPATH", dataset=str(top))}'
+            ' instead. If it was deleted, give '
+            f'{option("force")} to prune what is left of it (which also '
+            'gives up commits no other branch or tag holds; with '
+            f'{option("keep_branch")} its branch stays)')))
     if not stale:
         problems += filter(None, [permission_problem(m.path)])
         problems += local_files_problems(m.path)
