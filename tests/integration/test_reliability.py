@@ -864,7 +864,8 @@ BAD_INPUT = [
      'worktree-add -d {O} -b runs {T}/wt', 'already checked out at {R}'),
     ('add: where a worktree was deleted by hand', 'T',
      'worktree-add -d {O} -b gone {G}',
-     "{G} was deleted. Run 'datalad worktree-remove --dataset {O} {G}'"),
+     "{G} was moved or deleted. If it was moved, re-link it with "
+     "'datalad worktree-repair --dataset {O} NEWPATH'"),
     ('add: uninstalled subdataset', 'T',
      'worktree-add -d {O}/derived/L5b/containers {T}/wt', NOT_INSTALLED),
     ('add: zero jobs', 'T', 'worktree-add -d {O} -J 0 {T}/wt',
@@ -905,6 +906,8 @@ BAD_INPUT = [
      'worktree-remove -d {R} {O}', 'is the main worktree'),
     ('remove: from a plain directory', 'T', 'worktree-remove -d {P} {R}',
      NOT_INSTALLED),
+    ('remove: a worktree whose directory is gone, without --force', 'T',
+     'worktree-remove -d {O} {G}', 'pruning would delete for good'),
     ('remove: uninstalled subdataset', 'T',
      'worktree-remove -d {O}/derived/L5b/containers {R}', NOT_INSTALLED),
     # worktree-list
