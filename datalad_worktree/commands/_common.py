@@ -162,23 +162,40 @@ class EnsureInstalledDataset(EnsureDataset):
         return DatasetParameter(value, moved) if moved is not None else found
 
 
-class Moved:
-    """A worktree that was moved by hand, or whose main dataset was: its
-    ``.git`` leads nowhere (DataLad finds no dataset there), or its
-    registration records another place. The command reports that, with
-    the ``worktree-repair`` command that re-links it, and does nothing
-    (``failures_reported``)"""
+class Refused:
+    """A dataset that a command cannot work in, passed on by the dataset
+    constraint in place of the ``Dataset`` for the command to report why
+    (``failures_reported``), with nothing done. It is false, so that
+    DataLad looks for result hooks in the user's configuration alone, as
+    it cannot read the dataset's"""
 
-    def __init__(self, path: Path, problem: Problem):
+    def __init__(self, path: Path):
         self.pathobj = path
         self.path = str(path)
-        self.problem = problem
 
     def __bool__(self) -> bool:
         return False
 
     def __repr__(self) -> str:
-        return f'Moved({self.path!r})'
+        return f'{type(self).__name__}({self.path!r})'
+
+    def outcome(self, action: str) -> Outcome:
+        """The refusal that ``action`` reports for it"""
+        raise NotImplementedError
+
+
+class Moved(Refused):
+    """A worktree that was moved by hand, or whose main dataset was: its
+    ``.git`` leads nowhere (DataLad finds no dataset there), or its
+    registration records another place; reported with the
+    ``worktree-repair`` command that re-links it"""
+
+    def __init__(self, path: Path, problem: Problem):
+        super().__init__(path)
+        self.problem = problem
+
+    def outcome(self, action: str) -> Outcome:
+        return self.problem.outcome()
 
 
 def _moved(value) -> Moved | None:
@@ -200,23 +217,16 @@ def _moved(value) -> Moved | None:
     return Moved(root, problem)
 
 
-class Untrusted:
+class Untrusted(Refused):
     """A dataset that git refuses to work in (another user owns it): its
-    path and git's refusal; the command reports that and does nothing
-    (``failures_reported``). It is false, so that DataLad looks for result
-    hooks in the user's configuration alone, as it cannot read the
-    dataset's"""
+    path and git's refusal, reported with the fix"""
 
     def __init__(self, path: Path, refusal: NotOwned):
-        self.pathobj = path
-        self.path = str(path)
+        super().__init__(path)
         self.refusal = refusal
 
-    def __bool__(self) -> bool:
-        return False
-
-    def __repr__(self) -> str:
-        return f'Untrusted({self.path!r})'
+    def outcome(self, action: str) -> Outcome:
+        return self.refusal.outcome(f'{action} cannot work in {self.path}')
 
 
 def _refused_root(value) -> tuple[Path, NotOwned] | None:
@@ -365,12 +375,8 @@ def failures_reported(action: str) -> Callable:
             param = given.get('dataset')
             ds = getattr(param, 'ds', None)
             top = ds.pathobj if ds is not None else Path.cwd()
-            if isinstance(ds, Untrusted):
-                yield make_result(action, top, top, ds.refusal.outcome(
-                    f'{action} cannot work in {top}'))
-                return
-            if isinstance(ds, Moved):
-                yield make_result(action, top, top, ds.problem.outcome())
+            if isinstance(ds, Refused):
+                yield make_result(action, top, top, ds.outcome(action))
                 return
             with journal.running(action, bool(given.get('dry_run'))) as (
                     run, own), \
