@@ -109,11 +109,12 @@ class WorktreeAdd(WorktreeInterface):
     at the state's commit in every dataset (for work to be merged later
     with ``worktree-merge``); a branch name as COMMIT-ISH is resolved to
     its commit too. With [CMD: --recursive CMD][PY: recursive=True PY],
-    a subdataset of that state that the dataset has not installed, or no
-    longer has at all (removed since), is got as ``worktree-get`` gets
-    it: the one is installed in the dataset first and gets a linked
-    worktree, the other is cloned into the worktree from the URL the
-    state records (the record says from where). A COMMIT-ISH
+    a subdataset of that state that the dataset no longer has at all
+    (removed since) is got as ``worktree-get`` gets it: cloned into the
+    worktree from the URL the state records (the record says from where).
+    One that the dataset has not installed is left out, with the
+    ``worktree-get`` call that gets it (which installs it in the dataset
+    first): the dataset itself is not changed. A COMMIT-ISH
     that names no commit is refused ('unknown-revision'), one that starts
     with '-' is never given to git ('bad-revision'), and a commit the
     state records that a subdataset lacks is refused before anything is

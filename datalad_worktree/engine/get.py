@@ -31,7 +31,7 @@ from datalad_worktree.hierarchy.clones import (
     is_separate_clone,
     unique_holdings,
 )
-from datalad_worktree.hierarchy.walk import Node, walk_hierarchy
+from datalad_worktree.hierarchy.walk import Node, removed_since, walk_hierarchy
 from datalad_worktree.repo.queries import head_commit
 from datalad_worktree.repo.store.refs import git_dirs
 from datalad_worktree.repo.worktrees import linked_worktree_problem
@@ -83,13 +83,17 @@ def with_missing_got(plan: AddPlan, made: Iterable[Result],
                      depth: int | None, mtimes: bool, setup: bool | None
                      ) -> Iterator[Result | dict]:
     """The results of making ``plan`` (``made``, see ``make_worktrees``),
-    with each subdataset that the plan leaves out because the dataset has
-    not installed it, or no longer has it, got into the new worktree as
-    ``get_into`` gets it (a linked worktree of the dataset's copy, which
-    DataLad installs there first; else a clone of its own, from the URL the
-    checked-out state records), down to ``depth`` levels below the top
-    (None: all); where anything was refused or failed, ``made`` as it is"""
-    skipped = {p.target: p for p in plan.plans if p.todo is Todo.SKIP}
+    a past state's, with each subdataset that the plan leaves out because
+    the dataset no longer has it at all (removed since) got into the new
+    worktree as ``get_into`` gets one: a clone of its own, installed with
+    DataLad from the URL the checked-out state records, down to ``depth``
+    levels below the top (None: all). One that the dataset has but has not
+    installed stays left out, with the ``worktree-get`` call that gets it
+    (which installs it in the dataset first): visiting a past state does
+    not change the dataset. Where anything was refused or failed, ``made``
+    as it is"""
+    skipped = {p.target: p for p in plan.plans
+               if p.todo is Todo.SKIP and removed_since(p.node)}
     held, failed = [], False
     for result in made:
         if result.path in skipped and result.outcome.status == 'notneeded':

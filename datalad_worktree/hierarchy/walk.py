@@ -89,6 +89,18 @@ def recorded_now(repo: Path) -> frozenset[str]:
     return _recorded(repo, head) if head else frozenset()
 
 
+def removed_since(node: Node) -> bool:
+    """Whether the dataset no longer has the subdataset ``node`` of the
+    walked state at all: its parent's checkout records none there (a
+    subdataset of a past state, removed since); False where that cannot
+    be told"""
+    try:
+        now = recorded_now(node.top / node.parent)
+    except Exception:
+        return False
+    return node.subpath not in now
+
+
 @lru_cache(maxsize=64)
 def _recorded(repo: Path, commit: str) -> frozenset[str]:
     return frozenset(p for p, _ in subdataset_pointers(repo, commit))

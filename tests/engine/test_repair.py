@@ -231,3 +231,43 @@ def test_main_moved_and_moved_together(origin, tmp_path, monkeypatch):
     well_linked(main, wt)
     assert statuses(dl.worktree_remove(
         [wt, together / 'sparse'], dataset=main, **quiet())) == {'ok'}
+
+
+def test_a_past_state_worktree_moved_by_hand_and_by_worktree_move(
+        origin, tmp_path, monkeypatch):
+    """A worktree of a past state (detached, its state in its own
+    configuration) moved with mv is re-linked, keeps what it was made
+    from, moves again with worktree-move, and goes without --force"""
+    past = tmp_path / 'past'
+    state = git(origin, 'rev-parse', 'HEAD')
+    commit_file(origin, 'NEWS.txt', 'since then\n', 'main moves on')
+    res = add(origin, past, commit='HEAD~1', recursive=True)
+    assert statuses(res) == {'ok', 'notneeded'}, res  # containers: not
+    made = {os.path.relpath(r['path'], past) for r in res  # installed
+            if r['status'] == 'ok'}
+    moved = tmp_path / 'visits' / 'past'
+    moved.parent.mkdir()
+    os.rename(past, moved)
+    monkeypatch.chdir(moved / BPOD)
+    res = dl.worktree_repair(**quiet())
+    assert statuses(res) == {'ok'}, res
+    monkeypatch.chdir(tmp_path)
+    again = tmp_path / 'again'
+    res = dl.worktree_move(moved, again, **quiet())
+    assert 'ok' in statuses(res) and statuses(res) <= {'ok', 'notneeded'}
+    found = {r['relpath']: r for r in listed(origin).values()
+             if r['worktree_root'] == str(again)}
+    assert set(found) == made, found
+    assert found['.']['made_from'] == dict(revision='HEAD~1', commit=state)
+    assert all(r['linked'] and not r['stale'] and r['branch'] is None
+               for r in found.values()), found
+    assert git(again, 'rev-parse', 'HEAD') == state
+    assert git(again / BPOD, 'rev-parse', 'HEAD') == git(
+        origin, 'rev-parse', f'HEAD~1:{BPOD}')
+    # its annexed files, readable through the re-linked shared annex
+    annexed = [f for f in (again / BPOD).rglob('*')
+               if f.is_symlink() and '.git' not in f.parts]
+    assert annexed and all(f.read_bytes() for f in annexed)
+    res = dl.worktree_remove(str(again), dataset=origin, **quiet())
+    assert statuses(res) == {'ok'}, res
+    assert not again.exists()

@@ -31,7 +31,7 @@ from datalad_worktree.hierarchy.cones import (
 )
 from datalad_worktree.hierarchy.walk import (
     Node,
-    recorded_now,
+    removed_since,
     subdataset_pointers,
     walk_hierarchy,
 )
@@ -331,11 +331,7 @@ def not_installed_reason(node: Node, root: Path) -> str:
     first, or, where the dataset no longer has it (a subdataset of a past
     state, removed since), clones it into the worktree"""
     get = command('worktree-get', str(node.at(root)), dataset=str(root))
-    try:
-        now = recorded_now(node.top / node.parent)
-    except Exception:
-        now = frozenset({node.subpath})
-    if node.subpath in now:
+    if not removed_since(node):
         return ('subdataset not installed in the dataset; left as an '
                 f"empty mount point (get it with '{get}', which installs "
                 'it in the dataset first)')
