@@ -162,6 +162,21 @@ def test_containers_run_works_in_the_worktree(boxed, tmp_path):
 
 
 @pytest.mark.slow
+def test_containers_run_works_in_a_past_state_worktree(boxed, tmp_path):
+    """A worktree of a past state gets its bind paths as one of HEAD
+    does: containers-run works in it"""
+    git(boxed, 'commit', '-q', '--allow-empty', '-m', 'main moves on')
+    wt = tmp_path / 'then'
+    res = add(boxed, wt, commit='HEAD~1', recursive=True)
+    binds = [r for r in res if r['action'] == 'worktree-bindpaths']
+    assert [(r['path'], r['status']) for r in binds] == [
+        (str(wt / DERIVED), 'ok')]
+    assert git(wt, 'rev-parse', 'HEAD') == git(boxed, 'rev-parse', 'HEAD~1')
+    assert ok(box_run(wt / DERIVED, 'results/count.txt'))
+    assert (wt / DERIVED / 'results/count.txt').read_text().strip() == '4'
+
+
+@pytest.mark.slow
 def test_container_of_a_subdataset(origin, tmp_path):
     """Containers kept in a subdataset, run from its parent, which commits
     only the substitution's default"""

@@ -170,6 +170,24 @@ def test_cli_shows_output_and_fails_on_a_broken_setup(project, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_past_state_worktree_is_ready_to_run_too(project, tmp_path):
+    """The setup command runs in a worktree of a past state as in one of
+    HEAD, with the files that state has"""
+    configure(project / CODE, SETUP)
+    commit_file(project, 'NEWS.txt', 'later\n', 'main moves on')
+    wt = tmp_path / 'then'
+    res = add(project, wt, commit='HEAD~1', recursive=True)
+    done = setups(res, wt)
+    assert [(k, r['status']) for k, r in done.items()] == [(CODE, 'ok')]
+    assert git(wt, 'rev-parse', 'HEAD') == git(project, 'rev-parse',
+                                               'HEAD~1')
+    out = subprocess.run([venv_python(wt), '-c',
+                          'import mypkg; print(mypkg.GREETING)'],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout == 'hello from mypkg\n'
+
+
+@pytest.mark.slow
 def test_setup_that_comes_with_the_dataset_needs_consent(project, tmp_path):
     configure(project / CODE, SETUP, where='committed')
     dl.Dataset(project).save(path=CODE, recursive=True,
