@@ -177,7 +177,7 @@ def _summary(r: dict) -> str:
                     f"{r['repair']}" if r.get('repair') else
                     'STALE: directory gone')
     elif r.get('linked') is False:
-        bits.append('LINKS BROKEN (its main dataset was moved?): repair '
+        bits.append('LINKS BROKEN (its main dataset was moved or copied?): repair '
                     f"with {r['repair']}")
     elif r['clean'] is False:
         bits.append('not clean')

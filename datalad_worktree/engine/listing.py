@@ -31,6 +31,7 @@ from datalad_worktree.repo.queries import (
     worktree_changes,
 )
 from datalad_worktree.repo.sparse_checkout import cone_of
+from datalad_worktree.repo.store.refs import git_dirs
 from datalad_worktree.repo.worktrees import Worktree, list_worktrees
 
 
@@ -121,14 +122,17 @@ def moved_keys(wt: Worktree, node: Node, keys: dict) -> dict:
                 else command('worktree-repair', dataset=str(top)))
 
 
-def links_broken(wt: Worktree) -> bool:
-    """Whether the ``.git`` of the worktree ``wt``, whose directory is
-    there, does not lead to a registration that records it there (the
-    worktree's, or its main dataset's, directory was moved)"""
+def links_broken(wt: Worktree, main: Path) -> bool:
+    """Whether the ``.git`` of the worktree ``wt`` of the repository whose
+    main worktree is ``main``, whose directory is there, does not lead to
+    a registration of that repository that records it there (the
+    worktree's, or its main dataset's, directory was moved; or the
+    project was copied, and ``wt`` is the original's)"""
     led = leads_to(wt.path)
     if led is None:
         return os.path.lexists(wt.path / '.git')
-    return not same_path(registered_at(led) or Path('/'), wt.path)
+    return not same_path(registered_at(led) or Path('/'), wt.path) or \
+        not same_path(led.parent, git_dirs(main)[1] / 'worktrees')
 
 
 def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
@@ -137,7 +141,7 @@ def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
     # dataset moved): there, its links are broken, its directory is not gone
     stale = not wt.path.is_dir() or (
         wt.prunable and not os.path.lexists(wt.path / '.git'))
-    linked = stale or not links_broken(wt)
+    linked = stale or not links_broken(wt, main.path)
     ahead = behind = work = None
     if wt.head and wt.head == main.head:
         ahead = behind = work = 0

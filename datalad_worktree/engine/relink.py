@@ -225,7 +225,7 @@ def find_place(admin: Path, main: Path) -> Path | None:
     old = registered_at(admin)
     if not old:
         return None
-    if os.path.lexists(old / '.git'):
+    if os.path.lexists(old / '.git') and names_registration(old, admin):
         return old
     # renamed in place: its relative links still lead home
     place = _leading_home(old.parent).get(real(admin))

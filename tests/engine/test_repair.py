@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 from datalad import api as dl
@@ -271,3 +272,35 @@ def test_a_past_state_worktree_moved_by_hand_and_by_worktree_move(
     res = dl.worktree_remove(str(again), dataset=origin, **quiet())
     assert statuses(res) == {'ok'}, res
     assert not again.exists()
+
+
+def test_a_project_copied_with_its_worktrees(origin, runs, tmp_path):
+    """A copy of the whole project (cp -a) with the original kept: the
+    copy's main registers the original's worktrees, which it must never
+    touch; list says their links are broken, remove refuses them, and
+    worktree-repair in the copy links the copy's own worktrees; the
+    original is unchanged throughout"""
+    project = tmp_path / 'project'
+    copied = tmp_path / 'disk2'
+    copied.mkdir()
+    subprocess.run(['cp', '-a', str(project), str(runs), str(copied)],
+                   check=True)
+    main, wt = copied / 'project' / 'super', copied / 'runs'
+    original = snapshot(origin), sorted(str(p) for p in runs.rglob('*'))
+    found = {r['relpath']: r for r in listed(main).values()
+             if r['worktree_root'] == str(runs)}
+    assert found and all(r['linked'] is False and r['repair'] ==
+                         f"worktree_repair(dataset='{main}')"
+                         for r in found.values()), found
+    res = dl.worktree_remove(str(runs), dataset=main, **quiet())
+    assert {r['refusal'] for r in res if r['status'] == 'impossible'} == \
+        {'moved'}, res
+    assert 'leads elsewhere' in res[0]['message']
+    assert (snapshot(origin), sorted(str(p) for p in runs.rglob('*'))) == \
+        original
+    res = dl.worktree_repair(dataset=main, **quiet())
+    assert statuses(res) == {'ok'}, res
+    well_linked(main, wt)
+    well_linked(origin, runs)
+    assert (snapshot(origin), sorted(str(p) for p in runs.rglob('*'))) == \
+        original

@@ -28,7 +28,7 @@ from datalad_worktree.base.outcome import (
 from datalad_worktree.base.paths import at_or_below, same_path
 from datalad_worktree.engine.named import matching_worktrees, named
 from datalad_worktree.engine.recover import recover
-from datalad_worktree.engine.relink import moved_hint, moved_place
+from datalad_worktree.engine.relink import in_use, moved_hint, moved_place
 from datalad_worktree.hierarchy.clones import clone_refusal, unique_holdings
 from datalad_worktree.hierarchy.nested import (
     Member,
@@ -205,6 +205,16 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
             f'{option("force")} to prune what is left of it (which also '
             'gives up commits no other branch or tag holds; with '
             f'{option("keep_branch")} its branch stays)')))
+    admin = None if stale else registration(m.main.path, m.path)
+    if admin is not None and not in_use(admin):
+        # there, but its .git leads to another repository's registration:
+        # the worktree of the project this one was copied from
+        problems.append(Problem(Refusal.MOVED, (
+            f'{m.path} is registered as a worktree of {m.main.path}, but its '
+            '.git leads elsewhere (was this project copied or moved, and '
+            f'is {m.path} the other copy\'s worktree?); re-link the '
+            'worktrees of this one with '
+            f'{command("worktree-repair", dataset=str(top))}')))
     if not stale:
         problems += filter(None, [permission_problem(m.path)])
         problems += local_files_problems(m.path)
