@@ -372,6 +372,8 @@ def test_a_branch_name_removes_its_worktrees_also_where_gone(
     assert not (origin / 'runs').exists()
     res = by_path(remove(origin, 'runs'), runs)
     assert res[CODE]['refusal'] == 'stale-registration'
+    assert f'If {runs / CODE} was moved' in res[CODE]['message']
+    assert 'move it back' in res[CODE]['message']
     res = by_path(remove(origin, 'runs', force=True), runs)
     assert sorted(res) == sorted(ALL)
     assert all(r['status'] == 'ok' and r['branch_deleted']

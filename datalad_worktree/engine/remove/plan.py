@@ -196,15 +196,20 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
             f'{command("worktree-repair", str(moved), dataset=str(m.main.path))}'
             ' (then remove it there, if that is what you want)')))
     elif stale and not force and not removing(m):
+        # inside a worktree that is there, only the part was moved or
+        # deleted: moving it back is the repair
+        repair = ('move it back' if m.root.is_dir() else
+                  're-link it with '
+                  f'{command("worktree-repair", "NEWPATH", dataset=str(top))}'
+                  ' instead')
         problems.append(Problem(Refusal.STALE_REGISTRATION, (
-            f'the directory of {m.path} is gone. If {m.root} was moved '
-            'rather than deleted, this registration holds its HEAD and '
-            'index, which pruning would delete for good: re-link it with '
-            f'{command("worktree-repair", "NEWPATH", dataset=str(top))}'
-            ' instead. If it was deleted, give '
-            f'{option("force")} to prune what is left of it (which also '
-            'gives up commits no other branch or tag holds; with '
-            f'{option("keep_branch")} its branch stays)')))
+            f'the directory of {m.path} is gone. If '
+            f'{m.path if m.root.is_dir() else m.root} was moved rather '
+            'than deleted, this registration holds its HEAD and index, '
+            f'which pruning would delete for good: {repair}. If it was '
+            f'deleted, give {option("force")} to prune what is left of it '
+            '(which also gives up commits no other branch or tag holds; '
+            f'with {option("keep_branch")} its branch stays)')))
     admin = None if stale else registration(m.main.path, m.path)
     if admin is not None and not in_use(admin):
         # there, but its .git leads to another repository's registration:
