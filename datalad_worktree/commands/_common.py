@@ -66,7 +66,7 @@ from datalad_worktree.engine.recover import after_interruption
 from datalad_worktree.engine.relink import moved_problem
 from datalad_worktree.repo.annex import uses_annex
 from datalad_worktree.repo.queries import refused_as_not_owned
-from datalad_worktree.runners import journal, tools
+from datalad_worktree.runners import journal, locks, tools
 
 
 def max_depth(recursive: bool, recursion_limit: int | None) -> int | None:
@@ -381,6 +381,8 @@ def failures_reported(action: str) -> Callable:
             with journal.running(action, bool(given.get('dry_run'))) as (
                     run, own), \
                     signals_interrupt(own):
+                if own:
+                    locks.resume_waiting()
                 try:
                     yield from command(*args, **kwargs)
                 except KeyboardInterrupt as e:

@@ -8,6 +8,7 @@ one dataset becomes that dataset's 'error' outcome.
 from __future__ import annotations
 
 from collections import deque
+from contextlib import contextmanager
 from concurrent.futures import (
     FIRST_COMPLETED,
     ThreadPoolExecutor,
@@ -23,6 +24,7 @@ from typing import (
 from datalad_worktree.base.outcome import Outcome, Refusal, failure
 from datalad_worktree.engine.progress import progress
 from datalad_worktree.hierarchy.walk import Node, children_of
+from datalad_worktree.runners import locks
 
 
 def guarded(work: Callable[[Node], Outcome]) -> Callable[[Node], Outcome]:
@@ -67,6 +69,18 @@ def bottom_up(nodes: list[Node], work: Callable[[Node], Outcome],
             yield node, outcome
 
 
+@contextmanager
+def waits_end_when_interrupted() -> Iterator[None]:
+    """Where SIGINT or SIGTERM interrupts the work (``KeyboardInterrupt``),
+    the threads finishing the items at hand wait no more for lock files
+    (``locks.stop_waiting``) before the pool waits for them"""
+    try:
+        yield
+    except KeyboardInterrupt:
+        locks.stop_waiting()
+        raise
+
+
 def run_ordered(
         items: list[Hashable],
         prerequisites: Callable[[Hashable], list],
@@ -100,7 +114,8 @@ def run_ordered(
 
     ready = deque(i for i in items if not waiting[i])
     running: dict = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool, \
+            waits_end_when_interrupted():
         # never more submitted than run: when the caller stops (Ctrl-C),
         # only the items at hand are finished
         while ready or running:

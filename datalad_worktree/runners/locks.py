@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 from pathlib import Path
 from typing import (
@@ -60,6 +61,25 @@ def busy(exc: CommandError) -> bool:
     return BUSY.search(stderr) is not None
 
 
+_interrupted = threading.Event()
+"""Set once SIGINT or SIGTERM ended the command at hand: from then on,
+nothing waits for another git's lock files (see ``stop_waiting``)"""
+
+
+def stop_waiting() -> None:
+    """Wait no more for lock files, in any thread, until ``resume_waiting``:
+    the command was interrupted, and the lock files its work at hand meets
+    may be those of its own git processes, killed with it, which the next
+    run removes (``engine.recover``); waiting for them would keep Ctrl-C
+    from ending the command for ``lock_wait()`` seconds"""
+    _interrupted.set()
+
+
+def resume_waiting() -> None:
+    """Wait for lock files again (a command starts)"""
+    _interrupted.clear()
+
+
 def retry_on_lock(call: Callable[[], T], timeout: float = LOCK_WAIT) -> T:
     """What ``call()`` returns, calling it again while it fails (raises
     ``CommandError``) only because another git process was busy (see
@@ -81,7 +101,7 @@ def retry_on_lock(call: Callable[[], T], timeout: float = LOCK_WAIT) -> T:
             return call()
         except CommandError as e:
             left = deadline - time.monotonic()
-            if not busy(e) or left <= 0:
+            if not busy(e) or left <= 0 or _interrupted.is_set():
                 raise
             pause = min(left, delay * random.uniform(0.5, 1.5))
             lgr.debug('another git is busy in %s (%s); trying again in '
@@ -144,7 +164,8 @@ def lingering(locks: list[Path]) -> list[Path]:
                 continue
             present.append(lock)
             young = young or age < bound
-        if not young or time.monotonic() >= deadline:
+        if not young or time.monotonic() >= deadline or \
+                _interrupted.is_set():
             return present
         time.sleep(delay * random.uniform(0.5, 1.5))
         delay = min(1.0, delay * 2)
