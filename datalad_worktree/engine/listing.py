@@ -14,7 +14,6 @@ from datalad_next.runners import CommandError
 
 from datalad_worktree.base.advice import command
 from datalad_worktree.base.outcome import Outcome, Result, failure
-from datalad_worktree.base.paths import same_path
 from datalad_worktree.engine.progress import progress
 from datalad_worktree.engine.relink import moved_place
 from datalad_worktree.engine.scheduler import split_hierarchy
@@ -23,7 +22,7 @@ from datalad_worktree.hierarchy.clones import is_separate_clone, unique_holdings
 from datalad_worktree.hierarchy.unmerged import unmerged
 from datalad_worktree.hierarchy.walk import Node, children_of, walk_hierarchy
 from datalad_worktree.repo.annex import has_own_annex
-from datalad_worktree.repo.links import leads_to, registered_at
+from datalad_worktree.repo.links import links_broken
 from datalad_worktree.repo.queries import (
     ahead_behind,
     current_branch,
@@ -31,7 +30,6 @@ from datalad_worktree.repo.queries import (
     worktree_changes,
 )
 from datalad_worktree.repo.sparse_checkout import cone_of
-from datalad_worktree.repo.store.refs import git_dirs
 from datalad_worktree.repo.worktrees import Worktree, list_worktrees
 
 
@@ -122,26 +120,13 @@ def moved_keys(wt: Worktree, node: Node, keys: dict) -> dict:
                 else command('worktree-repair', dataset=str(top)))
 
 
-def links_broken(wt: Worktree, main: Path) -> bool:
-    """Whether the ``.git`` of the worktree ``wt`` of the repository whose
-    main worktree is ``main``, whose directory is there, does not lead to
-    a registration of that repository that records it there (the
-    worktree's, or its main dataset's, directory was moved; or the
-    project was copied, and ``wt`` is the original's)"""
-    led = leads_to(wt.path)
-    if led is None:
-        return os.path.lexists(wt.path / '.git')
-    return not same_path(registered_at(led) or Path('/'), wt.path) or \
-        not same_path(led.parent, git_dirs(main)[1] / 'worktrees')
-
-
 def listing_keys(wt: Worktree, main: Worktree, relpath) -> dict:
     """The result keys that describe one linked worktree"""
     # prunable also where the .git is a link that leads nowhere (its main
     # dataset moved): there, its links are broken, its directory is not gone
     stale = not wt.path.is_dir() or (
         wt.prunable and not os.path.lexists(wt.path / '.git'))
-    linked = stale or not links_broken(wt, main.path)
+    linked = stale or not links_broken(wt.path, main.path)
     ahead = behind = work = None
     if wt.head and wt.head == main.head:
         ahead = behind = work = 0

@@ -29,7 +29,8 @@ import re
 from pathlib import Path
 
 from datalad_worktree.repo.queries import git_config
-from datalad_worktree.repo.store.refs import worktree_path
+from datalad_worktree.base.paths import same_path
+from datalad_worktree.repo.store.refs import git_dirs, worktree_path
 from datalad_worktree.runners import git
 
 
@@ -89,6 +90,20 @@ def registered_at(admin: Path) -> Path | None:
     """Where the registration ``admin`` records its worktree, or None"""
     found = worktree_path(admin)
     return found or None
+
+
+def links_broken(worktree: Path, main: Path) -> bool:
+    """Whether the ``.git`` of the linked worktree ``worktree`` of the
+    repository whose main worktree is ``main`` (its directory is there)
+    does not lead to a registration of that repository that records it
+    there: the worktree's, or its main dataset's, directory was moved; or
+    the project was copied, and ``worktree`` is the original's. One read
+    of each link, whatever the number of worktrees"""
+    led = leads_to(worktree)
+    if led is None:
+        return os.path.lexists(worktree / '.git')
+    return not same_path(registered_at(led) or Path('/'), worktree) or \
+        not same_path(led.parent, git_dirs(main)[1] / 'worktrees')
 
 
 def relative_by_git(repo: Path) -> bool:

@@ -28,7 +28,7 @@ from datalad_worktree.base.outcome import (
 from datalad_worktree.base.paths import at_or_below, same_path
 from datalad_worktree.engine.named import matching_worktrees, named
 from datalad_worktree.engine.recover import recover
-from datalad_worktree.engine.relink import in_use, moved_hint, moved_place
+from datalad_worktree.engine.relink import moved_hint, moved_place
 from datalad_worktree.hierarchy.clones import clone_refusal, unique_holdings
 from datalad_worktree.hierarchy.nested import (
     Member,
@@ -42,7 +42,7 @@ from datalad_worktree.repo.queries import (
     short_log,
     worktree_changes,
 )
-from datalad_worktree.repo.links import leads_nowhere, written_target
+from datalad_worktree.repo.links import leads_nowhere, links_broken, written_target
 from datalad_worktree.repo.store.refs import git_dirs
 from datalad_worktree.repo.worktrees import (
     find_worktree,
@@ -210,8 +210,7 @@ def check(m: Member, force: bool, keep_branch: bool, top: Path) -> Plan:
             f'deleted, give {option("force")} to prune what is left of it '
             '(which also gives up commits no other branch or tag holds; '
             f'with {option("keep_branch")} its branch stays)')))
-    admin = None if stale else registration(m.main.path, m.path)
-    if admin is not None and not in_use(admin):
+    if not stale and links_broken(m.path, m.main.path):
         # there, but its .git leads to another repository's registration:
         # the worktree of the project this one was copied from
         problems.append(Problem(Refusal.MOVED, (
