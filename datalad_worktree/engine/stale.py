@@ -18,6 +18,7 @@ from datalad_worktree.repo.queries import (
     current_branch,
     head_commit,
     index_matches,
+    newest_head_entry,
     overwritten_paths,
     reflog,
     unstaged_paths,
@@ -51,8 +52,10 @@ def inspect_checkout(repo: Path, target: str) -> Checkout:
     it is refused).
     """
     head = head_commit(repo)
-    if index_matches(repo, 'HEAD') or index_matches(repo, target) or \
-            moved_here(repo, head):
+    # cheapest first: the reflog is read from its file, the index is
+    # compared by git
+    if moved_here(repo, head) or index_matches(repo, 'HEAD') or \
+            index_matches(repo, target):
         return Checkout(head)
     stale = next((c for c in earlier_positions(repo, head)
                   if index_matches(repo, c)), None)
@@ -90,7 +93,7 @@ def update_stale_checkout(repo: Path, stale: str, head: str) -> None:
 def moved_here(repo: Path, head: str) -> bool:
     """Whether the worktree's own HEAD reflog says that it last checked
     out ``head`` itself (so its branch was not moved underneath it)"""
-    return reflog(repo, 'HEAD', 1) == [head]
+    return newest_head_entry(repo) == [head]
 
 
 def earlier_positions(repo: Path, head: str) -> list[str]:

@@ -15,7 +15,13 @@ from datalad_next.runners import CommandError
 
 from datalad_worktree.base.outcome import NotOwned, error_line, not_owned
 from datalad_worktree.repo.store.guard import format_problem
-from datalad_worktree.repo.store.refs import Head, branch_commit, git_dirs, read_head
+from datalad_worktree.repo.store.refs import (
+    Head,
+    branch_commit,
+    git_dirs,
+    newest_head_position,
+    read_head,
+)
 from datalad_worktree.runners import git
 
 
@@ -248,6 +254,18 @@ def reflog(repo: Path, ref: str, count: int) -> list[str]:
                                 ref, '--'])
     except CommandError:
         return []
+
+
+def newest_head_entry(repo: Path) -> list[str]:
+    """``reflog(repo, 'HEAD', 1)``, read from the reflog's file where it may
+    be (see ``refs.newest_head_position``), else asked of git"""
+    try:
+        found = newest_head_position(*git_dirs(repo))
+    except OSError:
+        found = None
+    if found is not None:
+        return [found]
+    return reflog(repo, 'HEAD', 1)
 
 
 def changed_paths(repo: Path, cached: bool = False) -> list[str]:

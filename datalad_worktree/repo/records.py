@@ -276,12 +276,15 @@ def files_of(repo: Path, commit: str, files: int = BY_HAND
 def contained_in(repo: Path, commits: list[str], head: str) -> set[str]:
     """Those of ``commits`` (full object names) that ``head`` contains: it
     is one of them or has them as ancestors (commits that ``repo`` lacks
-    are not contained); asked of git once for all"""
-    present = [c for c, found in zip(commits, object_ids(
-        repo, [f'{c}^{{commit}}' for c in commits])) if found] \
-        if commits else []
+    are not contained); ``head`` itself without asking git (nothing to
+    merge), the others asked of git once for all"""
+    found = {c for c in commits if c == head}
+    rest = [c for c in commits if c != head]
+    present = [c for c, there in zip(rest, object_ids(
+        repo, [f'{c}^{{commit}}' for c in rest])) if there] \
+        if rest else []
     if not present:
-        return set()
+        return found
     outside = set(git.text(repo, ['rev-list', '--stdin'], input='\n'.join(
         [*present, f'^{head}']) + '\n').split())
-    return set(present) - outside
+    return found | (set(present) - outside)

@@ -154,6 +154,45 @@ def _branch_commit(common: Path, ref: str) -> str | None:
     return ''
 
 
+REFLOG_TAIL = 4096
+"""How much of the end of a reflog is read for its newest entry (an entry
+is two object names, an identity, a time and a message: one longer than
+this is left to git)"""
+
+
+def newest_head_position(gitdir: Path, common: Path) -> str | None:
+    """The commit that the newest entry of the HEAD reflog of the worktree
+    whose git directory is ``gitdir`` moved HEAD to (as ``git log -g -n 1
+    HEAD`` shows it), or None where this cannot be read with certainty
+    from files: the guard, an entry being written, one that is not what
+    git writes, and no reflog or an empty one (git then shows an entry it
+    makes up from HEAD's commit)
+
+    git appends each entry as one line, ``OLD NEW IDENTITY TIME ZONE\tMESSAGE``,
+    so the newest one is the last line."""
+    if not readable(common, gitdir, REFS):
+        return None
+    try:
+        with open(gitdir / 'logs' / 'HEAD', 'rb') as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - REFLOG_TAIL))
+            tail = f.read()
+    except FileNotFoundError:
+        return None
+    if not tail.endswith(b'\n'):
+        return None  # being written
+    lines = tail[:-1].split(b'\n')
+    if len(lines) < 2 and size > len(tail):
+        return None  # the entry is longer than what was read
+    fields = lines[-1].split(b' ', 2)
+    if len(fields) < 3:
+        return None
+    new = fields[1].decode('ascii', 'replace')
+    if not OBJECT_NAME.fullmatch(new) or not new.strip('0'):
+        return None
+    return new
+
+
 def plain_ref(ref: str) -> bool:
     """Whether ``ref`` is a full ref name that git takes as it is (see
     ``git check-ref-format``), so that its file is where this module looks:

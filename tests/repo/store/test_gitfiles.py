@@ -12,6 +12,7 @@ from datalad_worktree.repo.store.refs import (
     Head,
     branch_commit,
     git_dirs,
+    newest_head_position,
     read_head,
 )
 from datalad_worktree.repo.annex import has_annex_branch
@@ -19,6 +20,7 @@ from datalad_worktree.repo.queries import (
     branch_tip,
     current_branch,
     head_commit,
+    newest_head_entry,
 )
 
 
@@ -134,3 +136,63 @@ def test_annex_branch_from_files_or_git(repo):
     git(repo, 'branch', '-D', 'git-annex')
     git(repo, 'update-ref', 'refs/remotes/origin/git-annex', 'HEAD')
     assert has_annex_branch(repo)
+
+
+def reflog_from_git(repo: Path) -> list[str]:
+    out = subprocess.run(['git', 'log', '-g', '-n', '1', '--format=%H',
+                          'HEAD', '--'], cwd=repo, capture_output=True,
+                         text=True).stdout.split()
+    return out
+
+
+def test_newest_head_reflog_entry_as_git_shows_it(repo, tmp_path):
+    """The newest entry of a worktree's own HEAD reflog, read from its
+    file, is what ``git log -g -n 1 HEAD`` shows: in the main worktree, in
+    a linked one (whose reflog is its own), after a commit, a checkout, and
+    a branch moved underneath it by update-ref elsewhere (which does not
+    log into its HEAD reflog)"""
+    linked = tmp_path / 'linked'
+    git(repo, 'worktree', 'add', '-q', str(linked), 'other')
+    for wt in (repo, linked):
+        assert newest_head_entry(wt) == reflog_from_git(wt) == \
+            [git(wt, 'rev-parse', 'HEAD')]
+    (linked / 'g').write_text('g')
+    git(linked, 'add', 'g')
+    git(linked, 'commit', '-q', '-m', 'g')
+    git(repo, 'checkout', '-q', '--detach', 'HEAD~1')
+    for wt in (repo, linked):
+        assert newest_head_entry(wt) == reflog_from_git(wt)
+    before = newest_head_entry(linked)
+    git(repo, 'update-ref', 'refs/heads/other', 'main')
+    assert newest_head_entry(linked) == reflog_from_git(linked) == before
+    assert before != [git(linked, 'rev-parse', 'HEAD')]
+
+
+def test_a_head_reflog_not_read_with_certainty_is_left_to_git(repo):
+    """None from the file where an entry is being written, a line is not
+    what git writes, the storage is reftable, or there is no entry (git
+    makes one up from HEAD then); the query then asks git and still
+    answers as git does"""
+    gitdir, common = git_dirs(repo)
+    log = gitdir / 'logs' / 'HEAD'
+    expected = reflog_from_git(repo)
+    text = log.read_bytes()
+    log.write_bytes(text + b'0' * 40 + b' ' + b'1' * 40)  # no newline yet
+    assert newest_head_position(gitdir, common) is None
+    assert newest_head_entry(repo) == reflog_from_git(repo)
+    log.write_bytes(text + b'garbage\n')
+    assert newest_head_position(gitdir, common) is None
+    log.write_bytes(text + b'x' * 10000 + b'\n')
+    assert newest_head_position(gitdir, common) is None
+    log.write_bytes(text)
+    assert newest_head_position(gitdir, common) == expected[0]
+    (common / 'reftable').mkdir()
+    assert newest_head_position(gitdir, common) is None
+    assert newest_head_entry(repo) == expected
+    (common / 'reftable').rmdir()
+    git(repo, 'commit', '-q', '--allow-empty', '-m', 'c2')
+    for emptied in (lambda: log.write_bytes(b''), log.unlink):
+        emptied()
+        assert newest_head_position(gitdir, common) is None
+        assert newest_head_entry(repo) == reflog_from_git(repo) == \
+            [git(repo, 'rev-parse', 'HEAD')]
