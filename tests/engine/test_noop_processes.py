@@ -13,7 +13,7 @@ from pathlib import Path
 
 from datalad import api as dl
 
-from tests.helpers import add, datasets_of, git, quiet
+from tests.helpers import add, datasets_of, quiet
 
 
 def repos_git_ran_in(trace: Path) -> list[tuple[str, list[str]]]:
