@@ -29,12 +29,13 @@ import logging
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import (
     Callable,
     Iterator,
+    NamedTuple,
 )
 
 from datalad_next.runners import CommandError
@@ -66,9 +67,10 @@ MAX_POINTER_SIZE = 8192 + 2
 CARRIED_MODES = ('100644', '100755', '120000')
 
 
-@dataclass(frozen=True)
-class Entry:
-    """A file of a commit, as ``git ls-tree -r -l`` lists it"""
+class Entry(NamedTuple):
+    """A file of a commit, as ``git ls-tree -r -l`` lists it (a named
+    tuple: a commit may have a hundred thousand, and a tuple is made
+    several times faster than a frozen dataclass)"""
     mode: str
     blob: str
     size: int
@@ -108,13 +110,14 @@ def parse_tree(out: bytes) -> dict[str, Entry]:
     """The carried kinds of files (regular files, symbolic links) of a
     ``git ls-tree -r -l -z`` listing, by path"""
     entries = {}
+    carried = CARRIED_MODES
     # decoded once: a file name comes back as os.fsdecode gives it
     for record in os.fsdecode(out).split('\0'):
         if not record:
             continue
         meta, path = record.split('\t', 1)
         mode, _, blob, size = meta.split()
-        if mode in CARRIED_MODES:
+        if mode in carried:
             entries[path] = Entry(mode, blob, int(size))
     return entries
 
@@ -180,11 +183,15 @@ def copy_times(source: Path, dest: Path, entries: dict[str, Entry],
     return changed
 
 
+REFRESH_ARGS = [*NO_ANNEX_FILTER, 'update-index', '-q', '--ignore-submodules',
+                '--refresh']
+"""git arguments that refresh the index's stat data of unchanged files"""
+
+
 def refresh_index(repo: Path) -> None:
     """Update git's stat cache in ``repo`` for files whose content did not
     change, so that git does not report them as modified"""
-    git.run(repo, [*NO_ANNEX_FILTER, 'update-index', '-q',
-                   '--ignore-submodules', '--refresh'])
+    git.run(repo, REFRESH_ARGS)
 
 
 def copy_markers(source: Path, dest: Path, dirs: set[str],
@@ -276,8 +283,12 @@ def copy_dir_times(source: Path, dest: Path, children: dict[str, set[str]],
     changed = 0
     src_root, dst_root = os.path.join(source, ''), os.path.join(dest, '')
     allowed = set(markers)
+    skipped: dict[str, set[str]] = {}
+    for path in skip:
+        parent, _, name = path.rpartition('/')
+        skipped.setdefault(parent, set()).add(name)
     for d, names in children.items():
-        if not d or any(f'{d}/{n}' in skip for n in names):
+        if not d or not names.isdisjoint(skipped.get(d, ())):
             continue
         src_dir, dst_dir = src_root + d, dst_root + d
         try:
@@ -291,15 +302,18 @@ def copy_dir_times(source: Path, dest: Path, children: dict[str, set[str]],
         if not (here <= own and there <= own) or \
                 (here ^ there) - allowed or (here - there):
             continue
-        for m in sorted((there - names) & allowed):
+        carried = sorted((there - names) & allowed)
+        for m in carried:
             carry_marker(os.path.join(src_dir, m), os.path.join(dst_dir, m),
                          dst.st_mtime_ns, newer_only)
-        try:
-            if set(os.listdir(dst_dir)) != there:
+        if carried or here != there:
+            # what it holds now, and its time after a marker was copied
+            try:
+                if set(os.listdir(dst_dir)) != there:
+                    continue
+                dst = os.lstat(dst_dir)
+            except OSError:
                 continue
-            dst = os.lstat(dst_dir)
-        except OSError:
-            continue
         if _later(src.st_mtime_ns, dst.st_mtime_ns, newer_only):
             os.utime(dst_dir, ns=(dst.st_atime_ns, src.st_mtime_ns),
                      follow_symlinks=False)
@@ -350,21 +364,38 @@ def into_new_worktree(origin: Path, worktree: Path, commit: str,
     checked for annex pointers. Of a sparse checkout, only the files it
     has are looked at, in ``origin`` too.
     """
-    entries = listed_files(origin, commit)
-    pathspecs = []
+    pathspecs = [] if cone is None else cone_pathspecs(cone)
+    entries, differing = listed_and_differing(origin, commit, pathspecs)
     if cone is not None:
         entries = {path: entry for path, entry in entries.items()
                    if checked_out(path, cone)}
-        pathspecs = cone_pathspecs(cone)
-    differing = parse_names(git.run(origin, differing_args(commit) +
-                                    pathspecs))
     changed = copy_times(origin, worktree, entries, differing,
                          check_pointers=annex)
-    if changed:
-        refresh_index(worktree)
-    copy_markers(origin, worktree, directories(entries))
-    copy_dir_times(origin, worktree, tracked_children(entries), differing)
+    # git refreshes its index while the markers and the directories' times
+    # are done here (neither touches a tracked file)
+    with git.meanwhile(worktree, REFRESH_ARGS) if changed else nullcontext():
+        copy_markers(origin, worktree, directories(entries))
+        copy_dir_times(origin, worktree, tracked_children(entries),
+                       differing)
     return changed
+
+
+def listed_and_differing(repo: Path, commit: str, pathspecs: list[str]
+                         ) -> tuple[dict[str, Entry], set[str]]:
+    """``listed_files(repo, commit)``, and the names of the files of
+    ``repo`` that differ from ``commit`` (in ``pathspecs``), with the two
+    git processes at the same time where both are needed"""
+    found = files_of(repo, commit)
+    if found is not None:
+        return ({path: Entry(mode, blob, size)
+                 for path, mode, blob, size in found
+                 if mode in CARRIED_MODES},
+                parse_names(git.run(repo, differing_args(commit) +
+                                    pathspecs)))
+    tree, differing = git.run_all([
+        (repo, ls_tree_args(commit)),
+        (repo, differing_args(commit) + pathspecs)])
+    return parse_tree(tree), parse_names(differing)
 
 
 OTHER_TREE = 'other-tree'

@@ -188,6 +188,23 @@ def run_all(calls: list[tuple[Path, list[str]]]) -> list[bytes]:
 
 
 @contextmanager
+def meanwhile(repo: Path, args: list[str]) -> Iterator[None]:
+    """Run git with ``args`` in ``repo`` while the body of the context
+    runs; its end is waited for when the context is left, also when the
+    body raised (git is let finish what it writes). Raises
+    ``CommandError`` where git failed, once the body has ended."""
+    cmd = ['git', *args]
+    proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=environment())
+    try:
+        yield
+    finally:
+        out, err = proc.communicate()
+    if proc.returncode:
+        raise failed(cmd, proc.returncode, repo, out, err)
+
+
+@contextmanager
 def _fed(repo: Path, args: list[str], lines: Iterable[str]
          ) -> Iterator[subprocess.Popen]:
     """git with ``args`` in ``repo``, its standard input fed with
