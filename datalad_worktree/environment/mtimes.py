@@ -494,6 +494,35 @@ def newer_than_recorded(source: Path, recorded: dict[str, tuple[int, int]]
     return found
 
 
+def times_differ(source: Path, dest: Path, entries, dirs) -> bool:
+    """Whether a file of ``entries`` (paths) or a directory of ``dirs``
+    (not the top) that both sides have has another modification time in
+    ``source`` than in ``dest``, or such a directory holds a marker file
+    in ``source``: where none does, carrying times from ``source`` to
+    ``dest`` changes nothing. Stat data only, up to the first found."""
+    src_root, dst_root = os.path.join(source, ''), os.path.join(dest, '')
+    for path in entries:
+        try:
+            if os.lstat(src_root + path).st_mtime_ns != \
+                    os.lstat(dst_root + path).st_mtime_ns:
+                return True
+        except OSError:
+            continue
+    for d in dirs:
+        if not d:
+            continue
+        try:
+            if os.lstat(src_root + d).st_mtime_ns != \
+                    os.lstat(dst_root + d).st_mtime_ns:
+                return True
+        except OSError:
+            continue
+        if any(os.path.lexists(os.path.join(src_root + d, m))
+               for m in MARKERS):
+            return True
+    return False
+
+
 def newer_dirs(source: Path, dest: Path, dirs) -> bool:
     """Whether a directory of ``dirs`` (its paths, '' for the top, which
     is not looked at; or a marker file in one) is newer in ``source`` than
@@ -597,10 +626,18 @@ def between_worktrees(source: Path, dest: Path, commit: str,
       directories theirs (see ``copy_dir_times``);
     * else only the files that the move wrote (changed from ``before``),
       which have the time of the checkout; newer times of the others are
-      withheld (and counted)."""
+      withheld (and counted).
+
+    Where no file or directory has another time in ``source`` than in
+    ``dest`` and no marker is there (``times_differ``), none of this would
+    change anything: git is not asked whether the sides differ from
+    ``commit``, which in a dataset with subdatasets looks into each of
+    them."""
+    entries = listed_files(dest, commit)
+    if not times_differ(source, dest, entries, directories(entries)):
+        return Carried()
     dest_diff, source_diff = dirty_sides(source, dest, commit)
     skip = parse_names(dest_diff) | parse_names(source_diff)
-    entries = listed_files(dest, commit)
     head = head_commit(source)
     same = bool(head) and same_tree(dest, head, commit)
     if same and not dest_diff and not source_diff:
