@@ -61,6 +61,7 @@ from bench_nested import (
     REMOVE_LOOP,
     STATUS_LOOP,
     annex_version,
+    as_installed,
     direct_git_annex,
     git,
     git_loop_add,
@@ -293,6 +294,10 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix='wt-bigtree-') as tmp:
         note = direct_git_annex(Path(tmp) / 'bin')
         notes = [note] if note else []
+        note = as_installed(Path(tmp))
+        if note:
+            notes.append(note)
+            progress(note)
         results = [bench_profile(Path(tmp), name, *sizes, args.rounds)
                    for name, sizes in profiles.items()]
     versions = (f'{platform.machine()}, {os.cpu_count()} cores, Python '

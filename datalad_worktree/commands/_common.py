@@ -286,12 +286,19 @@ def render_result(res: dict) -> None:
         # DataLad's (format, args) form, from results of other commands
         generic_result_renderer(res)
         return
+    # whether to colour is asked once (DataLad's color_word asks its
+    # configuration and the terminal for each word)
+    color = ac.color_enabled()
+
+    def word(text: str, code: int | None) -> str:
+        return ac.color_word(text, code, force=True) if color else text
+
+    status = res['status']
     ui.message('{action}({status}): {path}{type}{msg}'.format(
-        action=ac.color_word(res.get('action'), ac.BOLD),
-        status=ac.color_status(res['status']),
+        action=word(res.get('action'), ac.BOLD),
+        status=word(status, ac.RESULT_STATUS_COLORS.get(status)),
         path=shown(res['path']),
-        type=(f" ({ac.color_word(res['type'], ac.MAGENTA)})"
-              if 'type' in res else ''),
+        type=f" ({word(res['type'], ac.MAGENTA)})" if 'type' in res else '',
         msg=f' [{relative_paths(message)}]' if message else '',
     ))
 

@@ -81,6 +81,8 @@ def run_phase(steps: int) -> None:
 def test_lines_between_a_phases_ends_come_at_most_every_few_seconds(
         logged, monkeypatch):
     info, debug = logging.INFO, logging.DEBUG
+    # every step redrawn (see the test of REDRAW below)
+    monkeypatch.setattr(progress_module, 'REDRAW', 0)
     run_phase(3)
     assert [level for _, level in logged] == [info, debug, debug, debug,
                                               info]
@@ -99,3 +101,28 @@ def test_lines_between_a_phases_ends_come_at_most_every_few_seconds(
     monkeypatch.setattr(datalad, 'get_apimode', lambda: 'cmdline')
     run_phase(2)
     assert [level for _, level in logged] == [debug] * 4
+
+
+def test_a_bar_is_redrawn_at_most_every_tenth_of_a_second(logged,
+                                                          monkeypatch):
+    """Steps that come faster are counted at the next redraw, and the
+    last ones before the phase ends: the bar reaches its total"""
+    clock = [100.0]
+    monkeypatch.setattr(progress_module.time, 'monotonic', lambda: clock[0])
+    updates = []
+    real = progress_module.log_progress
+
+    def counting(*args, **kwargs):
+        if kwargs.get('update'):
+            updates.append(kwargs['update'])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(progress_module, 'log_progress', counting)
+    with progress('phase', 10) as done:
+        for i in range(10):
+            clock[0] += 0.03  # a step every 30 ms
+            done()
+    assert sum(updates) == 10
+    # redrawn after 4, 8 steps (0.12 s, 0.24 s), then the 2 left at the end
+    assert updates == [4, 4, 2]
+    assert logged[-2][0] == 'phase: 10 of 10 datasets done'
