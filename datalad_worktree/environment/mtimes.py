@@ -44,7 +44,7 @@ from datalad_worktree.base.outcome import Outcome
 from datalad_worktree.repo.queries import head_commit
 from datalad_worktree.repo.records import files_of
 from datalad_worktree.repo.sparse_checkout import Cone, checked_out, cone_pathspecs
-from datalad_worktree.repo.store.index import file_times
+from datalad_worktree.repo.store.index import file_times, recorded_files
 from datalad_worktree.repo.store.objects import blob_id, blob_of
 from datalad_worktree.runners import git
 from datalad_worktree.runners.git import NO_ANNEX_FILTER
@@ -365,10 +365,8 @@ def into_new_worktree(origin: Path, worktree: Path, commit: str,
     has are looked at, in ``origin`` too.
     """
     pathspecs = [] if cone is None else cone_pathspecs(cone)
-    entries, differing = listed_and_differing(origin, commit, pathspecs)
-    if cone is not None:
-        entries = {path: entry for path, entry in entries.items()
-                   if checked_out(path, cone)}
+    entries, differing = listed_and_differing(origin, commit, pathspecs,
+                                              cone)
     changed = copy_times(origin, worktree, entries, differing,
                          check_pointers=annex)
     # git refreshes its index while the markers and the directories' times
@@ -380,22 +378,69 @@ def into_new_worktree(origin: Path, worktree: Path, commit: str,
     return changed
 
 
-def listed_and_differing(repo: Path, commit: str, pathspecs: list[str]
+def listed_and_differing(repo: Path, commit: str, pathspecs: list[str],
+                         cone: Cone | None = None
                          ) -> tuple[dict[str, Entry], set[str]]:
-    """``listed_files(repo, commit)``, and the names of the files of
-    ``repo`` that differ from ``commit`` (in ``pathspecs``), with the two
-    git processes at the same time where both are needed"""
+    """``listed_files(repo, commit)`` (of them only those in ``cone``,
+    where given), and the names of the files of ``repo`` that differ from
+    ``commit`` (in ``pathspecs``, the cone's): for a commit small enough to
+    be read from the files, without git where git's index says that no
+    file differs (``unchanged_in``); else with the two git processes at
+    the same time"""
     found = files_of(repo, commit)
     if found is not None:
-        return ({path: Entry(mode, blob, size)
-                 for path, mode, blob, size in found
-                 if mode in CARRIED_MODES},
-                parse_names(git.run(repo, differing_args(commit) +
-                                    pathspecs)))
+        entries = {path: Entry(mode, blob, size)
+                   for path, mode, blob, size in found
+                   if mode in CARRIED_MODES and
+                   (cone is None or checked_out(path, cone))}
+        if unchanged_in(repo, entries):
+            return entries, set()
+        return entries, parse_names(git.run(repo, differing_args(commit) +
+                                            pathspecs))
     tree, differing = git.run_all([
         (repo, ls_tree_args(commit)),
         (repo, differing_args(commit) + pathspecs)])
-    return parse_tree(tree), parse_names(differing)
+    entries = parse_tree(tree)
+    if cone is not None:
+        entries = {path: entry for path, entry in entries.items()
+                   if checked_out(path, cone)}
+    return entries, parse_names(differing)
+
+
+def unchanged_in(repo: Path, entries: dict[str, Entry]) -> bool:
+    """Whether each file of ``entries`` certainly holds, in the working
+    tree ``repo``, the blob the entry names, by git's own record of it (as
+    ``git diff`` would find without reading it): the index records that
+    blob and mode for the path, and stat data the file still has exactly
+    (times, inode, owner, size, kind and executable bit), and the file was
+    not written in the second the index was (git would read such a
+    "racily clean" file). False as soon as one is not, or where the index
+    may not be read here (``store.index``): git is asked then."""
+    found = recorded_files(repo)
+    if found is None:
+        return False
+    index_time, recorded = found
+    index_second = index_time // 1_000_000_000
+    root = os.path.join(repo, '')
+    for path, entry in entries.items():
+        known = recorded.get(path)
+        if known is None or known.blob != entry.blob or \
+                known.mode != int(entry.mode, 8) or \
+                known.mtime_ns // 1_000_000_000 >= index_second:
+            return False
+        try:
+            st = os.lstat(root + path)
+        except OSError:
+            return False
+        if (st.st_mtime_ns, st.st_ctime_ns, st.st_ino & 0xFFFFFFFF,
+                st.st_uid, st.st_gid, st.st_size & 0xFFFFFFFF) != (
+                known.mtime_ns, known.ctime_ns, known.ino, known.uid,
+                known.gid, known.size) or \
+                stat.S_IFMT(st.st_mode) != stat.S_IFMT(known.mode) or \
+                stat.S_ISREG(st.st_mode) and \
+                st.st_mode & 0o100 != known.mode & 0o100:
+            return False
+    return True
 
 
 OTHER_TREE = 'other-tree'

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from datalad_worktree.repo.store.index import file_times, parse
+from datalad_worktree.repo.store.index import Recorded, file_times, parse, recorded_files
 from tests.helpers import git
 
 
@@ -122,3 +122,51 @@ def test_what_does_not_parse_to_its_end_is_refused(repo):
     assert parse(data[:-30]) is None
     assert parse(b'XXXX' + data[4:]) is None
     assert parse(data[:12]) is None
+
+
+def debug_records(repo) -> dict[str, Recorded]:
+    """All that ``git ls-files --debug`` prints of each entry of stage 0"""
+    out = git(repo, '-c', 'core.quotePath=false', 'ls-files', '--debug',
+              '-s')
+    found: dict[str, Recorded] = {}
+    for block in re.split(r'\n(?=\S)', out):
+        head, *rest = block.splitlines()
+        meta, path = head.split('\t', 1)
+        mode, blob, stage = meta.split()
+        if stage != '0':
+            continue
+        text = ' '.join(rest)
+        num = {k: tuple(map(int, v.split(':'))) for k, v in
+               re.findall(r'(ctime|mtime|dev|ino|uid|gid|size|flags):\s*'
+                          r'([0-9:]+)', text)}
+        found[path] = Recorded(
+            num['ctime'][0] * 10**9 + num['ctime'][1],
+            num['mtime'][0] * 10**9 + num['mtime'][1], num['ino'][0],
+            int(mode, 8), num['uid'][0], num['gid'][0], num['size'][0],
+            blob)
+    return found
+
+
+def test_every_recorded_field_as_git_prints_it(repo):
+    """ctime, mtime, inode, mode, owner, size and object name of each
+    entry, and the index file's own time"""
+    git(repo, 'update-index', '--refresh')
+    index_time, found = recorded_files(repo)
+    assert found == debug_records(repo)
+    assert index_time == os.stat(repo / '.git' / 'index').st_mtime_ns
+    assert len(found) == 34
+
+
+def test_records_not_read_where_times_are_not(repo, monkeypatch):
+    """recorded_files gives None where file_times does (another index
+    file, a version 4 index), and leaves out what file_times leaves out"""
+    git(repo, 'sparse-checkout', 'set', 'd0')
+    found = recorded_files(repo)[1]
+    assert set(found) == set(file_times(repo))
+    assert not any(p.startswith('d1/') for p in found)
+    git(repo, 'sparse-checkout', 'disable')
+    monkeypatch.setenv('GIT_INDEX_FILE', str(repo / '.git' / 'index'))
+    assert recorded_files(repo) is None
+    monkeypatch.delenv('GIT_INDEX_FILE')
+    git(repo, 'update-index', '--index-version', '4')
+    assert recorded_files(repo) is None
