@@ -70,6 +70,7 @@ from bench_nested import (
     raw_remove,
     register,
     run,
+    settled,
     status_loop,
     table,
 )
@@ -169,11 +170,13 @@ class Meter:
         self.peak_kib: dict[str, int] = {}
 
     def __call__(self, name: str, fn, *args, **kwargs) -> None:
+        settled()
         start = time.perf_counter()
         fn(*args, **kwargs)
         self.seconds[name] = time.perf_counter() - start
 
     def datalad(self, name: str, *args: str, cwd: Path) -> None:
+        settled()
         start = time.perf_counter()
         proc = subprocess.Popen([DATALAD, *args], cwd=cwd,
                                 stdout=subprocess.DEVNULL,

@@ -492,6 +492,14 @@ def disk_bytes(path: Path) -> int:
     return total
 
 
+def settled() -> None:
+    """Let the file system finish what the previous step left it (a
+    deletion of thousands of files, on ext4 mounted with ``discard``,
+    goes on in the kernel after ``rm`` returned), so that no timed step
+    pays for the one before it: ``sync``, outside the timing"""
+    os.sync()
+
+
 class Meter:
     """Runs the figures of one round and times them; with ``trace_dir``,
     also counts the git processes each starts"""
@@ -506,6 +514,7 @@ class Meter:
         if self.trace_dir is not None:
             trace = self.trace_dir / f'{len(self.spawns)}.trace'
             env = dict(os.environ, GIT_TRACE2_EVENT=str(trace))
+        settled()
         start = time.perf_counter()
         fn(*args, env=env, **kwargs)
         self.seconds[name] = time.perf_counter() - start
