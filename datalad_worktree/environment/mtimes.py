@@ -546,26 +546,24 @@ def times_differ(source: Path, dest: Path, entries, dirs) -> bool:
     in ``source``: where none does, carrying times from ``source`` to
     ``dest`` changes nothing. Stat data only, up to the first found."""
     src_root, dst_root = os.path.join(source, ''), os.path.join(dest, '')
-    for path in entries:
-        try:
-            if os.lstat(src_root + path).st_mtime_ns != \
-                    os.lstat(dst_root + path).st_mtime_ns:
-                return True
-        except OSError:
-            continue
+    if any(_other_time(src_root + p, dst_root + p) for p in entries):
+        return True
     for d in dirs:
-        if not d:
-            continue
-        try:
-            if os.lstat(src_root + d).st_mtime_ns != \
-                    os.lstat(dst_root + d).st_mtime_ns:
-                return True
-        except OSError:
-            continue
-        if any(os.path.lexists(os.path.join(src_root + d, m))
-               for m in MARKERS):
+        other = _other_time(src_root + d, dst_root + d) if d else None
+        if other or other is not None and any(
+                os.path.lexists(os.path.join(src_root + d, m))
+                for m in MARKERS):
             return True
     return False
+
+
+def _other_time(a: str, b: str) -> bool | None:
+    """Whether ``a`` has another modification time than ``b``; None where
+    either is missing"""
+    try:
+        return os.lstat(a).st_mtime_ns != os.lstat(b).st_mtime_ns
+    except OSError:
+        return None
 
 
 def newer_dirs(source: Path, dest: Path, dirs) -> bool:
