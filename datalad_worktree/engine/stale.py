@@ -101,7 +101,7 @@ def earlier_positions(repo: Path, head: str) -> list[str]:
     underneath it: none when the worktree's own HEAD reflog says it last
     checked out ``head`` itself; else that last checkout, then the earlier
     positions of the branch, newest first"""
-    own = reflog(repo, 'HEAD', 1)
+    own = newest_head_entry(repo)
     if own == [head]:
         return []
     branch = current_branch(repo)

@@ -102,22 +102,30 @@ def listed_files(repo: Path, commit: str) -> dict[str, Entry]:
     found = files_of(repo, commit)
     if found is None:
         return parse_tree(git.run(repo, ls_tree_args(commit)))
+    return carried_of(found)
+
+
+def carried_of(found: list[tuple[str, str, str, int]],
+               cone: Cone | None = None) -> dict[str, Entry]:
+    """The carried kinds of files of the listing ``found`` (path, mode,
+    blob, size; ``records.files_of``), of them only those in ``cone``
+    where given, by path"""
     return {path: Entry(mode, blob, size)
-            for path, mode, blob, size in found if mode in CARRIED_MODES}
+            for path, mode, blob, size in found if mode in CARRIED_MODES
+            and (cone is None or checked_out(path, cone))}
 
 
 def parse_tree(out: bytes) -> dict[str, Entry]:
     """The carried kinds of files (regular files, symbolic links) of a
     ``git ls-tree -r -l -z`` listing, by path"""
     entries = {}
-    carried = CARRIED_MODES
     # decoded once: a file name comes back as os.fsdecode gives it
     for record in os.fsdecode(out).split('\0'):
         if not record:
             continue
         meta, path = record.split('\t', 1)
         mode, _, blob, size = meta.split()
-        if mode in carried:
+        if mode in CARRIED_MODES:
             entries[path] = Entry(mode, blob, int(size))
     return entries
 
@@ -389,10 +397,7 @@ def listed_and_differing(repo: Path, commit: str, pathspecs: list[str],
     the same time"""
     found = files_of(repo, commit)
     if found is not None:
-        entries = {path: Entry(mode, blob, size)
-                   for path, mode, blob, size in found
-                   if mode in CARRIED_MODES and
-                   (cone is None or checked_out(path, cone))}
+        entries = carried_of(found, cone)
         if unchanged_in(repo, entries):
             return entries, set()
         return entries, parse_names(git.run(repo, differing_args(commit) +
